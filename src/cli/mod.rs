@@ -1,0 +1,134 @@
+//! The `oc-sync` command line. Each command lives in its own module; this one parses arguments
+//! (clap) and maps outcomes to exit codes: 0 ok, 1 failure, 2 usage error.
+
+mod init;
+mod install;
+mod paths_cmd;
+mod status_cmd;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::paths::{EnvSnapshot, Paths};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILURE: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "oc-sync",
+    version = crate::VERSION,
+    about = "Keep OpenCode's config, state, credentials and sessions in step across your machines.",
+    after_help = "Docs: the README of the oc-sync package. Config file: $XDG_CONFIG_HOME/opencode/opencode-sync.json (or $OC_SYNC_CONFIG).",
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show config, machine id, remote, plugin registration and last sync.
+    Status {
+        /// Print machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the OpenCode and oc-sync paths resolved on this machine.
+    Paths {
+        /// Print machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a commented starter config file.
+    Init {
+        /// Replace an existing config (the old one is kept as a .bak copy).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Register the plugin with OpenCode (for `npm install oc-sync` in OpenCode's config dir).
+    Install {
+        /// Register a file:// URL to this package instead of the bare name "oc-sync".
+        #[arg(long)]
+        file_url: bool,
+        /// Show what would change without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// The installed oc-sync package folder (set by the npm launcher).
+        #[arg(long, env = "OC_SYNC_PACKAGE_DIR", hide_env_values = true)]
+        package_dir: Option<PathBuf>,
+    },
+}
+
+/// Where a command writes, and the environment it runs in.
+pub struct Io<'a> {
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+    pub env: EnvSnapshot,
+}
+
+/// Runs the CLI with `args` (including the program name) and returns the exit code.
+pub fn run<I, T>(args: I, io: &mut Io<'_>) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let text = e.render().to_string();
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = write!(io.out, "{text}");
+                    EXIT_OK
+                }
+                _ => {
+                    let _ = write!(io.err, "{text}");
+                    EXIT_USAGE
+                }
+            };
+        }
+    };
+    let paths = match Paths::resolve(&io.env) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(io.err, "error: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Status { json } => status_cmd::run(&paths, json, io),
+        Command::Paths { json } => paths_cmd::run(&paths, json, io),
+        Command::Init { force } => init::run(&paths, force, io),
+        Command::Install { file_url, dry_run, package_dir } => install::run(&paths, file_url, dry_run, package_dir, io),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(io.err, "error: {e:#}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// Runs the CLI on the real process environment and standard streams.
+pub fn run_process<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    let mut io = Io { out: &mut out, err: &mut err, env: EnvSnapshot::from_process() };
+    let code = run(args, &mut io);
+    let _ = io.out.flush();
+    code
+}
+
+#[cfg(test)]
+mod tests;

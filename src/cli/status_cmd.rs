@@ -1,0 +1,52 @@
+//! `oc-sync status`: a short plain summary, or `--json` for scripts.
+
+use std::io::Write;
+
+use super::{Io, EXIT_FAILURE, EXIT_OK};
+use crate::paths::Paths;
+use crate::status;
+
+pub fn run(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
+    let r = status::report(paths, &io.env);
+    let code = if r.config.error.is_some() { EXIT_FAILURE } else { EXIT_OK };
+    if json {
+        writeln!(io.out, "{}", serde_json::to_string_pretty(&r)?)?;
+        return Ok(code);
+    }
+    let o = &mut io.out;
+    writeln!(o, "oc-sync {}", r.version)?;
+    let cfg = match (&r.config.error, r.config.found) {
+        (Some(_), _) => format!("{} (INVALID, see below)", r.config.file.display()),
+        (None, true) => r.config.file.display().to_string(),
+        (None, false) => format!("{} (not found: using defaults)", r.config.file.display()),
+    };
+    writeln!(o, "config     {cfg}")?;
+    match (&r.machine_id, &r.machine_id_origin) {
+        (Some(id), Some(origin)) => writeln!(o, "machine    {id} ({origin})")?,
+        _ => writeln!(o, "machine    (not created yet: made on first use)")?,
+    }
+    writeln!(
+        o,
+        "remote     {} {}: {}{}",
+        r.remote.kind,
+        r.remote.location,
+        r.remote.detail,
+        if r.remote.reachable { "" } else { " [unreachable]" }
+    )?;
+    match &r.plugin.entry {
+        Some(e) => writeln!(o, "plugin     registered as \"{e}\" in {}", r.plugin.opencode_config_file.display())?,
+        None => writeln!(o, "plugin     not registered in {}", r.plugin.opencode_config_file.display())?,
+    }
+    writeln!(o, "syncing    {}", if r.categories.is_empty() { "nothing (all categories off)".into() } else { r.categories.join(", ") })?;
+    writeln!(o, "last sync  {}", r.last_sync.as_deref().unwrap_or("never"))?;
+    for w in &r.config.warnings {
+        writeln!(o, "warning: {w}")?;
+    }
+    if !r.next_steps.is_empty() {
+        writeln!(o, "\nNext steps:")?;
+        for s in &r.next_steps {
+            writeln!(o, "  - {s}")?;
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,662 @@
+//! oc-sync's configuration: read from `opencode-sync.json` (JSONC), overlaid by the options given in
+//! opencode.json's plugin tuple and by environment variables, validated against [`schema::KEYS`].
+//!
+//! Bad input never panics and never silently falls back: every problem becomes an [`Issue`] that names
+//! where the value came from (file path, plugin options, environment variable), the key, what is
+//! accepted and how to fix it. Unknown keys are warnings (with a "did you mean" when one is close).
+
+pub mod schema;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::paths::{EnvSnapshot, Paths};
+use schema::{KeySpec, Kind, KEYS};
+
+/// A secret string: shown masked in Debug and in status output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// `ghp_…abcd`: enough to recognise which token is used, never enough to use it.
+    pub fn masked(&self) -> String {
+        let n = self.0.chars().count();
+        if n <= 8 {
+            "****".into()
+        } else {
+            let head: String = self.0.chars().take(4).collect();
+            let tail: String = self.0.chars().skip(n - 4).collect();
+            format!("{head}…{tail}")
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictStrategy {
+    AutoMerge,
+    LocalWins,
+    RemoteWins,
+    NewestWins,
+    Ask,
+}
+
+impl ConflictStrategy {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "auto-merge" => Self::AutoMerge,
+            "local-wins" => Self::LocalWins,
+            "remote-wins" => Self::RemoteWins,
+            "newest-wins" => Self::NewestWins,
+            "ask" => Self::Ask,
+            _ => return None,
+        })
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::AutoMerge => "auto-merge",
+            Self::LocalWins => "local-wins",
+            Self::RemoteWins => "remote-wins",
+            Self::NewestWins => "newest-wins",
+            Self::Ask => "ask",
+        }
+    }
+}
+
+/// Which remote the person asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "path", rename_all = "lowercase")]
+pub enum RemoteSetting {
+    /// Not set: GitHub when a token is found, otherwise the default local folder.
+    Auto,
+    Github,
+    Local(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Categories {
+    pub config: bool,
+    pub state: bool,
+    pub credentials: bool,
+    pub sessions: bool,
+    pub messages: bool,
+    pub projects: bool,
+    pub todos: bool,
+}
+
+impl Categories {
+    pub fn enabled(&self) -> Vec<&'static str> {
+        let all = [
+            ("config", self.config),
+            ("state", self.state),
+            ("credentials", self.credentials),
+            ("sessions", self.sessions),
+            ("messages", self.messages),
+            ("projects", self.projects),
+            ("todos", self.todos),
+        ];
+        all.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect()
+    }
+}
+
+/// The validated configuration, with every default filled in.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub remote: RemoteSetting,
+    pub token: Option<Secret>,
+    pub repo_owner: Option<String>,
+    pub repo_name: String,
+    pub branch: Option<String>,
+    pub github_api_url: String,
+    pub machine_id: Option<String>,
+    pub encryption_key: Option<Secret>,
+    pub old_encryption_key: Option<Secret>,
+    pub auto_sync_on_startup: bool,
+    pub continuous_sync: bool,
+    pub sync_interval_minutes: f64,
+    pub file_watcher_debounce_ms: u64,
+    pub max_debounce_ms: u64,
+    pub sync: Categories,
+    pub conflict_strategy: ConflictStrategy,
+    pub max_retry_attempts: u32,
+    pub retry_delay_ms: u64,
+    pub tombstone_grace_days: u32,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            remote: RemoteSetting::Auto,
+            token: None,
+            repo_owner: None,
+            repo_name: ".opencode-sync".into(),
+            branch: None,
+            github_api_url: "https://api.github.com".into(),
+            machine_id: None,
+            encryption_key: None,
+            old_encryption_key: None,
+            auto_sync_on_startup: true,
+            continuous_sync: true,
+            sync_interval_minutes: 5.0,
+            file_watcher_debounce_ms: 5000,
+            max_debounce_ms: 30_000,
+            sync: Categories {
+                config: true,
+                state: true,
+                credentials: true,
+                sessions: true,
+                messages: true,
+                projects: true,
+                todos: true,
+            },
+            conflict_strategy: ConflictStrategy::AutoMerge,
+            max_retry_attempts: 5,
+            retry_delay_ms: 1000,
+            tombstone_grace_days: 30,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// Where a value came from, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    PluginOptions,
+    Env(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::PluginOptions => f.write_str("the oc-sync options in opencode.json (\"plugin\": [[\"oc-sync\", {...}]])"),
+            Source::Env(v) => write!(f, "environment variable {v}"),
+        }
+    }
+}
+
+/// One problem with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Issue {
+    pub source: String,
+    /// Dotted key path, e.g. `sync.sessions`; empty for the whole file.
+    pub key: String,
+    pub message: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {} Fix: {}", self.source, self.message, self.fix)
+        } else {
+            write!(f, "{}: key \"{}\": {} Fix: {}", self.source, self.key, self.message, self.fix)
+        }
+    }
+}
+
+/// The configuration could not be used; every problem found is listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub issues: Vec<Issue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.issues.len() == 1 {
+            return write!(f, "invalid oc-sync config: {}", self.issues[0]);
+        }
+        write!(f, "invalid oc-sync config ({} problems):", self.issues.len())?;
+        for i in &self.issues {
+            write!(f, "\n  - {i}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A successfully loaded configuration and what was noticed on the way.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// Unknown keys and other things worth telling the person; the config is still usable.
+    pub warnings: Vec<Issue>,
+    /// The config file, when one exists.
+    pub file: Option<PathBuf>,
+}
+
+/// Loads the config file (if any), overlays plugin options and environment variables, validates all.
+pub fn load(paths: &Paths, env: &EnvSnapshot, plugin_options: Option<&Value>) -> Result<Loaded, ConfigError> {
+    let mut issues = Vec::new();
+    let mut warnings = Vec::new();
+    let mut merged = Map::new();
+    let mut file = None;
+
+    match read_file(&paths.config_file) {
+        Ok(Some(obj)) => {
+            let src = Source::File(paths.config_file.clone());
+            check_object(&obj, KEYS, "", &src, &mut issues, &mut warnings);
+            deep_merge(&mut merged, obj);
+            file = Some(paths.config_file.clone());
+        }
+        Ok(None) => {}
+        Err(issue) => issues.push(issue),
+    }
+
+    if let Some(opts) = plugin_options {
+        match opts {
+            Value::Null => {}
+            Value::Object(obj) => {
+                check_object(obj, KEYS, "", &Source::PluginOptions, &mut issues, &mut warnings);
+                deep_merge(&mut merged, obj.clone());
+            }
+            other => issues.push(Issue {
+                source: Source::PluginOptions.to_string(),
+                key: String::new(),
+                message: format!("the options must be an object, found {}.", type_name(other)),
+                fix: "write the plugin entry as [\"oc-sync\", { \"conflictStrategy\": \"auto-merge\" }].".into(),
+            }),
+        }
+    }
+
+    if let Some(remote) = env.var("OC_SYNC_REMOTE") {
+        merged.insert("remote".into(), Value::String(remote.into()));
+    }
+    if let Some(level) = env.var("OC_SYNC_LOG") {
+        let src = Source::Env("OC_SYNC_LOG");
+        let mut obj = Map::new();
+        obj.insert("logLevel".into(), Value::String(level.into()));
+        check_object(&obj, KEYS, "", &src, &mut issues, &mut warnings);
+        merged.insert("logLevel".into(), Value::String(level.into()));
+    }
+    if let Some(url) = env.var("GITHUB_API_URL") {
+        merged.insert("githubApiUrl".into(), Value::String(url.into()));
+    }
+
+    if !issues.is_empty() {
+        return Err(ConfigError { issues });
+    }
+    let source_of = |key: &str| -> Source {
+        match key {
+            "remote" if env.var("OC_SYNC_REMOTE").is_some() => Source::Env("OC_SYNC_REMOTE"),
+            "githubApiUrl" if env.var("GITHUB_API_URL").is_some() => Source::Env("GITHUB_API_URL"),
+            _ if plugin_options.and_then(|o| o.get(key)).is_some() => Source::PluginOptions,
+            _ => Source::File(paths.config_file.clone()),
+        }
+    };
+    let config = build(&merged, &source_of).map_err(|issues| ConfigError { issues })?;
+    Ok(Loaded { config, warnings, file })
+}
+
+/// Reads and parses the file; `Ok(None)` when it does not exist.
+fn read_file(path: &Path) -> Result<Option<Map<String, Value>>, Issue> {
+    let src = Source::File(path.to_path_buf()).to_string();
+    let text = match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(_) => {
+                return Err(Issue {
+                    source: src,
+                    key: String::new(),
+                    message: "the file is not valid UTF-8 text.".into(),
+                    fix: "save it as UTF-8, or recreate it with `oc-sync init --force`.".into(),
+                });
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Issue {
+                source: src,
+                key: String::new(),
+                message: format!("cannot read the file: {e}."),
+                fix: "check its permissions (it should be readable by you, mode 0600).".into(),
+            });
+        }
+    };
+    match crate::jsonc::parse(&text) {
+        Ok(Some(Value::Object(obj))) => Ok(Some(obj)),
+        Ok(None) => Ok(Some(Map::new())),
+        Ok(Some(other)) => Err(Issue {
+            source: src,
+            key: String::new(),
+            message: format!("the file must hold a JSON object ({{ ... }}), found {}.", type_name(&other)),
+            fix: "wrap the settings in { }, or recreate the file with `oc-sync init --force`.".into(),
+        }),
+        Err(e) => Err(Issue {
+            source: src,
+            key: String::new(),
+            message: format!("invalid JSON at {e}."),
+            fix: "correct the syntax there (comments and trailing commas are allowed).".into(),
+        }),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn show(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 40 { format!("{}…", s.chars().take(40).collect::<String>()) } else { s }
+}
+
+/// Type-checks one object against its key specs, collecting errors and unknown-key warnings.
+fn check_object(
+    obj: &Map<String, Value>,
+    specs: &[KeySpec],
+    prefix: &str,
+    src: &Source,
+    issues: &mut Vec<Issue>,
+    warnings: &mut Vec<Issue>,
+) {
+    for (key, value) in obj {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        let Some(spec) = specs.iter().find(|s| s.name == key) else {
+            let suggestion = specs
+                .iter()
+                .map(|s| (strsim::damerau_levenshtein(&key.to_lowercase(), &s.name.to_lowercase()), s.name))
+                .filter(|(d, _)| *d <= 3)
+                .min();
+            let fix = match suggestion {
+                Some((_, name)) => format!("did you mean \"{name}\"? Rename it, or remove the key."),
+                None => format!(
+                    "remove it; known keys here are: {}.",
+                    specs.iter().filter(|s| s.name != "$schema").map(|s| s.name).collect::<Vec<_>>().join(", ")
+                ),
+            };
+            warnings.push(Issue {
+                source: src.to_string(),
+                key: path,
+                message: "unknown key, ignored.".into(),
+                fix,
+            });
+            continue;
+        };
+        let secret = matches!(spec.kind, Kind::Secret);
+        let bad = |msg: String| Issue {
+            source: src.to_string(),
+            key: path.clone(),
+            message: msg,
+            fix: format!(
+                "set it to {}, or remove the key to use the default ({}).",
+                spec.kind.describe(),
+                spec.default
+            ),
+        };
+        let shown = if secret { "(hidden)".to_string() } else { show(value) };
+        match (&spec.kind, value) {
+            (Kind::Bool, Value::Bool(_)) => {}
+            (Kind::String | Kind::Secret, Value::String(_)) => {}
+            (Kind::Int { min, max }, Value::Number(n)) => match n.as_u64() {
+                Some(i) if i >= *min && i <= *max => {}
+                _ => issues.push(bad(format!("{shown} is out of range or not a whole number."))),
+            },
+            (Kind::Number { min, max }, Value::Number(n)) => match n.as_f64() {
+                Some(x) if x >= *min && x <= *max => {}
+                _ => issues.push(bad(format!("{shown} is out of range."))),
+            },
+            (Kind::Enum(values), Value::String(s)) if values.contains(&s.as_str()) => {}
+            (Kind::Enum(values), Value::String(s)) => {
+                issues.push(bad(format!("\"{s}\" is not one of: {}.", values.join(", "))));
+            }
+            (Kind::StringList, Value::Array(items)) => {
+                if let Some(i) = items.iter().position(|v| !v.is_string()) {
+                    issues.push(bad(format!("item {i} is {}, not a string.", type_name(&items[i]))));
+                }
+            }
+            (Kind::Object(sub), Value::Object(inner)) => check_object(inner, sub, &path, src, issues, warnings),
+            (kind, other) => issues.push(bad(format!(
+                "expected {}, found {} {}.",
+                kind.describe(),
+                type_name(other),
+                if secret { String::new() } else { show(other) }
+            ))),
+        }
+    }
+}
+
+/// Merges `overlay` into `base`: objects key by key, everything else replaced.
+fn deep_merge(base: &mut Map<String, Value>, overlay: Map<String, Value>) {
+    for (k, v) in overlay {
+        match (base.get_mut(&k), v) {
+            (Some(Value::Object(b)), Value::Object(o)) => deep_merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Builds the typed config from type-checked JSON, applying the rules that span several keys.
+fn build(m: &Map<String, Value>, source_of: &dyn Fn(&str) -> Source) -> Result<Config, Vec<Issue>> {
+    let mut c = Config::default();
+    let mut issues = Vec::new();
+    let s = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
+    let b = |k: &str| m.get(k).and_then(Value::as_bool);
+    let n = |k: &str| m.get(k).and_then(Value::as_u64);
+    let list = |k: &str| -> Option<Vec<String>> {
+        m.get(k)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+    };
+    let issue = |issues: &mut Vec<Issue>, key: &str, message: String, fix: &str| {
+        issues.push(Issue { source: source_of(key).to_string(), key: key.into(), message, fix: fix.into() })
+    };
+
+    if let Some(r) = s("remote") {
+        match parse_remote(&r) {
+            Ok(remote) => c.remote = remote,
+            Err(msg) => issue(
+                &mut issues,
+                "remote",
+                msg,
+                "use \"github\", an absolute folder path such as \"/mnt/share/oc-sync\", or a file:// URL.",
+            ),
+        }
+    }
+    c.token = s("token").filter(|t| !t.trim().is_empty()).map(Secret::new);
+    c.repo_owner = s("repoOwner").filter(|t| !t.is_empty());
+    if let Some(name) = s("repoName") {
+        if name.is_empty() || name.contains('/') || name.len() > 100 {
+            issue(&mut issues, "repoName", format!("\"{name}\" is not a repository name."), "use a name such as \".opencode-sync\" (no slashes), and set the owner with repoOwner.");
+        } else {
+            c.repo_name = name;
+        }
+    }
+    c.branch = s("branch").filter(|t| !t.is_empty());
+    if let Some(url) = s("githubApiUrl") {
+        match check_api_url(&url) {
+            Ok(u) => c.github_api_url = u,
+            Err(msg) => issue(&mut issues, "githubApiUrl", msg, "use https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server."),
+        }
+    }
+    if let Some(id) = s("machineId") {
+        if valid_machine_id(&id) {
+            c.machine_id = Some(id);
+        } else {
+            issue(&mut issues, "machineId", format!("\"{id}\" is not a valid machine id."), "use 1-64 letters, digits, '.', '_' or '-', e.g. \"work-laptop\".");
+        }
+    }
+    for (key, slot) in [("encryptionKey", &mut c.encryption_key), ("oldEncryptionKey", &mut c.old_encryption_key)] {
+        if let Some(k) = s(key) {
+            if k.chars().count() < 16 {
+                issues.push(Issue {
+                    source: source_of(key).to_string(),
+                    key: key.into(),
+                    message: "the passphrase is shorter than 16 characters.".into(),
+                    fix: "use a passphrase of at least 16 characters (the same on every machine).".into(),
+                });
+            } else {
+                *slot = Some(Secret::new(k));
+            }
+        }
+    }
+    if let Some(v) = b("autoSyncOnStartup") {
+        c.auto_sync_on_startup = v;
+    }
+    if let Some(v) = b("continuousSync") {
+        c.continuous_sync = v;
+    }
+    if let Some(v) = m.get("syncIntervalMinutes").and_then(Value::as_f64) {
+        c.sync_interval_minutes = v;
+    }
+    if let Some(v) = n("fileWatcherDebounceMs") {
+        c.file_watcher_debounce_ms = v;
+    }
+    if let Some(v) = n("maxDebounceMs") {
+        c.max_debounce_ms = v;
+    }
+    if c.max_debounce_ms < c.file_watcher_debounce_ms {
+        let key = if m.contains_key("maxDebounceMs") { "maxDebounceMs" } else { "fileWatcherDebounceMs" };
+        issues.push(Issue {
+            source: source_of(key).to_string(),
+            key: key.into(),
+            message: format!(
+                "maxDebounceMs ({}) is smaller than fileWatcherDebounceMs ({}).",
+                c.max_debounce_ms, c.file_watcher_debounce_ms
+            ),
+            fix: "make maxDebounceMs at least as large as fileWatcherDebounceMs.".into(),
+        });
+    }
+    if let Some(Value::Object(sync)) = m.get("sync") {
+        let get = |k: &str, d: bool| sync.get(k).and_then(Value::as_bool).unwrap_or(d);
+        let d = &c.sync;
+        c.sync = Categories {
+            config: get("config", d.config),
+            state: get("state", d.state),
+            credentials: get("credentials", d.credentials),
+            sessions: get("sessions", d.sessions),
+            messages: get("messages", d.messages),
+            projects: get("projects", d.projects),
+            todos: get("todos", d.todos),
+        };
+    }
+    if let Some(v) = s("conflictStrategy").and_then(|v| ConflictStrategy::parse(&v)) {
+        c.conflict_strategy = v;
+    }
+    if let Some(v) = n("maxRetryAttempts") {
+        c.max_retry_attempts = v as u32;
+    }
+    if let Some(v) = n("retryDelayMs") {
+        c.retry_delay_ms = v;
+    }
+    if let Some(v) = n("tombstoneGraceDays") {
+        c.tombstone_grace_days = v as u32;
+    }
+    for key in ["include", "exclude"] {
+        if let Some(globs) = list(key) {
+            for g in &globs {
+                if g.is_empty() || g.starts_with('/') || g.split(['/', '\\']).any(|p| p == "..") {
+                    issues.push(Issue {
+                        source: source_of(key).to_string(),
+                        key: key.into(),
+                        message: format!("\"{g}\" is not a relative glob inside OpenCode's config dir."),
+                        fix: "use globs relative to the config dir, e.g. \"agents/*.md\", without \"..\" or a leading \"/\".".into(),
+                    });
+                }
+            }
+            if key == "include" { c.include = globs } else { c.exclude = globs }
+        }
+    }
+    if let Some(v) = s("logLevel") {
+        c.log_level = v;
+    }
+    if issues.is_empty() { Ok(c) } else { Err(issues) }
+}
+
+fn parse_remote(r: &str) -> Result<RemoteSetting, String> {
+    let r = r.trim();
+    if r.eq_ignore_ascii_case("github") {
+        return Ok(RemoteSetting::Github);
+    }
+    let path = if let Some(rest) = r.strip_prefix("file://") {
+        PathBuf::from(percent_decode(rest))
+    } else if r.contains("://") {
+        return Err(format!("\"{r}\" is neither \"github\" nor a local path (only file:// URLs are supported)."));
+    } else if let Some(rest) = r.strip_prefix("~/") {
+        let home = crate::paths::EnvSnapshot::from_process();
+        match home.home() {
+            Some(h) => h.join(rest),
+            None => return Err("\"~\" cannot be expanded: no home directory.".into()),
+        }
+    } else {
+        PathBuf::from(r)
+    };
+    if !path.is_absolute() {
+        return Err(format!("\"{r}\" is a relative path; a remote must be an absolute path."));
+    }
+    Ok(RemoteSetting::Local(path))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn check_api_url(url: &str) -> Result<String, String> {
+    let url = url.trim().trim_end_matches('/');
+    if let Some(rest) = url.strip_prefix("https://") {
+        if rest.is_empty() {
+            return Err(format!("\"{url}\" has no host."));
+        }
+        return Ok(url.to_string());
+    }
+    if let Some(rest) = url.strip_prefix("http://") {
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+        if matches!(host, "127.0.0.1" | "localhost" | "[::1]") || host.starts_with("127.") {
+            return Ok(url.to_string());
+        }
+        return Err(format!("\"{url}\" uses plain http; tokens would travel unencrypted (http is allowed only for 127.0.0.1/localhost)."));
+    }
+    Err(format!("\"{url}\" is not an https:// URL."))
+}
+
+pub fn valid_machine_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+#[cfg(test)]
+mod tests;

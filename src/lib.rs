@@ -1,0 +1,18 @@
+//! oc-sync: keeps OpenCode's config, state, credentials and sessions in step across machines.
+//!
+//! This crate is the whole engine and CLI as a plain Rust library; it knows nothing of Node.
+//! The napi bindings (the `napi/` crate) and the JS shim only forward to it.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod fsutil;
+pub mod jsonc;
+pub mod logging;
+pub mod machine_id;
+pub mod opencode_config;
+pub mod paths;
+pub mod status;
+
+/// This build's version (the npm package and the crate share it).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,176 @@
+//! What `oc-sync status` reports: config, machine id, remote, plugin registration, last sync.
+//! Reading status never writes anything and never fails: problems become part of the report,
+//! together with what to do next.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::{self, Config, RemoteSetting};
+use crate::machine_id;
+use crate::opencode_config;
+use crate::paths::{EnvSnapshot, Paths};
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    pub version: String,
+    pub config: ConfigStatus,
+    pub machine_id: Option<String>,
+    pub machine_id_origin: Option<String>,
+    pub remote: RemoteStatus,
+    pub plugin: PluginStatus,
+    pub categories: Vec<String>,
+    pub last_sync: Option<String>,
+    /// Pending local changes per category; null until this version can compute them.
+    pub pending: Option<serde_json::Value>,
+    /// What the person should do next, if anything.
+    pub next_steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigStatus {
+    pub file: PathBuf,
+    pub found: bool,
+    pub error: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteStatus {
+    /// "local" or "github".
+    pub kind: String,
+    pub location: String,
+    pub reachable: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginStatus {
+    pub registered: bool,
+    pub entry: Option<String>,
+    pub opencode_config_file: PathBuf,
+    pub installed_for_bare_name: bool,
+}
+
+/// The GitHub token from the config or the environment, if any (never shown unmasked).
+pub fn find_token(cfg: &Config, env: &EnvSnapshot) -> Option<(config::Secret, &'static str)> {
+    if let Some(t) = &cfg.token {
+        return Some((t.clone(), "config"));
+    }
+    for var in ["GITHUB_TOKEN", "GH_TOKEN"] {
+        if let Some(t) = env.var(var) {
+            return Some((config::Secret::new(t), var));
+        }
+    }
+    None
+}
+
+/// The remote this configuration resolves to.
+pub fn remote_status(cfg: &Config, env: &EnvSnapshot, paths: &Paths) -> RemoteStatus {
+    let local = |p: &Path, why: &str| {
+        let (reachable, detail) = match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => (true, format!("folder exists{why}")),
+            Ok(_) => (false, format!("{} exists but is not a folder: point `remote` at a folder", p.display())),
+            Err(_) => match p.ancestors().skip(1).find(|a| a.exists()) {
+                Some(a) if a.is_dir() => (true, format!("will be created on the first sync{why}")),
+                _ => (false, format!("{} cannot be created: check the path", p.display())),
+            },
+        };
+        RemoteStatus { kind: "local".into(), location: p.display().to_string(), reachable, detail }
+    };
+    let github = |detail: String| RemoteStatus {
+        kind: "github".into(),
+        location: format!(
+            "{}/{}",
+            cfg.repo_owner.clone().unwrap_or_else(|| "<your account>".into()),
+            cfg.repo_name
+        ),
+        reachable: false,
+        detail,
+    };
+    match &cfg.remote {
+        RemoteSetting::Local(p) => local(p, ""),
+        RemoteSetting::Github => match find_token(cfg, env) {
+            Some((t, from)) => github(format!(
+                "token {} from {from}; the GitHub remote is not part of this version yet (use a local remote)",
+                t.masked()
+            )),
+            None => github("no GitHub token: set GITHUB_TOKEN, or `token` in the config".into()),
+        },
+        RemoteSetting::Auto => match find_token(cfg, env) {
+            Some((t, from)) => github(format!(
+                "token {} from {from}; the GitHub remote is not part of this version yet (set `remote` to a folder meanwhile)",
+                t.masked()
+            )),
+            None => local(&paths.default_local_remote, " (default local remote: no GitHub token configured)"),
+        },
+    }
+}
+
+pub fn plugin_status(paths: &Paths) -> PluginStatus {
+    let file = opencode_config::global_config_file(&paths.opencode_config);
+    let entry = opencode_config::find_plugin_entry(&file).map(|(s, _)| s);
+    PluginStatus {
+        registered: entry.is_some(),
+        entry,
+        opencode_config_file: file,
+        installed_for_bare_name: paths.opencode_plugin_install.join("package.json").exists(),
+    }
+}
+
+/// Builds the whole report.
+pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
+    let mut next_steps = Vec::new();
+    let loaded = config::load(paths, env, None);
+    let (cfg, config_status) = match loaded {
+        Ok(l) => {
+            let st = ConfigStatus {
+                file: paths.config_file.clone(),
+                found: l.file.is_some(),
+                error: None,
+                warnings: l.warnings.iter().map(|w| w.to_string()).collect(),
+            };
+            (l.config, st)
+        }
+        Err(e) => {
+            next_steps.push(format!("fix the config: {e}"));
+            let st = ConfigStatus { file: paths.config_file.clone(), found: paths.config_file.exists(), error: Some(e.to_string()), warnings: vec![] };
+            (Config::default(), st)
+        }
+    };
+    if !config_status.found {
+        next_steps.push(format!(
+            "optional: run `oc-sync init` to write a commented config at {} (the defaults work without one)",
+            paths.config_file.display()
+        ));
+    }
+    let machine = machine_id::peek(cfg.machine_id.as_deref(), &paths.machine_id_file);
+    let remote = remote_status(&cfg, env, paths);
+    if !remote.reachable {
+        next_steps.push(format!("remote: {}", remote.detail));
+    }
+    let plugin = plugin_status(paths);
+    if !plugin.registered {
+        next_steps.push(format!(
+            "add \"oc-sync\" to the \"plugin\" list in {} (or run `oc-sync install`) so OpenCode loads it",
+            plugin.opencode_config_file.display()
+        ));
+    }
+    let last_sync = std::fs::read_to_string(paths.state_dir.join("last-sync")).ok().map(|s| s.trim().to_string());
+    StatusReport {
+        version: crate::VERSION.to_string(),
+        config: config_status,
+        machine_id: machine.as_ref().map(|m| m.id.clone()),
+        machine_id_origin: machine.map(|m| m.origin.to_string()),
+        remote,
+        plugin,
+        categories: cfg.sync.enabled().iter().map(|s| s.to_string()).collect(),
+        last_sync,
+        pending: None,
+        next_steps,
+    }
+}

@@ -1,8 +1,64 @@
-// FINDINGS_PLACEHOLDER
+// Simulated "machines" for end-to-end tests: each has its own HOME/XDG dirs and runs the
+// real OpenCode binary headless against the fake model (see fake-model.mjs).
+//
+// ---------------------------------------------------------------------------------------
+// FINDINGS — OpenCode 1.18.33 on Linux, probed with a throwaway local plugin
+// (package {"name":"probe","type":"module","exports":{"./server":"./server.mjs"}}, listed as
+// ["file:///abs/dir", {"a":1}] in opencode.json "plugin").
+//
+// Log file: $XDG_DATA_HOME/opencode/log/opencode.log — ONE fixed file name, appended to by
+//   every run (not one file per run). logfmt lines:
+//     timestamp=2026-11-21T08:01:04.559Z level=INFO run=b294f72d message="probe loaded" options.a=1
+//   `run=` is a random 8-hex id per process.
+//
+// (a) Loading a plugin writes NO log line (nothing at INFO nor DEBUG). Only failures do:
+//       level=ERROR run=… message="failed to load plugin" path=file:///tmp/probe-bad error="boom from bad"
+//     A file:// plugin whose path does not exist is skipped SILENTLY (no line at all).
+//     client.app.log({body:{service:"probe",level:"info",message:"probe loaded",extra:{options}}})
+//     resolves to {data:true} and writes:
+//       timestamp=… level=INFO run=… message="probe loaded" options.a=1
+//     i.e. `service` is NOT printed; `extra` is flattened into dotted key=value pairs;
+//     level "warn" → level=WARN. So put a recognisable prefix into `message`.
+//     !! The log FILE loses its tail: the writer is not flushed at exit, so lines logged late
+//     in a run (session.idle, dispose, often even "project copy refresh…") are missing from
+//     opencode.log in ~4 of 5 runs. `--print-logs` copies every line to stderr, completely
+//     and reliably (5/5) — assert on r.stderr of `opencode run --print-logs …` instead.
+// (b) dispose IS called at the end of `opencode run` (~20 ms after session.idle, after the
+//     "disposing instance" log line, before exit), and client.app.log still works inside it.
+//     The plugin is also loaded (server() + dispose) by `session list`, `export`, `stats`,
+//     `models`; NOT by `db` or `debug paths`.
+// (c) Events seen by the `event` hook during `opencode run "hi"` (counts per run):
+//     session.created 1, session.updated 5, message.updated 5, message.part.updated 5,
+//     message.part.delta 1, session.status 4 (busy…idle), session.diff 2, session.idle 1,
+//     plugin.added 45 (OpenCode's internal plugins: core/config-reference, agent, anthropic,
+//     openai-compatible, …; never the external plugin), catalog.updated 2,
+//     reference.updated 1, integration.updated 1. With a write tool call additionally
+//     file.edited {file} and file.watcher.updated {file, event:"add"}.
+//     First event is session.created (~50 ms after server() resolved), last session.diff.
+// (d) Options of a ["file:///…", {"a":1}] tuple arrive as the 2nd argument of server():
+//     options = {"a":1}. input has client, project (project.id = root commit hash),
+//     worktree, directory, experimental_workspace, serverUrl (http://localhost:4096/ — a
+//     placeholder during `run`, nothing listens there; client calls are in-process), $.
+//
+// npm-install stall: before loading plugins OpenCode runs an npm install of
+// @opencode-ai/plugin in EVERY config dir it reads — $XDG_CONFIG_HOME/opencode,
+// <project>/.opencode and ~/.opencode — whichever exist — but only when at least one plugin
+// is configured (without plugins nothing is awaited).
+// Offline that costs ~70 s (retries even on ECONNREFUSED). seedOpencodeDir() prevents it
+// (dropping package-lock.json or node_modules/ brings the stall back; package.json alone
+// did not matter). Verified with npm_config_registry pointed at a dead local port.
+//
+// Other facts: OpenCode's project id = the repo's root commit hash (cached in .git/opencode).
+// `opencode session list` only lists sessions of the cwd's project. `opencode run a b` joins
+// args with spaces but an arg CONTAINING a space is sent wrapped in double quotes
+// (run "please run" → user text "\"please run\""). stdout of `run` is the answer text only;
+// the "> build · m" banner and tool echoes go to stderr. Network: only the fake model
+// (checked with strace).
+// ---------------------------------------------------------------------------------------
 
 import { spawn, execFileSync } from "node:child_process";
 import fs from "node:fs";
-import fsp from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { createRequire } from "node:module";
 
@@ -16,42 +72,38 @@ let cachedBin;
 
 /** Path of the real OpenCode binary. Throws (never skips) when it cannot be found. */
 export function resolveOpencodeBin() {
-  if (cachedBin) return cachedBin;
-  const tried = [];
-  const ok = (p) => {
-    tried.push(p);
-    return p && fs.existsSync(p) ? p : null;
-  };
+  if (cachedBin) return cachedBin.path;
   if (process.env.OPENCODE_BIN) {
-    if (!ok(process.env.OPENCODE_BIN)) throw new Error(`OPENCODE_BIN=${process.env.OPENCODE_BIN} does not exist`);
+    if (!fs.existsSync(process.env.OPENCODE_BIN)) throw new Error(`OPENCODE_BIN=${process.env.OPENCODE_BIN} does not exist`);
     return (cachedBin = { path: process.env.OPENCODE_BIN, version: null }).path;
   }
-  const os = { win32: "windows" }[process.platform] ?? process.platform;
+  const plat = { win32: "windows" }[process.platform] ?? process.platform;
+  const base = `opencode-${plat}-${process.arch}`;
   const exe = process.platform === "win32" ? "opencode.exe" : "opencode";
-  const base = `opencode-${os}-${process.arch}`;
-  for (const pkg of [base, `${base}-baseline`, `${base}-musl`, `${base}-baseline-musl`]) {
+  const candidates = [base, `${base}-baseline`, `${base}-musl`, `${base}-baseline-musl`].map((pkg) => [pkg, exe]);
+  candidates.push(["opencode-ai", "opencode.exe"]); // the wrapper's postinstall copies the binary here
+  const tried = [];
+  for (const [pkg, file] of candidates) {
     const pj = tryResolve(`${pkg}/package.json`);
-    if (pj && ok(path.join(path.dirname(pj), "bin", exe))) {
-      cachedBin = { path: path.join(path.dirname(pj), "bin", exe), version: readJson(pj).version };
-      return cachedBin.path;
-    }
-    tried.push(`${pkg} (package not installed)`);
+    const bin = pj && path.join(path.dirname(pj), "bin", file);
+    if (bin && fs.existsSync(bin)) return (cachedBin = { path: bin, version: readJson(pj).version }).path;
+    tried.push(bin ?? `${pkg} (package not installed)`);
   }
-  const pj = tryResolve("opencode-ai/package.json");
-  if (pj && ok(path.join(path.dirname(pj), "bin", "opencode.exe"))) {
-    cachedBin = { path: path.join(path.dirname(pj), "bin", "opencode.exe"), version: readJson(pj).version };
-    return cachedBin.path;
-  }
-  throw new Error(
-    `OpenCode binary not found (run \`npm install\`, or set OPENCODE_BIN). Tried:\n  ${tried.join("\n  ")}`,
-  );
+  throw new Error(`OpenCode binary not found (run \`npm install\`, or set OPENCODE_BIN). Tried:\n  ${tried.join("\n  ")}`);
 }
 
 /** Version of the resolved binary (from its package.json, else `opencode --version`). */
 export function opencodeVersion() {
   resolveOpencodeBin();
   if (!cachedBin.version) {
-    cachedBin.version = execFileSync(cachedBin.path, ["--version"], { env: baseEnv(), encoding: "utf8" }).trim();
+    // Even --version creates OpenCode's dirs: point them at a scratch dir, never the real HOME.
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "oc-version-"));
+    const dirs = Object.fromEntries(["HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "TMPDIR"].map((k) => [k, scratch]));
+    try {
+      cachedBin.version = execFileSync(cachedBin.path, ["--version"], { env: { ...baseEnv(), ...dirs }, encoding: "utf8" }).trim();
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
   }
   return cachedBin.version;
 }
@@ -283,7 +335,11 @@ export async function createMachine(name, { root, plugins = [], modelUrl, extraC
       return r.stdout.trim() ? JSON.parse(r.stdout) : [];
     },
 
-    /** All OpenCode log files of this machine, concatenated (sorted by name). */
+    /**
+     * All OpenCode log files of this machine, concatenated (sorted by name). Beware: OpenCode
+     * does not flush the file at exit, so the last lines of a run are often missing — for
+     * assertions on late lines run `opencode run --print-logs …` and read r.stderr.
+     */
     readOpencodeLogs() {
       const dir = machine.opencodeDirs.log;
       if (!fs.existsSync(dir)) return "";

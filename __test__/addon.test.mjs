@@ -1,0 +1,163 @@
+// Loads the built native addon, the npm launcher and the OpenCode plugin entry, with every
+// simulated machine in its own temporary HOME.
+import { test } from "node:test"
+import assert from "node:assert/strict"
+import { spawnSync } from "node:child_process"
+import { createRequire } from "node:module"
+import fs from "node:fs"
+import os from "node:os"
+import path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+const require = createRequire(import.meta.url)
+const pkg = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8"))
+
+// Isolate this process before the addon reads its environment.
+const home = fs.mkdtempSync(path.join(os.tmpdir(), "oc-sync-addon-"))
+process.env.HOME = home
+for (const v of ["XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "OC_SYNC_CONFIG", "OC_SYNC_REMOTE", "GITHUB_TOKEN", "GH_TOKEN", "OPENCODE_DB", "OPENCODE_CONFIG_DIR"]) delete process.env[v]
+const native = require(path.join(root, "index.js"))
+
+function cli(args, env = {}) {
+  const h = fs.mkdtempSync(path.join(os.tmpdir(), "oc-sync-cli-"))
+  const r = spawnSync(process.execPath, [path.join(root, "bin", "oc-sync.js"), ...args], {
+    env: { PATH: process.env.PATH, HOME: h, ...env },
+    encoding: "utf8",
+  })
+  return { code: r.status, out: r.stdout, err: r.stderr, home: h }
+}
+
+test("the addon reports the package version", () => {
+  assert.equal(native.version(), pkg.version)
+})
+
+test("resolvePaths follows XDG variables like OpenCode", () => {
+  process.env.XDG_DATA_HOME = path.join(home, "data")
+  try {
+    const p = native.resolvePaths()
+    assert.equal(p.opencodeDb, path.join(home, "data", "opencode", "opencode.db"))
+    assert.equal(p.opencodeConfig, path.join(home, ".config", "opencode"))
+    assert.equal(p.configFile, path.join(home, ".config", "opencode", "opencode-sync.json"))
+  } finally {
+    delete process.env.XDG_DATA_HOME
+  }
+})
+
+test("a Rust panic becomes a JS error, not a crash", () => {
+  assert.throws(() => native._testPanic(), /oc-sync internal error in _testPanic: deliberate test panic/)
+  // The addon still works afterwards.
+  assert.equal(native.version(), pkg.version)
+})
+
+test("statusReport works on a fresh machine", () => {
+  const r = native.statusReport()
+  assert.equal(r.config.found, false)
+  assert.equal(r.remote.kind, "local")
+  assert.ok(r.nextSteps.length > 0)
+})
+
+test("launcher: --version, --help, usage errors and exit codes", () => {
+  const v = cli(["--version"])
+  assert.equal(v.code, 0)
+  assert.equal(v.out.trim(), `oc-sync ${pkg.version}`)
+  const h = cli(["--help"])
+  assert.equal(h.code, 0)
+  assert.match(h.out, /status/)
+  const u = cli(["nope"])
+  assert.equal(u.code, 2)
+  assert.match(u.err, /unrecognized subcommand/)
+  const none = cli([])
+  assert.equal(none.code, 2)
+})
+
+test("launcher: status --json on a fresh machine, then init, then status again", () => {
+  const s = cli(["status", "--json"])
+  assert.equal(s.code, 0, s.err)
+  const report = JSON.parse(s.out)
+  assert.equal(report.config.found, false)
+  assert.equal(report.machineId, null)
+  const env = { HOME: s.home }
+  const i = spawnSync(process.execPath, [path.join(root, "bin", "oc-sync.js"), "init"], { env: { PATH: process.env.PATH, ...env }, encoding: "utf8" })
+  assert.equal(i.status, 0, i.stderr)
+  const again = spawnSync(process.execPath, [path.join(root, "bin", "oc-sync.js"), "status", "--json"], { env: { PATH: process.env.PATH, ...env }, encoding: "utf8" })
+  assert.equal(JSON.parse(again.stdout).config.found, true)
+})
+
+test("launcher: a broken config fails with the file, key and accepted values", () => {
+  const h = fs.mkdtempSync(path.join(os.tmpdir(), "oc-sync-cli-"))
+  const cfg = path.join(h, "cfg.json")
+  fs.writeFileSync(cfg, '{ "conflictStrategy": "mine", }')
+  const r = spawnSync(process.execPath, [path.join(root, "bin", "oc-sync.js"), "status"], {
+    env: { PATH: process.env.PATH, HOME: h, OC_SYNC_CONFIG: cfg },
+    encoding: "utf8",
+  })
+  assert.equal(r.status, 1)
+  assert.match(r.stdout, new RegExp(cfg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
+  assert.match(r.stdout, /conflictStrategy/)
+  assert.match(r.stdout, /auto-merge, local-wins, remote-wins, newest-wins, ask/)
+})
+
+test("launcher: paths prints what it resolved", () => {
+  const r = cli(["paths"], { XDG_STATE_HOME: "/x/state" })
+  assert.equal(r.code, 0)
+  assert.match(r.out, /oc-sync state\s+\/x\/state\/oc-sync/)
+})
+
+test("the plugin entry exports only { id, server }", async () => {
+  const mod = await import(path.join(root, "server.mjs"))
+  assert.deepEqual(Object.keys(mod), ["default"])
+  assert.deepEqual(Object.keys(mod.default).sort(), ["id", "server"])
+  assert.equal(mod.default.id, "oc-sync")
+  assert.equal(typeof mod.default.server, "function")
+  // package.json routes OpenCode to it.
+  assert.equal(pkg.exports["./server"].import, "./server.mjs")
+})
+
+test("the plugin starts at once, forwards logs to client.app.log, and stops on dispose", async () => {
+  const { default: plugin } = await import(path.join(root, "server.mjs"))
+  const logs = []
+  const client = { app: { log: async ({ body }) => void logs.push(body) } }
+  const t0 = performance.now()
+  const hooks = await plugin.server({ client, directory: home }, { conflictStrategy: "ask" })
+  const startMs = performance.now() - t0
+  assert.ok(startMs < 250, `server() took ${startMs} ms`)
+  assert.equal(typeof hooks.event, "function")
+  assert.equal(typeof hooks.dispose, "function")
+  await hooks.event({ event: { type: "session.idle", properties: {} } })
+  const t1 = performance.now()
+  await hooks.dispose()
+  assert.ok(performance.now() - t1 < 4000)
+  await hooks.dispose() // idempotent
+  assert.ok(logs.every((l) => l.service === "oc-sync"))
+  assert.ok(logs.some((l) => /plugin loaded/.test(l.message)), JSON.stringify(logs))
+  assert.ok(logs.some((l) => /loaded \(machine /.test(l.message)), JSON.stringify(logs))
+  assert.ok(logs.some((l) => /stopped/.test(l.message)), JSON.stringify(logs))
+})
+
+test("the plugin reports a broken config through the log instead of throwing", async () => {
+  const { default: plugin } = await import(path.join(root, "server.mjs"))
+  const logs = []
+  const client = { app: { log: async ({ body }) => void logs.push(body) } }
+  const hooks = await plugin.server({ client, directory: home }, { conflictStrategy: 42 })
+  await new Promise((r) => setTimeout(r, 200))
+  await hooks.dispose()
+  assert.ok(logs.some((l) => l.level === "error" && /conflictStrategy/.test(l.message)), JSON.stringify(logs))
+})
+
+test("the plugin prints nothing to stdout or stderr", () => {
+  const script = `
+    const { default: p } = await import(${JSON.stringify(path.join(root, "server.mjs"))})
+    const h = await p.server({ client: { app: { log: async () => {} } }, directory: "/" }, { bogusKey: 1 })
+    await h.event({ event: { type: "session.updated" } })
+    await h.dispose()
+  `
+  const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+    env: { PATH: process.env.PATH, HOME: fs.mkdtempSync(path.join(os.tmpdir(), "oc-sync-quiet-")) },
+    encoding: "utf8",
+    timeout: 15000,
+  })
+  assert.equal(r.status, 0, r.stderr)
+  assert.equal(r.stdout, "")
+  assert.equal(r.stderr, "")
+})

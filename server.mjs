@@ -1,0 +1,78 @@
+// The OpenCode plugin entry of oc-sync (package.json exports["./server"]).
+//
+// Deliberately tiny: it starts the Rust engine in the background and returns its hooks at once.
+// It never writes to stdout/stderr (that would corrupt OpenCode's TUI): everything goes through
+// client.app.log (service "oc-sync") and oc-sync's own log file.
+import { createRequire } from "node:module"
+
+const require = createRequire(import.meta.url)
+const SERVICE = "oc-sync"
+const LOG_FLUSH_MS = 2000
+const STOP_TIMEOUT_MS = 3000
+
+async function server(input, options) {
+  const client = input?.client
+  const pending = new Set()
+  const log = (level, message) => {
+    try {
+      const p = client?.app?.log?.({ body: { service: SERVICE, level, message } })
+      if (p && typeof p.then === "function") {
+        const tracked = p.catch(() => {}).finally(() => pending.delete(tracked))
+        pending.add(tracked)
+      }
+    } catch {
+      // Logging must never break OpenCode.
+    }
+  }
+
+  let native
+  try {
+    native = require("./index.js")
+  } catch (err) {
+    log("error", `oc-sync cannot load its native module on ${process.platform}-${process.arch}: ${err?.message ?? err}. Reinstall oc-sync for this platform.`)
+    return {}
+  }
+
+  let engine
+  try {
+    engine = native.Engine.start(options ?? null, input?.directory ?? null)
+  } catch (err) {
+    log("error", `oc-sync could not start: ${err?.message ?? err}`)
+    return {}
+  }
+  log("info", `oc-sync ${native.version()} plugin loaded`)
+
+  const flush = () => {
+    try {
+      for (const r of engine.takeLogs()) log(r.level, r.message)
+    } catch {}
+  }
+  const timer = setInterval(flush, LOG_FLUSH_MS)
+  timer.unref?.()
+  let disposed = false
+
+  return {
+    event: async ({ event }) => {
+      if (disposed || !event?.type) return
+      try {
+        engine.notify(event.type)
+      } catch {}
+    },
+    dispose: async () => {
+      if (disposed) return
+      disposed = true
+      clearInterval(timer)
+      try {
+        await engine.stop(STOP_TIMEOUT_MS)
+      } catch (err) {
+        log("error", `oc-sync did not stop cleanly: ${err?.message ?? err}`)
+      }
+      flush()
+      log("info", "oc-sync stopped")
+      // Let the last log calls land, but never hold OpenCode's exit for long.
+      await Promise.race([Promise.allSettled([...pending]), new Promise((r) => setTimeout(r, 1000).unref?.())])
+    },
+  }
+}
+
+export default { id: "oc-sync", server }

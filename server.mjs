@@ -15,7 +15,9 @@ async function server(input, options) {
   const pending = new Set()
   const log = (level, message) => {
     try {
-      const p = client?.app?.log?.({ body: { service: SERVICE, level, message } })
+      // OpenCode's log file drops the service name, so every message starts with "oc-sync".
+      const text = message.startsWith("oc-sync") ? message : `oc-sync: ${message}`
+      const p = client?.app?.log?.({ body: { service: SERVICE, level, message: text } })
       if (p && typeof p.then === "function") {
         const tracked = p.catch(() => {}).finally(() => pending.delete(tracked))
         pending.add(tracked)

@@ -4,14 +4,17 @@
 //! The napi bindings (the `napi/` crate) and the JS shim only forward to it.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod fsutil;
 pub mod jsonc;
 pub mod logging;
 pub mod machine_id;
+pub mod merge;
 pub mod opencode_config;
 pub mod paths;
+pub mod remote;
 pub mod status;
 
 /// This build's version (the npm package and the crate share it).

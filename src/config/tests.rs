@@ -207,6 +207,7 @@ fn remote_forms() {
     assert_eq!(r("github").unwrap(), RemoteSetting::Github);
     assert_eq!(r("/mnt/share/sync").unwrap(), RemoteSetting::Local("/mnt/share/sync".into()));
     assert_eq!(r("file:///mnt/my%20share").unwrap(), RemoteSetting::Local("/mnt/my share".into()));
+    assert_eq!(r("file:///mnt/%é%2").unwrap(), RemoteSetting::Local("/mnt/%é%2".into()), "no panic on odd escapes");
     assert!(r("relative/dir").unwrap_err().to_string().contains("relative path"));
     assert!(r("https://example.com/x").unwrap_err().to_string().contains("only file:// URLs"));
 }

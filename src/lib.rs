@@ -16,6 +16,7 @@ pub mod opencode_config;
 pub mod paths;
 pub mod remote;
 pub mod status;
+pub mod sync;
 
 /// This build's version (the npm package and the crate share it).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -15,6 +15,7 @@ pub mod merge;
 pub mod opencode_config;
 pub mod paths;
 pub mod remote;
+pub mod source;
 pub mod status;
 pub mod sync;
 

@@ -1,0 +1,151 @@
+//! Where sync items come from. A [`Source`] lists, reads, writes and deletes items by key
+//! (`<category>/<relative path>`); the engine does not know whether they live in files, a database
+//! or anywhere else. [`FileSource`] serves the `config` and `state` categories from OpenCode's
+//! config and state directories.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::merge::MergeKind;
+
+mod files;
+#[cfg(test)]
+mod tests;
+
+pub use files::{DEFAULT_MAX_FILE_SIZE, FileSource, FileSourceOptions, Listing, Skipped};
+
+/// A sync category: the first component of every item key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Category {
+    Config,
+    State,
+    Credentials,
+    Sessions,
+    Messages,
+    Projects,
+    Todos,
+}
+
+impl Category {
+    pub const ALL: [Category; 7] = [
+        Category::Config,
+        Category::State,
+        Category::Credentials,
+        Category::Sessions,
+        Category::Messages,
+        Category::Projects,
+        Category::Todos,
+    ];
+
+    /// The name used in keys and in the config's `sync` section.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Config => "config",
+            Category::State => "state",
+            Category::Credentials => "credentials",
+            Category::Sessions => "sessions",
+            Category::Messages => "messages",
+            Category::Projects => "projects",
+            Category::Todos => "todos",
+        }
+    }
+
+    /// The inverse of [`Category::as_str`] (exact, lower case).
+    pub fn parse(s: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// The category an item key belongs to (its first path component).
+    pub fn of_key(key: &str) -> Option<Category> {
+        Category::parse(key.split('/').next()?)
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Category {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Category::parse(s).ok_or_else(|| format!("unknown category {s:?}"))
+    }
+}
+
+/// What is known about an item without its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemMeta {
+    /// `<category>/<relative path>`, always `/`-separated; passes [`crate::remote::validate_key`].
+    pub key: String,
+    pub category: Category,
+    pub kind: MergeKind,
+    pub size: u64,
+    /// Last modification, milliseconds since the Unix epoch (0 when unknown).
+    pub modified_ms: u64,
+    /// Unix permission bits (`0o7777` mask); `None` where the platform has none.
+    pub mode: Option<u32>,
+}
+
+/// An item with its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub meta: ItemMeta,
+    pub bytes: Vec<u8>,
+}
+
+/// A source lists and reads/writes items; the engine does not know where they come from.
+pub trait Source {
+    fn category(&self) -> Category;
+    /// Every item currently present, sorted by key.
+    fn list(&self) -> Result<Vec<ItemMeta>, SourceError>;
+    /// The item, or `None` when it does not exist. Errors (rather than `None`) for an item that exists
+    /// but cannot be synced (a symlink, too large), so that it is never mistaken for a deletion.
+    fn read(&self, key: &str) -> Result<Option<Item>, SourceError>;
+    /// Creates or replaces the item. Refuses keys this source would not list.
+    fn write(&self, key: &str, bytes: &[u8]) -> Result<(), SourceError>;
+    /// Removes the item; succeeds when it is already absent.
+    fn delete(&self, key: &str) -> Result<(), SourceError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The key is malformed, of another category, outside the root or not in the synced set.
+    #[error("refusing item key {key:?}: {reason}")]
+    KeyRefused { key: String, reason: String },
+    /// The path (or a folder on the way to it) is a symbolic link; oc-sync never follows them.
+    #[error("{} is a symbolic link (or lies under one); oc-sync does not follow symlinks", path.display())]
+    Symlink { path: PathBuf },
+    #[error("{} is {size} bytes, over the {limit}-byte limit", path.display())]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    /// Something other than a regular file (a folder, a socket...) is where the item should be.
+    #[error("{} is not a regular file", path.display())]
+    NotAFile { path: PathBuf },
+    #[error("invalid {which} glob {pattern:?}: {message}")]
+    Glob {
+        which: &'static str,
+        pattern: String,
+        message: String,
+    },
+}
+
+impl SourceError {
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        SourceError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -406,7 +406,7 @@ impl FileSource {
         ItemMeta {
             key: format!("{}/{rel}", self.category.as_str()),
             category: self.category,
-            kind: kind_for(rel, bytes),
+            kind: kind_for(self.category, rel, bytes),
             size: bytes.len() as u64,
             modified_ms: meta
                 .modified()
@@ -561,12 +561,16 @@ impl Source for FileSource {
 }
 
 /// The merge kind of a file: by extension, and `Binary` whenever the content is not UTF-8.
-pub(crate) fn kind_for(rel: &str, bytes: &[u8]) -> MergeKind {
+/// OpenCode reads every JSON file of its config dir as JSONC (comments allowed, even in
+/// `opencode.json`), so config `.json` files merge as JSONC, which keeps their comments; state files
+/// are written by OpenCode with `JSON.stringify` and merge as plain JSON.
+pub(crate) fn kind_for(category: Category, rel: &str, bytes: &[u8]) -> MergeKind {
     if std::str::from_utf8(bytes).is_err() {
         return MergeKind::Binary;
     }
     let name = rel.rsplit('/').next().unwrap_or(rel).to_ascii_lowercase();
     match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("json") if category == Category::Config => MergeKind::Jsonc,
         Some("json") => MergeKind::Json,
         Some("jsonc") => MergeKind::Jsonc,
         Some("jsonl") => MergeKind::Jsonl,

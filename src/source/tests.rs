@@ -433,7 +433,7 @@ fn kinds_by_extension_and_content() {
         .collect();
     let want = [
         ("config/AGENTS.md", MergeKind::Text),
-        ("config/opencode.json", MergeKind::Json),
+        ("config/opencode.json", MergeKind::Jsonc),
         ("config/opencode.jsonc", MergeKind::Jsonc),
         ("config/skills/s/img.png", MergeKind::Binary),
         ("config/skills/s/log.jsonl", MergeKind::Jsonl),
@@ -445,6 +445,17 @@ fn kinds_by_extension_and_content() {
         ("config/tools/a.ts", MergeKind::Text),
     ];
     assert_eq!(got, want.map(|(k, m)| (k.to_string(), m)));
+
+    // State files are written by OpenCode with JSON.stringify: plain JSON; JSONL stays JSONL.
+    let s = tempfile::tempdir().unwrap();
+    put(s.path(), "model.json", b"{}");
+    put(s.path(), "prompt-history.jsonl", b"{}\n");
+    let state = FileSource::new(Category::State, s.path(), FileSourceOptions::default()).unwrap();
+    let kinds: Vec<(String, MergeKind)> = state.list().unwrap().into_iter().map(|m| (m.key, m.kind)).collect();
+    assert_eq!(
+        kinds,
+        vec![("state/model.json".to_string(), MergeKind::Json), ("state/prompt-history.jsonl".to_string(), MergeKind::Jsonl)]
+    );
 }
 
 #[test]

@@ -44,13 +44,28 @@ async function server(input, options) {
   }
   log("info", `oc-sync ${native.version()} plugin loaded`)
 
+  // A conflict that needs the person (strategy "ask") shows a toast once.
+  let toasted = ""
+  const notifyConflicts = () => {
+    try {
+      const waiting = engine.status()?.conflictsWaiting ?? []
+      const signature = waiting.join("\n")
+      if (waiting.length === 0 || signature === toasted) return
+      toasted = signature
+      const message = `${waiting.length} sync conflict${waiting.length > 1 ? "s" : ""} need${waiting.length > 1 ? "" : "s"} you (${waiting.slice(0, 2).join(", ")}): run \`oc-sync conflicts\``
+      const p = client?.tui?.showToast?.({ body: { title: "oc-sync", message, variant: "warning" } })
+      p?.catch?.(() => {})
+    } catch {}
+  }
   const flush = () => {
     try {
       for (const r of engine.takeLogs()) log(r.level, r.message)
     } catch {}
+    notifyConflicts()
   }
   const timer = setInterval(flush, LOG_FLUSH_MS)
   timer.unref?.()
+  setTimeout(flush, 300).unref?.()
   let disposed = false
 
   return {

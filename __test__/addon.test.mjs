@@ -161,3 +161,23 @@ test("the plugin prints nothing to stdout or stderr", () => {
   assert.equal(r.stdout, "")
   assert.equal(r.stderr, "")
 })
+
+test("the plugin shows a toast when a conflict waits for the person", async () => {
+  const { default: plugin } = await import(path.join(root, "server.mjs"))
+  const id = "1795000000000-abcdef12"
+  const dir = path.join(home, ".local", "share", "oc-sync", "conflicts", id)
+  fs.mkdirSync(dir, { recursive: true })
+  fs.writeFileSync(path.join(dir, "meta.json"), JSON.stringify({
+    id, key: "config/opencode.json", created_ms: 1795000000000, strategy: "ask", winner: "none", needs_person: true,
+    resolved: null, local_clock: { a: 1 }, remote_clock: { b: 1 }, local_machine: "a", remote_machine: "b", details: [], dir,
+  }))
+  const toasts = []
+  const client = { app: { log: async () => {} }, tui: { showToast: async ({ body }) => void toasts.push(body) } }
+  const hooks = await plugin.server({ client, directory: home }, {})
+  await new Promise((r) => setTimeout(r, 600))
+  await hooks.dispose()
+  fs.rmSync(path.join(home, ".local", "share", "oc-sync", "conflicts"), { recursive: true })
+  assert.equal(toasts.length, 1, JSON.stringify(toasts))
+  assert.equal(toasts[0].variant, "warning")
+  assert.match(toasts[0].message, /config\/opencode\.json/)
+})

@@ -42,6 +42,8 @@ pub struct EngineStatus {
     pub started_at_ms: u64,
     pub events_seen: u64,
     pub last_event: Option<String>,
+    /// Items whose conflicts wait for the person (`oc-sync resolve`); the plugin shows a toast.
+    pub conflicts_waiting: Vec<String>,
 }
 
 pub struct Engine {
@@ -166,7 +168,18 @@ fn setup(opts: &EngineOptions, env: &EnvSnapshot, st: &Mutex<EngineStatus>) {
         tracing::warn!("{w}");
     }
     let machine = machine_id::get_or_create(loaded.config.machine_id.as_deref(), &paths.machine_id_file);
+    let waiting: Vec<String> = crate::sync::session::conflict_store(&paths)
+        .list(false)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.needs_person)
+        .map(|c| c.key)
+        .collect();
+    if !waiting.is_empty() {
+        tracing::warn!("{} conflict(s) wait for you: run `oc-sync conflicts`", waiting.len());
+    }
     let mut s = lock(st);
+    s.conflicts_waiting = waiting;
     s.log_dir = log_dir;
     s.config_file = loaded.file.clone();
     s.warnings = loaded.warnings.iter().map(|w| w.to_string()).collect();

@@ -22,8 +22,11 @@ pub struct StatusReport {
     pub plugin: PluginStatus,
     pub categories: Vec<String>,
     pub last_sync: Option<String>,
-    /// Pending local changes per category; null until this version can compute them.
-    pub pending: Option<serde_json::Value>,
+    /// Local changes not yet synced, per category (null when they cannot be computed).
+    pub pending: Option<std::collections::BTreeMap<String, usize>>,
+    /// Open conflicts, and how many of them wait for the person (strategy "ask").
+    pub conflicts_open: usize,
+    pub conflicts_waiting: Vec<String>,
     /// What the person should do next, if anything.
     pub next_steps: Vec<String>,
 }
@@ -161,6 +164,15 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
         ));
     }
     let last_sync = std::fs::read_to_string(paths.state_dir.join("last-sync")).ok().map(|s| s.trim().to_string());
+    let pending = crate::sync::session::pending(paths, &cfg).ok();
+    let open = crate::sync::session::conflict_store(paths).list(false).unwrap_or_default();
+    let conflicts_waiting: Vec<String> = open.iter().filter(|c| c.needs_person).map(|c| c.key.clone()).collect();
+    if !conflicts_waiting.is_empty() {
+        next_steps.push(format!(
+            "settle {} conflict(s) waiting for you: `oc-sync conflicts`, then `oc-sync resolve KEY --local|--remote|--file PATH`",
+            conflicts_waiting.len()
+        ));
+    }
     StatusReport {
         version: crate::VERSION.to_string(),
         config: config_status,
@@ -170,7 +182,9 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
         plugin,
         categories: cfg.sync.enabled().iter().map(|s| s.to_string()).collect(),
         last_sync,
-        pending: None,
+        pending,
+        conflicts_open: open.len(),
+        conflicts_waiting,
         next_steps,
     }
 }

@@ -1,10 +1,12 @@
 //! The `oc-sync` command line. Each command lives in its own module; this one parses arguments
 //! (clap) and maps outcomes to exit codes: 0 ok, 1 failure, 2 usage error.
 
+mod conflicts_cmd;
 mod init;
 mod install;
 mod paths_cmd;
 mod status_cmd;
+mod sync_cmd;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,6 +39,41 @@ pub enum Command {
         /// Print machine-readable JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Sync now: push local changes, pull other machines' changes, merge what both changed.
+    Sync {
+        /// Show what would happen without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow a sync that deletes many items (otherwise it stops and asks).
+        #[arg(long)]
+        allow_deletions: bool,
+        /// Print machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List conflicts and where the other side of each is kept.
+    Conflicts {
+        /// Include resolved ones.
+        #[arg(long)]
+        all: bool,
+        /// Print machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Settle a conflict: keep this machine's version, the remote's, or a file you prepared.
+    Resolve {
+        /// The item key (e.g. config/opencode.json) or the conflict id.
+        target: String,
+        /// Keep this machine's version.
+        #[arg(long, group = "choice")]
+        local: bool,
+        /// Take the other machine's version.
+        #[arg(long, group = "choice")]
+        remote: bool,
+        /// Use the content of this file.
+        #[arg(long, group = "choice", value_name = "PATH")]
+        file: Option<PathBuf>,
     },
     /// Show the OpenCode and oc-sync paths resolved on this machine.
     Paths {
@@ -104,6 +141,11 @@ where
     let result = match cli.command {
         Command::Status { json } => status_cmd::run(&paths, json, io),
         Command::Paths { json } => paths_cmd::run(&paths, json, io),
+        Command::Sync { dry_run, allow_deletions, json } => {
+            sync_cmd::run(&paths, crate::sync::run::SyncOptions { dry_run, allow_deletions }, json, io)
+        }
+        Command::Conflicts { all, json } => conflicts_cmd::list(&paths, all, json, io),
+        Command::Resolve { target, local, remote, file } => conflicts_cmd::resolve(&paths, &target, local, remote, file, io),
         Command::Init { force } => init::run(&paths, force, io),
         Command::Install { file_url, dry_run, package_dir } => install::run(&paths, file_url, dry_run, package_dir, io),
     };

@@ -39,6 +39,13 @@ pub fn run(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
     }
     writeln!(o, "syncing    {}", if r.categories.is_empty() { "nothing (all categories off)".into() } else { r.categories.join(", ") })?;
     writeln!(o, "last sync  {}", r.last_sync.as_deref().unwrap_or("never"))?;
+    if let Some(p) = &r.pending {
+        let parts: Vec<String> = p.iter().filter(|(_, n)| **n > 0).map(|(c, n)| format!("{c} {n}")).collect();
+        writeln!(o, "pending    {}", if parts.is_empty() { "nothing".to_string() } else { parts.join(", ") })?;
+    }
+    if r.conflicts_open > 0 {
+        writeln!(o, "conflicts  {} open, {} waiting for you", r.conflicts_open, r.conflicts_waiting.len())?;
+    }
     for w in &r.config.warnings {
         writeln!(o, "warning: {w}")?;
     }

@@ -50,6 +50,23 @@ pub fn merge_jsonc(
     Ok(MergeOutcome { bytes, conflicts })
 }
 
+/// Rewrites `text` (JSONC) so that it parses to `target`, keeping its comments and formatting
+/// wherever the values are unchanged: the same CST patching as the merge (changed keys get new
+/// values, removed keys go with their comment lines, new keys are appended). Falls back to
+/// pretty-printed JSON when patching cannot produce exactly `target` (e.g. `text` is empty or its
+/// root is not an object). Text that already means `target` is returned unchanged.
+///
+/// Errors only when `text` itself is not valid JSONC (reported as the local side).
+pub fn rewrite_to(text: &[u8], target: &Value) -> Result<Vec<u8>, MergeError> {
+    let current = parse_side(text, Input::Local)?;
+    if current == *target {
+        return Ok(text.to_vec());
+    }
+    // `parse_side` succeeded, so the text is UTF-8.
+    let local_text = std::str::from_utf8(text).unwrap_or_default();
+    Ok(patch_local(local_text, &current, target).unwrap_or_else(|| pretty(target)))
+}
+
 /// Applies `local → merged` to local's CST; `None` if that cannot be done faithfully.
 fn patch_local(local_text: &str, local: &Value, merged: &Value) -> Option<Vec<u8>> {
     let (Value::Object(l), Value::Object(m)) = (local, merged) else {
@@ -387,6 +404,39 @@ mod tests {
         let (out, c) = mj("[1]", "// c\n[1]", "[2]", Side::Local);
         assert_eq!(c, 0);
         assert_eq!(out, "[\n  2\n]\n");
+    }
+
+    #[test]
+    fn rewrite_to_keeps_comments_and_falls_back() {
+        use crate::merge::jsonc::rewrite_to;
+        let text = "{\n  // the model\n  \"model\": \"a\", // tail\n  \"provider\": { /* p */ \"x\": {\"k\": 1} },\n  // gone\n  \"old\": true\n}\n";
+        let target = json!({"model": "b", "provider": {"x": {"k": 1, "n": "w\\\""}}, "new": [1]});
+        let out = rewrite_to(text.as_bytes(), &target).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(value(&out), target);
+        for c in ["// the model", "// tail", "/* p */"] {
+            assert!(out.contains(c), "lost {c:?} in:\n{out}");
+        }
+        assert!(!out.contains("gone") && !out.contains("old"), "{out}");
+        // Already the target: bytes untouched.
+        let same = rewrite_to(text.as_bytes(), &value(text)).unwrap();
+        assert_eq!(same, text.as_bytes());
+        // Empty text or non-object root: pretty JSON.
+        let out = rewrite_to(b"", &json!({"a": 1})).unwrap();
+        assert_eq!(out, b"{\n  \"a\": 1\n}\n");
+        let out = rewrite_to(b"// c\n[1]", &json!({"a": 1})).unwrap();
+        assert_eq!(value(std::str::from_utf8(&out).unwrap()), json!({"a": 1}));
+        let e = rewrite_to(b"{\"a\": 1 \"b\": 2}", &json!({})).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                MergeError::InvalidJson {
+                    side: Input::Local,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -491,6 +491,11 @@ impl Source for FileSource {
         Ok(self.scan()?.items)
     }
 
+    fn list_with_skipped(&self) -> Result<(Vec<ItemMeta>, Vec<String>), SourceError> {
+        let l = self.scan()?;
+        Ok((l.items, l.skipped.into_iter().map(|s| format!("{}: {}", s.key, s.reason)).collect()))
+    }
+
     fn read(&self, key: &str) -> Result<Option<Item>, SourceError> {
         let (rel, path) = self.resolve_key(key)?;
         let Some(meta) = self.check_no_symlinks(&rel)? else {

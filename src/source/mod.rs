@@ -101,6 +101,10 @@ pub trait Source {
     fn category(&self) -> Category;
     /// Every item currently present, sorted by key.
     fn list(&self) -> Result<Vec<ItemMeta>, SourceError>;
+    /// Like [`Source::list`], plus the files deliberately left out ("key: reason"), for reports.
+    fn list_with_skipped(&self) -> Result<(Vec<ItemMeta>, Vec<String>), SourceError> {
+        Ok((self.list()?, Vec::new()))
+    }
     /// The item, or `None` when it does not exist. Errors (rather than `None`) for an item that exists
     /// but cannot be synced (a symlink, too large), so that it is never mistaken for a deletion.
     fn read(&self, key: &str) -> Result<Option<Item>, SourceError>;

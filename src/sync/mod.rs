@@ -2,4 +2,10 @@
 //! what to push, pull, merge or delete. `plan` holds the pure decision rules; the driver that reads
 //! sources, applies merges and strategies and commits to a remote builds on it.
 
+pub mod conflicts;
+pub mod overrides;
+pub mod lock;
 pub mod plan;
+pub mod run;
+pub mod session;
+pub mod state;

@@ -1,0 +1,64 @@
+//! `oc-sync conflicts` lists the conflicts (and where their copies are); `oc-sync resolve` settles one.
+
+use std::path::PathBuf;
+
+use super::{Io, EXIT_FAILURE, EXIT_OK};
+use crate::config;
+use crate::paths::Paths;
+use crate::sync::session::{self, Resolution};
+
+pub fn list(paths: &Paths, all: bool, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
+    let store = session::conflict_store(paths);
+    let records = store.list(all)?;
+    if json {
+        writeln!(io.out, "{}", serde_json::to_string_pretty(&records)?)?;
+        return Ok(EXIT_OK);
+    }
+    if records.is_empty() {
+        writeln!(io.out, "{}", if all { "no conflicts recorded" } else { "no open conflicts" })?;
+        return Ok(EXIT_OK);
+    }
+    for r in &records {
+        let state = match (&r.resolved, r.needs_person) {
+            (Some(how), _) => format!("resolved ({how})"),
+            (None, true) => "WAITING FOR YOU".to_string(),
+            (None, false) => format!("settled by {} ({} kept)", r.strategy, r.winner),
+        };
+        writeln!(io.out, "{}  {}  {state}", r.id, r.key)?;
+        writeln!(io.out, "    copies: {}", r.dir.display())?;
+        for d in r.details.iter().take(3) {
+            writeln!(io.out, "    {d}")?;
+        }
+    }
+    writeln!(io.out, "settle one with `oc-sync resolve KEY --local | --remote | --file PATH`")?;
+    Ok(EXIT_OK)
+}
+
+pub fn resolve(paths: &Paths, target: &str, local: bool, remote: bool, file: Option<PathBuf>, io: &mut Io<'_>) -> anyhow::Result<i32> {
+    let how = match (local, remote, file) {
+        (true, false, None) => Resolution::Local,
+        (false, true, None) => Resolution::Remote,
+        (false, false, Some(f)) => Resolution::File(f),
+        _ => {
+            writeln!(io.err, "choose exactly one of --local, --remote or --file PATH")?;
+            return Ok(super::EXIT_USAGE);
+        }
+    };
+    let loaded = match config::load(paths, &io.env, None) {
+        Ok(l) => l,
+        Err(e) => {
+            writeln!(io.err, "{e}")?;
+            return Ok(EXIT_FAILURE);
+        }
+    };
+    match session::resolve(paths, &loaded.config, target, &how) {
+        Ok(r) => {
+            writeln!(io.out, "{} now holds the {} version; run `oc-sync sync` to send it to your other machines", r.key, r.how)?;
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            writeln!(io.err, "{e}")?;
+            Ok(EXIT_FAILURE)
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! `oc-sync sync`: one sync now, with a short plain summary (or `--json`).
+
+use super::{Io, EXIT_FAILURE, EXIT_OK};
+use crate::config;
+use crate::paths::Paths;
+use crate::sync::run::{SyncError, SyncOptions};
+use crate::sync::session;
+
+pub fn run(paths: &Paths, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
+    let loaded = match config::load(paths, &io.env, None) {
+        Ok(l) => l,
+        Err(e) => {
+            writeln!(io.err, "{e}")?;
+            return Ok(EXIT_FAILURE);
+        }
+    };
+    for w in &loaded.warnings {
+        writeln!(io.err, "warning: {w}")?;
+    }
+    crate::logging::init(&paths.log_dir, &loaded.config.log_level);
+    let report = match session::sync_now(paths, &loaded.config, &io.env, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("sync failed: {e}");
+            if json {
+                writeln!(io.out, "{}", serde_json::json!({ "ok": false, "error": e.to_string(), "tooManyDeletions": matches!(e, SyncError::TooManyDeletions { .. }) }))?;
+            } else {
+                writeln!(io.err, "sync failed: {e}")?;
+            }
+            return Ok(EXIT_FAILURE);
+        }
+    };
+    tracing::info!(
+        "sync: pushed {}, pulled {}, merged {}, deleted {}/{}, conflicts {}",
+        report.pushed.len(),
+        report.pulled.len(),
+        report.merged.len(),
+        report.deleted_remote.len(),
+        report.deleted_local.len(),
+        report.conflicts.len()
+    );
+    if json {
+        let mut v = serde_json::to_value(&report)?;
+        v["ok"] = true.into();
+        writeln!(io.out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(EXIT_OK);
+    }
+    let o = &mut io.out;
+    let verb = if report.dry_run { "would " } else { "" };
+    let list = |keys: &[String]| {
+        let shown: Vec<&str> = keys.iter().take(5).map(String::as_str).collect();
+        let more = if keys.len() > 5 { format!(" (+{} more)", keys.len() - 5) } else { String::new() };
+        format!("{}{more}", shown.join(", "))
+    };
+    let mut any = false;
+    for (label, keys) in [
+        ("push", &report.pushed),
+        ("pull", &report.pulled),
+        ("merge", &report.merged),
+        ("delete on the remote", &report.deleted_remote),
+        ("delete here", &report.deleted_local),
+    ] {
+        if !keys.is_empty() {
+            any = true;
+            writeln!(o, "{verb}{label} {}: {}", keys.len(), list(keys))?;
+        }
+    }
+    if !any {
+        writeln!(o, "{}", if report.dry_run { "nothing to sync" } else { "already in sync" })?;
+    }
+    for c in &report.conflicts {
+        if c.needs_person {
+            writeln!(o, "conflict in {} kept for you: settle it with `oc-sync resolve {} --local|--remote|--file PATH`", c.key, c.key)?;
+        } else {
+            writeln!(o, "conflict in {} settled by {} ({} kept); the other side is kept, see `oc-sync conflicts`", c.key, c.strategy, c.winner)?;
+        }
+        for d in c.details.iter().take(3) {
+            writeln!(o, "    {d}")?;
+        }
+    }
+    for k in &report.blocked {
+        if !report.conflicts.iter().any(|c| &c.key == k) {
+            writeln!(o, "waiting for you: {k} (oc-sync resolve {k} --local|--remote|--file PATH)")?;
+        }
+    }
+    for s in report.skipped.iter().take(5) {
+        writeln!(o, "not synced: {s}")?;
+    }
+    if !report.deferred.is_empty() {
+        writeln!(o, "changed during the sync, will sync next time: {}", list(&report.deferred))?;
+    }
+    if !report.dry_run {
+        writeln!(o, "{} at {}", report.remote, report.version.as_deref().map(|v| &v[..v.len().min(12)]).unwrap_or("(empty)"))?;
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,549 @@
+//! One sync: read every local item, the remote's manifest and this machine's base, decide per item
+//! ([`super::plan::decide`]), merge what both sides changed, settle real conflicts by the configured
+//! strategy, and publish everything as ONE compare-and-swap commit. A losing racer re-reads, merges
+//! again and retries (maxRetryAttempts, retryDelayMs doubling). Local files are written only after
+//! the commit succeeded, each re-checked first: a file the person changed during the sync is left
+//! alone (and its base kept), so the next sync merges that edit instead of overwriting it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::clock::VectorClock;
+use crate::config::{Config, ConflictStrategy};
+use crate::merge::{self, MergeKind, Side};
+use crate::remote::{sha256_hex, Changes, CommitOutcome, Entry, Manifest, Remote, RemoteError, Version};
+use crate::source::{Category, Source, SourceError};
+
+use super::plan::{decide, Action, Local, Versioned};
+use super::state::{BaseEntry, StateError, StateStore, SyncState};
+
+/// Deleting at least this many items of a category, and more than half of it, needs --allow-deletions.
+pub const DELETION_SHARE_MIN: usize = 3;
+/// Deleting more than this many items at once always needs --allow-deletions.
+pub const DELETION_MAX_AT_ONCE: usize = 25;
+
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// Decide and report, change nothing anywhere.
+    pub dry_run: bool,
+    /// Allow a sync that deletes many items (see [`DELETION_SHARE_MIN`], [`DELETION_MAX_AT_ONCE`]).
+    pub allow_deletions: bool,
+}
+
+/// A conflict this sync met (the losing side is kept by the caller's conflict store).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetConflict {
+    pub key: String,
+    pub strategy: String,
+    /// "local", "remote", "merged" or "none" (ask: nothing applied until resolved).
+    pub winner: String,
+    pub needs_person: bool,
+    pub details: Vec<String>,
+    #[serde(skip)]
+    pub local: Option<Vec<u8>>,
+    #[serde(skip)]
+    pub remote: Option<Vec<u8>>,
+    #[serde(skip)]
+    pub base: Option<Vec<u8>>,
+    pub local_clock: VectorClock,
+    pub remote_clock: VectorClock,
+    pub remote_machine: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncReport {
+    pub dry_run: bool,
+    pub remote: String,
+    pub version: Option<String>,
+    pub pushed: Vec<String>,
+    pub pulled: Vec<String>,
+    pub merged: Vec<String>,
+    /// Local deletions sent to the remote as tombstones.
+    pub deleted_remote: Vec<String>,
+    /// Local files removed because another machine deleted them.
+    pub deleted_local: Vec<String>,
+    pub conflicts: Vec<MetConflict>,
+    /// Items waiting for `oc-sync resolve` (strategy "ask").
+    pub blocked: Vec<String>,
+    /// Items changed on this machine while the sync ran: left for the next sync.
+    pub deferred: Vec<String>,
+    /// Expired tombstones dropped from the remote.
+    pub expired: Vec<String>,
+    /// Local files deliberately not synced ("key: reason"), e.g. symlinks or files over the size limit.
+    pub skipped: Vec<String>,
+    pub attempts: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("this sync would delete {count} of {total} {category} items ({sample}); if that is intended, run `oc-sync sync --allow-deletions`")]
+    TooManyDeletions { category: String, count: usize, total: usize, sample: String },
+    #[error("the remote kept changing: gave up after {0} attempts; run `oc-sync sync` again")]
+    TooManyRetries(u32),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Everything a sync works with. The engine does not know where items come from or go to.
+pub struct Syncer<'a> {
+    pub machine: String,
+    pub config: &'a Config,
+    pub remote: &'a dyn Remote,
+    pub sources: Vec<Box<dyn Source + 'a>>,
+    pub state: StateStore,
+    /// Keys that must not sync now (open "ask" conflicts).
+    pub blocked: BTreeSet<String>,
+    /// Milliseconds since the epoch; replaceable in tests.
+    pub now_ms: fn() -> u64,
+}
+
+pub fn system_now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// One local item as read at the start of the sync.
+struct LocalItem {
+    bytes: Vec<u8>,
+    hash: String,
+    kind: MergeKind,
+    modified_ms: u64,
+}
+
+/// What to do locally once the commit is in.
+enum LocalWrite {
+    Write { key: String, bytes: Vec<u8> },
+    Delete { key: String },
+}
+
+/// The outcome of planning one attempt.
+struct Plan {
+    changes: Changes,
+    writes: Vec<(LocalWrite, Option<String>)>, // with the local hash it expects to replace
+    new_bases: BTreeMap<String, (BaseEntry, Option<Vec<u8>>)>,
+    dropped_bases: Vec<String>,
+    report: SyncReport,
+}
+
+pub fn kind_name(kind: MergeKind) -> &'static str {
+    match kind {
+        MergeKind::Json => "json",
+        MergeKind::Jsonc => "jsonc",
+        MergeKind::Jsonl => "jsonl",
+        MergeKind::Text => "text",
+        MergeKind::Binary => "binary",
+    }
+}
+
+pub fn kind_from_name(name: &str) -> MergeKind {
+    match name {
+        "json" => MergeKind::Json,
+        "jsonc" => MergeKind::Jsonc,
+        "jsonl" => MergeKind::Jsonl,
+        "text" => MergeKind::Text,
+        _ => MergeKind::Binary,
+    }
+}
+
+impl<'a> Syncer<'a> {
+    fn source_for(&self, key: &str) -> Option<&(dyn Source + 'a)> {
+        let cat = Category::of_key(key)?;
+        self.sources.iter().find(|s| s.category() == cat).map(|s| s.as_ref())
+    }
+
+    /// Runs one sync, retrying lost races.
+    pub fn sync(&self, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
+        let max_attempts = self.config.max_retry_attempts + 1;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let head = self.remote.head()?;
+            let manifest = match &head {
+                Some(v) => self.remote.manifest(v)?,
+                None => Manifest::default(),
+            };
+            let mut state = self.state.load_for(&self.remote.describe())?;
+            let mut plan = self.plan(&manifest, &state, opts)?;
+            plan.report.attempts = attempt;
+            plan.report.remote = self.remote.describe();
+            if opts.dry_run {
+                plan.report.version = head.map(|v| v.0);
+                return Ok(plan.report);
+            }
+            let version = if plan.changes.entries.is_empty() && plan.changes.removed.is_empty() {
+                head.clone()
+            } else {
+                let changes = std::mem::take(&mut plan.changes);
+                match self.remote.commit(head.as_ref(), changes)? {
+                    CommitOutcome::Committed(v) => Some(v),
+                    CommitOutcome::Conflict { .. } => {
+                        if attempt >= max_attempts {
+                            return Err(SyncError::TooManyRetries(attempt));
+                        }
+                        let delay = self.config.retry_delay_ms.saturating_mul(1 << (attempt - 1).min(10)).min(60_000);
+                        tracing::info!("remote changed during sync; retrying in {delay} ms (attempt {attempt})");
+                        std::thread::sleep(Duration::from_millis(delay));
+                        continue;
+                    }
+                }
+            };
+            self.apply_locally(&mut plan, &mut state)?;
+            state.version = version.as_ref().map(|v: &Version| v.0.clone());
+            state.last_sync_ms = Some((self.now_ms)());
+            self.state.save(&state)?;
+            self.state.prune_bases(&state);
+            plan.report.version = state.version.clone();
+            return Ok(plan.report);
+        }
+    }
+
+    /// Reads local items of every source.
+    fn read_local(&self, skipped: &mut Vec<String>) -> Result<BTreeMap<String, LocalItem>, SyncError> {
+        let mut out = BTreeMap::new();
+        for src in &self.sources {
+            let (metas, left_out) = src.list_with_skipped()?;
+            skipped.extend(left_out);
+            for meta in metas {
+                if let Some(item) = src.read(&meta.key)? {
+                    out.insert(
+                        meta.key.clone(),
+                        LocalItem {
+                            hash: sha256_hex(&item.bytes),
+                            kind: item.meta.kind,
+                            modified_ms: item.meta.modified_ms,
+                            bytes: item.bytes,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn plan(&self, manifest: &Manifest, state: &SyncState, opts: &SyncOptions) -> Result<Plan, SyncError> {
+        let me = self.machine.as_str();
+        let now = (self.now_ms)();
+        let mut skipped = Vec::new();
+        let local = self.read_local(&mut skipped)?;
+        let synced = |key: &str| self.source_for(key).is_some();
+        let keys: BTreeSet<&String> = local
+            .keys()
+            .chain(state.items.keys().filter(|k| synced(k)))
+            .chain(manifest.entries.keys().filter(|k| synced(k)))
+            .collect();
+        let mut plan = Plan {
+            changes: Changes { message: format!("oc-sync from {me}"), ..Default::default() },
+            writes: Vec::new(),
+            new_bases: BTreeMap::new(),
+            dropped_bases: Vec::new(),
+            report: SyncReport { dry_run: opts.dry_run, skipped, ..Default::default() },
+        };
+        let grace_ms = u64::from(self.config.tombstone_grace_days) * 86_400_000;
+
+        for key in keys {
+            let key = key.as_str();
+            if self.blocked.contains(key) {
+                plan.report.blocked.push(key.to_string());
+                continue;
+            }
+            let l = local.get(key);
+            let base = state.items.get(key);
+            let remote = manifest.entries.get(key);
+            let local_obs = match l {
+                Some(i) => Local::Present { hash: i.hash.clone() },
+                None => Local::Absent,
+            };
+            let base_v = base.map(|b| Versioned { clock: b.clock.clone(), hash: b.hash.clone() });
+            let remote_v = remote.map(|r| Versioned { clock: r.clock.clone(), hash: r.hash.clone() });
+            let action = decide(&local_obs, base_v.as_ref(), remote_v.as_ref(), me);
+            let category = Category::of_key(key).map(|c| c.as_str()).unwrap_or("config").to_string();
+            let local_clock = || -> VectorClock {
+                let mut c = base.map(|b| b.clock.clone()).unwrap_or_default();
+                let changed = l.map(|i| Some(i.hash.as_str())) != base.map(|b| b.hash.as_deref());
+                if changed || base.is_none() {
+                    c.bump(me);
+                }
+                c
+            };
+            match action {
+                Action::Nothing => {
+                    // Expire old tombstones this machine has already applied.
+                    if let (Some(r), None) = (remote, l)
+                        && r.is_tombstone()
+                        && r.deleted_ms.is_some_and(|d| now.saturating_sub(d) > grace_ms)
+                    {
+                        plan.changes.removed.push(key.to_string());
+                        plan.dropped_bases.push(key.to_string());
+                        plan.report.expired.push(key.to_string());
+                    }
+                }
+                Action::Adopt => {
+                    let r = remote.expect("adopt needs a remote entry");
+                    let bytes = l.map(|i| i.bytes.clone());
+                    plan.new_bases.insert(key.to_string(), (base_of(r, now), bytes));
+                }
+                Action::Push { deletion: false } | Action::EditWinsOverDeletion { keep_local: true } => {
+                    let item = l.expect("push needs a local item");
+                    let mut clock = local_clock();
+                    if let Some(r) = remote
+                        && matches!(action, Action::EditWinsOverDeletion { .. })
+                    {
+                        clock = clock.join(&r.clock);
+                        clock.bump(me);
+                    }
+                    let entry = self.entry_for(item, clock, &category);
+                    plan.changes.blobs.insert(item.hash.clone(), item.bytes.clone());
+                    plan.new_bases.insert(key.to_string(), (base_of(&entry, now), Some(item.bytes.clone())));
+                    plan.changes.entries.insert(key.to_string(), entry);
+                    plan.report.pushed.push(key.to_string());
+                }
+                Action::Push { deletion: true } => {
+                    let entry = Entry {
+                        clock: local_clock(),
+                        hash: None,
+                        size: 0,
+                        kind: base.map(|b| b.kind.clone()).unwrap_or_else(|| "binary".into()),
+                        category: category.clone(),
+                        modified_ms: now,
+                        machine: me.to_string(),
+                        deleted_ms: Some(now),
+                    };
+                    plan.new_bases.insert(key.to_string(), (base_of(&entry, now), None));
+                    plan.changes.entries.insert(key.to_string(), entry);
+                    plan.report.deleted_remote.push(key.to_string());
+                }
+                Action::Pull { .. } | Action::EditWinsOverDeletion { keep_local: false } => {
+                    let r = remote.expect("pull needs a remote entry");
+                    let deletion = matches!(action, Action::Pull { deletion: true });
+                    if deletion {
+                        plan.writes.push((LocalWrite::Delete { key: key.to_string() }, l.map(|i| i.hash.clone())));
+                        plan.new_bases.insert(key.to_string(), (base_of(r, now), None));
+                        plan.report.deleted_local.push(key.to_string());
+                    } else {
+                        let bytes = self.fetch(r)?;
+                        plan.writes.push((LocalWrite::Write { key: key.to_string(), bytes: bytes.clone() }, l.map(|i| i.hash.clone())));
+                        plan.new_bases.insert(key.to_string(), (base_of(r, now), Some(bytes)));
+                        plan.report.pulled.push(key.to_string());
+                    }
+                }
+                Action::Merge => {
+                    let item = l.expect("merge needs a local item");
+                    let r = remote.expect("merge needs a remote entry");
+                    let remote_bytes = self.fetch(r)?;
+                    let base_bytes = base.and_then(|b| b.hash.as_deref()).and_then(|h| self.state.base(h));
+                    let settled = self.settle(key, item, r, &remote_bytes, base_bytes.as_deref(), local_clock());
+                    match settled {
+                        Settled::Blocked(conflict) => {
+                            plan.report.blocked.push(key.to_string());
+                            plan.report.conflicts.push(conflict);
+                        }
+                        Settled::Result { bytes, conflict } => {
+                            let mut clock = local_clock().join(&r.clock);
+                            clock.bump(me);
+                            let merged_item = LocalItem {
+                                hash: sha256_hex(&bytes),
+                                kind: item.kind,
+                                modified_ms: now,
+                                bytes,
+                            };
+                            let entry = self.entry_for(&merged_item, clock, &category);
+                            if merged_item.hash != item.hash {
+                                plan.writes.push((
+                                    LocalWrite::Write { key: key.to_string(), bytes: merged_item.bytes.clone() },
+                                    Some(item.hash.clone()),
+                                ));
+                            }
+                            plan.changes.blobs.insert(merged_item.hash.clone(), merged_item.bytes.clone());
+                            plan.new_bases.insert(key.to_string(), (base_of(&entry, now), Some(merged_item.bytes)));
+                            plan.changes.entries.insert(key.to_string(), entry);
+                            plan.report.merged.push(key.to_string());
+                            if let Some(c) = conflict {
+                                plan.report.conflicts.push(c);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !opts.allow_deletions {
+            self.check_deletions(&plan.report, &local, state)?;
+        }
+        Ok(plan)
+    }
+
+    fn entry_for(&self, item: &LocalItem, clock: VectorClock, category: &str) -> Entry {
+        Entry {
+            clock,
+            hash: Some(item.hash.clone()),
+            size: item.bytes.len() as u64,
+            kind: kind_name(item.kind).to_string(),
+            category: category.to_string(),
+            modified_ms: item.modified_ms,
+            machine: self.machine.clone(),
+            deleted_ms: None,
+        }
+    }
+
+    fn fetch(&self, r: &Entry) -> Result<Vec<u8>, SyncError> {
+        let hash = r.hash.as_deref().ok_or_else(|| SyncError::Other("internal: fetch of a tombstone".into()))?;
+        Ok(self.remote.blob(hash)?)
+    }
+
+    /// Stops a sync that would delete a large share of a category.
+    fn check_deletions(&self, report: &SyncReport, local: &BTreeMap<String, LocalItem>, state: &SyncState) -> Result<(), SyncError> {
+        let mut per_cat: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+        for key in report.deleted_local.iter().chain(&report.deleted_remote) {
+            per_cat.entry(key.split('/').next().unwrap_or("")).or_default().push(key);
+        }
+        for (cat, keys) in per_cat {
+            let prefix = format!("{cat}/");
+            let known: BTreeSet<&String> = local
+                .keys()
+                .chain(state.items.iter().filter(|(_, e)| e.hash.is_some()).map(|(k, _)| k))
+                .filter(|k| k.starts_with(&prefix))
+                .collect();
+            let (count, total) = (keys.len(), known.len().max(keys.len()));
+            if count > DELETION_MAX_AT_ONCE || (count >= DELETION_SHARE_MIN && count * 2 > total) {
+                let sample = keys.iter().take(3).map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
+                return Err(SyncError::TooManyDeletions { category: cat.to_string(), count, total, sample });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes pulled and merged items, re-checking each local file first.
+    fn apply_locally(&self, plan: &mut Plan, state: &mut SyncState) -> Result<(), SyncError> {
+        let mut deferred = BTreeSet::new();
+        for (write, expected) in plan.writes.drain(..) {
+            let key = match &write {
+                LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => key.clone(),
+            };
+            let Some(src) = self.source_for(&key) else { continue };
+            let now_hash = src.read(&key)?.map(|i| sha256_hex(&i.bytes));
+            if now_hash != expected {
+                tracing::info!("{key} changed during the sync; it will be merged on the next sync");
+                deferred.insert(key);
+                continue;
+            }
+            match write {
+                LocalWrite::Write { key, bytes } => src.write(&key, &bytes)?,
+                LocalWrite::Delete { key } => src.delete(&key)?,
+            }
+        }
+        for (key, (entry, bytes)) in std::mem::take(&mut plan.new_bases) {
+            if deferred.contains(&key) {
+                continue;
+            }
+            if let Some(b) = bytes {
+                self.state.put_base(&b)?;
+            }
+            state.items.insert(key, entry);
+        }
+        for key in plan.dropped_bases.drain(..) {
+            state.items.remove(&key);
+        }
+        plan.report.deferred = deferred.into_iter().collect();
+        Ok(())
+    }
+
+    /// Merges one concurrently changed item and settles real conflicts by the strategy.
+    fn settle(&self, key: &str, local: &LocalItem, remote: &Entry, remote_bytes: &[u8], base: Option<&[u8]>, local_clock: VectorClock) -> Settled {
+        let strategy = self.config.conflict_strategy;
+        // Newest side by modification time; ties broken by machine id so every machine agrees.
+        let local_newer = (local.modified_ms, self.machine.as_str()) > (remote.modified_ms, remote.machine.as_str());
+        let newest = if local_newer { Side::Local } else { Side::Remote };
+        let prefer = match strategy {
+            ConflictStrategy::LocalWins => Side::Local,
+            ConflictStrategy::RemoteWins => Side::Remote,
+            _ => newest,
+        };
+        let merged = merge::merge(kind_from_name(&remote.kind).max_compat(local.kind), base, &local.bytes, remote_bytes, prefer);
+        let (result_bytes, details): (Vec<u8>, Vec<String>) = match merged {
+            Ok(out) if out.conflicts.is_empty() => return Settled::Result { bytes: out.bytes, conflict: None },
+            Ok(out) => (out.bytes, out.conflicts.iter().map(describe_conflict).collect()),
+            Err(e) => {
+                let whole = if prefer == Side::Local { local.bytes.clone() } else { remote_bytes.to_vec() };
+                (whole, vec![format!("cannot merge: {e}; one whole side wins")])
+            }
+        };
+        let conflict = |winner: &str, needs_person: bool| MetConflict {
+            key: key.to_string(),
+            strategy: strategy.as_str().to_string(),
+            winner: winner.to_string(),
+            needs_person,
+            details: details.clone(),
+            local: Some(local.bytes.clone()),
+            remote: Some(remote_bytes.to_vec()),
+            base: base.map(<[u8]>::to_vec),
+            local_clock: local_clock.clone(),
+            remote_clock: remote.clock.clone(),
+            remote_machine: remote.machine.clone(),
+        };
+        match strategy {
+            ConflictStrategy::Ask => Settled::Blocked(conflict("none", true)),
+            ConflictStrategy::NewestWins => {
+                let (bytes, winner) = if newest == Side::Local { (local.bytes.clone(), "local") } else { (remote_bytes.to_vec(), "remote") };
+                Settled::Result { bytes, conflict: Some(conflict(winner, false)) }
+            }
+            _ => {
+                let winner = if result_bytes == local.bytes {
+                    "local"
+                } else if result_bytes == remote_bytes {
+                    "remote"
+                } else {
+                    "merged"
+                };
+                Settled::Result { bytes: result_bytes, conflict: Some(conflict(winner, false)) }
+            }
+        }
+    }
+}
+
+enum Settled {
+    Result { bytes: Vec<u8>, conflict: Option<MetConflict> },
+    Blocked(MetConflict),
+}
+
+fn base_of(e: &Entry, now: u64) -> BaseEntry {
+    BaseEntry { clock: e.clock.clone(), hash: e.hash.clone(), kind: e.kind.clone(), category: e.category.clone(), synced_ms: now }
+}
+
+fn describe_conflict(c: &merge::Conflict) -> String {
+    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".into());
+    let place = if c.path.is_empty() { "whole item".to_string() } else { c.path.clone() };
+    format!("{place}: local {} vs remote {}", show(&c.local), show(&c.remote))
+}
+
+/// When the two sides disagree on the kind (e.g. one machine saw invalid UTF-8), the most
+/// conservative kind wins: binary over text over the JSON kinds.
+trait KindCompat {
+    fn max_compat(self, other: MergeKind) -> MergeKind;
+}
+
+impl KindCompat for MergeKind {
+    fn max_compat(self, other: MergeKind) -> MergeKind {
+        if self == other {
+            return self;
+        }
+        let rank = |k: MergeKind| match k {
+            MergeKind::Binary => 3,
+            MergeKind::Text => 2,
+            MergeKind::Jsonl => 1,
+            MergeKind::Json | MergeKind::Jsonc => 0,
+        };
+        match (self, other) {
+            (MergeKind::Json, MergeKind::Jsonc) | (MergeKind::Jsonc, MergeKind::Json) => MergeKind::Jsonc,
+            _ if rank(self) >= rank(other) => self,
+            _ => other,
+        }
+    }
+}

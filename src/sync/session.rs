@@ -1,0 +1,298 @@
+//! Everything around one sync on this machine: choosing the remote, building the sources (with the
+//! per-machine overrides), the machine-wide lock, recording conflicts, and `resolve`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{Config, RemoteSetting};
+use crate::machine_id;
+use crate::paths::{EnvSnapshot, Paths};
+use crate::remote::local::LocalRemote;
+use crate::remote::{sha256_hex, Remote};
+use crate::source::{Category, FileSource, Item, ItemMeta, Source, SourceError};
+use crate::status;
+
+use super::conflicts::{ConflictRecord, ConflictStore, NewConflict};
+use super::lock::SyncLock;
+use super::overrides::Overrides;
+use super::run::{SyncError, SyncOptions, SyncReport, Syncer};
+use super::state::{BaseEntry, StateStore};
+
+/// How long a sync waits for another sync on this machine (CLI vs plugin) to finish.
+pub const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+pub fn state_store(paths: &Paths) -> StateStore {
+    StateStore::new(paths.state_dir.join("sync"))
+}
+
+pub fn conflict_store(paths: &Paths) -> ConflictStore {
+    ConflictStore::new(paths.data_dir.join("conflicts"))
+}
+
+fn lock_path(paths: &Paths) -> PathBuf {
+    paths.state_dir.join("sync.lock")
+}
+
+/// The remote this configuration selects.
+pub fn open_remote(config: &Config, paths: &Paths, env: &EnvSnapshot) -> Result<Box<dyn Remote>, SyncError> {
+    let github = || {
+        SyncError::Other(
+            "the GitHub remote is not part of this version yet: set `remote` to a folder (e.g. \"remote\": \"/mnt/share/oc-sync\") or OC_SYNC_REMOTE, or unset GITHUB_TOKEN/GH_TOKEN to use the default local folder".into(),
+        )
+    };
+    let path = match &config.remote {
+        RemoteSetting::Local(p) => p.clone(),
+        RemoteSetting::Github => return Err(github()),
+        RemoteSetting::Auto if status::find_token(config, env).is_some() => return Err(github()),
+        RemoteSetting::Auto => {
+            std::fs::create_dir_all(paths.default_local_remote.parent().expect("data dir"))
+                .map_err(|e| SyncError::Other(format!("cannot create {}: {e}", paths.data_dir.display())))?;
+            paths.default_local_remote.clone()
+        }
+    };
+    Ok(Box::new(LocalRemote::open(path)?))
+}
+
+/// The config category's source, seen through the per-machine overrides: reads give the shared
+/// view (overridden keys replaced by the last synced shared values), writes re-apply the overrides.
+struct OverriddenSource {
+    inner: FileSource,
+    overrides: Overrides,
+    target: String,
+    shared_base: Option<Vec<u8>>,
+}
+
+impl Source for OverriddenSource {
+    fn category(&self) -> Category {
+        self.inner.category()
+    }
+    fn list(&self) -> Result<Vec<ItemMeta>, SourceError> {
+        self.inner.list()
+    }
+    fn list_with_skipped(&self) -> Result<(Vec<ItemMeta>, Vec<String>), SourceError> {
+        self.inner.list_with_skipped()
+    }
+    fn read(&self, key: &str) -> Result<Option<Item>, SourceError> {
+        let item = self.inner.read(key)?;
+        match item {
+            Some(mut item) if key == self.target => {
+                item.bytes = self
+                    .overrides
+                    .to_shared(&item.bytes, self.shared_base.as_deref())
+                    .map_err(|e| SourceError::KeyRefused { key: key.into(), reason: e.to_string() })?;
+                Ok(Some(item))
+            }
+            other => Ok(other),
+        }
+    }
+    fn write(&self, key: &str, bytes: &[u8]) -> Result<(), SourceError> {
+        if key == self.target {
+            let local = self
+                .overrides
+                .to_local(bytes)
+                .map_err(|e| SourceError::KeyRefused { key: key.into(), reason: e.to_string() })?;
+            return self.inner.write(key, &local);
+        }
+        self.inner.write(key, bytes)
+    }
+    fn delete(&self, key: &str) -> Result<(), SourceError> {
+        self.inner.delete(key)
+    }
+}
+
+/// The sources of the enabled categories.
+pub fn sources<'a>(paths: &Paths, config: &Config, state: &StateStore) -> Result<Vec<Box<dyn Source + 'a>>, SyncError> {
+    let mut out: Vec<Box<dyn Source + 'a>> = Vec::new();
+    if config.sync.config {
+        let inner = FileSource::config(paths, config)?;
+        let overrides = Overrides::load(&paths.opencode_config).map_err(|e| SyncError::Other(e.to_string()))?;
+        match overrides.filter(|o| !o.is_empty()) {
+            Some(overrides) => {
+                let target = Overrides::target_key(&paths.opencode_config);
+                let st = state.load().ok();
+                let shared_base = st
+                    .as_ref()
+                    .and_then(|s| s.items.get(&target))
+                    .and_then(|b: &BaseEntry| b.hash.as_deref())
+                    .and_then(|h| state.base(h));
+                out.push(Box::new(OverriddenSource { inner, overrides, target, shared_base }));
+            }
+            None => out.push(Box::new(inner)),
+        }
+    }
+    if config.sync.state {
+        out.push(Box::new(FileSource::state(paths, config)?));
+    }
+    Ok(out)
+}
+
+/// Runs one full sync on this machine, holding the machine-wide sync lock.
+pub fn sync_now(paths: &Paths, config: &Config, env: &EnvSnapshot, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
+    let machine = machine_id::get_or_create(config.machine_id.as_deref(), &paths.machine_id_file)
+        .map_err(|e| SyncError::Other(format!("cannot get this machine's id: {e}")))?;
+    let _lock = SyncLock::acquire(&lock_path(paths), LOCK_WAIT).map_err(|e| SyncError::Other(e.to_string()))?;
+    let remote = open_remote(config, paths, env)?;
+    let state = state_store(paths);
+    let conflicts = conflict_store(paths);
+    let blocked: BTreeSet<String> = conflicts
+        .list(false)
+        .map_err(|e| SyncError::Other(format!("cannot read {}: {e}", conflicts.root().display())))?
+        .into_iter()
+        .filter(|c| c.needs_person)
+        .map(|c| c.key)
+        .collect();
+    let syncer = Syncer {
+        machine: machine.id.clone(),
+        config,
+        remote: remote.as_ref(),
+        sources: sources(paths, config, &state)?,
+        state,
+        blocked,
+        now_ms: super::run::system_now_ms,
+    };
+    let report = syncer.sync(opts)?;
+    if !opts.dry_run {
+        for c in &report.conflicts {
+            let meta = NewConflict {
+                strategy: c.strategy.clone(),
+                winner: c.winner.clone(),
+                needs_person: c.needs_person,
+                local_clock: c.local_clock.clone(),
+                remote_clock: c.remote_clock.clone(),
+                local_machine: machine.id.clone(),
+                remote_machine: c.remote_machine.clone(),
+                details: c.details.clone(),
+            };
+            if c.needs_person && conflicts.open_for(&c.key).ok().flatten().is_some() {
+                continue; // already recorded and waiting
+            }
+            conflicts
+                .record(&c.key, c.local.as_deref(), c.remote.as_deref(), c.base.as_deref(), meta)
+                .map_err(|e| SyncError::Other(format!("cannot keep the conflict copies of {}: {e}", c.key)))?;
+        }
+        let _ = std::fs::write(paths.state_dir.join("last-sync"), format!("{}\n", now_rfc3339()));
+    }
+    Ok(report)
+}
+
+/// How `resolve` settles a conflict.
+#[derive(Debug, Clone)]
+pub enum Resolution {
+    Local,
+    Remote,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resolved {
+    pub key: String,
+    pub records: Vec<String>,
+    pub how: String,
+}
+
+/// Settles the open conflicts of an item (by key or conflict id): writes the chosen content as the
+/// local item and, for items held by "ask", records that the remote version was seen, so the next
+/// sync pushes the choice instead of meeting the same conflict again.
+pub fn resolve(paths: &Paths, config: &Config, key_or_id: &str, how: &Resolution) -> Result<Resolved, SyncError> {
+    let _lock = SyncLock::acquire(&lock_path(paths), LOCK_WAIT).map_err(|e| SyncError::Other(e.to_string()))?;
+    let store = conflict_store(paths);
+    let open = store.find(key_or_id).map_err(|e| SyncError::Other(e.to_string()))?;
+    let Some(newest) = open.last().cloned() else {
+        return Err(SyncError::Other(format!(
+            "no open conflict matches {key_or_id:?}; `oc-sync conflicts` lists them"
+        )));
+    };
+    let key = newest.key.clone();
+    let bytes = match how {
+        Resolution::Local => copy(&store, &newest, "local")?,
+        Resolution::Remote => copy(&store, &newest, "remote")?,
+        Resolution::File(p) => Some(std::fs::read(p).map_err(|e| SyncError::Other(format!("cannot read {}: {e}", p.display())))?),
+    };
+    let state = state_store(paths);
+    let srcs = sources(paths, config, &state)?;
+    let cat = Category::of_key(&key).ok_or_else(|| SyncError::Other(format!("{key} is not a synced item")))?;
+    let src = srcs
+        .iter()
+        .find(|s| s.category() == cat)
+        .ok_or_else(|| SyncError::Other(format!("the {} category is turned off in the config", cat.as_str())))?;
+    match &bytes {
+        Some(b) => src.write(&key, b)?,
+        None => src.delete(&key)?,
+    }
+    if open.iter().any(|r| r.needs_person) {
+        // The person saw the remote version: make it this machine's base.
+        let mut st = state.load()?;
+        let remote_copy = copy(&store, &newest, "remote")?;
+        let base = st.items.entry(key.clone()).or_insert_with(|| BaseEntry {
+            clock: Default::default(),
+            hash: None,
+            kind: "text".into(),
+            category: cat.as_str().into(),
+            synced_ms: 0,
+        });
+        base.clock = base.clock.join(&newest.remote_clock);
+        base.hash = remote_copy.as_deref().map(sha256_hex);
+        if let Some(r) = &remote_copy {
+            state.put_base(r)?;
+        }
+        state.save(&st)?;
+    }
+    let how_s = match how {
+        Resolution::Local => "local",
+        Resolution::Remote => "remote",
+        Resolution::File(_) => "file",
+    };
+    for r in &open {
+        store.mark_resolved(r, how_s).map_err(|e| SyncError::Other(e.to_string()))?;
+    }
+    Ok(Resolved { key, records: open.iter().map(|r| r.id.clone()).collect(), how: how_s.into() })
+}
+
+fn copy(store: &ConflictStore, rec: &ConflictRecord, side: &str) -> Result<Option<Vec<u8>>, SyncError> {
+    store.read_copy(rec, side).map_err(|e| SyncError::Other(format!("cannot read the kept {side} copy: {e}")))
+}
+
+/// Local changes not yet synced, per category (no remote access).
+pub fn pending(paths: &Paths, config: &Config) -> Result<std::collections::BTreeMap<String, usize>, SyncError> {
+    let state = state_store(paths);
+    let st = state.load()?;
+    let mut out = std::collections::BTreeMap::new();
+    for src in sources(paths, config, &state)? {
+        let cat = src.category().as_str().to_string();
+        let mut n = 0;
+        let mut seen = BTreeSet::new();
+        for meta in src.list()? {
+            seen.insert(meta.key.clone());
+            let hash = src.read(&meta.key)?.map(|i| sha256_hex(&i.bytes));
+            if st.items.get(&meta.key).and_then(|b| b.hash.clone()) != hash {
+                n += 1;
+            }
+        }
+        let prefix = format!("{cat}/");
+        n += st.items.iter().filter(|(k, b)| k.starts_with(&prefix) && b.hash.is_some() && !seen.contains(*k)).count();
+        out.insert(cat, n);
+    }
+    Ok(out)
+}
+
+fn now_rfc3339() -> String {
+    let ms = super::run::system_now_ms();
+    let secs = (ms / 1000) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}

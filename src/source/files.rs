@@ -11,7 +11,7 @@ use std::time::UNIX_EPOCH;
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
-use super::{Category, Item, ItemMeta, Source, SourceError};
+use super::{Category, Item, ItemMeta, Listed, Source, SourceError};
 use crate::config::Config;
 use crate::merge::MergeKind;
 use crate::paths::Paths;
@@ -491,9 +491,9 @@ impl Source for FileSource {
         Ok(self.scan()?.items)
     }
 
-    fn list_with_skipped(&self) -> Result<(Vec<ItemMeta>, Vec<String>), SourceError> {
+    fn list_with_skipped(&self) -> Result<Listed, SourceError> {
         let l = self.scan()?;
-        Ok((l.items, l.skipped.into_iter().map(|s| format!("{}: {}", s.key, s.reason)).collect()))
+        Ok((l.items, l.skipped.into_iter().map(|s| (s.key, s.reason)).collect()))
     }
 
     fn read(&self, key: &str) -> Result<Option<Item>, SourceError> {

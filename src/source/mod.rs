@@ -97,12 +97,16 @@ pub struct Item {
 }
 
 /// A source lists and reads/writes items; the engine does not know where they come from.
+/// Listed items plus the files deliberately left out, as (key, reason).
+pub type Listed = (Vec<ItemMeta>, Vec<(String, String)>);
+
 pub trait Source {
     fn category(&self) -> Category;
     /// Every item currently present, sorted by key.
     fn list(&self) -> Result<Vec<ItemMeta>, SourceError>;
-    /// Like [`Source::list`], plus the files deliberately left out ("key: reason"), for reports.
-    fn list_with_skipped(&self) -> Result<(Vec<ItemMeta>, Vec<String>), SourceError> {
+    /// Like [`Source::list`], plus the files deliberately left out, as (key, reason). The engine
+    /// leaves those keys alone: a file that became a symlink is not a deletion.
+    fn list_with_skipped(&self) -> Result<Listed, SourceError> {
         Ok((self.list()?, Vec::new()))
     }
     /// The item, or `None` when it does not exist. Errors (rather than `None`) for an item that exists

@@ -207,7 +207,7 @@ impl<'a> Syncer<'a> {
     }
 
     /// Reads local items of every source.
-    fn read_local(&self, skipped: &mut Vec<String>) -> Result<BTreeMap<String, LocalItem>, SyncError> {
+    fn read_local(&self, skipped: &mut Vec<(String, String)>) -> Result<BTreeMap<String, LocalItem>, SyncError> {
         let mut out = BTreeMap::new();
         for src in &self.sources {
             let (metas, left_out) = src.list_with_skipped()?;
@@ -234,6 +234,9 @@ impl<'a> Syncer<'a> {
         let now = (self.now_ms)();
         let mut skipped = Vec::new();
         let local = self.read_local(&mut skipped)?;
+        // Files present but not syncable (symlinks, too large) are neither deletions nor pull targets.
+        let untouchable: BTreeSet<String> = skipped.iter().map(|(k, _)| k.clone()).collect();
+        let skipped: Vec<String> = skipped.into_iter().map(|(k, r)| format!("{k}: {r}")).collect();
         let synced = |key: &str| self.source_for(key).is_some();
         let keys: BTreeSet<&String> = local
             .keys()
@@ -253,6 +256,9 @@ impl<'a> Syncer<'a> {
             let key = key.as_str();
             if self.blocked.contains(key) {
                 plan.report.blocked.push(key.to_string());
+                continue;
+            }
+            if untouchable.contains(key) {
                 continue;
             }
             let l = local.get(key);
@@ -423,24 +429,45 @@ impl<'a> Syncer<'a> {
     /// Writes pulled and merged items, re-checking each local file first.
     fn apply_locally(&self, plan: &mut Plan, state: &mut SyncState) -> Result<(), SyncError> {
         let mut deferred = BTreeSet::new();
+        let mut refused = BTreeSet::new();
         for (write, expected) in plan.writes.drain(..) {
             let key = match &write {
                 LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => key.clone(),
             };
             let Some(src) = self.source_for(&key) else { continue };
-            let now_hash = src.read(&key)?.map(|i| sha256_hex(&i.bytes));
+            let now_hash = match src.read(&key) {
+                Ok(item) => item.map(|i| sha256_hex(&i.bytes)),
+                Err(e) if refusable(&e) => {
+                    tracing::warn!("not applying {key} from the remote: {e}");
+                    plan.report.skipped.push(format!("{key}: not applied from the remote: {e}"));
+                    refused.insert(key);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             if now_hash != expected {
                 tracing::info!("{key} changed during the sync; it will be merged on the next sync");
                 deferred.insert(key);
                 continue;
             }
-            match write {
-                LocalWrite::Write { key, bytes } => src.write(&key, &bytes)?,
-                LocalWrite::Delete { key } => src.delete(&key)?,
+            let result = match write {
+                LocalWrite::Write { key, bytes } => src.write(&key, &bytes),
+                LocalWrite::Delete { key } => src.delete(&key),
+            };
+            match result {
+                Ok(()) => {}
+                // An item this machine must not write (outside the synced set, behind a symlink, too
+                // large): refuse it, keep syncing the rest, and leave its base alone.
+                Err(e) if refusable(&e) => {
+                    tracing::warn!("not applying {key} from the remote: {e}");
+                    plan.report.skipped.push(format!("{key}: not applied from the remote: {e}"));
+                    refused.insert(key);
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         for (key, (entry, bytes)) in std::mem::take(&mut plan.new_bases) {
-            if deferred.contains(&key) {
+            if deferred.contains(&key) || refused.contains(&key) {
                 continue;
             }
             if let Some(b) = bytes {
@@ -513,6 +540,15 @@ enum Settled {
     Blocked(MetConflict),
 }
 
+/// Errors that concern one item the source must not write (outside the synced set, behind a
+/// symlink, too large, not a file), as opposed to I/O failures that stop the sync.
+fn refusable(e: &SourceError) -> bool {
+    matches!(
+        e,
+        SourceError::KeyRefused { .. } | SourceError::Symlink { .. } | SourceError::TooLarge { .. } | SourceError::NotAFile { .. }
+    )
+}
+
 fn base_of(e: &Entry, now: u64) -> BaseEntry {
     BaseEntry { clock: e.clock.clone(), hash: e.hash.clone(), kind: e.kind.clone(), category: e.category.clone(), synced_ms: now }
 }
@@ -547,3 +583,6 @@ impl KindCompat for MergeKind {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

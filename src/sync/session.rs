@@ -12,7 +12,7 @@ use crate::machine_id;
 use crate::paths::{EnvSnapshot, Paths};
 use crate::remote::local::LocalRemote;
 use crate::remote::{sha256_hex, Remote};
-use crate::source::{Category, FileSource, Item, ItemMeta, Source, SourceError};
+use crate::source::{Category, FileSource, Item, ItemMeta, Listed, Source, SourceError};
 use crate::status;
 
 use super::conflicts::{ConflictRecord, ConflictStore, NewConflict};
@@ -72,7 +72,7 @@ impl Source for OverriddenSource {
     fn list(&self) -> Result<Vec<ItemMeta>, SourceError> {
         self.inner.list()
     }
-    fn list_with_skipped(&self) -> Result<(Vec<ItemMeta>, Vec<String>), SourceError> {
+    fn list_with_skipped(&self) -> Result<Listed, SourceError> {
         self.inner.list_with_skipped()
     }
     fn read(&self, key: &str) -> Result<Option<Item>, SourceError> {

@@ -1,0 +1,374 @@
+//! Drives the real `oc-sync` binary on 2-3 simulated machines (one HOME each) sharing one folder
+//! remote through OC_SYNC_REMOTE.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+struct Machine {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    remote: PathBuf,
+}
+
+impl Machine {
+    /// A machine with its own HOME, the given machine id and extra oc-sync settings.
+    fn new(remote: &Path, id: &str, settings: Value) -> Machine {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_path_buf();
+        let m = Machine { _dir: dir, home, remote: remote.to_path_buf() };
+        let mut cfg = serde_json::json!({ "machineId": id, "retryDelayMs": 0 });
+        for (k, v) in settings.as_object().unwrap() {
+            cfg[k] = v.clone();
+        }
+        m.write_cfg("opencode-sync.json", &serde_json::to_string_pretty(&cfg).unwrap());
+        m
+    }
+    fn cfg_dir(&self) -> PathBuf {
+        self.home.join(".config/opencode")
+    }
+    fn state_dir(&self) -> PathBuf {
+        self.home.join(".local/state/opencode")
+    }
+    fn write_cfg(&self, rel: &str, text: &str) {
+        let p = self.cfg_dir().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    fn read_cfg(&self, rel: &str) -> Option<String> {
+        std::fs::read_to_string(self.cfg_dir().join(rel)).ok()
+    }
+    fn write_state(&self, rel: &str, text: &str) {
+        let p = self.state_dir().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    fn read_state(&self, rel: &str) -> Option<String> {
+        std::fs::read_to_string(self.state_dir().join(rel)).ok()
+    }
+    fn json(&self, rel: &str) -> Value {
+        serde_json::from_str(&self.read_cfg(rel).expect("file exists")).unwrap()
+    }
+    fn set_key(&self, k: &str, v: &str) {
+        let mut j = self.json("opencode.json");
+        j[k] = v.into();
+        self.write_cfg("opencode.json", &serde_json::to_string_pretty(&j).unwrap());
+    }
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_oc-sync"))
+            .args(args)
+            .env_clear()
+            .env("HOME", &self.home)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("OC_SYNC_REMOTE", &self.remote)
+            .output()
+            .expect("run oc-sync");
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+    /// Runs and asserts exit code 0; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "oc-sync {args:?} failed\nstdout:\n{out}\nstderr:\n{err}");
+        out
+    }
+    fn sync(&self) -> String {
+        self.ok(&["sync"])
+    }
+    /// The synced files of this machine (OpenCode config and state folders, oc-sync's own config left out).
+    fn synced_files(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        for (tag, root) in [("config", self.cfg_dir()), ("state", self.state_dir())] {
+            walk(&root, tag, &mut out);
+        }
+        out.remove("config/opencode-sync.json");
+        out.remove("config/opencode-sync.overrides.jsonc");
+        out
+    }
+}
+
+fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Vec<u8>>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd {
+        let e = e.unwrap();
+        let r = format!("{rel}/{}", e.file_name().to_string_lossy());
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            walk(&e.path(), &r, out);
+        } else if ft.is_file() {
+            out.insert(r, std::fs::read(e.path()).unwrap());
+        } else {
+            out.insert(r, b"<symlink>".to_vec());
+        }
+    }
+}
+
+fn all_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    walk(dir, "", &mut out);
+    out
+}
+
+/// A shared remote folder and n machines ("a", "b", "c") with the same extra settings.
+fn world(n: usize, settings: Value) -> (tempfile::TempDir, Vec<Machine>) {
+    let shared = tempfile::tempdir().unwrap();
+    let remote = shared.path().join("remote");
+    let ms = ["a", "b", "c"][..n].iter().map(|id| Machine::new(&remote, id, settings.clone())).collect();
+    (shared, ms)
+}
+
+fn remote_dir(shared: &tempfile::TempDir) -> PathBuf {
+    shared.path().join("remote")
+}
+
+fn remote_contains(shared: &tempfile::TempDir, needle: &str) -> Vec<String> {
+    all_files(&remote_dir(shared))
+        .into_iter()
+        .filter(|(_, b)| String::from_utf8_lossy(b).contains(needle))
+        .map(|(k, _)| k)
+        .collect()
+}
+
+const JSONC: &str = "// my OpenCode config\n{\n  // the model I like\n  \"model\": \"anthropic/claude\",\n  /* block comment */\n  \"theme\": \"dark\", // trailing\n}\n";
+
+#[test]
+fn first_sync_pushes_and_second_machine_pulls_with_comments_intact() {
+    let (_shared, ms) = world(2, serde_json::json!({}));
+    let (a, b) = (&ms[0], &ms[1]);
+    a.write_cfg("opencode.jsonc", JSONC);
+    a.write_cfg("agents/review.md", "# review\nbe nice\n");
+    a.write_state("prompt-history.jsonl", "{\"input\":\"hello\"}\n");
+    let out = a.sync();
+    assert!(out.contains("push 3"), "{out}");
+    let out = b.sync();
+    assert!(out.contains("pull 3"), "{out}");
+    assert_eq!(b.read_cfg("opencode.jsonc").as_deref(), Some(JSONC));
+    assert_eq!(b.read_cfg("agents/review.md").as_deref(), Some("# review\nbe nice\n"));
+    assert_eq!(b.read_state("prompt-history.jsonl").as_deref(), Some("{\"input\":\"hello\"}\n"));
+    assert_eq!(a.synced_files(), b.synced_files());
+    assert!(a.sync().contains("already in sync"));
+    // oc-sync's own config file is never synced.
+    assert_eq!(b.json("opencode-sync.json")["machineId"], "b");
+}
+
+#[test]
+fn concurrent_edits_of_different_keys_merge_on_three_machines() {
+    let (_shared, ms) = world(3, serde_json::json!({}));
+    ms[0].write_cfg("opencode.json", "{\n  \"model\": \"m0\"\n}\n");
+    for m in &ms {
+        m.sync();
+    }
+    ms[0].set_key("model", "m1");
+    ms[1].set_key("theme", "light");
+    ms[2].set_key("username", "me");
+    for m in &ms {
+        m.sync();
+    }
+    for m in &ms {
+        m.sync();
+    }
+    for m in &ms {
+        let j = m.json("opencode.json");
+        assert_eq!((j["model"].as_str(), j["theme"].as_str(), j["username"].as_str()), (Some("m1"), Some("light"), Some("me")), "{j}");
+    }
+    assert_eq!(ms[0].synced_files(), ms[1].synced_files());
+    assert_eq!(ms[0].synced_files(), ms[2].synced_files());
+}
+
+#[test]
+fn dry_run_reports_but_changes_nothing() {
+    let (shared, ms) = world(2, serde_json::json!({}));
+    let (a, b) = (&ms[0], &ms[1]);
+    a.write_cfg("opencode.json", "{ \"model\": \"x\" }\n");
+    a.sync();
+    a.write_cfg("opencode.json", "{ \"model\": \"y\" }\n");
+    a.write_cfg("agents/new.md", "new\n");
+    let remote_before = all_files(&remote_dir(&shared));
+    let a_before = a.synced_files();
+    let out = a.ok(&["sync", "--dry-run"]);
+    assert!(out.contains("would push 2"), "{out}");
+    assert_eq!(all_files(&remote_dir(&shared)), remote_before);
+    assert_eq!(a.synced_files(), a_before);
+    // The other machine: would pull, pulls nothing.
+    let out = b.ok(&["sync", "--dry-run", "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["dryRun"], true);
+    assert_eq!(v["pulled"], serde_json::json!(["config/opencode.json"]));
+    assert!(b.synced_files().is_empty());
+    assert_eq!(all_files(&remote_dir(&shared)), remote_before);
+    // Dry run on the machine itself leaves it pending: a real sync pushes both.
+    let v: Value = serde_json::from_str(&a.ok(&["sync", "--json"])).unwrap();
+    assert_eq!(v["pushed"].as_array().unwrap().len(), 2, "{v}");
+}
+
+#[test]
+fn sync_json_is_valid_json_with_pushed_and_pulled() {
+    let (_shared, ms) = world(2, serde_json::json!({}));
+    let (a, b) = (&ms[0], &ms[1]);
+    a.write_cfg("opencode.json", "{}\n");
+    a.write_state("prompt-history.jsonl", "{\"input\":\"x\"}\n");
+    let v: Value = serde_json::from_str(&a.ok(&["sync", "--json"])).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["pushed"], serde_json::json!(["config/opencode.json", "state/prompt-history.jsonl"]));
+    assert_eq!(v["pulled"], serde_json::json!([]));
+    assert_eq!(v["attempts"], 1);
+    let v: Value = serde_json::from_str(&b.ok(&["sync", "--json"])).unwrap();
+    assert_eq!(v["pulled"], serde_json::json!(["config/opencode.json", "state/prompt-history.jsonl"]));
+    assert_eq!(v["pushed"], serde_json::json!([]));
+    assert!(v["version"].is_string());
+}
+
+/// a and b share {"a":"base"} with strategy ask, then both change "a"; a syncs first, b meets the conflict.
+fn ask_conflict() -> (tempfile::TempDir, Vec<Machine>) {
+    let (shared, ms) = world(2, serde_json::json!({ "conflictStrategy": "ask" }));
+    let (a, b) = (&ms[0], &ms[1]);
+    a.write_cfg("opencode.json", "{\n  \"a\": \"base\"\n}\n");
+    a.sync();
+    b.sync();
+    a.set_key("a", "A");
+    b.set_key("a", "B");
+    a.sync();
+    let out = b.sync();
+    assert!(out.contains("conflict in config/opencode.json kept for you"), "{out}");
+    assert_eq!(b.json("opencode.json")["a"], "B");
+    let out = b.ok(&["conflicts"]);
+    assert!(out.contains("config/opencode.json") && out.contains("WAITING"), "{out}");
+    // Still waiting: the next sync leaves it alone and says so.
+    let out = b.sync();
+    assert!(out.contains("waiting for you: config/opencode.json"), "{out}");
+    assert_eq!(a.json("opencode.json")["a"], "A");
+    (shared, ms)
+}
+
+#[test]
+fn ask_then_resolve_remote_converges() {
+    let (_shared, ms) = ask_conflict();
+    let (a, b) = (&ms[0], &ms[1]);
+    b.ok(&["resolve", "config/opencode.json", "--remote"]);
+    assert_eq!(b.json("opencode.json")["a"], "A");
+    assert!(b.ok(&["conflicts"]).contains("no open conflicts"));
+    b.sync();
+    a.sync();
+    b.sync();
+    assert_eq!(a.json("opencode.json")["a"], "A");
+    assert_eq!(a.synced_files(), b.synced_files());
+}
+
+#[test]
+fn ask_then_resolve_local_converges() {
+    let (_shared, ms) = ask_conflict();
+    let (a, b) = (&ms[0], &ms[1]);
+    b.ok(&["resolve", "config/opencode.json", "--local"]);
+    assert_eq!(b.json("opencode.json")["a"], "B");
+    let out = b.sync();
+    assert!(out.contains("push 1: config/opencode.json"), "{out}");
+    a.sync();
+    assert_eq!(a.json("opencode.json")["a"], "B");
+    assert_eq!(a.synced_files(), b.synced_files());
+    assert!(a.sync().contains("already in sync"));
+    assert!(b.sync().contains("already in sync"));
+}
+
+#[test]
+fn mass_deletion_is_refused_until_allowed() {
+    let (_shared, ms) = world(2, serde_json::json!({}));
+    let (a, b) = (&ms[0], &ms[1]);
+    for n in 1..=5 {
+        a.write_cfg(&format!("agents/a{n}.md"), &format!("agent {n}\n"));
+    }
+    a.sync();
+    b.sync();
+    for n in 1..=4 {
+        std::fs::remove_file(a.cfg_dir().join(format!("agents/a{n}.md"))).unwrap();
+    }
+    let (code, out, err) = a.run(&["sync"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("--allow-deletions"), "{err}");
+    let (code, out, _) = a.run(&["sync", "--json"]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["ok"].clone(), v["tooManyDeletions"].clone()), (Value::Bool(false), Value::Bool(true)));
+    // Nothing reached the other machine.
+    b.sync();
+    assert!(b.cfg_dir().join("agents/a1.md").exists());
+    let out = a.ok(&["sync", "--allow-deletions"]);
+    assert!(out.contains("delete on the remote 4"), "{out}");
+    let (code, _, err) = b.run(&["sync"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--allow-deletions"), "{err}");
+    b.ok(&["sync", "--allow-deletions"]);
+    assert_eq!(a.synced_files(), b.synced_files());
+    assert_eq!(b.synced_files().keys().cloned().collect::<Vec<_>>(), vec!["config/agents/a5.md".to_string()]);
+}
+
+#[test]
+fn per_machine_overrides_stay_local() {
+    let (shared, ms) = world(2, serde_json::json!({}));
+    let (a, b) = (&ms[0], &ms[1]);
+    a.write_cfg("opencode.json", "{\n  \"model\": \"a/model\",\n  \"theme\": \"dark\"\n}\n");
+    b.write_cfg("opencode-sync.overrides.jsonc", "// this machine only\n{ \"model\": \"local/model\" }\n");
+    a.sync();
+    b.sync();
+    let jb = b.json("opencode.json");
+    assert_eq!((jb["model"].as_str(), jb["theme"].as_str()), (Some("local/model"), Some("dark")), "{jb}");
+    // b edits a shared key: it travels, the override does not.
+    b.set_key("theme", "light");
+    b.sync();
+    a.sync();
+    let ja = a.json("opencode.json");
+    assert_eq!((ja["model"].as_str(), ja["theme"].as_str()), (Some("a/model"), Some("light")), "{ja}");
+    // a changes the model: b keeps its override.
+    a.set_key("model", "a/model2");
+    a.sync();
+    b.sync();
+    let jb = b.json("opencode.json");
+    assert_eq!((jb["model"].as_str(), jb["theme"].as_str()), (Some("local/model"), Some("light")), "{jb}");
+    a.sync();
+    assert_eq!(a.json("opencode.json")["model"], "a/model2");
+    assert_eq!(remote_contains(&shared, "local/model"), Vec::<String>::new(), "the override leaked into the remote");
+    assert!(remote_contains(&shared, "this machine only").is_empty());
+}
+
+#[cfg(unix)]
+#[test]
+fn dependencies_and_symlinks_are_never_pushed() {
+    let (shared, ms) = world(2, serde_json::json!({}));
+    let (a, b) = (&ms[0], &ms[1]);
+    a.write_cfg("opencode.json", "{}\n");
+    a.write_cfg("node_modules/x.js", "// NODE_MODULES_MARKER\n");
+    a.write_cfg("plugin/node_modules/y.js", "// NODE_MODULES_MARKER\n");
+    a.write_cfg("plugin/package.json", "{\"PACKAGE_MARKER\":1}\n");
+    let secret = a.home.join("secret.md");
+    std::fs::write(&secret, "SYMLINK_SECRET_MARKER\n").unwrap();
+    std::fs::create_dir_all(a.cfg_dir().join("agents")).unwrap();
+    std::os::unix::fs::symlink(&secret, a.cfg_dir().join("agents/link.md")).unwrap();
+    std::os::unix::fs::symlink(&secret, a.cfg_dir().join("AGENTS.md")).unwrap();
+    let outside = a.home.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("inner.md"), "SYMLINK_DIR_MARKER\n").unwrap();
+    std::os::unix::fs::symlink(&outside, a.cfg_dir().join("commands")).unwrap();
+    let v: Value = serde_json::from_str(&a.ok(&["sync", "--json"])).unwrap();
+    assert_eq!(v["pushed"], serde_json::json!(["config/opencode.json"]), "{v}");
+    for marker in ["NODE_MODULES_MARKER", "PACKAGE_MARKER", "SYMLINK_SECRET_MARKER", "SYMLINK_DIR_MARKER"] {
+        assert!(remote_contains(&shared, marker).is_empty(), "{marker} reached the remote");
+    }
+    b.sync();
+    assert_eq!(b.synced_files().keys().cloned().collect::<Vec<_>>(), vec!["config/opencode.json".to_string()]);
+    // The symlink's target is untouched.
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "SYMLINK_SECRET_MARKER\n");
+}
+
+#[test]
+fn exit_codes_for_resolve() {
+    let (_shared, ms) = world(1, serde_json::json!({}));
+    let a = &ms[0];
+    assert_eq!(a.run(&["resolve", "x"]).0, 2);
+    assert_eq!(a.run(&["resolve", "x", "--local", "--remote"]).0, 2);
+    assert_eq!(a.run(&["sync", "--bogus"]).0, 2);
+    let (code, _, err) = a.run(&["resolve", "config/opencode.json", "--remote"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no open conflict"), "{err}");
+    assert_eq!(a.run(&["sync"]).0, 0);
+    assert_eq!(a.run(&["conflicts", "--json"]).0, 0);
+}

@@ -8,7 +8,7 @@ import { createRequire } from "node:module"
 const require = createRequire(import.meta.url)
 const SERVICE = "oc-sync"
 const LOG_FLUSH_MS = 2000
-const STOP_TIMEOUT_MS = 3000
+const STOP_TIMEOUT_MS = 5000
 
 async function server(input, options) {
   const client = input?.client

@@ -6,7 +6,7 @@ import assert from "node:assert/strict"
 import fs from "node:fs"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
-import { startFakeModel, createMachine, makeTempRoot, spawnCollect, resolveOpencodeBin, DEFAULT_TEXT } from "./harness/index.mjs"
+import { startFakeModel, createMachine, makeTempRoot, resolveOpencodeBin, packPlugin, DEFAULT_TEXT } from "./harness/index.mjs"
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const version = JSON.parse(fs.readFileSync(path.join(repo, "package.json"), "utf8")).version
@@ -19,17 +19,7 @@ before(async () => {
   resolveOpencodeBin() // fails (never skips) when OpenCode is missing
   tmp = makeTempRoot("oc-sync-e2e-")
   fake = await startFakeModel()
-  // The package exactly as npm would publish it (plus the locally built native module).
-  const pack = await spawnCollect("npm", ["pack", "--silent", "--pack-destination", tmp.root], { cwd: repo, env: { ...process.env } })
-  assert.equal(pack.code, 0, pack.stderr)
-  tarball = path.join(tmp.root, pack.stdout.trim().split("\n").pop())
-  unpacked = path.join(tmp.root, "unpacked")
-  fs.mkdirSync(unpacked)
-  const untar = await spawnCollect("tar", ["-xzf", tarball, "-C", unpacked])
-  assert.equal(untar.code, 0, untar.stderr)
-  unpacked = path.join(unpacked, "package")
-  for (const f of ["server.mjs", "index.js", "bin/oc-sync.js", "package.json"]) assert.ok(fs.existsSync(path.join(unpacked, f)), `package lacks ${f}`)
-  assert.ok(fs.readdirSync(unpacked).some((f) => f.endsWith(".node")), "package lacks the native module")
+  ;({ tarball, dir: unpacked } = await packPlugin(tmp.root))
 })
 
 after(async () => {

@@ -14,10 +14,31 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::config;
+use crate::config::{self, Config};
 use crate::logging;
 use crate::machine_id;
 use crate::paths::{EnvSnapshot, Paths};
+use crate::remote::RemoteError;
+use crate::scheduler::{RunOutcome, Runner, Scheduler, SchedulerConfig, SchedulerHandle, SchedulerState, Trigger};
+use crate::source::FileSource;
+use crate::sync::run::{SyncError, SyncOptions};
+use crate::sync::session;
+use crate::watch::{WatchEvent, WatchRoot, Watcher, CONFIG_FOLDERS};
+
+/// Files oc-sync itself is writing (`None`) or has written (`Some(hash)`, `Some(None)` = deleted):
+/// the watcher ignores their events, so a pull does not trigger another sync.
+type OwnWrites = Arc<Mutex<std::collections::HashMap<PathBuf, Option<Option<String>>>>>;
+
+fn hash_of(path: &std::path::Path) -> Option<String> {
+    std::fs::read(path).ok().map(|b| crate::remote::sha256_hex(&b))
+}
+
+/// OpenCode events that mean "a session just changed": they feed the debounced sync trigger.
+pub const SYNC_EVENTS: &[&str] = &["session.idle", "session.updated", "message.updated", "todo.updated", "session.deleted"];
+/// How long `stop` lets the final flush run (the plugin's dispose waits a little longer).
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(4);
+/// Hard budget of automatic syncs per sliding hour (keeps GitHub's content limits; see README).
+pub const MAX_SYNCS_PER_HOUR: u32 = 150;
 
 /// What the host passes when starting the engine.
 #[derive(Debug, Clone, Default)]
@@ -42,12 +63,16 @@ pub struct EngineStatus {
     pub started_at_ms: u64,
     pub events_seen: u64,
     pub last_event: Option<String>,
+    /// The auto-sync scheduler (null when auto-sync is not running, e.g. a broken config).
+    pub scheduler: Option<SchedulerState>,
+    pub watching: bool,
     /// Items whose conflicts wait for the person (`oc-sync resolve`); the plugin shows a toast.
     pub conflicts_waiting: Vec<String>,
 }
 
 pub struct Engine {
     status: Arc<Mutex<EngineStatus>>,
+    scheduler: Arc<Mutex<Option<SchedulerHandle>>>,
     shutdown: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
     finished: mpsc::Receiver<()>,
@@ -68,6 +93,8 @@ impl Engine {
         let (shutdown, mut shutdown_rx) = watch::channel(false);
         let (done_tx, finished) = mpsc::channel();
         let st = status.clone();
+        let sched_slot: Arc<Mutex<Option<SchedulerHandle>>> = Arc::new(Mutex::new(None));
+        let slot = sched_slot.clone();
         let thread = std::thread::Builder::new().name("oc-sync-engine".into()).spawn(move || {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -78,11 +105,32 @@ impl Engine {
                     }
                 };
                 rt.block_on(async {
-                    setup(&opts, &env, &st);
-                    // Later issues add the scheduler here (startup sync, watcher, timer).
+                    let ctx = setup(&opts, &env, &st);
+                    let mut watcher = None;
+                    if let Some(ctx) = ctx {
+                        let own: OwnWrites = Arc::default();
+                        let handle = Scheduler::spawn(scheduler_config(&ctx.config), runner(ctx.clone(), st.clone(), slot.clone(), own.clone()));
+                        if ctx.config.continuous_sync {
+                            watcher = start_watcher(&ctx, handle.clone(), own);
+                        }
+                        lock(&st).watching = watcher.is_some();
+                        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+                    }
                     while !*shutdown_rx.borrow() {
                         if shutdown_rx.changed().await.is_err() {
                             break;
+                        }
+                    }
+                    drop(watcher);
+                    let handle = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    if let Some(h) = handle {
+                        let flushed = h.shutdown(FLUSH_TIMEOUT).await;
+                        if !flushed {
+                            tracing::warn!("oc-sync stopped before every change was synced; they sync next time");
+                        }
+                        lock(&st).scheduler = Some(h.state());
+                        if let Ok(paths) = Paths::resolve(&env) {
+                            persist_state(&paths, &Arc::new(Mutex::new(Some(h))));
                         }
                     }
                     tracing::info!("oc-sync engine stopped");
@@ -95,21 +143,41 @@ impl Engine {
             }
             let _ = done_tx.send(());
         })?;
-        Ok(Engine { status, shutdown, thread: Some(thread), finished })
+        Ok(Engine { status, scheduler: sched_slot, shutdown, thread: Some(thread), finished })
     }
 
     pub fn status(&self) -> EngineStatus {
-        lock(&self.status).clone()
+        let mut s = lock(&self.status).clone();
+        if let Some(h) = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            s.scheduler = Some(h.state());
+        }
+        s
     }
 
-    /// Tells the engine that something happened in the host (an OpenCode event type).
+    /// Tells the engine that something happened in the host (an OpenCode event type). Events that
+    /// mean "a session just changed" feed the debounced sync trigger.
     pub fn notify(&self, event_type: &str) {
-        let mut s = lock(&self.status);
-        s.events_seen += 1;
-        s.last_event = Some(event_type.to_string());
+        {
+            let mut s = lock(&self.status);
+            s.events_seen += 1;
+            s.last_event = Some(event_type.to_string());
+        }
+        if SYNC_EVENTS.contains(&event_type) {
+            if let Some(h) = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                h.trigger(Trigger::HostEvent(event_type.to_string()));
+            }
+        }
     }
 
-    /// Asks the engine to stop and waits up to `timeout` for it. Returns true if it stopped in time;
+    /// Asks for a sync now (no debounce).
+    pub fn sync_now(&self) {
+        if let Some(h) = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            h.trigger(Trigger::Manual);
+        }
+    }
+
+    /// Asks the engine to stop (flushing pending changes for up to [`FLUSH_TIMEOUT`]) and waits up
+    /// to `timeout` for it. Returns true if it stopped in time;
     /// otherwise the thread is left to finish on its own (it holds nothing that needs cleanup).
     pub fn stop(&mut self, timeout: Duration) -> bool {
         let _ = self.shutdown.send(true);
@@ -144,11 +212,21 @@ fn fail(st: &Mutex<EngineStatus>, msg: String) {
     s.config_error.get_or_insert(msg);
 }
 
+/// What auto-sync needs to run syncs.
+struct SyncContext {
+    paths: Paths,
+    config: Config,
+    env: EnvSnapshot,
+}
+
 /// Loads paths, config, logging and the machine id; problems are reported, never thrown.
-fn setup(opts: &EngineOptions, env: &EnvSnapshot, st: &Mutex<EngineStatus>) {
+fn setup(opts: &EngineOptions, env: &EnvSnapshot, st: &Mutex<EngineStatus>) -> Option<Arc<SyncContext>> {
     let paths = match Paths::resolve(env) {
         Ok(p) => p,
-        Err(e) => return fail(st, format!("oc-sync cannot start: {e}")),
+        Err(e) => {
+            fail(st, format!("oc-sync cannot start: {e}"));
+            return None;
+        }
     };
     let loaded = config::load(&paths, env, opts.plugin_options.as_ref());
     let level = loaded.as_ref().map(|l| l.config.log_level.clone()).unwrap_or_else(|_| "info".into());
@@ -161,7 +239,7 @@ fn setup(opts: &EngineOptions, env: &EnvSnapshot, st: &Mutex<EngineStatus>) {
             s.state = "failed".into();
             s.config_error = Some(e.to_string());
             s.log_dir = log_dir;
-            return;
+            return None;
         }
     };
     for w in &loaded.warnings {
@@ -199,6 +277,147 @@ fn setup(opts: &EngineOptions, env: &EnvSnapshot, st: &Mutex<EngineStatus>) {
             tracing::error!("cannot get this machine's id: {e}");
             s.state = "failed".into();
             s.config_error = Some(format!("cannot get this machine's id: {e}"));
+            return None;
+        }
+    }
+    Some(Arc::new(SyncContext { paths, config: loaded.config, env: env.clone() }))
+}
+
+fn scheduler_config(c: &Config) -> SchedulerConfig {
+    SchedulerConfig {
+        quiet: Duration::from_millis(c.file_watcher_debounce_ms),
+        max_wait: Duration::from_millis(c.max_debounce_ms),
+        interval: c.continuous_sync.then(|| Duration::from_secs_f64(c.sync_interval_minutes * 60.0)),
+        startup_delay: c.auto_sync_on_startup.then(|| Duration::from_millis(STARTUP_DELAY_MS)),
+        retry_base: Duration::from_millis(c.retry_delay_ms.max(250)),
+        retry_max: Duration::from_secs(300),
+        max_syncs_per_hour: MAX_SYNCS_PER_HOUR,
+    }
+}
+
+/// The startup sync waits this long so OpenCode's own startup has the machine first.
+pub const STARTUP_DELAY_MS: u64 = 1000;
+
+/// One automatic sync: the blocking sync on tokio's blocking pool, its outcome classified for the
+/// scheduler (retry with backoff when offline, wait for the person when it needs them).
+fn runner(ctx: Arc<SyncContext>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<Option<SchedulerHandle>>>, own: OwnWrites) -> Runner {
+    Box::new(move || {
+        let (ctx, st, slot, own) = (ctx.clone(), st.clone(), slot.clone(), own.clone());
+        Box::pin(async move {
+            let c = ctx.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                own.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                let observe = |key: &str, done: bool| {
+                    if let Some(path) = session::local_path(&c.paths, key) {
+                        let value = if done { Some(hash_of(&path)) } else { None };
+                        own.lock().unwrap_or_else(|e| e.into_inner()).insert(path, value);
+                    }
+                };
+                session::sync_observed(&c.paths, &c.config, &c.env, &SyncOptions::default(), Some(&observe))
+            })
+            .await;
+            let outcome = match result {
+                Ok(Ok(report)) => {
+                    let changed = report.pushed.len() + report.pulled.len() + report.merged.len() + report.deleted_local.len() + report.deleted_remote.len();
+                    if changed > 0 {
+                        tracing::info!(
+                            "synced: pushed {}, pulled {}, merged {}, deleted {} here / {} there",
+                            report.pushed.len(),
+                            report.pulled.len(),
+                            report.merged.len(),
+                            report.deleted_local.len(),
+                            report.deleted_remote.len()
+                        );
+                    }
+                    for c in report.conflicts.iter() {
+                        tracing::warn!("conflict in {} ({}; {} kept)", c.key, c.strategy, c.winner);
+                    }
+                    let waiting: Vec<String> = session::conflict_store(&ctx.paths)
+                        .list(false)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|c| c.needs_person)
+                        .map(|c| c.key)
+                        .collect();
+                    lock(&st).conflicts_waiting = waiting;
+                    RunOutcome::Ok
+                }
+                Ok(Err(e)) => {
+                    let retryable = is_retryable(&e);
+                    tracing::warn!("sync failed{}: {e}", if retryable { " (will retry)" } else { "" });
+                    if retryable { RunOutcome::Retryable(e.to_string()) } else { RunOutcome::Failed(e.to_string()) }
+                }
+                Err(join) => RunOutcome::Failed(format!("internal error in a sync: {join}")),
+            };
+            // Persist once the scheduler has recorded this outcome.
+            let paths = ctx.paths.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                persist_state(&paths, &slot);
+            });
+            outcome
+        })
+    })
+}
+
+/// Failures that go away by themselves (offline remote, a busy lock, a lost race).
+fn is_retryable(e: &SyncError) -> bool {
+    match e {
+        SyncError::Remote(RemoteError::Unreachable(_) | RemoteError::Busy(_) | RemoteError::Io { .. }) => true,
+        SyncError::TooManyRetries(_) => true,
+        SyncError::Other(m) => m.contains("another oc-sync sync is running"),
+        _ => false,
+    }
+}
+
+/// Writes the scheduler's state for `oc-sync status` (a separate process) to read.
+fn persist_state(paths: &Paths, slot: &Arc<Mutex<Option<SchedulerHandle>>>) {
+    let state = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|h| h.state());
+    let v = serde_json::json!({ "pid": std::process::id(), "updatedMs": now_ms(), "scheduler": state });
+    let _ = crate::fsutil::atomic_write(&paths.state_dir.join(AUTOSYNC_FILE), v.to_string().as_bytes(), None);
+}
+
+/// Where the running plugin leaves its scheduler state for `oc-sync status`.
+pub const AUTOSYNC_FILE: &str = "autosync.json";
+
+/// Watches exactly the synced paths; changes feed the debounced trigger, lost events a rescan.
+fn start_watcher(ctx: &SyncContext, handle: SchedulerHandle, own: OwnWrites) -> Option<Watcher> {
+    let mut roots = Vec::new();
+    let config_src = FileSource::config(&ctx.paths, &ctx.config).ok();
+    let state_src = FileSource::state(&ctx.paths, &ctx.config).ok();
+    if ctx.config.sync.config {
+        if let Some(c) = &config_src {
+            roots.push(WatchRoot::from_source(c, CONFIG_FOLDERS, !ctx.config.include.is_empty()));
+        }
+    }
+    if ctx.config.sync.state {
+        if let Some(s) = &state_src {
+            roots.push(WatchRoot::from_source(s, &[], false));
+        }
+    }
+    if roots.is_empty() {
+        return None;
+    }
+    match Watcher::start(roots, move |ev| match ev {
+        WatchEvent::Changed(path) => {
+            let own = own.lock().unwrap_or_else(|e| e.into_inner());
+            let ours = match own.get(&path) {
+                Some(None) => true, // being written by oc-sync right now
+                Some(Some(written)) => *written == hash_of(&path),
+                // A folder oc-sync created for a file it wrote.
+                None => path.is_dir() && own.keys().any(|p| p.starts_with(&path)),
+            };
+            drop(own);
+            if !ours {
+                handle.trigger(Trigger::FileChange);
+            }
+        }
+        WatchEvent::Rescan => handle.trigger(Trigger::Rescan),
+    }) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("file watching is off ({e}); changes still sync on the timer");
+            None
         }
     }
 }
@@ -246,5 +465,119 @@ mod tests {
         assert_eq!(s.state, "failed");
         assert!(s.config_error.unwrap().contains("conflictStrategy"));
         assert!(e.stop(Duration::from_secs(2)));
+    }
+
+    fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+        for _ in 0..400 {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    fn remote_keys(remote: &std::path::Path) -> Vec<String> {
+        use crate::remote::Remote;
+        let r = crate::remote::local::LocalRemote::open(remote).unwrap();
+        match r.head().unwrap() {
+            Some(v) => r.manifest(&v).unwrap().entries.keys().cloned().collect(),
+            None => vec![],
+        }
+    }
+
+    fn auto_engine(tmp: &std::path::Path, remote: &std::path::Path, opts: serde_json::Value) -> Engine {
+        let env = EnvSnapshot::new(tmp, [("OC_SYNC_REMOTE", remote.to_string_lossy().into_owned())]);
+        let e = Engine::start(EngineOptions { plugin_options: Some(opts), directory: None }, env).unwrap();
+        wait_for("the engine to start", || e.status().state != "starting");
+        assert_eq!(e.status().state, "running", "{:?}", e.status());
+        e
+    }
+
+    #[test]
+    fn a_file_change_reaches_the_remote_without_a_manual_sync() {
+        let tmp = tempfile::tempdir().unwrap();
+        let remote = tmp.path().join("remote");
+        let cfg = tmp.path().join(".config/opencode");
+        std::fs::create_dir_all(cfg.join("agents")).unwrap();
+        let mut e = auto_engine(
+            tmp.path(),
+            &remote,
+            serde_json::json!({"autoSyncOnStartup": false, "fileWatcherDebounceMs": 200, "maxDebounceMs": 1000}),
+        );
+        wait_for("the watcher", || e.status().watching);
+        std::fs::write(cfg.join("agents/review.md"), "# r\n").unwrap();
+        wait_for("the change to reach the remote", || remote_keys(&remote).contains(&"config/agents/review.md".to_string()));
+        wait_for("the sync to finish", || e.status().scheduler.is_some_and(|s| s.last_ok_ms.is_some()));
+        assert!(e.status().scheduler.unwrap().last_error.is_none());
+        // An OpenCode event feeds the same trigger.
+        std::fs::write(cfg.join("AGENTS.md"), "x\n").unwrap();
+        e.notify("session.idle");
+        wait_for("the second change", || remote_keys(&remote).contains(&"config/AGENTS.md".to_string()));
+        assert!(e.stop(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn stop_flushes_pending_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let remote = tmp.path().join("remote");
+        let cfg = tmp.path().join(".config/opencode");
+        std::fs::create_dir_all(&cfg).unwrap();
+        let mut e = auto_engine(tmp.path(), &remote, serde_json::json!({"autoSyncOnStartup": false}));
+        wait_for("the watcher", || e.status().watching);
+        std::fs::write(cfg.join("AGENTS.md"), "flush me\n").unwrap();
+        std::thread::sleep(Duration::from_millis(300)); // the watcher sees it; the 5 s debounce has not fired
+        assert!(remote_keys(&remote).is_empty());
+        assert!(e.stop(Duration::from_secs(6)));
+        assert_eq!(remote_keys(&remote), vec!["config/AGENTS.md".to_string()]);
+    }
+
+    #[test]
+    fn an_unreachable_remote_is_retried_not_fatal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let remote = tmp.path().join("not-mounted").join("remote");
+        std::fs::create_dir_all(tmp.path().join(".config/opencode")).unwrap();
+        std::fs::write(tmp.path().join(".config/opencode/AGENTS.md"), "x\n").unwrap();
+        let mut e = auto_engine(tmp.path(), &remote, serde_json::json!({"retryDelayMs": 250}));
+        wait_for("the startup sync to fail", || e.status().scheduler.is_some_and(|s| s.last_error.is_some()));
+        let s = e.status().scheduler.unwrap();
+        assert!(s.last_error.as_deref().unwrap().contains("cannot reach the remote"), "{s:?}");
+        assert!(s.pending && s.retry_at_ms.is_some(), "{s:?}");
+        std::fs::create_dir_all(tmp.path().join("not-mounted")).unwrap();
+        wait_for("the retry to succeed", || remote_keys(&remote).contains(&"config/AGENTS.md".to_string()));
+        assert!(e.stop(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn its_own_writes_do_not_trigger_another_sync() {
+        let tmp = tempfile::tempdir().unwrap();
+        let remote = tmp.path().join("remote");
+        // Another machine pushes a file.
+        let other = tmp.path().join("other");
+        std::fs::create_dir_all(other.join(".config/opencode/agents")).unwrap();
+        std::fs::write(other.join(".config/opencode/agents/x.md"), "from the other machine\n").unwrap();
+        let oenv = EnvSnapshot::new(&other, [("OC_SYNC_REMOTE", remote.to_string_lossy().into_owned())]);
+        let opaths = Paths::resolve(&oenv).unwrap();
+        let ocfg = config::load(&opaths, &oenv, None).unwrap().config;
+        session::sync_now(&opaths, &ocfg, &oenv, &SyncOptions::default()).unwrap();
+
+        let home = tmp.path().join("me");
+        std::fs::create_dir_all(home.join(".config/opencode")).unwrap();
+        let mut e = auto_engine(
+            &home,
+            &remote,
+            serde_json::json!({"autoSyncOnStartup": false, "fileWatcherDebounceMs": 200, "maxDebounceMs": 1000}),
+        );
+        wait_for("the watcher", || e.status().watching);
+        e.sync_now();
+        wait_for("the pull", || home.join(".config/opencode/agents/x.md").exists());
+        std::thread::sleep(Duration::from_millis(1200)); // longer than the debounce
+        let s = e.status().scheduler.unwrap();
+        assert_eq!(s.total_syncs, 1, "the pull's own writes triggered another sync: {s:?}");
+        assert!(!s.pending, "{s:?}");
+        // A real edit of the same file still triggers.
+        std::fs::write(home.join(".config/opencode/agents/x.md"), "edited here\n").unwrap();
+        wait_for("the edit to sync", || e.status().scheduler.is_some_and(|s| s.total_syncs == 2 && !s.running));
+        assert!(e.stop(Duration::from_secs(5)));
     }
 }

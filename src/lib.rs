@@ -15,9 +15,11 @@ pub mod merge;
 pub mod opencode_config;
 pub mod paths;
 pub mod remote;
+pub mod scheduler;
 pub mod source;
 pub mod status;
 pub mod sync;
+pub mod watch;
 
 /// This build's version (the npm package and the crate share it).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

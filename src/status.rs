@@ -27,8 +27,33 @@ pub struct StatusReport {
     /// Open conflicts, and how many of them wait for the person (strategy "ask").
     pub conflicts_open: usize,
     pub conflicts_waiting: Vec<String>,
+    /// The auto-sync scheduler of the OpenCode plugin on this machine, as it last reported it.
+    pub autosync: Option<AutoSyncStatus>,
     /// What the person should do next, if anything.
     pub next_steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoSyncStatus {
+    pub pid: u32,
+    /// Whether that OpenCode process is still running (Linux only; otherwise null).
+    pub alive: Option<bool>,
+    pub updated_ms: u64,
+    pub scheduler: Option<crate::scheduler::SchedulerState>,
+}
+
+fn autosync_status(paths: &Paths) -> Option<AutoSyncStatus> {
+    let text = std::fs::read_to_string(paths.state_dir.join(crate::engine::AUTOSYNC_FILE)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let pid = v.get("pid")?.as_u64()? as u32;
+    let alive = if cfg!(target_os = "linux") { Some(std::path::Path::new(&format!("/proc/{pid}")).exists()) } else { None };
+    Some(AutoSyncStatus {
+        pid,
+        alive,
+        updated_ms: v.get("updatedMs").and_then(|x| x.as_u64()).unwrap_or(0),
+        scheduler: v.get("scheduler").and_then(|s| serde_json::from_value(s.clone()).ok()),
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,13 +99,15 @@ pub fn find_token(cfg: &Config, env: &EnvSnapshot) -> Option<(config::Secret, &'
 
 /// The remote this configuration resolves to.
 pub fn remote_status(cfg: &Config, env: &EnvSnapshot, paths: &Paths) -> RemoteStatus {
-    let local = |p: &Path, why: &str| {
+    let local = |p: &Path, why: &str, default: bool| {
         let (reachable, detail) = match std::fs::metadata(p) {
             Ok(m) if m.is_dir() => (true, format!("folder exists{why}")),
             Ok(_) => (false, format!("{} exists but is not a folder: point `remote` at a folder", p.display())),
-            Err(_) => match p.ancestors().skip(1).find(|a| a.exists()) {
-                Some(a) if a.is_dir() => (true, format!("will be created on the first sync{why}")),
-                _ => (false, format!("{} cannot be created: check the path", p.display())),
+            // As the folder remote itself decides: a missing folder is created only when its parent
+            // exists, so an unmounted share is never mistaken for a new, empty remote.
+            Err(_) => match p.parent() {
+                Some(parent) if default || parent.is_dir() => (true, format!("will be created on the first sync{why}")),
+                _ => (false, format!("neither {} nor its parent folder exists (is the share mounted?)", p.display())),
             },
         };
         RemoteStatus { kind: "local".into(), location: p.display().to_string(), reachable, detail }
@@ -96,7 +123,7 @@ pub fn remote_status(cfg: &Config, env: &EnvSnapshot, paths: &Paths) -> RemoteSt
         detail,
     };
     match &cfg.remote {
-        RemoteSetting::Local(p) => local(p, ""),
+        RemoteSetting::Local(p) => local(p, "", false),
         RemoteSetting::Github => match find_token(cfg, env) {
             Some((t, from)) => github(format!(
                 "token {} from {from}; the GitHub remote is not part of this version yet (use a local remote)",
@@ -109,7 +136,7 @@ pub fn remote_status(cfg: &Config, env: &EnvSnapshot, paths: &Paths) -> RemoteSt
                 "token {} from {from}; the GitHub remote is not part of this version yet (set `remote` to a folder meanwhile)",
                 t.masked()
             )),
-            None => local(&paths.default_local_remote, " (default local remote: no GitHub token configured)"),
+            None => local(&paths.default_local_remote, " (default local remote: no GitHub token configured)", true),
         },
     }
 }
@@ -185,6 +212,7 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
         pending,
         conflicts_open: open.len(),
         conflicts_waiting,
+        autosync: autosync_status(paths),
         next_steps,
     }
 }

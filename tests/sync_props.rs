@@ -123,6 +123,7 @@ fn sync_with(m: &Machine, remote: &dyn Remote, cfg: &Config, blocked: BTreeSet<S
         state: StateStore::new(m.root.join("sync")),
         blocked,
         now_ms: system_now_ms,
+        on_local_write: None,
     };
     syncer.sync(opts)
 }

@@ -78,6 +78,7 @@ impl Machine {
             state: StateStore::new(self.root.join("sync")),
             blocked: BTreeSet::new(),
             now_ms: system_now_ms,
+            on_local_write: None,
         };
         syncer.sync(&SyncOptions::default()).unwrap_or_else(|e| panic!("sync of {} failed: {e}", self.id))
     }

@@ -5,6 +5,7 @@ import path from "node:path";
 
 export * from "./fake-model.mjs";
 export * from "./machine.mjs";
+export * from "./package.mjs";
 
 /**
  * A fresh temp dir under os.tmpdir(). Returns { root, cleanup }; cleanup() removes it

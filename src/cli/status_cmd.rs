@@ -43,6 +43,34 @@ pub fn run(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
         let parts: Vec<String> = p.iter().filter(|(_, n)| **n > 0).map(|(c, n)| format!("{c} {n}")).collect();
         writeln!(o, "pending    {}", if parts.is_empty() { "nothing".to_string() } else { parts.join(", ") })?;
     }
+    if let Some(a) = &r.autosync {
+        use crate::sync::session::format_ms;
+        let who = match a.alive {
+            Some(true) => format!("running in OpenCode (pid {})", a.pid),
+            Some(false) => format!("not running (OpenCode pid {} has exited)", a.pid),
+            None => format!("last reported by OpenCode pid {}", a.pid),
+        };
+        let mut parts = vec![who];
+        if let Some(s) = &a.scheduler {
+            if let Some(t) = s.last_ok_ms {
+                parts.push(format!("last ok {}", format_ms(t)));
+            }
+            if a.alive != Some(false) {
+                if let Some(t) = s.next_timer_at_ms {
+                    parts.push(format!("next timer {}", format_ms(t)));
+                }
+            }
+            if let Some(e) = &s.last_error {
+                parts.push(format!("last error: {e}"));
+            }
+            if let (Some(t), true) = (s.retry_at_ms, a.alive != Some(false)) {
+                parts.push(format!("retry at {}", format_ms(t)));
+            }
+        }
+        writeln!(o, "auto-sync  {}", parts.join("; "))?;
+    } else {
+        writeln!(o, "auto-sync  not seen yet (starts when OpenCode loads the plugin)")?;
+    }
     if r.conflicts_open > 0 {
         writeln!(o, "conflicts  {} open, {} waiting for you", r.conflicts_open, r.conflicts_waiting.len())?;
     }

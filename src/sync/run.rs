@@ -105,6 +105,9 @@ pub struct Syncer<'a> {
     pub blocked: BTreeSet<String>,
     /// Milliseconds since the epoch; replaceable in tests.
     pub now_ms: fn() -> u64,
+    /// Told about every local write or deletion, before (`false`) and after (`true`) it happens,
+    /// so a file watcher can tell oc-sync's own writes from the person's.
+    pub on_local_write: Option<&'a (dyn Fn(&str, bool) + Sync)>,
 }
 
 pub fn system_now_ms() -> u64 {
@@ -450,10 +453,16 @@ impl<'a> Syncer<'a> {
                 deferred.insert(key);
                 continue;
             }
+            if let Some(f) = self.on_local_write {
+                f(&key, false);
+            }
             let result = match write {
                 LocalWrite::Write { key, bytes } => src.write(&key, &bytes),
                 LocalWrite::Delete { key } => src.delete(&key),
             };
+            if let Some(f) = self.on_local_write {
+                f(&key, true);
+            }
             match result {
                 Ok(()) => {}
                 // An item this machine must not write (outside the synced set, behind a symlink, too

@@ -103,6 +103,17 @@ impl Source for OverriddenSource {
     }
 }
 
+/// The local file an item key lives in (`config/x` in OpenCode's config dir, `state/x` in its state dir).
+pub fn local_path(paths: &Paths, key: &str) -> Option<PathBuf> {
+    let (cat, rel) = key.split_once('/')?;
+    let root = match cat {
+        "config" => &paths.opencode_config,
+        "state" => &paths.opencode_state,
+        _ => return None,
+    };
+    Some(rel.split('/').fold(root.clone(), |p, part| p.join(part)))
+}
+
 /// The sources of the enabled categories.
 pub fn sources<'a>(paths: &Paths, config: &Config, state: &StateStore) -> Result<Vec<Box<dyn Source + 'a>>, SyncError> {
     let mut out: Vec<Box<dyn Source + 'a>> = Vec::new();
@@ -131,6 +142,17 @@ pub fn sources<'a>(paths: &Paths, config: &Config, state: &StateStore) -> Result
 
 /// Runs one full sync on this machine, holding the machine-wide sync lock.
 pub fn sync_now(paths: &Paths, config: &Config, env: &EnvSnapshot, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
+    sync_observed(paths, config, env, opts, None)
+}
+
+/// [`sync_now`], telling `on_local_write` about each local write (see [`Syncer::on_local_write`]).
+pub fn sync_observed(
+    paths: &Paths,
+    config: &Config,
+    env: &EnvSnapshot,
+    opts: &SyncOptions,
+    on_local_write: Option<&(dyn Fn(&str, bool) + Sync)>,
+) -> Result<SyncReport, SyncError> {
     let machine = machine_id::get_or_create(config.machine_id.as_deref(), &paths.machine_id_file)
         .map_err(|e| SyncError::Other(format!("cannot get this machine's id: {e}")))?;
     let _lock = SyncLock::acquire(&lock_path(paths), LOCK_WAIT).map_err(|e| SyncError::Other(e.to_string()))?;
@@ -152,6 +174,7 @@ pub fn sync_now(paths: &Paths, config: &Config, env: &EnvSnapshot, opts: &SyncOp
         state,
         blocked,
         now_ms: super::run::system_now_ms,
+        on_local_write,
     };
     let report = syncer.sync(opts)?;
     if !opts.dry_run {
@@ -280,7 +303,11 @@ pub fn pending(paths: &Paths, config: &Config) -> Result<std::collections::BTree
 }
 
 fn now_rfc3339() -> String {
-    let ms = super::run::system_now_ms();
+    format_ms(super::run::system_now_ms())
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn format_ms(ms: u64) -> String {
     let secs = (ms / 1000) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

@@ -40,6 +40,7 @@ impl Machine {
             state: StateStore::new(self.root.join("sync")),
             blocked: Default::default(),
             now_ms: system_now_ms,
+            on_local_write: None,
         }
     }
 }

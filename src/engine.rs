@@ -162,11 +162,10 @@ impl Engine {
             s.events_seen += 1;
             s.last_event = Some(event_type.to_string());
         }
-        if SYNC_EVENTS.contains(&event_type) {
-            if let Some(h) = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if SYNC_EVENTS.contains(&event_type)
+            && let Some(h) = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                 h.trigger(Trigger::HostEvent(event_type.to_string()));
             }
-        }
     }
 
     /// Asks for a sync now (no debounce).
@@ -385,16 +384,14 @@ fn start_watcher(ctx: &SyncContext, handle: SchedulerHandle, own: OwnWrites) -> 
     let mut roots = Vec::new();
     let config_src = FileSource::config(&ctx.paths, &ctx.config).ok();
     let state_src = FileSource::state(&ctx.paths, &ctx.config).ok();
-    if ctx.config.sync.config {
-        if let Some(c) = &config_src {
+    if ctx.config.sync.config
+        && let Some(c) = &config_src {
             roots.push(WatchRoot::from_source(c, CONFIG_FOLDERS, !ctx.config.include.is_empty()));
         }
-    }
-    if ctx.config.sync.state {
-        if let Some(s) = &state_src {
+    if ctx.config.sync.state
+        && let Some(s) = &state_src {
             roots.push(WatchRoot::from_source(s, &[], false));
         }
-    }
     if roots.is_empty() {
         return None;
     }

@@ -55,11 +55,10 @@ pub fn run(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
             if let Some(t) = s.last_ok_ms {
                 parts.push(format!("last ok {}", format_ms(t)));
             }
-            if a.alive != Some(false) {
-                if let Some(t) = s.next_timer_at_ms {
+            if a.alive != Some(false)
+                && let Some(t) = s.next_timer_at_ms {
                     parts.push(format!("next timer {}", format_ms(t)));
                 }
-            }
             if let Some(e) = &s.last_error {
                 parts.push(format!("last error: {e}"));
             }

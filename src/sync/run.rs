@@ -107,8 +107,11 @@ pub struct Syncer<'a> {
     pub now_ms: fn() -> u64,
     /// Told about every local write or deletion, before (`false`) and after (`true`) it happens,
     /// so a file watcher can tell oc-sync's own writes from the person's.
-    pub on_local_write: Option<&'a (dyn Fn(&str, bool) + Sync)>,
+    pub on_local_write: Option<&'a WriteObserver<'a>>,
 }
+
+/// Called with an item key before (`false`) and after (`true`) oc-sync writes or deletes it locally.
+pub type WriteObserver<'a> = dyn Fn(&str, bool) + Sync + 'a;
 
 pub fn system_now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)

@@ -151,7 +151,7 @@ pub fn sync_observed(
     config: &Config,
     env: &EnvSnapshot,
     opts: &SyncOptions,
-    on_local_write: Option<&(dyn Fn(&str, bool) + Sync)>,
+    on_local_write: Option<&super::run::WriteObserver<'_>>,
 ) -> Result<SyncReport, SyncError> {
     let machine = machine_id::get_or_create(config.machine_id.as_deref(), &paths.machine_id_file)
         .map_err(|e| SyncError::Other(format!("cannot get this machine's id: {e}")))?;

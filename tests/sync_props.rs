@@ -124,6 +124,7 @@ fn sync_with(m: &Machine, remote: &dyn Remote, cfg: &Config, blocked: BTreeSet<S
         blocked,
         now_ms: system_now_ms,
         on_local_write: None,
+        codec: None,
     };
     syncer.sync(opts)
 }
@@ -217,7 +218,7 @@ fn run_scenario(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {
     CASES.fetch_add(1, Ordering::Relaxed);
     let cfg = config(ConflictStrategy::AutoMerge);
     // Random ops may delete most agent files; the deletion guard is tested separately.
-    let opts = SyncOptions { dry_run: false, allow_deletions: true };
+    let opts = SyncOptions { allow_deletions: true, ..Default::default() };
     let w = World::new(n);
     // Seed: m1 has a config and a history line; everybody syncs once.
     w.machines[0].set_key("seed", Value::from("s"));

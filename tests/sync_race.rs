@@ -79,6 +79,7 @@ impl Machine {
             blocked: BTreeSet::new(),
             now_ms: system_now_ms,
             on_local_write: None,
+            codec: None,
         };
         syncer.sync(&SyncOptions::default()).unwrap_or_else(|e| panic!("sync of {} failed: {e}", self.id))
     }

@@ -142,7 +142,7 @@ where
         Command::Status { json } => status_cmd::run(&paths, json, io),
         Command::Paths { json } => paths_cmd::run(&paths, json, io),
         Command::Sync { dry_run, allow_deletions, json } => {
-            sync_cmd::run(&paths, crate::sync::run::SyncOptions { dry_run, allow_deletions }, json, io)
+            sync_cmd::run(&paths, crate::sync::run::SyncOptions { dry_run, allow_deletions, reseal: false }, json, io)
         }
         Command::Conflicts { all, json } => conflicts_cmd::list(&paths, all, json, io),
         Command::Resolve { target, local, remote, file } => conflicts_cmd::resolve(&paths, &target, local, remote, file, io),

@@ -138,6 +138,7 @@ pub struct Config {
     pub tombstone_grace_days: u32,
     pub include: Vec<String>,
     pub exclude: Vec<String>,
+    pub credential_files: Vec<String>,
     pub log_level: String,
 }
 
@@ -173,6 +174,7 @@ impl Default for Config {
             tombstone_grace_days: 30,
             include: Vec::new(),
             exclude: Vec::new(),
+            credential_files: Vec::new(),
             log_level: "info".into(),
         }
     }
@@ -294,6 +296,9 @@ pub fn load(paths: &Paths, env: &EnvSnapshot, plugin_options: Option<&Value>) ->
     if let Some(url) = env.var("GITHUB_API_URL") {
         merged.insert("githubApiUrl".into(), Value::String(url.into()));
     }
+    if let Some(pass) = env.var("OC_SYNC_PASSPHRASE") {
+        merged.insert("encryptionKey".into(), Value::String(pass.into()));
+    }
 
     if !issues.is_empty() {
         return Err(ConfigError { issues });
@@ -302,6 +307,7 @@ pub fn load(paths: &Paths, env: &EnvSnapshot, plugin_options: Option<&Value>) ->
         match key {
             "remote" if env.var("OC_SYNC_REMOTE").is_some() => Source::Env("OC_SYNC_REMOTE"),
             "githubApiUrl" if env.var("GITHUB_API_URL").is_some() => Source::Env("GITHUB_API_URL"),
+            "encryptionKey" if env.var("OC_SYNC_PASSPHRASE").is_some() => Source::Env("OC_SYNC_PASSPHRASE"),
             _ if plugin_options.and_then(|o| o.get(key)).is_some() => Source::PluginOptions,
             _ => Source::File(paths.config_file.clone()),
         }
@@ -572,19 +578,26 @@ fn build(m: &Map<String, Value>, source_of: &dyn Fn(&str) -> Source) -> Result<C
     if let Some(v) = n("tombstoneGraceDays") {
         c.tombstone_grace_days = v as u32;
     }
-    for key in ["include", "exclude"] {
+    for key in ["include", "exclude", "credentialFiles"] {
         if let Some(globs) = list(key) {
             for g in &globs {
                 if g.is_empty() || g.starts_with('/') || g.split(['/', '\\']).any(|p| p == "..") {
                     issues.push(Issue {
                         source: source_of(key).to_string(),
                         key: key.into(),
-                        message: format!("\"{g}\" is not a relative glob inside OpenCode's config dir."),
+                        message: format!(
+                            "\"{g}\" is not a relative glob inside OpenCode's {} dir.",
+                            if key == "credentialFiles" { "data" } else { "config" }
+                        ),
                         fix: "use globs relative to the config dir, e.g. \"agents/*.md\", without \"..\" or a leading \"/\".".into(),
                     });
                 }
             }
-            if key == "include" { c.include = globs } else { c.exclude = globs }
+            match key {
+                "include" => c.include = globs,
+                "exclude" => c.exclude = globs,
+                _ => c.credential_files = globs,
+            }
         }
     }
     if let Some(v) = s("logLevel") {

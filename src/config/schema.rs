@@ -83,6 +83,7 @@ pub const KEYS: &[KeySpec] = &[
     KeySpec { name: "tombstoneGraceDays", kind: Kind::Int { min: 1, max: 3650 }, default: "30", doc: "Days a deletion record is kept so offline machines learn of it." },
     KeySpec { name: "include", kind: Kind::StringList, default: "[]", doc: "Extra globs (relative to OpenCode's config dir) to sync." },
     KeySpec { name: "exclude", kind: Kind::StringList, default: "[]", doc: "Globs never to sync, e.g. [\"agents/private-*.md\"]." },
+    KeySpec { name: "credentialFiles", kind: Kind::StringList, default: "[]", doc: "Extra secret files in OpenCode's data dir to sync encrypted with auth.json and mcp-auth.json (names or globs, e.g. [\"my-provider.json\"])." },
     KeySpec { name: "logLevel", kind: Kind::Enum(LOG_LEVELS), default: "\"info\"", doc: "Detail of oc-sync's log file. Env: OC_SYNC_LOG." },
 ];
 

@@ -190,7 +190,7 @@ impl FileSource {
         let root = root.into();
         let include = Globs::new(
             "include",
-            if category == Category::Config {
+            if matches!(category, Category::Config | Category::Credentials) {
                 &opts.include
             } else {
                 &[]
@@ -225,6 +225,13 @@ impl FileSource {
     /// The `state` category: OpenCode's state dir (user excludes apply, includes do not).
     pub fn state(paths: &Paths, config: &Config) -> Result<Self, SourceError> {
         Self::from_config(Category::State, paths.opencode_state.clone(), paths, config)
+    }
+
+    /// The `credentials` category: OpenCode's secret files in its data dir (auth.json,
+    /// mcp-auth.json, plus `credentialFiles`). Written 0600; encrypted by the engine before any remote.
+    pub fn credentials(paths: &Paths, config: &Config) -> Result<Self, SourceError> {
+        let opts = FileSourceOptions { include: config.credential_files.clone(), ..FileSourceOptions::default() };
+        Self::new(Category::Credentials, paths.opencode_data.clone(), opts)
     }
 
     fn from_config(
@@ -302,7 +309,7 @@ impl FileSource {
     /// Lists the synced files and the ones deliberately skipped (symlinks, too large, odd names).
     pub fn scan(&self) -> Result<Listing, SourceError> {
         let mut listing = Listing::default();
-        if !matches!(self.category, Category::Config | Category::State) {
+        if !matches!(self.category, Category::Config | Category::State | Category::Credentials) {
             return Ok(listing);
         }
         match fs::symlink_metadata(&self.root) {
@@ -534,6 +541,11 @@ impl Source for FileSource {
             });
         }
         self.check_no_symlinks(&rel)?;
+        if self.category == Category::Credentials {
+            // Secrets: owner-only, whatever mode an older copy had.
+            return crate::fsutil::write_private(&path, bytes)
+                .map_err(|e| SourceError::io(format!("cannot write {}", path.display()), e));
+        }
         crate::fsutil::atomic_write(&path, bytes, Some(NEW_FILE_MODE))
             .map_err(|e| SourceError::io(format!("cannot write {}", path.display()), e))
     }
@@ -597,9 +609,13 @@ fn builtin_allowed(category: Category, parts: &[&str]) -> bool {
             })
         }
         Category::State => parts.len() == 1 && STATE_FILES.contains(&parts[0]),
+        Category::Credentials => parts.len() == 1 && CREDENTIAL_FILES.contains(&parts[0]),
         _ => false,
     }
 }
+
+/// OpenCode's secret files (in its data dir): provider API keys / OAuth tokens and MCP OAuth tokens.
+pub const CREDENTIAL_FILES: &[&str] = &["auth.json", "mcp-auth.json"];
 
 fn has_ext(name: &str, ext: &str) -> bool {
     name.rsplit_once('.')

@@ -30,6 +30,24 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// Allow a sync that deletes many items (see [`DELETION_SHARE_MIN`], [`DELETION_MAX_AT_ONCE`]).
     pub allow_deletions: bool,
+    /// Re-encrypt every sealed item (after a passphrase change): push them again with the current key.
+    pub reseal: bool,
+}
+
+/// Encrypts the items it applies to before they reach the remote, and decrypts what comes back.
+/// The item key and its vector clock are bound in (associated data), so a ciphertext cannot be moved
+/// onto another item or replayed as another version.
+pub trait Codec: Sync {
+    fn applies_to(&self, key: &str) -> bool;
+    fn seal(&self, key: &str, clock: &VectorClock, plaintext: &[u8]) -> Result<Vec<u8>, SyncError>;
+    fn open(&self, key: &str, clock: &VectorClock, sealed: &[u8]) -> Result<Vec<u8>, SyncError>;
+}
+
+/// The associated data that binds a sealed item to its key and version.
+pub fn item_aad(key: &str, clock: &VectorClock) -> Vec<u8> {
+    let mut aad = format!("oc-sync item\n{key}\n").into_bytes();
+    aad.extend(serde_json::to_vec(clock).expect("clock serialises"));
+    aad
 }
 
 /// A conflict this sync met (the losing side is kept by the caller's conflict store).
@@ -91,6 +109,8 @@ pub enum SyncError {
     #[error("the remote kept changing: gave up after {0} attempts; run `oc-sync sync` again")]
     TooManyRetries(u32),
     #[error("{0}")]
+    Crypto(String),
+    #[error("{0}")]
     Other(String),
 }
 
@@ -108,6 +128,8 @@ pub struct Syncer<'a> {
     /// Told about every local write or deletion, before (`false`) and after (`true`) it happens,
     /// so a file watcher can tell oc-sync's own writes from the person's.
     pub on_local_write: Option<&'a WriteObserver<'a>>,
+    /// Encryption of the items it applies to (credentials); None = nothing is sealed.
+    pub codec: Option<&'a dyn Codec>,
 }
 
 /// Called with an item key before (`false`) and after (`true`) oc-sync writes or deletes it locally.
@@ -286,6 +308,15 @@ impl<'a> Syncer<'a> {
                 }
                 c
             };
+            // After a passphrase change: send sealed items again, encrypted with the current key.
+            let action = match (action, l, remote) {
+                (Action::Nothing, Some(_), Some(r))
+                    if opts.reseal && !r.is_tombstone() && self.codec.is_some_and(|c| c.applies_to(key)) =>
+                {
+                    Action::Push { deletion: false }
+                }
+                (a, _, _) => a,
+            };
             match action {
                 Action::Nothing => {
                     // Expire old tombstones this machine has already applied.
@@ -306,15 +337,17 @@ impl<'a> Syncer<'a> {
                 Action::Push { deletion: false } | Action::EditWinsOverDeletion { keep_local: true } => {
                     let item = l.expect("push needs a local item");
                     let mut clock = local_clock();
+                    if remote.is_some_and(|r| r.clock == clock) {
+                        clock.bump(me); // a re-send of unchanged content (reseal) is still a new version
+                    }
                     if let Some(r) = remote
                         && matches!(action, Action::EditWinsOverDeletion { .. })
                     {
                         clock = clock.join(&r.clock);
                         clock.bump(me);
                     }
-                    let entry = self.entry_for(item, clock, &category);
-                    plan.changes.blobs.insert(item.hash.clone(), item.bytes.clone());
-                    plan.new_bases.insert(key.to_string(), (base_of(&entry, now), Some(item.bytes.clone())));
+                    let entry = self.push_entry(key, item, clock, &category, &mut plan)?;
+                    plan.new_bases.insert(key.to_string(), (base_with(&entry, &item.hash, now), Some(item.bytes.clone())));
                     plan.changes.entries.insert(key.to_string(), entry);
                     plan.report.pushed.push(key.to_string());
                 }
@@ -341,16 +374,16 @@ impl<'a> Syncer<'a> {
                         plan.new_bases.insert(key.to_string(), (base_of(r, now), None));
                         plan.report.deleted_local.push(key.to_string());
                     } else {
-                        let bytes = self.fetch(r)?;
+                        let bytes = self.fetch(key, r)?;
                         plan.writes.push((LocalWrite::Write { key: key.to_string(), bytes: bytes.clone() }, l.map(|i| i.hash.clone())));
-                        plan.new_bases.insert(key.to_string(), (base_of(r, now), Some(bytes)));
+                        plan.new_bases.insert(key.to_string(), (base_with(r, &sha256_hex(&bytes), now), Some(bytes)));
                         plan.report.pulled.push(key.to_string());
                     }
                 }
                 Action::Merge => {
                     let item = l.expect("merge needs a local item");
                     let r = remote.expect("merge needs a remote entry");
-                    let remote_bytes = self.fetch(r)?;
+                    let remote_bytes = self.fetch(key, r)?;
                     let base_bytes = base.and_then(|b| b.hash.as_deref()).and_then(|h| self.state.base(h));
                     let settled = self.settle(key, item, r, &remote_bytes, base_bytes.as_deref(), local_clock());
                     match settled {
@@ -367,15 +400,14 @@ impl<'a> Syncer<'a> {
                                 modified_ms: now,
                                 bytes,
                             };
-                            let entry = self.entry_for(&merged_item, clock, &category);
+                            let entry = self.push_entry(key, &merged_item, clock, &category, &mut plan)?;
                             if merged_item.hash != item.hash {
                                 plan.writes.push((
                                     LocalWrite::Write { key: key.to_string(), bytes: merged_item.bytes.clone() },
                                     Some(item.hash.clone()),
                                 ));
                             }
-                            plan.changes.blobs.insert(merged_item.hash.clone(), merged_item.bytes.clone());
-                            plan.new_bases.insert(key.to_string(), (base_of(&entry, now), Some(merged_item.bytes)));
+                            plan.new_bases.insert(key.to_string(), (base_with(&entry, &merged_item.hash, now), Some(merged_item.bytes)));
                             plan.changes.entries.insert(key.to_string(), entry);
                             plan.report.merged.push(key.to_string());
                             if let Some(c) = conflict {
@@ -405,9 +437,33 @@ impl<'a> Syncer<'a> {
         }
     }
 
-    fn fetch(&self, r: &Entry) -> Result<Vec<u8>, SyncError> {
+    /// The remote content of an item, decrypted when it is sealed.
+    fn fetch(&self, key: &str, r: &Entry) -> Result<Vec<u8>, SyncError> {
         let hash = r.hash.as_deref().ok_or_else(|| SyncError::Other("internal: fetch of a tombstone".into()))?;
-        Ok(self.remote.blob(hash)?)
+        let blob = self.remote.blob(hash)?;
+        match self.codec {
+            Some(c) if c.applies_to(key) => c.open(key, &r.clock, &blob),
+            _ => Ok(blob),
+        }
+    }
+
+    /// The remote entry (and blob) for pushing `item` with `clock`, sealed when the codec applies.
+    fn push_entry(&self, key: &str, item: &LocalItem, clock: VectorClock, category: &str, plan: &mut Plan) -> Result<Entry, SyncError> {
+        let mut entry = self.entry_for(item, clock, category);
+        match self.codec {
+            Some(c) if c.applies_to(key) => {
+                let sealed = c.seal(key, &entry.clock, &item.bytes)?;
+                let hash = sha256_hex(&sealed);
+                entry.hash = Some(hash.clone());
+                entry.size = sealed.len() as u64;
+                entry.kind = kind_name(item.kind).to_string();
+                plan.changes.blobs.insert(hash, sealed);
+            }
+            _ => {
+                plan.changes.blobs.insert(item.hash.clone(), item.bytes.clone());
+            }
+        }
+        Ok(entry)
     }
 
     /// Stops a sync that would delete a large share of a category.
@@ -559,6 +615,12 @@ fn refusable(e: &SourceError) -> bool {
         e,
         SourceError::KeyRefused { .. } | SourceError::Symlink { .. } | SourceError::TooLarge { .. } | SourceError::NotAFile { .. }
     )
+}
+
+/// The base for an entry whose local content hashes to `content_hash` (differs from the entry's
+/// hash when the remote holds a sealed copy).
+fn base_with(e: &Entry, content_hash: &str, now: u64) -> BaseEntry {
+    BaseEntry { hash: Some(content_hash.to_string()), ..base_of(e, now) }
 }
 
 fn base_of(e: &Entry, now: u64) -> BaseEntry {

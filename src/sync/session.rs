@@ -175,6 +175,7 @@ pub fn sync_observed(
         blocked,
         now_ms: super::run::system_now_ms,
         on_local_write,
+        codec: None,
     };
     let report = syncer.sync(opts)?;
     if !opts.dry_run {

@@ -41,6 +41,7 @@ impl Machine {
             blocked: Default::default(),
             now_ms: system_now_ms,
             on_local_write: None,
+            codec: None,
         }
     }
 }

@@ -207,7 +207,15 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
         machine_id_origin: machine.map(|m| m.origin.to_string()),
         remote,
         plugin,
-        categories: cfg.sync.enabled().iter().map(|s| s.to_string()).collect(),
+        categories: cfg
+            .sync
+            .enabled()
+            .iter()
+            .map(|c| match (*c, crate::sync::session::credentials_off_reason(&cfg)) {
+                ("credentials", Some(why)) => format!("credentials (not synced: {why})"),
+                (c, _) => c.to_string(),
+            })
+            .collect(),
         last_sync,
         pending,
         conflicts_open: open.len(),

@@ -75,6 +75,13 @@ pub enum Command {
         #[arg(long, group = "choice", value_name = "PATH")]
         file: Option<PathBuf>,
     },
+    /// Re-encrypt the synced credentials with the current passphrase (after changing it; keep the
+    /// previous one in oldEncryptionKey until every machine has synced).
+    Rekey {
+        /// Print machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the OpenCode and oc-sync paths resolved on this machine.
     Paths {
         /// Print machine-readable JSON.
@@ -143,6 +150,9 @@ where
         Command::Paths { json } => paths_cmd::run(&paths, json, io),
         Command::Sync { dry_run, allow_deletions, json } => {
             sync_cmd::run(&paths, crate::sync::run::SyncOptions { dry_run, allow_deletions, reseal: false }, json, io)
+        }
+        Command::Rekey { json } => {
+            sync_cmd::run(&paths, crate::sync::run::SyncOptions { reseal: true, ..Default::default() }, json, io)
         }
         Command::Conflicts { all, json } => conflicts_cmd::list(&paths, all, json, io),
         Command::Resolve { target, local, remote, file } => conflicts_cmd::resolve(&paths, &target, local, remote, file, io),

@@ -18,7 +18,9 @@ use crate::status;
 use super::conflicts::{ConflictRecord, ConflictStore, NewConflict};
 use super::lock::SyncLock;
 use super::overrides::Overrides;
-use super::run::{SyncError, SyncOptions, SyncReport, Syncer};
+use super::run::{item_aad, Codec, SyncError, SyncOptions, SyncReport, Syncer};
+use crate::clock::VectorClock;
+use crate::crypto::{Passphrase, Sealer};
 use super::state::{BaseEntry, StateStore};
 
 /// How long a sync waits for another sync on this machine (CLI vs plugin) to finish.
@@ -114,6 +116,64 @@ pub fn local_path(paths: &Paths, key: &str) -> Option<PathBuf> {
     Some(rel.split('/').fold(root.clone(), |p, part| p.join(part)))
 }
 
+/// Why the credentials category is not synced, if it is not.
+pub fn credentials_off_reason(config: &Config) -> Option<&'static str> {
+    if !config.sync.credentials {
+        Some("turned off (sync.credentials: false)")
+    } else if config.encryption_key.is_none() {
+        Some("no passphrase: set OC_SYNC_PASSPHRASE or encryptionKey (16+ characters, the same on every machine); credentials are never uploaded unencrypted")
+    } else {
+        None
+    }
+}
+
+/// Seals credential items with the passphrase (AES-256-GCM, key from PBKDF2).
+pub struct CredentialCodec {
+    sealer: Sealer,
+}
+
+impl CredentialCodec {
+    /// The codec for this configuration, or None when credentials do not sync.
+    pub fn for_config(config: &Config) -> Result<Option<CredentialCodec>, SyncError> {
+        if credentials_off_reason(config).is_some() {
+            return Ok(None);
+        }
+        let pass = |s: &crate::config::Secret| Passphrase::new(s.expose()).map_err(|e| SyncError::Crypto(e.to_string()));
+        let current = pass(config.encryption_key.as_ref().expect("checked above"))?;
+        let old = config.old_encryption_key.as_ref().map(pass).transpose()?;
+        let mut sealer = Sealer::new(current, old);
+        // Test knob: a lower PBKDF2 count (the envelope records the count used, so any machine opens it).
+        if let Some(n) = std::env::var("OC_SYNC_KDF_ITERATIONS").ok().and_then(|v| v.parse::<u32>().ok()) {
+            sealer = sealer.with_iterations(n.max(crate::crypto::MIN_ITERATIONS));
+        }
+        Ok(Some(CredentialCodec { sealer }))
+    }
+
+    pub fn with_iterations(self, n: u32) -> Self {
+        CredentialCodec { sealer: self.sealer.with_iterations(n) }
+    }
+}
+
+impl Codec for CredentialCodec {
+    fn applies_to(&self, key: &str) -> bool {
+        key.starts_with("credentials/")
+    }
+    fn seal(&self, key: &str, clock: &VectorClock, plaintext: &[u8]) -> Result<Vec<u8>, SyncError> {
+        self.sealer.seal(plaintext, &item_aad(key, clock)).map_err(|e| SyncError::Crypto(format!("cannot encrypt {key}: {e}")))
+    }
+    fn open(&self, key: &str, clock: &VectorClock, sealed: &[u8]) -> Result<Vec<u8>, SyncError> {
+        self.sealer
+            .open(sealed, &item_aad(key, clock))
+            .map(|o| o.plaintext)
+            .map_err(|e| match e {
+                crate::crypto::CryptoError::WrongPassphrase => {
+                    SyncError::Crypto(format!("{key}: {e} (or the remote copy of {key} was altered; nothing was written)"))
+                }
+                e => SyncError::Crypto(format!("{key}: {e}")),
+            })
+    }
+}
+
 /// The sources of the enabled categories.
 pub fn sources<'a>(paths: &Paths, config: &Config, state: &StateStore) -> Result<Vec<Box<dyn Source + 'a>>, SyncError> {
     let mut out: Vec<Box<dyn Source + 'a>> = Vec::new();
@@ -136,6 +196,9 @@ pub fn sources<'a>(paths: &Paths, config: &Config, state: &StateStore) -> Result
     }
     if config.sync.state {
         out.push(Box::new(FileSource::state(paths, config)?));
+    }
+    if credentials_off_reason(config).is_none() {
+        out.push(Box::new(FileSource::credentials(paths, config)?));
     }
     Ok(out)
 }
@@ -166,6 +229,7 @@ pub fn sync_observed(
         .filter(|c| c.needs_person)
         .map(|c| c.key)
         .collect();
+    let codec = CredentialCodec::for_config(config)?;
     let syncer = Syncer {
         machine: machine.id.clone(),
         config,
@@ -175,7 +239,7 @@ pub fn sync_observed(
         blocked,
         now_ms: super::run::system_now_ms,
         on_local_write,
-        codec: None,
+        codec: codec.as_ref().map(|c| c as &dyn Codec),
     };
     let report = syncer.sync(opts)?;
     if !opts.dry_run {

@@ -188,7 +188,7 @@ pub fn build_tree(dir: &Path, base: Option<&str>, changes: &[TreeChange]) -> Res
         .filter_map(|r| String::from_utf8_lossy(r).split_once('\t').map(|(_, p)| p.to_string()))
         .collect();
     let mut info = String::new();
-    let mut remove_under = |info: &mut String, existing: &mut Vec<String>, path: &str| {
+    let remove_under = |info: &mut String, existing: &mut Vec<String>, path: &str| {
         let prefix = format!("{path}/");
         existing.retain(|p| {
             if p == path || p.starts_with(&prefix) {

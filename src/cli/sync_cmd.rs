@@ -18,12 +18,11 @@ pub fn run(paths: &Paths, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> any
         writeln!(io.err, "warning: {w}")?;
     }
     crate::logging::init(&paths.log_dir, &loaded.config.log_level);
-    if opts.reseal {
-        if let Some(why) = session::credentials_off_reason(&loaded.config) {
+    if opts.reseal
+        && let Some(why) = session::credentials_off_reason(&loaded.config) {
             writeln!(io.err, "nothing to re-encrypt: credentials are not synced ({why})")?;
             return Ok(EXIT_FAILURE);
         }
-    }
     let report = match session::sync_now(paths, &loaded.config, &io.env, &opts) {
         Ok(r) => r,
         Err(e) => {

@@ -213,6 +213,7 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
             .iter()
             .map(|c| match (*c, crate::sync::session::credentials_off_reason(&cfg)) {
                 ("credentials", Some(why)) => format!("credentials (not synced: {why})"),
+                (c @ ("sessions" | "messages" | "projects" | "todos"), _) => format!("{c} (not synced by this version yet)"),
                 (c, _) => c.to_string(),
             })
             .collect(),

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::VectorClock;
 
+pub mod github;
 pub mod local;
 
 #[cfg(test)]

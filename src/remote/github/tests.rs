@@ -1,0 +1,520 @@
+//! Tests against the in-process fake GitHub. The fake runs on the test's multi-thread runtime;
+//! the (blocking) remote runs inside `spawn_blocking`, never inside an async task.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use fake_github::{FakeGithub, FakeOptions};
+
+use super::*;
+use crate::clock::VectorClock;
+use crate::config::Config;
+use crate::remote::Entry;
+use crate::source::{Category, FileSource};
+use crate::sync::run::{SyncOptions, Syncer, system_now_ms};
+use crate::sync::state::StateStore;
+
+const OWNER: &str = "octo-user";
+const REPO: &str = "sync";
+
+async fn fake() -> Arc<FakeGithub> {
+    let gh = FakeGithub::start(FakeOptions::default()).await.unwrap();
+    gh.add_repo(OWNER, REPO, true, true);
+    Arc::new(gh)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+fn connect(gh: &FakeGithub) -> GithubRemote {
+    GithubRemote::connect(&gh.url, gh.token(), OWNER, REPO, "main").unwrap()
+}
+
+fn entry(hash: Option<&str>, size: u64, machine: &str, n: u64) -> Entry {
+    let mut clock = VectorClock::new();
+    for _ in 0..n {
+        clock.bump(machine);
+    }
+    Entry {
+        clock,
+        hash: hash.map(str::to_owned),
+        size,
+        kind: "text".into(),
+        category: "config".into(),
+        modified_ms: 1,
+        machine: machine.into(),
+        deleted_ms: if hash.is_none() { Some(2) } else { None },
+    }
+}
+
+/// Changes putting `files` (key, bytes) live.
+fn put(files: &[(&str, &[u8])]) -> Changes {
+    let mut c = Changes {
+        message: "test sync".into(),
+        ..Default::default()
+    };
+    for (k, b) in files {
+        let h = sha256_hex(b);
+        c.entries
+            .insert(k.to_string(), entry(Some(&h), b.len() as u64, "a", 1));
+        c.blobs.insert(h, b.to_vec());
+    }
+    c
+}
+
+fn git(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_refuses_a_public_repository() {
+    let gh = fake().await;
+    gh.add_repo(OWNER, "public", false, true);
+    let (url, token) = (gh.url.clone(), gh.token().to_owned());
+    let err =
+        blocking(move || GithubRemote::connect(&url, &token, OWNER, "public", "main").unwrap_err())
+            .await;
+    let text = err.to_string();
+    assert!(text.contains("public"), "{text}");
+    assert!(text.contains("private"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_token_and_missing_repo_give_clear_messages() {
+    let gh = fake().await;
+    let url = gh.url.clone();
+    let bad = "ghp_wrongwrongwrongwrongwrongwrong1234".to_owned();
+    let bad2 = bad.clone();
+    let err =
+        blocking(move || GithubRemote::connect(&url, &bad2, OWNER, REPO, "main").unwrap_err())
+            .await;
+    let text = err.to_string();
+    assert!(text.contains("wrong, expired or revoked"), "{text}");
+    assert!(
+        text.contains("Contents: Read and write") && text.contains("\"repo\" scope"),
+        "{text}"
+    );
+    assert!(!text.contains(&bad), "token leaked: {text}");
+
+    let (url, token) = (gh.url.clone(), gh.token().to_owned());
+    let token2 = token.clone();
+    let err =
+        blocking(move || GithubRemote::connect(&url, &token2, OWNER, "nope", "main").unwrap_err())
+            .await;
+    let text = err.to_string();
+    assert!(text.contains("does not exist"), "{text}");
+    assert!(!text.contains(&token), "token leaked: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn commit_then_read_back_and_git_agrees() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let r = connect(&g);
+        let head = r.head().unwrap().expect("initial commit");
+        assert_eq!(r.manifest(&head).unwrap(), Manifest::default());
+        let binary: &[u8] = &[0xff, 0x00, 0xfe, 0x80, 1, 2, 3];
+        let changes = put(&[
+            ("config/x", b"hello\n"),
+            ("config/sub/dir/y.json", b"{\"a\": 1}\n"),
+            ("state/bin", binary),
+        ]);
+        let CommitOutcome::Committed(v) = r.commit(Some(&head), changes.clone()).unwrap() else {
+            panic!("conflict")
+        };
+        assert_eq!(r.head().unwrap(), Some(v.clone()));
+
+        // A fresh remote (no cache) reads the same.
+        let r2 = connect(&g);
+        let m = r2.manifest(&v).unwrap();
+        assert_eq!(m, Manifest::default().apply(&changes));
+        for (h, bytes) in &changes.blobs {
+            assert_eq!(&r2.blob(h).unwrap(), bytes);
+            // The writer can read its own inline blobs too (lazy tree listing).
+            assert_eq!(&r.blob(h).unwrap(), bytes);
+        }
+
+        let dir = g.repo_git_dir(OWNER, REPO);
+        assert_eq!(
+            git(&dir, &["show", "HEAD:config/x"]),
+            (true, "hello\n".into())
+        );
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args(["show", "HEAD:state/bin"])
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, binary);
+        let (ok, manifest) = git(&dir, &["show", &format!("HEAD:{MANIFEST_PATH}")]);
+        assert!(ok && manifest.contains("\"config/x\""), "{manifest}");
+        let (ok, out) = git(&dir, &["fsck", "--strict"]);
+        assert!(ok, "{out}");
+        let (_, log) = git(&dir, &["log", "-1", "--format=%s%n%P"]);
+        assert!(
+            log.starts_with("test sync\n") && log.contains(&head.0),
+            "{log}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_expected_and_race_are_conflicts() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let r = connect(&g);
+        let h0 = r.head().unwrap().unwrap();
+        let CommitOutcome::Committed(h1) = r.commit(Some(&h0), put(&[("config/a", b"1")])).unwrap()
+        else {
+            panic!()
+        };
+        // Stale expected.
+        assert_eq!(
+            r.commit(Some(&h0), put(&[("config/a", b"2")])).unwrap(),
+            CommitOutcome::Conflict {
+                current: Some(h1.clone())
+            }
+        );
+        // Expected None on a branch with commits.
+        assert_eq!(
+            r.commit(None, put(&[("config/a", b"3")])).unwrap(),
+            CommitOutcome::Conflict {
+                current: Some(h1.clone())
+            }
+        );
+        // Someone else moves the branch between our read and our ref update.
+        assert_eq!(r.head().unwrap(), Some(h1.clone()));
+        g.faults().race_next_ref_update(OWNER, REPO, "main");
+        let out = r.commit(Some(&h1), put(&[("config/a", b"4")])).unwrap();
+        let raced = g.faults().race_commits();
+        assert_eq!(raced.len(), 1);
+        assert_eq!(
+            out,
+            CommitOutcome::Conflict {
+                current: Some(Version(raced[0].clone()))
+            }
+        );
+        // Nothing of ours was applied; retrying on the new head works and keeps their file.
+        let h2 = r.head().unwrap().unwrap();
+        let CommitOutcome::Committed(_) = r.commit(Some(&h2), put(&[("config/a", b"5")])).unwrap()
+        else {
+            panic!()
+        };
+        let dir = g.repo_git_dir(OWNER, REPO);
+        assert_eq!(git(&dir, &["show", "HEAD:config/a"]).1, "5");
+        let (_, ls) = git(&dir, &["ls-tree", "-r", "--name-only", "HEAD"]);
+        assert!(ls.contains("other-machine/"), "{ls}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_branch_is_created_by_a_commit_on_none() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let r = GithubRemote::connect(&g.url, g.token(), OWNER, REPO, "oc-sync").unwrap();
+        assert_eq!(r.head().unwrap(), None);
+        let CommitOutcome::Committed(v) = r.commit(None, put(&[("config/a", b"x")])).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(g.branch_head(OWNER, REPO, "oc-sync"), Some(v.0.clone()));
+        assert_eq!(
+            r.commit(None, put(&[("config/a", b"y")])).unwrap(),
+            CommitOutcome::Conflict { current: Some(v) }
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tombstones_and_removals_delete_files() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let r = connect(&g);
+        let h0 = r.head().unwrap().unwrap();
+        let CommitOutcome::Committed(h1) = r
+            .commit(
+                Some(&h0),
+                put(&[("config/a", b"a"), ("config/b", b"b"), ("config/c", b"c")]),
+            )
+            .unwrap()
+        else {
+            panic!()
+        };
+        let mut c = Changes {
+            message: "delete".into(),
+            ..Default::default()
+        };
+        c.entries.insert("config/a".into(), entry(None, 0, "a", 2));
+        c.removed.push("config/b".into());
+        let CommitOutcome::Committed(h2) = r.commit(Some(&h1), c).unwrap() else {
+            panic!()
+        };
+        let dir = g.repo_git_dir(OWNER, REPO);
+        let (_, ls) = git(&dir, &["ls-tree", "-r", "--name-only", "HEAD"]);
+        assert!(
+            !ls.contains("config/a") && !ls.contains("config/b") && ls.contains("config/c"),
+            "{ls}"
+        );
+        let m = connect(&g).manifest(&h2).unwrap();
+        assert!(m.entries["config/a"].is_tombstone());
+        assert!(!m.entries.contains_key("config/b"));
+        let (ok, out) = git(&dir, &["fsck", "--strict"]);
+        assert!(ok, "{out}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_is_busy_with_retry_time() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let r = connect(&g);
+        g.faults().fail_next("/repos/*/git/ref/*", 1, 429);
+        let err = r.head().unwrap_err();
+        assert!(matches!(err, RemoteError::Busy(_)), "{err}");
+        assert!(err.to_string().contains("60 seconds"), "{err}");
+        g.faults().fail_next("/repos/*/git/ref/*", 1, 502);
+        let err = r.head().unwrap_err();
+        assert!(matches!(err, RemoteError::Unreachable(_)), "{err}");
+        assert!(!err.to_string().contains(g.token()));
+        assert!(r.head().unwrap().is_some());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncated_tree_listing_is_walked() {
+    let gh = FakeGithub::start(FakeOptions {
+        tree_truncate_entries: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    gh.add_repo(OWNER, REPO, true, true);
+    let g = Arc::new(gh);
+    blocking(move || {
+        let r = connect(&g);
+        let h0 = r.head().unwrap().unwrap();
+        let files: Vec<(String, Vec<u8>)> = (0..10)
+            .map(|i| {
+                (
+                    format!("config/d{}/f{i}", i % 3),
+                    format!("{i}\n").into_bytes(),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(k, b)| (k.as_str(), b.as_slice()))
+            .collect();
+        let changes = put(&refs);
+        let CommitOutcome::Committed(v) = r.commit(Some(&h0), changes.clone()).unwrap() else {
+            panic!()
+        };
+        let fresh = connect(&g);
+        assert_eq!(
+            fresh.manifest(&v).unwrap(),
+            Manifest::default().apply(&changes)
+        );
+        for (h, b) in &changes.blobs {
+            assert_eq!(&fresh.blob(h).unwrap(), b);
+        }
+    })
+    .await;
+}
+
+// ---- two syncers through GitHub ------------------------------------------------------------
+
+struct Machine {
+    root: PathBuf,
+}
+
+impl Machine {
+    fn new(dir: &Path, name: &str) -> Machine {
+        let root = dir.join(name);
+        std::fs::create_dir_all(root.join("config")).unwrap();
+        std::fs::create_dir_all(root.join("state")).unwrap();
+        Machine { root }
+    }
+    fn put(&self, rel: &str, text: &str) {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    fn get(&self, rel: &str) -> Option<String> {
+        std::fs::read_to_string(self.root.join(rel)).ok()
+    }
+    fn syncer<'a>(&self, name: &str, config: &'a Config, remote: &'a dyn Remote) -> Syncer<'a> {
+        Syncer {
+            machine: name.into(),
+            config,
+            remote,
+            sources: vec![
+                Box::new(
+                    FileSource::new(
+                        Category::Config,
+                        self.root.join("config"),
+                        Default::default(),
+                    )
+                    .unwrap(),
+                ),
+                Box::new(
+                    FileSource::new(Category::State, self.root.join("state"), Default::default())
+                        .unwrap(),
+                ),
+            ],
+            state: StateStore::new(self.root.join("sync")),
+            blocked: Default::default(),
+            now_ms: system_now_ms,
+            on_local_write: None,
+            codec: None,
+        }
+    }
+}
+
+fn config() -> Config {
+    Config {
+        retry_delay_ms: 0,
+        ..Config::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_syncers_converge_and_deletions_propagate() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let t = tempfile::tempdir().unwrap();
+        let remote = connect(&g);
+        let cfg = config();
+        let a = Machine::new(t.path(), "a");
+        let b = Machine::new(t.path(), "b");
+        a.put("config/AGENTS.md", "from a\n");
+        a.put("config/agents/gone.md", "bye\n");
+        b.put("config/opencode.json", "{\"theme\": \"dark\"}\n");
+        b.put("state/model.json", "{\"recent\": []}\n");
+        let opts = SyncOptions::default();
+        a.syncer("a", &cfg, &remote).sync(&opts).unwrap();
+        b.syncer("b", &cfg, &remote).sync(&opts).unwrap();
+        a.syncer("a", &cfg, &remote).sync(&opts).unwrap();
+        for m in [&a, &b] {
+            assert_eq!(m.get("config/AGENTS.md").as_deref(), Some("from a\n"));
+            assert_eq!(
+                m.get("config/opencode.json").as_deref(),
+                Some("{\"theme\": \"dark\"}\n")
+            );
+            assert_eq!(
+                m.get("state/model.json").as_deref(),
+                Some("{\"recent\": []}\n")
+            );
+            assert_eq!(m.get("config/agents/gone.md").as_deref(), Some("bye\n"));
+        }
+        // Delete on b, edit on a; both propagate.
+        std::fs::remove_file(b.root.join("config/agents/gone.md")).unwrap();
+        b.syncer("b", &cfg, &remote).sync(&opts).unwrap();
+        a.put("config/AGENTS.md", "edited on a\n");
+        a.syncer("a", &cfg, &remote).sync(&opts).unwrap();
+        b.syncer("b", &cfg, &remote).sync(&opts).unwrap();
+        assert_eq!(a.get("config/agents/gone.md"), None);
+        assert_eq!(b.get("config/AGENTS.md").as_deref(), Some("edited on a\n"));
+
+        let dir = g.repo_git_dir(OWNER, REPO);
+        let (_, ls) = git(&dir, &["ls-tree", "-r", "--name-only", "HEAD"]);
+        assert!(!ls.contains("config/agents/gone.md"), "{ls}");
+        assert_eq!(
+            git(&dir, &["show", "HEAD:config/AGENTS.md"]).1,
+            "edited on a\n"
+        );
+        let (ok, out) = git(&dir, &["fsck", "--strict"]);
+        assert!(ok, "{out}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_file_change_after_a_large_push_takes_at_most_4_requests() {
+    let gh = fake().await;
+    let g = gh.clone();
+    let counts = blocking(move || {
+        let t = tempfile::tempdir().unwrap();
+        let remote = connect(&g);
+        let cfg = config();
+        let a = Machine::new(t.path(), "a");
+        for i in 0..300 {
+            a.put(
+                &format!("config/skills/s{}/f{i}.md", i % 20),
+                &format!("skill {i}\n"),
+            );
+        }
+        let opts = SyncOptions::default();
+        g.clear_requests();
+        let r = a.syncer("a", &cfg, &remote).sync(&opts).unwrap();
+        assert_eq!(r.pushed.len(), 300);
+        let initial = g.requests();
+        g.clear_requests();
+        a.put("config/skills/s3/f3.md", "changed\n");
+        a.syncer("a", &cfg, &remote).sync(&opts).unwrap();
+        let one = g.requests();
+        let dir = g.repo_git_dir(OWNER, REPO);
+        assert_eq!(
+            git(&dir, &["show", "HEAD:config/skills/s3/f3.md"]).1,
+            "changed\n"
+        );
+        (initial, one)
+    })
+    .await;
+    let show = |rs: &[fake_github::RecordedRequest]| {
+        rs.iter()
+            .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+            .collect::<Vec<_>>()
+    };
+    eprintln!(
+        "initial push: {:?}\none-file change: {:?}",
+        show(&counts.0),
+        show(&counts.1)
+    );
+    assert!(counts.0.len() <= 5, "initial push: {:?}", show(&counts.0));
+    assert!(
+        counts.1.len() <= 4,
+        "one-file change: {:?}",
+        show(&counts.1)
+    );
+    assert!(
+        counts.1.iter().all(|r| r.status < 300),
+        "{:?}",
+        show(&counts.1)
+    );
+}
+
+#[test]
+fn names_are_checked() {
+    assert!(valid_name("oc-sync.data_1"));
+    assert!(!valid_name("a/b") && !valid_name("..") && !valid_name(""));
+    assert!(valid_branch("main") && valid_branch("sync/laptop"));
+    assert!(
+        !valid_branch("a..b")
+            && !valid_branch("a b")
+            && !valid_branch("/x")
+            && !valid_branch("x.lock")
+    );
+    assert!(valid_oid(&"a".repeat(40)) && !valid_oid(&"A".repeat(40)) && !valid_oid("abc"));
+}

@@ -190,7 +190,11 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
             plugin.opencode_config_file.display()
         ));
     }
-    let last_sync = std::fs::read_to_string(paths.state_dir.join("last-sync")).ok().map(|s| s.trim().to_string());
+    let last_sync = crate::sync::session::state_store(paths)
+        .load()
+        .ok()
+        .and_then(|s| s.last_sync_ms)
+        .map(crate::sync::session::format_ms);
     let pending = crate::sync::session::pending(paths, &cfg).ok();
     let open = crate::sync::session::conflict_store(paths).list(false).unwrap_or_default();
     let conflicts_waiting: Vec<String> = open.iter().filter(|c| c.needs_person).map(|c| c.key.clone()).collect();

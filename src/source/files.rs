@@ -11,7 +11,7 @@ use std::time::UNIX_EPOCH;
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
-use super::{Category, Item, ItemMeta, Listed, Source, SourceError};
+use super::{Category, Item, ItemMeta, ReadAll, Source, SourceError};
 use crate::config::Config;
 use crate::merge::MergeKind;
 use crate::paths::Paths;
@@ -104,6 +104,8 @@ pub struct Skipped {
 pub struct Listing {
     pub items: Vec<ItemMeta>,
     pub skipped: Vec<Skipped>,
+    /// The content read while scanning, in the order of `items`.
+    pub contents: Vec<Vec<u8>>,
 }
 
 /// Matchers built from user globs. Patterns without a `/` also match a bare file name at any depth
@@ -322,8 +324,10 @@ impl FileSource {
             }
             Ok(_) => {}
         }
-        self.scan_dir(&self.root, &mut Vec::new(), &mut listing)?;
-        listing.items.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut read = Vec::new();
+        self.scan_dir(&self.root, &mut Vec::new(), &mut listing, &mut read)?;
+        read.sort_by(|a: &Item, b: &Item| a.meta.key.cmp(&b.meta.key));
+        (listing.items, listing.contents) = read.into_iter().map(|i| (i.meta, i.bytes)).unzip();
         listing.skipped.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(listing)
     }
@@ -333,6 +337,7 @@ impl FileSource {
         dir: &Path,
         prefix: &mut Vec<String>,
         out: &mut Listing,
+        read: &mut Vec<Item>,
     ) -> Result<(), SourceError> {
         let entries = fs::read_dir(dir)
             .map_err(|e| SourceError::io(format!("cannot list {}", dir.display()), e))?;
@@ -370,7 +375,7 @@ impl FileSource {
             } else if ft.is_dir() {
                 if self.may_descend(&parts) {
                     prefix.push(name);
-                    self.scan_dir(&path, prefix, out)?;
+                    self.scan_dir(&path, prefix, out, read)?;
                     prefix.pop();
                 }
             } else if self.is_syncable_str(&rel) {
@@ -386,7 +391,7 @@ impl FileSource {
                     out.skipped.push(self.skip(&rel, path, &reason));
                 } else {
                     match fs::read(&path) {
-                        Ok(bytes) => out.items.push(self.meta_for(&rel, &meta, &bytes)),
+                        Ok(bytes) => read.push(Item { meta: self.meta_for(&rel, &meta, &bytes), bytes }),
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                         Err(e) => {
                             return Err(SourceError::io(
@@ -498,9 +503,10 @@ impl Source for FileSource {
         Ok(self.scan()?.items)
     }
 
-    fn list_with_skipped(&self) -> Result<Listed, SourceError> {
+    fn read_all(&self) -> Result<ReadAll, SourceError> {
         let l = self.scan()?;
-        Ok((l.items, l.skipped.into_iter().map(|s| (s.key, s.reason)).collect()))
+        let items = l.items.into_iter().zip(l.contents).map(|(meta, bytes)| Item { meta, bytes }).collect();
+        Ok((items, l.skipped.into_iter().map(|s| (s.key, s.reason)).collect()))
     }
 
     fn read(&self, key: &str) -> Result<Option<Item>, SourceError> {

@@ -96,18 +96,23 @@ pub struct Item {
     pub bytes: Vec<u8>,
 }
 
-/// A source lists and reads/writes items; the engine does not know where they come from.
-/// Listed items plus the files deliberately left out, as (key, reason).
-pub type Listed = (Vec<ItemMeta>, Vec<(String, String)>);
+/// Every item read in one pass, plus the files deliberately left out, as (key, reason).
+pub type ReadAll = (Vec<Item>, Vec<(String, String)>);
 
+/// A source lists and reads/writes items; the engine does not know where they come from.
 pub trait Source {
     fn category(&self) -> Category;
     /// Every item currently present, sorted by key.
     fn list(&self) -> Result<Vec<ItemMeta>, SourceError>;
-    /// Like [`Source::list`], plus the files deliberately left out, as (key, reason). The engine
-    /// leaves those keys alone: a file that became a symlink is not a deletion.
-    fn list_with_skipped(&self) -> Result<Listed, SourceError> {
-        Ok((self.list()?, Vec::new()))
+    /// Every item with its content (sorted by key), plus the files deliberately left out, as
+    /// (key, reason). The engine leaves those keys alone: a file that became a symlink is not a
+    /// deletion. Sources that read content while listing override this to read each file once.
+    fn read_all(&self) -> Result<ReadAll, SourceError> {
+        let mut items = Vec::new();
+        for meta in self.list()? {
+            items.extend(self.read(&meta.key)?);
+        }
+        Ok((items, Vec::new()))
     }
     /// The item, or `None` when it does not exist. Errors (rather than `None`) for an item that exists
     /// but cannot be synced (a symlink, too large), so that it is never mistaken for a deletion.

@@ -238,20 +238,16 @@ impl<'a> Syncer<'a> {
     fn read_local(&self, skipped: &mut Vec<(String, String)>) -> Result<BTreeMap<String, LocalItem>, SyncError> {
         let mut out = BTreeMap::new();
         for src in &self.sources {
-            let (metas, left_out) = src.list_with_skipped()?;
+            let (items, left_out) = src.read_all()?;
             skipped.extend(left_out);
-            for meta in metas {
-                if let Some(item) = src.read(&meta.key)? {
-                    out.insert(
-                        meta.key.clone(),
-                        LocalItem {
-                            hash: sha256_hex(&item.bytes),
-                            kind: item.meta.kind,
-                            modified_ms: item.meta.modified_ms,
-                            bytes: item.bytes,
-                        },
-                    );
-                }
+            for item in items {
+                let local = LocalItem {
+                    hash: sha256_hex(&item.bytes),
+                    kind: item.meta.kind,
+                    modified_ms: item.meta.modified_ms,
+                    bytes: item.bytes,
+                };
+                out.insert(item.meta.key, local);
             }
         }
         Ok(out)

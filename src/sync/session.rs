@@ -12,7 +12,7 @@ use crate::machine_id;
 use crate::paths::{EnvSnapshot, Paths};
 use crate::remote::local::LocalRemote;
 use crate::remote::{sha256_hex, Remote};
-use crate::source::{Category, FileSource, Item, ItemMeta, Listed, Source, SourceError};
+use crate::source::{Category, FileSource, Item, ItemMeta, ReadAll, Source, SourceError};
 use crate::status;
 
 use super::conflicts::{ConflictRecord, ConflictStore, NewConflict};
@@ -67,6 +67,19 @@ struct OverriddenSource {
     shared_base: Option<Vec<u8>>,
 }
 
+impl OverriddenSource {
+    /// The item as this machine shares it: the override target with the shared values put back.
+    fn shared_view(&self, mut item: Item) -> Result<Item, SourceError> {
+        if item.meta.key == self.target {
+            item.bytes = self
+                .overrides
+                .to_shared(&item.bytes, self.shared_base.as_deref())
+                .map_err(|e| SourceError::KeyRefused { key: item.meta.key.clone(), reason: e.to_string() })?;
+        }
+        Ok(item)
+    }
+}
+
 impl Source for OverriddenSource {
     fn category(&self) -> Category {
         self.inner.category()
@@ -74,21 +87,12 @@ impl Source for OverriddenSource {
     fn list(&self) -> Result<Vec<ItemMeta>, SourceError> {
         self.inner.list()
     }
-    fn list_with_skipped(&self) -> Result<Listed, SourceError> {
-        self.inner.list_with_skipped()
+    fn read_all(&self) -> Result<ReadAll, SourceError> {
+        let (items, skipped) = self.inner.read_all()?;
+        Ok((items.into_iter().map(|i| self.shared_view(i)).collect::<Result<_, _>>()?, skipped))
     }
     fn read(&self, key: &str) -> Result<Option<Item>, SourceError> {
-        let item = self.inner.read(key)?;
-        match item {
-            Some(mut item) if key == self.target => {
-                item.bytes = self
-                    .overrides
-                    .to_shared(&item.bytes, self.shared_base.as_deref())
-                    .map_err(|e| SourceError::KeyRefused { key: key.into(), reason: e.to_string() })?;
-                Ok(Some(item))
-            }
-            other => Ok(other),
-        }
+        self.inner.read(key)?.map(|i| self.shared_view(i)).transpose()
     }
     fn write(&self, key: &str, bytes: &[u8]) -> Result<(), SourceError> {
         if key == self.target {
@@ -261,7 +265,6 @@ pub fn sync_observed(
                 .record(&c.key, c.local.as_deref(), c.remote.as_deref(), c.base.as_deref(), meta)
                 .map_err(|e| SyncError::Other(format!("cannot keep the conflict copies of {}: {e}", c.key)))?;
         }
-        let _ = std::fs::write(paths.state_dir.join("last-sync"), format!("{}\n", now_rfc3339()));
     }
     Ok(report)
 }
@@ -353,22 +356,18 @@ pub fn pending(paths: &Paths, config: &Config) -> Result<std::collections::BTree
         let cat = src.category().as_str().to_string();
         let mut n = 0;
         let mut seen = BTreeSet::new();
-        for meta in src.list()? {
-            seen.insert(meta.key.clone());
-            let hash = src.read(&meta.key)?.map(|i| sha256_hex(&i.bytes));
-            if st.items.get(&meta.key).and_then(|b| b.hash.clone()) != hash {
+        for item in src.read_all()?.0 {
+            let hash = sha256_hex(&item.bytes);
+            if st.items.get(&item.meta.key).and_then(|b| b.hash.as_deref()) != Some(hash.as_str()) {
                 n += 1;
             }
+            seen.insert(item.meta.key);
         }
         let prefix = format!("{cat}/");
         n += st.items.iter().filter(|(k, b)| k.starts_with(&prefix) && b.hash.is_some() && !seen.contains(*k)).count();
         out.insert(cat, n);
     }
     Ok(out)
-}
-
-fn now_rfc3339() -> String {
-    format_ms(super::run::system_now_ms())
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.

@@ -557,7 +557,7 @@ impl<'a> Syncer<'a> {
             ConflictStrategy::RemoteWins => Side::Remote,
             _ => newest,
         };
-        let merged = merge::merge(kind_from_name(&remote.kind).max_compat(local.kind), base, &local.bytes, remote_bytes, prefer);
+        let merged = merge::merge(common_kind(kind_from_name(&remote.kind), local.kind), base, &local.bytes, remote_bytes, prefer);
         let (result_bytes, details): (Vec<u8>, Vec<String>) = match merged {
             Ok(out) if out.conflicts.is_empty() => return Settled::Result { bytes: out.bytes, conflict: None },
             Ok(out) => (out.bytes, out.conflicts.iter().map(describe_conflict).collect()),
@@ -630,28 +630,16 @@ fn describe_conflict(c: &merge::Conflict) -> String {
 }
 
 /// When the two sides disagree on the kind (e.g. one machine saw invalid UTF-8), the most
-/// conservative kind wins: binary over text over the JSON kinds.
-trait KindCompat {
-    fn max_compat(self, other: MergeKind) -> MergeKind;
-}
-
-impl KindCompat for MergeKind {
-    fn max_compat(self, other: MergeKind) -> MergeKind {
-        if self == other {
-            return self;
-        }
-        let rank = |k: MergeKind| match k {
-            MergeKind::Binary => 3,
-            MergeKind::Text => 2,
-            MergeKind::Jsonl => 1,
-            MergeKind::Json | MergeKind::Jsonc => 0,
-        };
-        match (self, other) {
-            (MergeKind::Json, MergeKind::Jsonc) | (MergeKind::Jsonc, MergeKind::Json) => MergeKind::Jsonc,
-            _ if rank(self) >= rank(other) => self,
-            _ => other,
-        }
-    }
+/// conservative kind wins: binary over text over JSONL over the JSON kinds (JSONC over JSON).
+fn common_kind(a: MergeKind, b: MergeKind) -> MergeKind {
+    let rank = |k: MergeKind| match k {
+        MergeKind::Binary => 4,
+        MergeKind::Text => 3,
+        MergeKind::Jsonl => 2,
+        MergeKind::Jsonc => 1,
+        MergeKind::Json => 0,
+    };
+    if rank(a) >= rank(b) { a } else { b }
 }
 
 #[cfg(test)]

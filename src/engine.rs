@@ -362,7 +362,7 @@ fn runner(ctx: Arc<SyncContext>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<O
 /// Failures that go away by themselves (offline remote, a busy lock, a lost race).
 fn is_retryable(e: &SyncError) -> bool {
     match e {
-        SyncError::Remote(RemoteError::Unreachable(_) | RemoteError::Busy(_) | RemoteError::Io { .. }) => true,
+        SyncError::Remote(RemoteError::Unreachable(_) | RemoteError::Busy(_) | RemoteError::RateLimited(_) | RemoteError::Io { .. }) => true,
         SyncError::TooManyRetries(_) => true,
         SyncError::Other(m) => m.contains("another oc-sync sync is running"),
         _ => false,

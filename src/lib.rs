@@ -20,6 +20,7 @@ pub mod scheduler;
 pub mod source;
 pub mod status;
 pub mod sync;
+pub mod token_store;
 pub mod watch;
 
 /// This build's version (the npm package and the crate share it).

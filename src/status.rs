@@ -85,7 +85,9 @@ pub struct PluginStatus {
 }
 
 /// The GitHub token from the config or the environment, if any (never shown unmasked).
-pub fn find_token(cfg: &Config, env: &EnvSnapshot) -> Option<(config::Secret, &'static str)> {
+/// The GitHub token to use and where it came from: the config's `token`, else GITHUB_TOKEN, else
+/// GH_TOKEN, else the one `oc-sync login` stored.
+pub fn find_token(cfg: &Config, env: &EnvSnapshot, paths: &Paths) -> Option<(config::Secret, &'static str)> {
     if let Some(t) = &cfg.token {
         return Some((t.clone(), "config"));
     }
@@ -94,7 +96,7 @@ pub fn find_token(cfg: &Config, env: &EnvSnapshot) -> Option<(config::Secret, &'
             return Some((config::Secret::new(t), var));
         }
     }
-    None
+    crate::token_store::load(paths).map(|t| (t, "oc-sync login"))
 }
 
 /// The remote this configuration resolves to.
@@ -124,14 +126,14 @@ pub fn remote_status(cfg: &Config, env: &EnvSnapshot, paths: &Paths) -> RemoteSt
     };
     match &cfg.remote {
         RemoteSetting::Local(p) => local(p, "", false),
-        RemoteSetting::Github => match find_token(cfg, env) {
+        RemoteSetting::Github => match find_token(cfg, env, paths) {
             Some((t, from)) => github(format!(
                 "token {} from {from}; the GitHub remote is not part of this version yet (use a local remote)",
                 t.masked()
             )),
             None => github("no GitHub token: set GITHUB_TOKEN, or `token` in the config".into()),
         },
-        RemoteSetting::Auto => match find_token(cfg, env) {
+        RemoteSetting::Auto => match find_token(cfg, env, paths) {
             Some((t, from)) => github(format!(
                 "token {} from {from}; the GitHub remote is not part of this version yet (set `remote` to a folder meanwhile)",
                 t.masked()

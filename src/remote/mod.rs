@@ -149,6 +149,13 @@ pub enum RemoteError {
         "the remote is busy: {0}. Retry in a moment; if it persists, check for a stuck oc-sync process"
     )]
     Busy(String),
+    /// Refused for good until the person fixes something (a wrong token, a public repository,
+    /// a missing permission): retrying does not help.
+    #[error("{0}")]
+    Denied(String),
+    /// Over a rate limit: retry later (the message says when).
+    #[error("{0}")]
+    RateLimited(String),
     #[error("refusing an invalid change set (this is a bug in oc-sync, please report it): {0}")]
     InvalidChanges(String),
     #[error("{context}: {source}. Check permissions and free space on the remote, then retry")]

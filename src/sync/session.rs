@@ -48,7 +48,7 @@ pub fn open_remote(config: &Config, paths: &Paths, env: &EnvSnapshot) -> Result<
     let path = match &config.remote {
         RemoteSetting::Local(p) => p.clone(),
         RemoteSetting::Github => return Err(github()),
-        RemoteSetting::Auto if status::find_token(config, env).is_some() => return Err(github()),
+        RemoteSetting::Auto if status::find_token(config, env, paths).is_some() => return Err(github()),
         RemoteSetting::Auto => {
             std::fs::create_dir_all(paths.default_local_remote.parent().expect("data dir"))
                 .map_err(|e| SyncError::Other(format!("cannot create {}: {e}", paths.data_dir.display())))?;

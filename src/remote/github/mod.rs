@@ -1032,5 +1032,9 @@ impl Remote for GithubRemote {
     }
 }
 
+pub mod cache;
+pub mod http;
+pub mod tarball;
+
 #[cfg(test)]
 mod tests;

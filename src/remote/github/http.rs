@@ -1,0 +1,359 @@
+//! One HTTP client for GitHub's REST API (octocrab, rustls): sends requests, retries what is
+//! safe to retry, reads the rate-limit headers, and turns unexpected answers into errors that
+//! say what to do. The token is scrubbed from every message.
+//!
+//! Retries (octocrab's own retry layer is not compiled in, so these are the only ones):
+//! - connection errors and 5xx: up to [`MAX_ATTEMPTS`] attempts, waiting 1 s, 2 s, 4 s
+//!   (every request oc-sync sends is safe to repeat: git objects are content-addressed and the
+//!   ref update is a fast-forward to a fixed commit);
+//! - 403/429 with `Retry-After` of at most [`MAX_RETRY_AFTER`]: wait that long, once or twice;
+//!   a longer wait, or an exhausted primary limit, becomes [`RemoteError::RateLimited`] and the
+//!   caller's scheduler backs off.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use octocrab::Octocrab;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::remote::{RemoteError, truncate};
+
+/// Attempts for a request that fails with a connection error or a 5xx.
+pub const MAX_ATTEMPTS: u32 = 4;
+/// Longest `Retry-After` waited inside one request, in seconds.
+pub const MAX_RETRY_AFTER: u64 = 60;
+
+pub(crate) const TOKEN_HELP: &str = "create a fine-grained personal access token with \"Contents: \
+     Read and write\" and \"Administration: Read and write\" (to create the repository) \
+     (github.com → Settings → Developer settings → Personal access tokens), or a classic token \
+     with the \"repo\" scope, then run `oc-sync login` or set GITHUB_TOKEN";
+
+/// The API base URL, checked: https, or plain http to a loopback address only.
+pub fn check_api_url(url: &str) -> Result<String, String> {
+    let url = url.trim().trim_end_matches('/');
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| format!("{url:?} is not a URL (expected https://api.github.com or https://HOST/api/v3)"))?;
+    let host_port = rest.split('/').next().unwrap_or("");
+    let host = if let Some(h) = host_port.strip_prefix('[') {
+        h.split(']').next().unwrap_or("")
+    } else {
+        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host name"));
+    }
+    match scheme {
+        "https" => Ok(url.to_owned()),
+        "http" if host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) => Ok(url.to_owned()),
+        "http" => Err(format!(
+            "{url:?} uses plain http to a non-loopback host, which would send your token unencrypted: use https"
+        )),
+        _ => Err(format!("{url:?} must start with https://")),
+    }
+}
+
+/// The rate-limit figures of the last answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateInfo {
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+    /// Unix seconds when the window resets.
+    pub reset: Option<u64>,
+}
+
+/// One HTTP answer.
+pub struct Resp {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub rate_remaining: Option<String>,
+    pub rate_reset: Option<String>,
+    pub etag: Option<String>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+    pub fn message(&self) -> String {
+        self.json()
+            .and_then(|v| v["message"].as_str().map(str::to_owned))
+            .map(|m| truncate(&m, 300).to_owned())
+            .unwrap_or_default()
+    }
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The client. Owns a small current-thread runtime and blocks on it: never use it from inside
+/// an async task of another runtime.
+pub struct Http {
+    rt: tokio::runtime::Runtime,
+    octo: Octocrab,
+    token: String,
+    pub api_url: String,
+    /// Unit of the retry waits (1 s; tests shorten it with OC_SYNC_GITHUB_RETRY_MS).
+    backoff: Duration,
+    rate: Mutex<RateInfo>,
+    /// Requests sent (attempts included) by this client.
+    sent: Mutex<u64>,
+}
+
+impl Http {
+    pub fn new(api_url: &str, token: &str) -> Result<Http, RemoteError> {
+        let api = check_api_url(api_url).map_err(|m| RemoteError::Denied(format!("githubApiUrl / GITHUB_API_URL: {m}")))?;
+        let token = token.trim().to_owned();
+        if token.is_empty() {
+            return Err(RemoteError::Denied(format!("no GitHub token is configured: {TOKEN_HELP}")));
+        }
+        if token.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+            return Err(RemoteError::Denied(format!(
+                "the GitHub token contains spaces or characters a token never has (a paste error?): {TOKEN_HELP}"
+            )));
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RemoteError::io("cannot start the GitHub client's runtime", e))?;
+        // octocrab's builder needs a running tokio runtime.
+        let octo = rt.block_on(async {
+            Octocrab::builder()
+                .base_uri(api.as_str())
+                .map_err(|_| RemoteError::Denied(format!("{api:?} is not a valid GitHub API address")))?
+                .personal_token(token.clone())
+                .set_connect_timeout(Some(Duration::from_secs(15)))
+                .set_read_timeout(Some(Duration::from_secs(120)))
+                .build()
+                .map_err(|e| RemoteError::Unreachable(format!("cannot set up the GitHub client: {e}")))
+        })?;
+        let backoff = std::env::var("OC_SYNC_GITHUB_RETRY_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(Duration::from_secs(1), Duration::from_millis);
+        Ok(Http { rt, octo, token, api_url: api, backoff, rate: Mutex::new(RateInfo::default()), sent: Mutex::new(0) })
+    }
+
+    /// Replaces the retry wait unit.
+    pub fn set_backoff(&mut self, unit: Duration) {
+        self.backoff = unit;
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The rate-limit figures of the last answer that carried them.
+    pub fn rate(&self) -> RateInfo {
+        self.rate.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Requests sent so far (every attempt counts).
+    pub fn requests_sent(&self) -> u64 {
+        *self.sent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `s` with the token replaced by `***`.
+    pub fn scrub(&self, s: &str) -> String {
+        if self.token.len() >= 4 { s.replace(&self.token, "***") } else { s.to_owned() }
+    }
+
+    /// Sends one request with the retries described in the module docs. `path` is relative to
+    /// the API base (`/repos/...`) or an absolute URL. Any final status is returned as is.
+    pub fn send(&self, method: &str, path: &str, body: Option<&Value>, if_none_match: Option<&str>) -> Result<Resp, RemoteError> {
+        let mut attempt = 0u32;
+        let mut waited_for_limit = 0u32;
+        loop {
+            attempt += 1;
+            let result = self.send_once(method, path, body, if_none_match);
+            let retry_in = match &result {
+                Err(_) if attempt < MAX_ATTEMPTS => Some(self.backoff * (1 << (attempt - 1))),
+                Ok(r) if r.status >= 500 && attempt < MAX_ATTEMPTS => Some(self.backoff * (1 << (attempt - 1))),
+                Ok(r) if (r.status == 403 || r.status == 429) && waited_for_limit < 2 => r
+                    .retry_after
+                    .as_deref()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .filter(|s| *s <= MAX_RETRY_AFTER)
+                    .map(|s| {
+                        waited_for_limit += 1;
+                        // Retry-After is in seconds; the test knob scales it like the backoff.
+                        self.backoff * (s.max(1) as u32)
+                    }),
+                _ => None,
+            };
+            match retry_in {
+                Some(d) => {
+                    tracing::debug!("GitHub {method} {path}: retrying in {} ms", d.as_millis());
+                    std::thread::sleep(d);
+                }
+                None => return result,
+            }
+        }
+    }
+
+    fn send_once(&self, method: &str, path: &str, body: Option<&Value>, if_none_match: Option<&str>) -> Result<Resp, RemoteError> {
+        *self.sent.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
+        let result = self.rt.block_on(async {
+            let res = match method {
+                "GET" => {
+                    let headers = match if_none_match {
+                        Some(tag) => {
+                            let mut h = http::HeaderMap::new();
+                            if let Ok(v) = http::HeaderValue::from_str(tag) {
+                                h.insert(http::header::IF_NONE_MATCH, v);
+                            }
+                            Some(h)
+                        }
+                        None => None,
+                    };
+                    self.octo._get_with_headers(path, headers).await
+                }
+                "POST" => self.octo._post(path, body).await,
+                "PATCH" => self.octo._patch(path, body).await,
+                "DELETE" => self.octo._delete(path, body).await,
+                _ => unreachable!("unsupported method {method}"),
+            }?;
+            let header = |n: &str| res.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let status = res.status().as_u16();
+            let retry_after = header("retry-after");
+            let rate_limit = header("x-ratelimit-limit");
+            let rate_remaining = header("x-ratelimit-remaining");
+            let rate_reset = header("x-ratelimit-reset");
+            let etag = header("etag");
+            let body = self.octo.body_to_string(res).await?;
+            Ok::<_, octocrab::Error>((Resp { status, retry_after, rate_remaining, rate_reset, etag, body }, rate_limit))
+        });
+        match result {
+            Ok((resp, limit)) => {
+                let num = |s: &Option<String>| s.as_deref().and_then(|v| v.trim().parse::<u64>().ok());
+                if resp.rate_remaining.is_some() {
+                    let mut r = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+                    *r = RateInfo { limit: num(&limit), remaining: num(&resp.rate_remaining), reset: num(&resp.rate_reset) };
+                }
+                Ok(resp)
+            }
+            Err(e) => Err(RemoteError::Unreachable(
+                self.scrub(&format!("GitHub API at {} did not answer {what}: {e}", self.api_url)),
+            )),
+        }
+    }
+
+    /// The error for an unexpected answer while trying to `what` (in `repo`, for messages).
+    pub fn error(&self, what: &str, repo: &str, r: &Resp) -> RemoteError {
+        let msg = r.message();
+        let detail = if msg.is_empty() { format!("HTTP {}", r.status) } else { format!("HTTP {}: {msg}", r.status) };
+        let text = match r.status {
+            401 => {
+                return RemoteError::Denied(self.scrub(&format!(
+                    "GitHub rejected the token ({detail}) while trying to {what}: it is wrong, expired or revoked. \
+                     To fix it, {TOKEN_HELP}"
+                )));
+            }
+            403 | 429 => {
+                let retry = r.retry_after.as_deref().and_then(|s| s.trim().parse::<u64>().ok());
+                let exhausted = r.rate_remaining.as_deref().map(str::trim) == Some("0");
+                if let Some(secs) = retry {
+                    return RemoteError::RateLimited(format!(
+                        "GitHub's rate limit was hit while trying to {what} ({detail}); oc-sync waits {secs} seconds before trying again"
+                    ));
+                }
+                if exhausted || r.status == 429 || msg.to_ascii_lowercase().contains("rate limit") {
+                    let wait = r
+                        .rate_reset
+                        .as_deref()
+                        .and_then(|s| s.trim().parse::<u64>().ok())
+                        .map(|reset| reset.saturating_sub(now_secs()));
+                    return RemoteError::RateLimited(match wait {
+                        Some(w) => format!(
+                            "GitHub's rate limit was hit while trying to {what} ({detail}); it resets in {w} seconds and oc-sync tries again after that"
+                        ),
+                        None => format!("GitHub's rate limit was hit while trying to {what} ({detail}); oc-sync tries again in a few minutes"),
+                    });
+                }
+                return RemoteError::Denied(self.scrub(&format!(
+                    "GitHub refused to {what} ({detail}): the token lacks permission. It needs \"Contents: Read and write\" \
+                     on {repo} (fine-grained token) or the \"repo\" scope (classic token)"
+                )));
+            }
+            404 => {
+                return RemoteError::Denied(self.scrub(&format!(
+                    "GitHub answered \"not found\" while trying to {what}: the repository {repo} does not exist, or the \
+                     token cannot see it (a fine-grained token must be granted access to this repository)"
+                )));
+            }
+            409 => format!(
+                "GitHub could not {what} ({detail}); if the repository {repo} is empty, create it with an initial \
+                 commit (\"Add a README file\")"
+            ),
+            s if s >= 500 => format!("GitHub had a server error while trying to {what} ({detail}); oc-sync retries later"),
+            _ => format!("GitHub refused to {what} ({detail})"),
+        };
+        RemoteError::Unreachable(self.scrub(&text))
+    }
+
+    /// Parses a JSON answer.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self, what: &str, repo: &str, r: &Resp) -> Result<T, RemoteError> {
+        serde_json::from_str(&r.body)
+            .map_err(|e| RemoteError::Corrupt(format!("GitHub's answer to {what} for {repo} is not what was expected: {e}")))
+    }
+}
+
+/// The account a token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    pub login: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Classic tokens' scopes (`x-oauth-scopes`); None for fine-grained tokens.
+    #[serde(default)]
+    pub scopes: Option<String>,
+}
+
+/// Checks a token against the API (`GET /user`) and returns its account and rate figures.
+/// Must not be called from inside an async task.
+pub fn check_token(api_url: &str, token: &str) -> Result<(Account, RateInfo), RemoteError> {
+    let http = Http::new(api_url, token)?;
+    let account = http.user()?;
+    Ok((account, http.rate()))
+}
+
+impl Http {
+    /// `GET /user`.
+    pub fn user(&self) -> Result<Account, RemoteError> {
+        let what = "read the token's account (GET /user)";
+        let r = self.send("GET", "/user", None, None)?;
+        if r.status != 200 {
+            return Err(self.error(what, "(your account)", &r));
+        }
+        let v: Value = self.parse(what, "(your account)", &r)?;
+        let login = v["login"].as_str().unwrap_or("").to_owned();
+        if login.is_empty() {
+            return Err(RemoteError::Corrupt("GitHub's answer to GET /user has no login".into()));
+        }
+        Ok(Account { login, name: v["name"].as_str().map(str::to_owned), scopes: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_api_url;
+
+    #[test]
+    fn api_urls() {
+        assert!(check_api_url("https://api.github.com").is_ok());
+        assert_eq!(check_api_url("https://ghe.example.com/api/v3/").unwrap(), "https://ghe.example.com/api/v3");
+        assert!(check_api_url("http://127.0.0.1:8080").is_ok());
+        assert!(check_api_url("http://localhost:1/api/v3").is_ok());
+        assert!(check_api_url("http://[::1]:9").is_ok());
+        assert!(check_api_url("http://example.com").unwrap_err().contains("unencrypted"));
+        assert!(check_api_url("http://127.0.0.1.evil.com").is_err());
+        assert!(check_api_url("ftp://x").is_err());
+        assert!(check_api_url("api.github.com").is_err());
+    }
+}

@@ -29,8 +29,96 @@ pub struct StatusReport {
     pub conflicts_waiting: Vec<String>,
     /// The auto-sync scheduler of the OpenCode plugin on this machine, as it last reported it.
     pub autosync: Option<AutoSyncStatus>,
+    /// The GitHub side (null when the remote is not GitHub and this machine never synced with it).
+    pub github: Option<GithubStatus>,
     /// What the person should do next, if anything.
     pub next_steps: Vec<String>,
+}
+
+/// What this machine knows about its GitHub remote, read from the GitHub remote's cache file
+/// (as of the last sync) and the token settings: status never contacts GitHub.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GithubStatus {
+    pub api_url: String,
+    /// The token's account, as GitHub reported it at the last sync.
+    pub account: Option<String>,
+    pub owner: Option<String>,
+    pub repo: Option<String>,
+    pub branch: Option<String>,
+    /// "private" / "internal".
+    pub visibility: Option<String>,
+    pub visibility_checked_at: Option<String>,
+    pub last_push: Option<GithubPush>,
+    pub rate_limit: Option<GithubRate>,
+    /// The token in use, masked, and where it comes from: "config", "GITHUB_TOKEN", "GH_TOKEN"
+    /// or "oc-sync login".
+    pub token: Option<String>,
+    pub token_source: Option<String>,
+    /// Whether the facts above were recorded with another token than the current one.
+    pub recorded_with_other_token: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GithubPush {
+    pub sha: String,
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GithubRate {
+    pub remaining: Option<u64>,
+    pub limit: Option<u64>,
+    pub reset_at: Option<String>,
+    /// When GitHub reported these figures.
+    pub as_of: Option<String>,
+}
+
+/// Where the GitHub remote keeps what it learned (see `remote::github::cache`).
+pub fn github_cache_file(paths: &Paths) -> PathBuf {
+    paths.state_dir.join("github.json")
+}
+
+/// The GitHub part of the report: Some when the remote is GitHub or this machine has synced with
+/// GitHub before. Reads local files only.
+pub fn github_status(cfg: &Config, env: &EnvSnapshot, paths: &Paths, remote_is_github: bool) -> Option<GithubStatus> {
+    use crate::remote::github::cache;
+    let persisted = cache::load(&github_cache_file(paths));
+    let facts = cache::read_facts(&github_cache_file(paths));
+    if facts.is_none() && !remote_is_github {
+        return None;
+    }
+    let iso = |s: u64| crate::sync::session::format_ms(s.saturating_mul(1000));
+    let token = find_token(cfg, env, paths);
+    let recorded_with_other_token = match (&persisted, &token, &facts) {
+        (Some(p), Some((t, _)), Some(_)) => !p.key.token_id.is_empty() && p.key.token_id != cache::token_id(t.expose()),
+        _ => false,
+    };
+    let f = facts.as_ref();
+    let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    Some(GithubStatus {
+        api_url: f.and_then(|f| nonempty(&f.api_url)).unwrap_or_else(|| cfg.github_api_url.clone()),
+        account: f.and_then(|f| f.login.clone()),
+        owner: f.and_then(|f| nonempty(&f.owner)),
+        repo: f.and_then(|f| nonempty(&f.repo)),
+        branch: f.and_then(|f| nonempty(&f.branch)),
+        visibility: f.and_then(|f| nonempty(&f.visibility)),
+        visibility_checked_at: f.and_then(|f| (f.checked_s > 0).then(|| iso(f.checked_s))),
+        last_push: f.and_then(|f| f.last_push_sha.clone().map(|sha| GithubPush { sha, at: f.last_push_s.map(iso) })),
+        rate_limit: f.and_then(|f| {
+            (f.rate.remaining.is_some() || f.rate.limit.is_some()).then(|| GithubRate {
+                remaining: f.rate.remaining,
+                limit: f.rate.limit,
+                reset_at: f.rate.reset.map(iso),
+                as_of: f.rate_s.map(iso),
+            })
+        }),
+        token: token.as_ref().map(|(t, _)| t.masked()),
+        token_source: token.map(|(_, src)| src.to_string()),
+        recorded_with_other_token,
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,7 +172,6 @@ pub struct PluginStatus {
     pub installed_for_bare_name: bool,
 }
 
-/// The GitHub token from the config or the environment, if any (never shown unmasked).
 /// The GitHub token to use and where it came from: the config's `token`, else GITHUB_TOKEN, else
 /// GH_TOKEN, else the one `oc-sync login` stored.
 pub fn find_token(cfg: &Config, env: &EnvSnapshot, paths: &Paths) -> Option<(config::Secret, &'static str)> {
@@ -114,30 +201,31 @@ pub fn remote_status(cfg: &Config, env: &EnvSnapshot, paths: &Paths) -> RemoteSt
         };
         RemoteStatus { kind: "local".into(), location: p.display().to_string(), reachable, detail }
     };
-    let github = |detail: String| RemoteStatus {
+    let facts = crate::remote::github::cache::read_facts(&paths.state_dir.join(crate::sync::session::GITHUB_CACHE_FILE));
+    let github = |detail: String, reachable: bool| RemoteStatus {
         kind: "github".into(),
-        location: format!(
-            "{}/{}",
-            cfg.repo_owner.clone().unwrap_or_else(|| "<your account>".into()),
-            cfg.repo_name
-        ),
-        reachable: false,
+        location: match &facts {
+            Some(f) => format!("{}/{} (branch {})", f.owner, f.repo, f.branch),
+            None => format!("{}/{}", cfg.repo_owner.clone().unwrap_or_else(|| "<your account>".into()), cfg.repo_name),
+        },
+        reachable,
         detail,
+    };
+    let with_token = |t: &config::Secret, from: &str| {
+        let seen = match &facts {
+            Some(f) => format!("last contacted {}", crate::sync::session::format_ms(f.checked_s * 1000)),
+            None => "not contacted yet; the first sync creates the private repository if it is missing".into(),
+        };
+        github(format!("token {} from {from}; {seen}", t.masked()), true)
     };
     match &cfg.remote {
         RemoteSetting::Local(p) => local(p, "", false),
         RemoteSetting::Github => match find_token(cfg, env, paths) {
-            Some((t, from)) => github(format!(
-                "token {} from {from}; the GitHub remote is not part of this version yet (use a local remote)",
-                t.masked()
-            )),
-            None => github("no GitHub token: set GITHUB_TOKEN, or `token` in the config".into()),
+            Some((t, from)) => with_token(&t, from),
+            None => github("no GitHub token: run `oc-sync login`, or set GITHUB_TOKEN, or `token` in the config".into(), false),
         },
         RemoteSetting::Auto => match find_token(cfg, env, paths) {
-            Some((t, from)) => github(format!(
-                "token {} from {from}; the GitHub remote is not part of this version yet (set `remote` to a folder meanwhile)",
-                t.masked()
-            )),
+            Some((t, from)) => with_token(&t, from),
             None => local(&paths.default_local_remote, " (default local remote: no GitHub token configured)", true),
         },
     }
@@ -185,6 +273,7 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
     if !remote.reachable {
         next_steps.push(format!("remote: {}", remote.detail));
     }
+    let github = github_status(&cfg, env, paths, remote.kind == "github");
     let plugin = plugin_status(paths);
     if !plugin.registered {
         next_steps.push(format!(
@@ -228,6 +317,7 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
         conflicts_open: open.len(),
         conflicts_waiting,
         autosync: autosync_status(paths),
+        github,
         next_steps,
     }
 }

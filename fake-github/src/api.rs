@@ -60,6 +60,10 @@ fn not_found() -> Response {
     error(404, "Not Found")
 }
 
+fn not_found_msg(message: &str) -> Response {
+    error(404, message)
+}
+
 fn empty_repo() -> Response {
     error(409, "Git Repository is empty.")
 }
@@ -129,6 +133,7 @@ fn is_content_creating(method: &str, segs: &[String]) -> bool {
             segs.get(3).map(String::as_str) == Some("git")
                 && matches!(segs.get(4).map(String::as_str), Some("blobs" | "trees" | "commits" | "refs"))
         }
+        ("PUT", Some("repos")) => segs.get(3).map(String::as_str) == Some("contents"),
         _ => false,
     }
 }
@@ -281,6 +286,18 @@ impl Ctx<'_> {
 }
 
 fn repo_route(ctx: &Ctx, req: &Request, m: &str, rest: &[&str]) -> Response {
+    // Right after `POST /user/repos`, GitHub may not serve refs yet.
+    if m == "GET" && matches!(rest, ["git", "ref" | "refs", ..]) {
+        let mut st = ctx.inner.lock();
+        if let Some(n) = st.ref_unreadable.get_mut(&(ctx.meta.owner.clone(), ctx.meta.name.clone()))
+            && *n > 0
+        {
+            *n -= 1;
+            return empty_repo();
+        }
+    }
+    // Only the Git Data API (and what is built on it) refuses empty repos; the contents API
+    // is how an empty repo gets its first commit.
     let git_data = matches!(rest.first(), Some(&"git" | &"tarball" | &"compare"));
     if git_data && git::is_empty_repo(ctx.dir) {
         return empty_repo();
@@ -318,6 +335,10 @@ fn repo_route(ctx: &Ctx, req: &Request, m: &str, rest: &[&str]) -> Response {
         ("GET", ["tarball"]) => tarball(ctx, ""),
         ("GET", ["tarball", r @ ..]) => tarball(ctx, &r.join("/")),
         ("GET", ["compare", r @ ..]) if !r.is_empty() => compare(ctx, &r.join("/")),
+        ("PUT", ["contents", p @ ..]) if !p.is_empty() => match body() {
+            Ok(b) => put_contents(ctx, &p.join("/"), &b),
+            Err(e) => e,
+        },
         _ => not_found(),
     }
 }
@@ -509,6 +530,9 @@ fn create_repo(inner: &Inner, req: &Request) -> Response {
         );
     }
     let meta = repo_meta(inner, &login, name).expect("just created");
+    if inner.opts.ref_unreadable_after_create > 0 {
+        inner.lock().ref_unreadable.insert((meta.owner.clone(), meta.name.clone()), inner.opts.ref_unreadable_after_create);
+    }
     Response::json(201, &repo_json(inner, &meta)).header("location", format!("{}/repos/{login}/{name}", inner.url))
 }
 
@@ -927,6 +951,104 @@ fn get_commit(ctx: &Ctx, sha: &str) -> Response {
         return not_found();
     }
     commit_response(ctx, sha, 200)
+}
+
+// ---------- contents ----------
+
+fn put_contents(ctx: &Ctx, path: &str, b: &Value) -> Response {
+    let (Some(message), Some(content)) = (b["message"].as_str(), b["content"].as_str()) else {
+        return unprocessable("Invalid request.\n\n\"message\", \"content\" weren't supplied.");
+    };
+    if !valid_path(path) {
+        return unprocessable("path is invalid");
+    }
+    let Some(data) = util::base64_decode_lenient(content) else {
+        return unprocessable("content is not valid Base64");
+    };
+    if let Some(r) = too_large(ctx, data.len()) {
+        return r;
+    }
+    let branch = match &b["branch"] {
+        Value::Null => "main".to_string(),
+        Value::String(s) => s.clone(),
+        _ => return unprocessable("Invalid request.\n\nFor 'properties/branch', is not a string."),
+    };
+    let full = format!("refs/heads/{branch}");
+    if !valid_ref_name(&full) {
+        return not_found_msg(&format!("Branch {branch} not found"));
+    }
+    let head = git::resolve_ref(ctx.dir, &full);
+    if head.is_none() && !git::is_empty_repo(ctx.dir) {
+        return not_found_msg(&format!("Branch {branch} not found"));
+    }
+    // The file currently at `path` on the branch: (mode, blob sha).
+    let existing = head.as_ref().and_then(|h| {
+        let tree = git::read_commit(ctx.dir, h).ok()?.tree;
+        let out = git::run(ctx.dir, &["ls-tree", "-z", &tree, "--", path], None, &[]).ok()?;
+        let rec = out.split(|c| *c == 0).find(|r| !r.is_empty())?;
+        let rec = String::from_utf8_lossy(rec).to_string();
+        let (meta, p) = rec.split_once('\t')?;
+        let parts: Vec<&str> = meta.split_whitespace().collect();
+        (p == path && parts.len() == 3).then(|| (parts[0].to_string(), parts[1].to_string(), parts[2].to_string()))
+    });
+    let mode = match &existing {
+        Some((_, kind, _)) if kind != "blob" => return unprocessable(&format!("{path} is a directory")),
+        Some((mode, _, blob)) => match b["sha"].as_str() {
+            None => return unprocessable("Invalid request.\n\n\"sha\" wasn't supplied."),
+            Some(sha) if sha != blob => return error(409, &format!("{path} does not match {sha}")),
+            Some(_) => mode.clone(),
+        },
+        None => "100644".into(),
+    };
+    let blob = match git::hash_blob(ctx.dir, &data) {
+        Ok(s) => s,
+        Err(e) => return error(500, &e.0),
+    };
+    let base_tree = head.as_ref().map(|h| format!("{h}^{{tree}}"));
+    let tree = match git::build_tree(ctx.dir, base_tree.as_deref(), &[TreeChange::Put { path: path.into(), mode, sha: blob.clone() }]) {
+        Ok(t) => t,
+        Err(e) => return error(500, &e.0),
+    };
+    let login = &ctx.inner.opts.login;
+    let default = git::Ident { name: login.clone(), email: format!("{login}@users.noreply.github.com"), date: None };
+    let committer = match parse_ident(&b["committer"], &default) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let author = match parse_ident(&b["author"], &committer) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let parents: Vec<String> = head.iter().cloned().collect();
+    let commit = match git::commit_tree(ctx.dir, &tree, &parents, message, &author, &committer) {
+        Ok(c) => c,
+        Err(e) => return error(500, &e.0),
+    };
+    if git::update_ref(ctx.dir, &full, &commit, Some(head.as_deref().unwrap_or(git::ZERO_SHA))).is_err() {
+        // The branch moved while we were committing.
+        return error(409, &format!("{branch} is at a different commit than expected"));
+    }
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let url = format!("{}/contents/{path}?ref={branch}", ctx.base);
+    let html_url = format!("{}/blob/{branch}/{path}", ctx.html());
+    let git_url = format!("{}/git/blobs/{blob}", ctx.base);
+    let content = json!({
+        "name": name,
+        "path": path,
+        "sha": blob,
+        "size": data.len(),
+        "url": url,
+        "html_url": html_url,
+        "git_url": git_url,
+        "download_url": format!("{}/_raw/{}/{}/{branch}/{path}", ctx.inner.url, ctx.meta.owner, ctx.meta.name),
+        "type": "file",
+        "_links": {"self": url, "git": git_url, "html": html_url}
+    });
+    let mut commit_json = git_commit_json(ctx, &commit).unwrap_or(Value::Null);
+    if let Some(v) = commit_json.get_mut("verification").and_then(Value::as_object_mut) {
+        v.remove("verified_at");
+    }
+    Response::json(if existing.is_some() { 200 } else { 201 }, &json!({"content": content, "commit": commit_json}))
 }
 
 // ---------- tarball ----------

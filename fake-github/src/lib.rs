@@ -45,6 +45,11 @@ pub struct FakeOptions {
     pub compare_max_files: usize,
     /// Retry-After (seconds) sent with injected 403/429 faults.
     pub fault_retry_after: u64,
+    /// After a repo is created with `POST /user/repos`, the next this-many
+    /// `GET .../git/ref/...` / `GET .../git/refs/...` requests for that repo answer
+    /// 409 "Git Repository is empty." even if it has its initial commit (as GitHub does in the
+    /// moments right after creation). 0: off.
+    pub ref_unreadable_after_create: u32,
 }
 
 impl Default for FakeOptions {
@@ -61,6 +66,7 @@ impl Default for FakeOptions {
             max_file_size: 100 * 1024 * 1024,
             compare_max_files: 300,
             fault_retry_after: 60,
+            ref_unreadable_after_create: 0,
         }
     }
 }
@@ -156,6 +162,9 @@ pub(crate) struct State {
     pub rate_reset: u64,
     pub secondary: VecDeque<Instant>,
     pub download_tokens: Vec<String>,
+    /// (owner, name) -> ref reads still to answer with 409 (see
+    /// [`FakeOptions::ref_unreadable_after_create`]).
+    pub ref_unreadable: HashMap<(String, String), u32>,
 }
 
 pub(crate) struct Inner {
@@ -328,6 +337,7 @@ impl FakeGithub {
                 rate_reset: util::now_secs() as u64 + 3600,
                 secondary: VecDeque::new(),
                 download_tokens: vec![],
+                ref_unreadable: HashMap::new(),
             }),
             opts,
         });
@@ -393,8 +403,32 @@ impl FakeGithub {
         self.inner.lock().requests.clone()
     }
 
+    /// Clears the recorded requests (and with them the totals of [`FakeGithub::traffic`]).
     pub fn clear_requests(&self) {
         self.inner.lock().requests.clear();
+    }
+
+    /// Totals over the recorded requests (since the start or the last `clear_requests()`):
+    /// `(requests, request body bytes sent by the client, response body bytes received by the
+    /// client)`. Only bodies are counted, not headers or HTTP framing.
+    pub fn traffic(&self) -> (u64, u64, u64) {
+        let st = self.inner.lock();
+        st.requests.iter().fold((0, 0, 0), |(n, sent, received), r| {
+            (n + 1, sent + r.request_body.len() as u64, received + r.response_body.len() as u64)
+        })
+    }
+
+    /// Makes `owner/name` private or public (`GET /repos/...` then reports `private` and
+    /// `visibility` accordingly). No-op for an unknown repo.
+    pub fn set_private(&self, owner: &str, name: &str, private: bool) {
+        let mut st = self.inner.lock();
+        if let Some(meta) = st
+            .repos
+            .values_mut()
+            .find(|m| m.owner.eq_ignore_ascii_case(owner) && m.name.eq_ignore_ascii_case(name))
+        {
+            meta.private = private;
+        }
     }
 
     pub fn faults(&self) -> FaultHandle {

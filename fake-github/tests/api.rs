@@ -44,6 +44,10 @@ impl T {
         let (s, _, v) = self.call(reqwest::Method::PATCH, path, Some(body)).await;
         (s, v)
     }
+    async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        let (s, _, v) = self.call(reqwest::Method::PUT, path, Some(body)).await;
+        (s, v)
+    }
     /// tree -> commit on main -> PATCH; returns the commit sha.
     async fn push(&self, files: Value, force: bool) -> (u16, String) {
         let (_, head) = self.get("/repos/me/r/git/ref/heads/main").await;
@@ -427,4 +431,146 @@ async fn futures_join_all<F: std::future::Future<Output = (u16, Value)>>(futs: i
     })
     .await;
     out.into_iter().map(Option::unwrap).collect()
+}
+
+#[tokio::test]
+async fn put_contents_initialises_an_empty_repo() {
+    let t = T::new(FakeOptions::default()).await;
+    let (s, _) = t.post("/user/repos", json!({"name": "empty", "private": true})).await;
+    assert_eq!(s, 201);
+    assert_eq!(t.get("/repos/octo-user/empty/git/ref/heads/main").await.0, 409);
+
+    let (s, v) = t
+        .put("/repos/octo-user/empty/contents/dir/hello.txt", json!({"message": "init", "content": "aGVsbG8="}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let c = &v["content"];
+    assert_eq!((c["name"].as_str(), c["path"].as_str(), c["type"].as_str()), (Some("hello.txt"), Some("dir/hello.txt"), Some("file")));
+    assert_eq!(c["sha"], "b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0"); // git hash-object of "hello"
+    assert_eq!(c["size"], 5);
+    for k in ["url", "html_url", "git_url", "download_url"] {
+        assert!(c[k].is_string(), "content lacks {k}: {c}");
+    }
+    for k in ["self", "git", "html"] {
+        assert!(c["_links"][k].is_string(), "_links lacks {k}: {c}");
+    }
+    let commit = &v["commit"];
+    for k in ["sha", "node_id", "url", "html_url", "author", "committer", "message", "tree", "parents", "verification"] {
+        assert!(!commit[k].is_null(), "commit lacks {k}: {commit}");
+    }
+    assert_eq!(commit["parents"], json!([]));
+    assert_eq!(commit["message"], "init");
+    assert_eq!(commit["author"]["name"], "octo-user");
+    assert_eq!(commit["verification"], json!({"verified": false, "reason": "unsigned", "signature": null, "payload": null}));
+
+    // The Git Data API works now.
+    let (s, r) = t.get("/repos/octo-user/empty/git/ref/heads/main").await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["object"]["sha"], commit["sha"]);
+    let dir = t.gh.repo_git_dir("octo-user", "empty");
+    assert_eq!(git(&dir, &["cat-file", "-p", "main:dir/hello.txt"]), "hello");
+    git(&dir, &["fsck", "--strict"]);
+
+    // A content-creating request: recorded like other writes, needs the token.
+    let resp = t.c.put(format!("{}/repos/octo-user/empty/contents/x", t.gh.url)).json(&json!({"message": "m", "content": ""})).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    t.gh.stop().await;
+}
+
+#[tokio::test]
+async fn put_contents_update_needs_the_current_sha() {
+    let t = setup().await;
+    let (s, v) = t.put("/repos/me/r/contents/notes.md", json!({"message": "add", "content": "b25l", "branch": "main"})).await;
+    assert_eq!(s, 201, "{v}");
+    let first = v["content"]["sha"].as_str().unwrap().to_string();
+    let head = t.gh.branch_head("me", "r", "main").unwrap();
+    assert_eq!(v["commit"]["sha"].as_str(), Some(head.as_str()));
+    assert_eq!(v["commit"]["parents"].as_array().unwrap().len(), 1);
+
+    // Existing file without sha -> 422; with a wrong sha -> 409; nothing changes.
+    let (s, e) = t.put("/repos/me/r/contents/notes.md", json!({"message": "upd", "content": "dHdv"})).await;
+    assert_eq!((s, e["message"].as_str().unwrap()), (422, "Invalid request.\n\n\"sha\" wasn't supplied."));
+    let wrong = "0123456789012345678901234567890123456789";
+    let (s, e) = t.put("/repos/me/r/contents/notes.md", json!({"message": "upd", "content": "dHdv", "sha": wrong})).await;
+    assert_eq!(s, 409);
+    assert_eq!(e["message"].as_str().unwrap(), format!("notes.md does not match {wrong}"));
+    assert_eq!(t.gh.branch_head("me", "r", "main").unwrap(), head);
+
+    // With the right sha -> 200; committer honoured.
+    let (s, v) = t
+        .put(
+            "/repos/me/r/contents/notes.md",
+            json!({"message": "upd", "content": "dHdv", "sha": first, "committer": {"name": "Bot", "email": "bot@example.com"}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["commit"]["committer"]["name"], "Bot");
+    assert_eq!(v["commit"]["parents"][0]["sha"].as_str(), Some(head.as_str()));
+    let dir = t.gh.repo_git_dir("me", "r");
+    assert_eq!(git(&dir, &["cat-file", "-p", "main:notes.md"]), "two");
+    assert_eq!(git(&dir, &["cat-file", "-p", "main:README.md"]), "# r\n");
+    // Unknown branch of a non-empty repo -> 404.
+    let (s, _) = t.put("/repos/me/r/contents/y", json!({"message": "m", "content": "", "branch": "nope"})).await;
+    assert_eq!(s, 404);
+    git(&dir, &["fsck", "--strict"]);
+    t.gh.stop().await;
+}
+
+#[tokio::test]
+async fn ref_unreadable_after_create() {
+    let t = T::new(FakeOptions { ref_unreadable_after_create: 2, ..Default::default() }).await;
+    let (s, _) = t.post("/user/repos", json!({"name": "fresh", "private": true, "auto_init": true})).await;
+    assert_eq!(s, 201);
+    // Repos added directly are not affected.
+    t.gh.add_repo("me", "r", true, true);
+    assert_eq!(t.get("/repos/me/r/git/ref/heads/main").await.0, 200);
+    let (s, e) = t.get("/repos/octo-user/fresh/git/ref/heads/main").await;
+    assert_eq!((s, e["message"].as_str().unwrap()), (409, "Git Repository is empty."));
+    // Other git data reads are not affected.
+    let head = t.gh.branch_head("octo-user", "fresh", "main").unwrap();
+    assert_eq!(t.get(&format!("/repos/octo-user/fresh/git/commits/{head}")).await.0, 200);
+    assert_eq!(t.get("/repos/octo-user/fresh/git/refs/heads/main").await.0, 409);
+    let (s, r) = t.get("/repos/octo-user/fresh/git/ref/heads/main").await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["object"]["sha"].as_str(), Some(head.as_str()));
+    assert_eq!(t.get("/repos/octo-user/fresh/git/refs/heads/main").await.0, 200);
+    t.gh.stop().await;
+}
+
+#[tokio::test]
+async fn set_private_and_traffic() {
+    let t = setup().await;
+    let (_, r) = t.get("/repos/me/r").await;
+    assert_eq!((r["private"].clone(), r["visibility"].clone()), (json!(true), json!("private")));
+    t.gh.set_private("me", "r", false);
+    let (_, r) = t.get("/repos/me/r").await;
+    assert_eq!((r["private"].clone(), r["visibility"].clone()), (json!(false), json!("public")));
+    t.gh.set_private("me", "r", true);
+    let (_, r) = t.get("/repos/me/r").await;
+    assert_eq!((r["private"].clone(), r["visibility"].clone()), (json!(true), json!("private")));
+
+    t.gh.clear_requests();
+    assert_eq!(t.gh.traffic(), (0, 0, 0));
+    let body = json!({"content": "hello"});
+    let sent = serde_json::to_vec(&body).unwrap().len() as u64;
+    let (s, _, _) = t.call(reqwest::Method::POST, "/repos/me/r/git/blobs", Some(body)).await;
+    assert_eq!(s, 201);
+    t.get("/repos/me/r").await;
+    let received: u64 = t.gh.requests().iter().map(|r| r.response_body.len() as u64).sum();
+    assert!(received > 0);
+    assert_eq!(t.gh.traffic(), (2, sent, received));
+    t.gh.clear_requests();
+    assert_eq!(t.gh.traffic(), (0, 0, 0));
+    t.gh.stop().await;
+}
+
+#[tokio::test]
+async fn put_contents_counts_toward_the_secondary_limit() {
+    let t = T::new(FakeOptions { secondary_per_minute: 1, ..Default::default() }).await;
+    t.gh.add_repo("me", "r", true, true);
+    assert_eq!(t.put("/repos/me/r/contents/a", json!({"message": "m", "content": "YQ=="})).await.0, 201);
+    let (s, e) = t.put("/repos/me/r/contents/b", json!({"message": "m", "content": "Yg=="})).await;
+    assert_eq!(s, 403, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("secondary rate limit"));
+    t.gh.stop().await;
 }

@@ -102,3 +102,27 @@ async fn octocrab_round_trip() {
 
     gh.stop().await;
 }
+
+#[tokio::test]
+async fn octocrab_create_and_update_file() {
+    let gh = FakeGithub::start(FakeOptions::default()).await.unwrap();
+    let oc = client(&gh, "");
+    oc.current().create_repo("blank").private(true).send().await.unwrap();
+    let repo = oc.repos("octo-user", "blank");
+    let created = repo.create_file("a/b.txt", "first", "one\n").branch("main").send().await.unwrap();
+    assert_eq!(created.content.path, "a/b.txt");
+    assert_eq!(created.content.r#type, "file");
+    assert_eq!(created.commit.author.as_ref().map(|a| a.name.as_str()), Some("octo-user"));
+    let head = oc.git("octo-user", "blank").get_ref(&Reference::Branch("main".into())).await.unwrap();
+    match head.object {
+        models::repos::Object::Commit { sha, .. } => assert_eq!(Some(sha), created.commit.sha.clone()),
+        other => panic!("{other:?}"),
+    }
+    let err = repo.create_file("a/b.txt", "again", "x").send().await.unwrap_err();
+    assert_eq!(status_of(&err).0, 422);
+    let updated = repo.update_file("a/b.txt", "second", "two\n", created.content.sha.clone()).send().await.unwrap();
+    assert_ne!(updated.content.sha, created.content.sha);
+    let err = repo.update_file("a/b.txt", "third", "3", created.content.sha.clone()).send().await.unwrap_err();
+    assert_eq!(status_of(&err), (409, format!("a/b.txt does not match {}", created.content.sha)));
+    gh.stop().await;
+}

@@ -4,6 +4,7 @@
 mod conflicts_cmd;
 mod init;
 mod install;
+mod login_cmd;
 mod paths_cmd;
 mod status_cmd;
 mod sync_cmd;
@@ -78,6 +79,28 @@ pub enum Command {
     /// Re-encrypt the synced credentials with the current passphrase (after changing it; keep the
     /// previous one in oldEncryptionKey until every machine has synced).
     Rekey {
+        /// Print machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store a GitHub token for oc-sync (checked against GitHub first; kept only on this machine).
+    #[command(long_about = "Store a GitHub token for oc-sync, after checking it against GitHub (GET /user).\n\n\
+The token is kept only on this machine, in oc-sync's data dir (github-token.json, readable only by you), and is never synced. \
+A token in the config (`token`) or in GITHUB_TOKEN / GH_TOKEN takes precedence over the stored one.\n\n\
+Token permissions: a fine-grained personal access token needs \"Contents: Read and write\" and, so that oc-sync can create \
+the private repository, \"Administration: Read and write\" (github.com -> Settings -> Developer settings -> Personal access tokens); \
+a classic token needs the \"repo\" scope.\n\n\
+Without --with-token, oc-sync asks for the token on the terminal (the input is not shown).")]
+    Login {
+        /// Read the token from standard input (one line), e.g. `oc-sync login --with-token < token.txt`.
+        #[arg(long)]
+        with_token: bool,
+        /// Print machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the GitHub token `oc-sync login` stored (tokens in the config or the environment stay).
+    Logout {
         /// Print machine-readable JSON.
         #[arg(long)]
         json: bool,
@@ -158,6 +181,8 @@ where
         Command::Resolve { target, local, remote, file } => conflicts_cmd::resolve(&paths, &target, local, remote, file, io),
         Command::Init { force } => init::run(&paths, force, io),
         Command::Install { file_url, dry_run, package_dir } => install::run(&paths, file_url, dry_run, package_dir, io),
+        Command::Login { with_token, json } => login_cmd::login(&paths, with_token, json, io),
+        Command::Logout { json } => login_cmd::logout(&paths, json, io),
     };
     match result {
         Ok(code) => code,

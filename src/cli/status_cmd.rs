@@ -33,6 +33,9 @@ pub fn run(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
         r.remote.detail,
         if r.remote.reachable { "" } else { " [unreachable]" }
     )?;
+    if let Some(g) = &r.github {
+        write_github(o, g)?;
+    }
     match &r.plugin.entry {
         Some(e) => writeln!(o, "plugin     registered as \"{e}\" in {}", r.plugin.opencode_config_file.display())?,
         None => writeln!(o, "plugin     not registered in {}", r.plugin.opencode_config_file.display())?,
@@ -83,4 +86,51 @@ pub fn run(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
         }
     }
     Ok(code)
+}
+
+/// The GitHub lines: repository and account, last push, rate limit, token (all as of the last sync).
+fn write_github(o: &mut dyn Write, g: &status::GithubStatus) -> std::io::Result<()> {
+    match (&g.owner, &g.repo) {
+        (Some(owner), Some(repo)) => {
+            let mut line = format!("{owner}/{repo}");
+            if let Some(v) = &g.visibility {
+                line.push_str(&format!(" ({v})"));
+            }
+            if let Some(b) = &g.branch {
+                line.push_str(&format!(", branch {b}"));
+            }
+            if let Some(a) = &g.account {
+                line.push_str(&format!(", account {a}"));
+            }
+            if g.recorded_with_other_token {
+                line.push_str(" [seen with another token]");
+            }
+            writeln!(o, "github     {line}")?;
+        }
+        _ => writeln!(o, "github     not contacted yet (the first `oc-sync sync` sets it up)")?,
+    }
+    if let Some(p) = &g.last_push {
+        let short: String = p.sha.chars().take(7).collect();
+        match &p.at {
+            Some(at) => writeln!(o, "last push  {short} at {at}")?,
+            None => writeln!(o, "last push  {short}")?,
+        }
+    }
+    if let Some(rl) = &g.rate_limit {
+        let n = |x: Option<u64>| x.map_or("?".to_string(), |v| v.to_string());
+        let mut line = format!("{}/{}", n(rl.remaining), n(rl.limit));
+        // "2026-11-21T10:45:00Z" -> "10:45 UTC"
+        if let Some(hm) = rl.reset_at.as_deref().and_then(|t| t.get(11..16)) {
+            line.push_str(&format!(", resets {hm} UTC"));
+        }
+        if let Some(at) = &rl.as_of {
+            line.push_str(&format!(" (as of {at})"));
+        }
+        writeln!(o, "rate limit {line}")?;
+    }
+    match (&g.token, &g.token_source) {
+        (Some(t), Some(src)) => writeln!(o, "token      {t} from {src}")?,
+        _ => writeln!(o, "token      none: run `oc-sync login` or set GITHUB_TOKEN")?,
+    }
+    Ok(())
 }

@@ -189,6 +189,11 @@ pub trait Remote: Send + Sync {
     fn manifest(&self, at: &Version) -> Result<Manifest, RemoteError>;
     /// The bytes of a blob; their sha256 is verified against `hash`.
     fn blob(&self, hash: &str) -> Result<Vec<u8>, RemoteError>;
+    /// Hints that `blob` will be asked for each of `hashes` (of the last manifest read) soon, so
+    /// a remote that can fetch many at once (GitHub's tarball) may do so. Never required.
+    fn prefetch(&self, _hashes: &[String]) -> Result<(), RemoteError> {
+        Ok(())
+    }
     /// Atomic compare-and-swap: applies `changes` on top of `expected` only if `expected` is
     /// still the current snapshot, else returns [`CommitOutcome::Conflict`] and applies nothing.
     fn commit(

@@ -276,6 +276,25 @@ impl<'a> Syncer<'a> {
         };
         let grace_ms = u64::from(self.config.tombstone_grace_days) * 86_400_000;
 
+        // Blobs this sync will download (remote content this machine has neither synced nor
+        // holds): a remote may fetch them in bulk.
+        if !opts.dry_run {
+            let wanted: BTreeSet<String> = manifest
+                .entries
+                .iter()
+                .filter(|(k, _)| synced(k) && !self.blocked.contains(*k) && !untouchable.contains(*k))
+                .filter_map(|(k, e)| {
+                    let h = e.hash.as_ref()?;
+                    let seen = state.items.get(k).and_then(|b| b.hash.as_ref()) == Some(h)
+                        || local.get(k).is_some_and(|i| &i.hash == h);
+                    (!seen).then(|| h.clone())
+                })
+                .collect();
+            if !wanted.is_empty() {
+                self.remote.prefetch(&wanted.into_iter().collect::<Vec<_>>())?;
+            }
+        }
+
         for key in keys {
             let key = key.as_str();
             if self.blocked.contains(key) {

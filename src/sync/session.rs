@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::config::{Config, RemoteSetting};
 use crate::machine_id;
 use crate::paths::{EnvSnapshot, Paths};
+use crate::remote::github::{GithubRemote, GithubSettings};
 use crate::remote::local::LocalRemote;
 use crate::remote::{sha256_hex, Remote};
 use crate::source::{Category, FileSource, Item, ItemMeta, ReadAll, Source, SourceError};
@@ -38,24 +39,42 @@ fn lock_path(paths: &Paths) -> PathBuf {
     paths.state_dir.join("sync.lock")
 }
 
-/// The remote this configuration selects.
+/// The GitHub remote's cache file (in oc-sync's state dir).
+pub const GITHUB_CACHE_FILE: &str = "github.json";
+
+/// The remote this configuration selects: a folder when `remote` is a path; GitHub when `remote`
+/// is `github`, or unset and a token is found; else the default local folder.
 pub fn open_remote(config: &Config, paths: &Paths, env: &EnvSnapshot) -> Result<Box<dyn Remote>, SyncError> {
-    let github = || {
-        SyncError::Other(
-            "the GitHub remote is not part of this version yet: set `remote` to a folder (e.g. \"remote\": \"/mnt/share/oc-sync\") or OC_SYNC_REMOTE, or unset GITHUB_TOKEN/GH_TOKEN to use the default local folder".into(),
-        )
-    };
     let path = match &config.remote {
         RemoteSetting::Local(p) => p.clone(),
-        RemoteSetting::Github => return Err(github()),
-        RemoteSetting::Auto if status::find_token(config, env, paths).is_some() => return Err(github()),
-        RemoteSetting::Auto => {
-            std::fs::create_dir_all(paths.default_local_remote.parent().expect("data dir"))
-                .map_err(|e| SyncError::Other(format!("cannot create {}: {e}", paths.data_dir.display())))?;
-            paths.default_local_remote.clone()
-        }
+        RemoteSetting::Github | RemoteSetting::Auto => match status::find_token(config, env, paths) {
+            Some((token, _)) => return Ok(Box::new(open_github(config, paths, token.expose())?)),
+            None if config.remote == RemoteSetting::Github => {
+                return Err(SyncError::Remote(crate::remote::RemoteError::Denied(
+                    "`remote` is \"github\" but no GitHub token was found: run `oc-sync login`, or set GITHUB_TOKEN (or GH_TOKEN, or `token` in the config)".into(),
+                )));
+            }
+            None => {
+                std::fs::create_dir_all(paths.default_local_remote.parent().expect("data dir"))
+                    .map_err(|e| SyncError::Other(format!("cannot create {}: {e}", paths.data_dir.display())))?;
+                paths.default_local_remote.clone()
+            }
+        },
     };
     Ok(Box::new(LocalRemote::open(path)?))
+}
+
+/// The GitHub remote for this configuration (blocking: never call from an async task).
+pub fn open_github(config: &Config, paths: &Paths, token: &str) -> Result<GithubRemote, SyncError> {
+    let settings = GithubSettings {
+        api_url: config.github_api_url.clone(),
+        token: token.to_owned(),
+        owner: config.repo_owner.clone(),
+        repo: config.repo_name.clone(),
+        branch: config.branch.clone(),
+        cache_file: Some(paths.state_dir.join(GITHUB_CACHE_FILE)),
+    };
+    Ok(GithubRemote::open(&settings)?)
 }
 
 /// The config category's source, seen through the per-machine overrides: reads give the shared

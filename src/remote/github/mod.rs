@@ -28,16 +28,19 @@
 //!
 //! The token is never put in an error message or a log line.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use octocrab::Octocrab;
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+use self::cache::{CacheKey, Persisted, StoredSnapshot};
+use self::http::{Http, Resp, now_secs};
 
 use super::{
     Changes, CommitOutcome, Limits, MANIFEST_FORMAT, Manifest, Remote, RemoteError, Version,
@@ -54,28 +57,55 @@ const CACHE_SNAPSHOTS: usize = 8;
 /// Longest commit message sent.
 const MAX_MESSAGE_BYTES: usize = 4096;
 
-const TOKEN_HELP: &str = "create a fine-grained personal access token with \"Contents: Read and \
-     write\" on this repository (github.com → Settings → Developer settings → Personal access \
-     tokens), or a classic token with the \"repo\" scope, and configure it";
+/// Items larger than this are stored as several blobs under `.oc-sync/chunks/<sha256>/` (GitHub
+/// refuses files over 100 MB); the manifest's sha256 of the whole item is their checksum.
+pub const CHUNK_BYTES: usize = 48 << 20;
+/// Where chunked items' parts live.
+pub const CHUNKS_DIR: &str = ".oc-sync/chunks";
+/// A pull needing at least this many blobs downloads the commit's tarball instead.
+pub const TARBALL_MIN_BLOBS: usize = 16;
+/// How long a visibility check stays valid before the next write re-checks (conditionally).
+const VISIBILITY_TTL_S: u64 = 600;
+/// Content-creating requests oc-sync allows itself per minute / hour (GitHub: 80 / 500).
+const CONTENT_PER_MINUTE: usize = 70;
+const CONTENT_PER_HOUR: usize = 450;
+/// `compare` lists at most 300 files; at that count the listing may be incomplete.
+const COMPARE_MAX_FILES: usize = 300;
 
 /// A remote in a private GitHub repository. See the module docs.
 pub struct GithubRemote {
-    rt: tokio::runtime::Runtime,
-    octo: Octocrab,
-    /// Only used to scrub it out of error texts, never shown.
-    token: String,
-    api_url: String,
+    http: Http,
     owner: String,
     repo: String,
     branch: String,
     limits: Limits,
+    chunk_bytes: usize,
     cache: Mutex<Cache>,
+    /// What is remembered between runs, and where (None: nothing is written).
+    persist: Mutex<Persisted>,
+    cache_file: Option<PathBuf>,
+    /// Blobs downloaded in bulk by `prefetch`, by sha256.
+    prefetched: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+/// How to reach the sync repository (see [`GithubRemote::open`]).
+#[derive(Debug, Clone)]
+pub struct GithubSettings {
+    pub api_url: String,
+    pub token: String,
+    /// None: the token's own account.
+    pub owner: Option<String>,
+    pub repo: String,
+    /// None: the repository's default branch.
+    pub branch: Option<String>,
+    /// Where connection facts, ETags and the head snapshot are kept between runs.
+    pub cache_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for GithubRemote {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GithubRemote")
-            .field("api_url", &self.api_url)
+            .field("api_url", &self.http.api_url)
             .field("owner", &self.owner)
             .field("repo", &self.repo)
             .field("branch", &self.branch)
@@ -115,27 +145,6 @@ struct Snapshot {
     files: HashMap<String, Option<String>>,
 }
 
-/// One HTTP answer.
-struct Resp {
-    status: u16,
-    retry_after: Option<String>,
-    rate_remaining: Option<String>,
-    rate_reset: Option<String>,
-    body: String,
-}
-
-impl Resp {
-    fn json(&self) -> Option<Value> {
-        serde_json::from_str(&self.body).ok()
-    }
-    fn message(&self) -> String {
-        self.json()
-            .and_then(|v| v["message"].as_str().map(str::to_owned))
-            .map(|m| truncate(&m, 300).to_owned())
-            .unwrap_or_default()
-    }
-}
-
 #[derive(Deserialize)]
 struct TreeListing {
     sha: String,
@@ -165,6 +174,23 @@ struct BlobBody {
 #[derive(Deserialize)]
 struct FormatOnly {
     format: u32,
+}
+
+/// Checks owner, repository and (optional) branch names before they go into a URL.
+fn check_names(owner: &str, repo: &str, branch: Option<&str>) -> Result<(), RemoteError> {
+    if !valid_name(owner) || !valid_name(repo) {
+        return Err(RemoteError::Denied(format!(
+            "{:?}/{:?} is not a valid GitHub repository name (letters, digits, '-', '_', '.'): fix repoOwner / repoName",
+            truncate(owner, 100),
+            truncate(repo, 100)
+        )));
+    }
+    if let Some(b) = branch
+        && !valid_branch(b)
+    {
+        return Err(RemoteError::Denied(format!("{:?} is not a valid branch name: fix `branch`", truncate(b, 100))));
+    }
+    Ok(())
 }
 
 fn valid_name(s: &str) -> bool {
@@ -197,83 +223,121 @@ fn valid_oid(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl GithubRemote {
-    /// Connects to `owner/repo` on the GitHub API at `api_url` (`https://api.github.com`, or
-    /// `https://HOST/api/v3` for GitHub Enterprise Server) with a personal access token, and
-    /// checks that the repository exists, the token works, and the repository is private.
-    /// Syncing into a public repository is refused. Must not be called from inside an async
-    /// task (see the module docs).
-    pub fn connect(
-        api_url: &str,
-        token: &str,
-        owner: &str,
-        repo: &str,
-        branch: &str,
-    ) -> Result<Self, RemoteError> {
-        if !valid_name(owner) || !valid_name(repo) {
-            return Err(RemoteError::Unreachable(format!(
-                "{:?}/{:?} is not a valid GitHub repository name (letters, digits, '-', '_', '.')",
-                truncate(owner, 100),
-                truncate(repo, 100)
-            )));
+    /// Connects to the existing repository `owner/repo` on the GitHub API at `api_url`
+    /// (`https://api.github.com`, or `https://HOST/api/v3` for GitHub Enterprise Server) with a
+    /// personal access token, and checks that the repository exists, the token works, and the
+    /// repository is private. Nothing is remembered between runs (see [`GithubRemote::open`]).
+    /// Must not be called from inside an async task (see the module docs).
+    pub fn connect(api_url: &str, token: &str, owner: &str, repo: &str, branch: &str) -> Result<Self, RemoteError> {
+        check_names(owner, repo, Some(branch))?;
+        let me = GithubRemote::with_http(Http::new(api_url, token)?, owner, repo, branch, None, Persisted::default());
+        me.ensure_private(true)?;
+        Ok(me)
+    }
+
+    /// Opens the sync repository as configured: the owner is the token's account unless set;
+    /// a missing repository is created (private, with an initial commit); the branch is the
+    /// repository's default unless set. What was learnt is kept in `cache_file`, so later runs
+    /// need no request until something is read or written: an idle sync costs one conditional
+    /// request. Refuses a public repository.
+    pub fn open(s: &GithubSettings) -> Result<Self, RemoteError> {
+        let http = Http::new(&s.api_url, &s.token)?;
+        if let Some(o) = &s.owner {
+            check_names(o, &s.repo, s.branch.as_deref())?;
+        } else {
+            check_names("x", &s.repo, s.branch.as_deref())?;
         }
-        if !valid_branch(branch) {
-            return Err(RemoteError::Unreachable(format!(
-                "{:?} is not a valid branch name",
-                truncate(branch, 100)
-            )));
+        let key = CacheKey {
+            api_url: http.api_url.clone(),
+            token_id: cache::token_id(&s.token),
+            owner_setting: s.owner.clone(),
+            repo: s.repo.clone(),
+            branch_setting: s.branch.clone(),
+        };
+        let cached = s.cache_file.as_deref().and_then(cache::load).filter(|p| p.key == key && !p.facts.owner.is_empty() && !p.facts.branch.is_empty());
+        if let Some(p) = cached {
+            let (owner, branch) = (p.facts.owner.clone(), p.facts.branch.clone());
+            let me = GithubRemote::with_http(http, &owner, &s.repo, &branch, s.cache_file.clone(), p);
+            me.ensure_private(false)?;
+            return Ok(me);
         }
-        if token.trim().is_empty() {
-            return Err(RemoteError::Unreachable(format!(
-                "no GitHub token is configured: {TOKEN_HELP}"
-            )));
+        // First contact with this repository (or the settings changed).
+        let mut persisted = Persisted { key, ..Default::default() };
+        let (owner, login) = match &s.owner {
+            Some(o) => (o.clone(), None),
+            None => {
+                let account = http.user()?;
+                (account.login.clone(), Some(account.login))
+            }
+        };
+        check_names(&owner, &s.repo, None)?;
+        persisted.facts.login = login.clone();
+        let mut me = GithubRemote::with_http(http, &owner, &s.repo, s.branch.as_deref().unwrap_or("main"), s.cache_file.clone(), persisted);
+        let (info, created) = match me.read_repo(None)? {
+            Some(info) => (info, false),
+            None => (me.create_repo(login.as_deref())?, true),
+        };
+        if s.branch.is_none() {
+            let b = info["default_branch"].as_str().unwrap_or("main");
+            if !valid_branch(b) {
+                return Err(RemoteError::Corrupt(format!("the default branch {:?} of {} is not a valid branch name", truncate(b, 100), me.name())));
+            }
+            me.branch = b.to_owned();
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| RemoteError::io("cannot start the GitHub client's runtime", e))?;
-        let api = api_url.trim_end_matches('/').to_owned();
-        let token_owned = token.trim().to_owned();
-        // octocrab's builder needs a running tokio runtime.
-        let octo = rt.block_on(async {
-            Octocrab::builder()
-                .base_uri(api.as_str())
-                .map_err(|_| {
-                    RemoteError::Unreachable(format!("{api:?} is not a valid GitHub API address"))
-                })?
-                .personal_token(token_owned.clone())
-                .set_connect_timeout(Some(Duration::from_secs(15)))
-                .set_read_timeout(Some(Duration::from_secs(120)))
-                .build()
-                .map_err(|e| {
-                    RemoteError::Unreachable(format!("cannot set up the GitHub client: {e}"))
-                })
-        })?;
-        let me = GithubRemote {
-            rt,
-            octo,
-            token: token_owned,
-            api_url: api,
+        me.check_private(&info)?;
+        if created {
+            me.wait_for_ref();
+        }
+        me.ensure_initialised()?;
+        {
+            let mut p = me.persisted();
+            p.facts.owner = me.owner.clone();
+            p.facts.repo = me.repo.clone();
+            p.facts.branch = me.branch.clone();
+        }
+        me.save_persisted();
+        Ok(me)
+    }
+
+    fn with_http(http: Http, owner: &str, repo: &str, branch: &str, cache_file: Option<PathBuf>, mut persisted: Persisted) -> Self {
+        persisted.facts.api_url = http.api_url.clone();
+        persisted.facts.owner = owner.to_owned();
+        persisted.facts.repo = repo.to_owned();
+        persisted.facts.branch = branch.to_owned();
+        let mut cache = Cache::default();
+        if let Some(snap) = persisted.snapshot.take() {
+            cache.insert(Version(snap.version), Snapshot { tree_sha: snap.tree_sha, manifest: snap.manifest, files: snap.files });
+        }
+        GithubRemote {
+            http,
             owner: owner.to_owned(),
             repo: repo.to_owned(),
             branch: branch.to_owned(),
             limits: Limits::default(),
-            cache: Mutex::new(Cache::default()),
-        };
-        me.check_repo()?;
-        Ok(me)
+            chunk_bytes: CHUNK_BYTES,
+            cache: Mutex::new(cache),
+            persist: Mutex::new(persisted),
+            cache_file,
+            prefetched: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Replaces the size limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Replaces the size above which items are stored in chunks (tests use a small one).
+    pub fn with_chunk_bytes(mut self, n: usize) -> Self {
+        self.chunk_bytes = n.max(1);
+        self
+    }
+
+    /// Replaces the unit of retry waits (tests use a short one).
+    pub fn with_retry_unit(mut self, unit: Duration) -> Self {
+        self.http.set_backoff(unit);
         self
     }
 
@@ -287,16 +351,41 @@ impl GithubRemote {
         &self.branch
     }
 
+    /// Requests sent by this remote so far (retries included).
+    pub fn requests_sent(&self) -> u64 {
+        self.http.requests_sent()
+    }
+
+    /// What `oc-sync status` shows (also written to the cache file).
+    pub fn facts(&self) -> cache::Facts {
+        self.persisted().facts.clone()
+    }
+
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn scrub(&self, s: &str) -> String {
-        if self.token.len() >= 4 {
-            s.replace(&self.token, "***")
-        } else {
-            s.to_owned()
+    fn persisted(&self) -> std::sync::MutexGuard<'_, Persisted> {
+        self.persist.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes what is remembered between runs (with the head's snapshot, when cached).
+    fn save_persisted(&self) {
+        let Some(path) = &self.cache_file else { return };
+        let rate = self.http.rate();
+        let mut p = self.persisted().clone();
+        if rate != http::RateInfo::default() {
+            p.facts.rate = rate;
+            p.facts.rate_s = Some(now_secs());
         }
+        if let Some(head) = &p.head {
+            let c = self.cache();
+            if let Some(s) = c.snapshots.get(&Version(head.clone())) {
+                p.snapshot = Some(StoredSnapshot { version: head.clone(), tree_sha: s.tree_sha.clone(), manifest: s.manifest.clone(), files: s.files.clone() });
+            }
+        }
+        *self.persisted() = Persisted { snapshot: None, ..p.clone() };
+        cache::save(path, &p);
     }
 
     fn repo_path(&self) -> String {
@@ -309,155 +398,206 @@ impl GithubRemote {
 
     // ---- HTTP ------------------------------------------------------------------------------
 
-    /// Sends one request; transport failures are `Unreachable`. Any status is returned.
     fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Resp, RemoteError> {
-        let what = format!("{method} {path}");
-        let result = self.rt.block_on(async {
-            let res = match method {
-                "GET" => self.octo._get(path).await,
-                "POST" => self.octo._post(path, body).await,
-                "PATCH" => self.octo._patch(path, body).await,
-                _ => unreachable!("unsupported method {method}"),
-            }?;
-            let header = |n: &str| {
-                res.headers()
-                    .get(n)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            let status = res.status().as_u16();
-            let retry_after = header("retry-after");
-            let rate_remaining = header("x-ratelimit-remaining");
-            let rate_reset = header("x-ratelimit-reset");
-            let body = self.octo.body_to_string(res).await?;
-            Ok::<_, octocrab::Error>(Resp {
-                status,
-                retry_after,
-                rate_remaining,
-                rate_reset,
-                body,
-            })
-        });
-        result.map_err(|e| {
-            RemoteError::Unreachable(self.scrub(&format!(
-                "GitHub API at {} did not answer {what}: {e}",
-                self.api_url
-            )))
-        })
+        self.http.send(method, path, body, None)
     }
 
-    /// The error for an unexpected answer to `what`.
     fn http_error(&self, what: &str, r: &Resp) -> RemoteError {
-        let msg = r.message();
-        let detail = if msg.is_empty() {
-            format!("HTTP {}", r.status)
-        } else {
-            format!("HTTP {}: {msg}", r.status)
-        };
-        let text = match r.status {
-            401 => {
-                return RemoteError::Unreachable(format!(
-                    "GitHub rejected the token ({detail}) while trying to {what}: it is wrong, \
-                     expired or revoked. To fix it, {TOKEN_HELP}"
-                ));
-            }
-            403 | 429 => {
-                let retry = r
-                    .retry_after
-                    .as_deref()
-                    .and_then(|s| s.trim().parse::<u64>().ok());
-                let exhausted = r.rate_remaining.as_deref().map(str::trim) == Some("0");
-                if let Some(secs) = retry {
-                    return RemoteError::Busy(format!(
-                        "GitHub's rate limit was hit while trying to {what} ({detail}); retry \
-                         after {secs} seconds"
-                    ));
-                }
-                if exhausted || r.status == 429 || msg.to_ascii_lowercase().contains("rate limit") {
-                    let wait = r
-                        .rate_reset
-                        .as_deref()
-                        .and_then(|s| s.trim().parse::<u64>().ok())
-                        .map(|reset| reset.saturating_sub(now_secs()));
-                    return RemoteError::Busy(match wait {
-                        Some(w) => format!(
-                            "GitHub's rate limit was hit while trying to {what} ({detail}); it \
-                             resets in {w} seconds, retry after that"
-                        ),
-                        None => format!(
-                            "GitHub's rate limit was hit while trying to {what} ({detail}); \
-                             retry in a few minutes"
-                        ),
-                    });
-                }
-                format!(
-                    "GitHub refused to {what} ({detail}): the token lacks permission. It needs \
-                     \"Contents: Read and write\" on {} (fine-grained token) or the \"repo\" scope \
-                     (classic token)",
-                    self.name()
-                )
-            }
-            404 => format!(
-                "GitHub answered \"not found\" while trying to {what}: the repository {} does not \
-                 exist, or the token cannot see it (a fine-grained token must be granted access \
-                 to this repository)",
-                self.name()
-            ),
-            409 => format!(
-                "GitHub could not {what} ({detail}); if the repository {} is empty, create it \
-                 with an initial commit (\"Add a README file\")",
-                self.name()
-            ),
-            s if s >= 500 => format!("GitHub had a server error while trying to {what} ({detail})"),
-            _ => format!("GitHub refused to {what} ({detail})"),
-        };
-        RemoteError::Unreachable(self.scrub(&text))
+        self.http.error(what, &self.name(), r)
     }
 
-    fn parse<T: serde::de::DeserializeOwned>(
-        &self,
-        what: &str,
-        r: &Resp,
-    ) -> Result<T, RemoteError> {
-        serde_json::from_str(&r.body).map_err(|e| {
-            RemoteError::Corrupt(format!(
-                "GitHub's answer to {what} for {} is not what was expected: {e}",
-                self.name()
-            ))
-        })
+    fn parse<T: serde::de::DeserializeOwned>(&self, what: &str, r: &Resp) -> Result<T, RemoteError> {
+        self.http.parse(what, &self.name(), r)
     }
 
-    // ---- reads -----------------------------------------------------------------------------
+    // ---- the repository --------------------------------------------------------------------
 
-    fn check_repo(&self) -> Result<(), RemoteError> {
+    /// `GET /repos/{o}/{r}` (conditional when an ETag is known): the repository's JSON, Some(Null)
+    /// when unchanged since `etag`'s answer, None when it does not exist.
+    fn read_repo(&self, etag: Option<&str>) -> Result<Option<Value>, RemoteError> {
         let what = format!("read the repository {}", self.name());
-        let r = self.send("GET", &self.repo_path(), None)?;
-        if r.status != 200 {
-            return Err(self.http_error(&what, &r));
+        let r = self.http.send("GET", &self.repo_path(), None, etag)?;
+        match r.status {
+            200 => {
+                self.persisted().repo_etag = r.etag.clone();
+                Ok(Some(self.parse(&what, &r)?))
+            }
+            304 => Ok(Some(Value::Null)),
+            404 => Ok(None),
+            _ => Err(self.http_error(&what, &r)),
         }
-        let v: Value = self.parse(&what, &r)?;
-        let private = v["private"].as_bool();
-        let visibility = v["visibility"].as_str().unwrap_or("");
+    }
+
+    /// Refuses a repository that is not private.
+    fn check_private(&self, info: &Value) -> Result<(), RemoteError> {
+        let private = info["private"].as_bool();
+        let visibility = info["visibility"].as_str().unwrap_or(if private == Some(true) { "private" } else { "" });
         if private != Some(true) || visibility == "public" {
-            return Err(RemoteError::Corrupt(format!(
-                "the GitHub repository {} is public (or its visibility is unknown): anyone could \
-                 read your synced configuration and credentials. oc-sync only syncs into private \
-                 repositories: make it private (Settings → General → Danger Zone → Change \
-                 visibility) or configure a private one",
+            return Err(RemoteError::Denied(format!(
+                "the GitHub repository {} is public (or its visibility is unknown): anyone could read your synced \
+                 configuration and credentials. oc-sync only syncs into private repositories: make it private \
+                 (Settings → General → Danger Zone → Change visibility) or set repoName to another repository",
                 self.name()
+            )));
+        }
+        let mut p = self.persisted();
+        p.facts.visibility = visibility.to_owned();
+        p.facts.checked_s = now_secs();
+        Ok(())
+    }
+
+    /// Checks the repository is (still) private: always when `force`, else when the last check
+    /// is older than [`VISIBILITY_TTL_S`]. Conditional, so an unchanged repository costs no rate limit.
+    fn ensure_private(&self, force: bool) -> Result<(), RemoteError> {
+        let (checked, etag) = {
+            let p = self.persisted();
+            (p.facts.checked_s, p.repo_etag.clone())
+        };
+        if !force && now_secs().saturating_sub(checked) < VISIBILITY_TTL_S && !self.persisted().facts.visibility.is_empty() {
+            return Ok(());
+        }
+        let etag = if force { None } else { etag };
+        match self.read_repo(etag.as_deref())? {
+            Some(Value::Null) => {
+                self.persisted().facts.checked_s = now_secs();
+                Ok(())
+            }
+            Some(info) => self.check_private(&info),
+            None => Err(RemoteError::Denied(format!(
+                "the repository {} does not exist, or the token cannot see it (a fine-grained token must be \
+                 granted access to this repository)",
+                self.name()
+            ))),
+        }
+    }
+
+    /// Creates the sync repository (private, with an initial commit) in the token's account.
+    fn create_repo(&self, login: Option<&str>) -> Result<Value, RemoteError> {
+        if login.is_none_or(|l| !l.eq_ignore_ascii_case(&self.owner)) {
+            return Err(RemoteError::Denied(format!(
+                "the repository {} does not exist (or the token cannot see it). oc-sync creates the sync repository \
+                 only in your own account: create {} as a private repository yourself, or remove repoOwner",
+                self.name(),
+                self.name()
+            )));
+        }
+        let what = format!("create the private repository {}", self.name());
+        let body = json!({
+            "name": self.repo,
+            "private": true,
+            "auto_init": true,
+            "description": "OpenCode settings and sessions synced by oc-sync (keep this repository private)",
+        });
+        let r = self.send("POST", "/user/repos", Some(&body))?;
+        match r.status {
+            201 => {
+                tracing::info!("created the private repository {}", self.name());
+                self.parse(&what, &r)
+            }
+            // Another machine created it a moment ago.
+            422 => match self.read_repo(None)? {
+                Some(info) => Ok(info),
+                None => Err(self.http_error(&what, &r)),
+            },
+            _ => Err(self.http_error(&what, &r)),
+        }
+    }
+
+    /// Right after creation GitHub may not serve the branch yet (404/409 for a moment): waits
+    /// for it a few seconds. A branch that stays missing is fine (the first sync creates it).
+    fn wait_for_ref(&self) {
+        for attempt in 0..8u32 {
+            match self.read_head() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) => {}
+            }
+            if attempt < 7 {
+                std::thread::sleep(Duration::from_millis(250 * u64::from(attempt + 1)).min(Duration::from_secs(2)));
+            }
+        }
+    }
+
+    /// A repository without any commit (created without a README) refuses the Git Data API
+    /// (409 "Git Repository is empty"): gives it a first commit through the contents API.
+    fn ensure_initialised(&self) -> Result<(), RemoteError> {
+        if self.cache().last_head.as_ref().is_some_and(Option::is_some) {
+            return Ok(());
+        }
+        let what = format!("check whether {} has any commit", self.name());
+        let r = self.send("GET", &format!("{}/git/trees/{}", self.repo_path(), self.branch), None)?;
+        if r.status != 409 {
+            return Ok(());
+        }
+        let what_init = format!("create the first commit of the empty repository {}", self.name());
+        let text = "This private repository holds OpenCode settings synced by oc-sync.\n";
+        let body = json!({
+            "message": "oc-sync: initialise the sync repository",
+            "content": B64.encode(text),
+            "branch": self.branch,
+        });
+        let r = self.send("PUT", &format!("{}/contents/.oc-sync/README.md", self.repo_path()), Some(&body))?;
+        match r.status {
+            200 | 201 => {
+                self.record_content_writes(1);
+                self.read_head()?;
+                Ok(())
+            }
+            // Someone else initialised it meanwhile.
+            409 | 422 => {
+                self.read_head()?;
+                Ok(())
+            }
+            _ => Err(self.http_error(if r.status == 404 { &what } else { &what_init }, &r)),
+        }
+    }
+
+    // ---- GitHub's content-creation limits ----------------------------------------------------
+
+    /// Waits or refuses so that `n` more content-creating requests stay under GitHub's secondary
+    /// limits (80/minute, 500/hour) across runs: sync bursts are coalesced rather than refused by GitHub.
+    fn reserve_content_writes(&self, n: usize) -> Result<(), RemoteError> {
+        let now = now_secs();
+        let mut p = self.persisted();
+        p.content_writes.retain(|t| now.saturating_sub(*t) < 3600);
+        if p.content_writes.len() + n > CONTENT_PER_HOUR && !p.content_writes.is_empty() {
+            let oldest = p.content_writes.iter().min().copied().unwrap_or(now);
+            let wait = (oldest + 3600).saturating_sub(now);
+            return Err(RemoteError::RateLimited(format!(
+                "oc-sync holds this push for {wait} seconds to stay under GitHub's limit of 500 content-creating \
+                 requests per hour; your changes are kept and pushed then"
+            )));
+        }
+        let last_minute = p.content_writes.iter().filter(|t| now.saturating_sub(**t) < 60).count();
+        if last_minute + n > CONTENT_PER_MINUTE && last_minute > 0 {
+            return Err(RemoteError::RateLimited(format!(
+                "oc-sync holds this push for up to a minute to stay under GitHub's limit of 80 content-creating \
+                 requests per minute; your changes are kept and pushed then"
             )));
         }
         Ok(())
     }
 
+    fn record_content_writes(&self, n: usize) {
+        let now = now_secs();
+        let mut p = self.persisted();
+        p.content_writes.extend(std::iter::repeat_n(now, n));
+        let excess = p.content_writes.len().saturating_sub(CONTENT_PER_HOUR * 2);
+        p.content_writes.drain(..excess);
+    }
+
+    // ---- reads -----------------------------------------------------------------------------
+
+    /// The branch head: a conditional request when an ETag is known (a 304 answer is free).
     fn read_head(&self) -> Result<Option<Version>, RemoteError> {
         let what = format!("read branch {} of {}", self.branch, self.name());
-        let r = self.send(
-            "GET",
-            &format!("{}/git/ref/heads/{}", self.repo_path(), self.branch),
-            None,
-        )?;
+        let (etag, known) = {
+            let p = self.persisted();
+            (p.ref_etag.clone(), p.head.clone())
+        };
+        let etag = etag.filter(|_| known.is_some());
+        let r = self.http.send("GET", &format!("{}/git/ref/heads/{}", self.repo_path(), self.branch), None, etag.as_deref())?;
         let head = match r.status {
+            304 => known.map(Version),
             200 => {
                 let v: Value = self.parse(&what, &r)?;
                 let sha = v["object"]["sha"].as_str().unwrap_or("");
@@ -469,16 +609,23 @@ impl GithubRemote {
                         truncate(sha, 80)
                     )));
                 }
+                let mut p = self.persisted();
+                p.ref_etag = r.etag.clone();
+                p.head = Some(sha.to_owned());
                 Some(Version(sha.to_owned()))
             }
             // 404: no such branch yet; 409: "Git Repository is empty".
-            404 | 409 => None,
+            404 | 409 => {
+                let mut p = self.persisted();
+                p.ref_etag = None;
+                p.head = None;
+                None
+            }
             _ => return Err(self.http_error(&what, &r)),
         };
         self.cache().last_head = Some(head.clone());
         Ok(head)
     }
-
     fn get_blob_bytes(&self, sha: &str, cap: u64, what: &str) -> Result<Vec<u8>, RemoteError> {
         if !valid_oid(sha) {
             return Err(RemoteError::Corrupt(format!(
@@ -648,24 +795,115 @@ impl GithubRemote {
         if let Some(s) = self.cache().snapshots.get(at) {
             return Ok(s.clone());
         }
-        let (tree_sha, files) = self.list_tree(&at.0)?;
-        let manifest = match files.get(MANIFEST_PATH) {
-            // A repository oc-sync has not written to yet.
-            None => Manifest::default(),
-            Some(sha) => {
-                let sha = sha.as_deref().unwrap_or_default();
-                let bytes =
-                    self.get_blob_bytes(sha, self.limits.max_manifest_bytes, MANIFEST_PATH)?;
-                self.parse_manifest(at, &bytes)?
+        let snap = match self.snapshot_by_compare(at)? {
+            Some(s) => s,
+            None => {
+                let (tree_sha, files) = self.list_tree(&at.0)?;
+                let manifest = self.read_manifest(at, files.get(MANIFEST_PATH))?;
+                Snapshot { tree_sha, manifest, files }
             }
         };
-        let snap = Snapshot {
-            tree_sha,
-            manifest,
-            files,
-        };
         self.cache().insert(at.clone(), snap.clone());
+        if self.persisted().head.as_deref() == Some(at.0.as_str()) {
+            self.save_persisted();
+        }
         Ok(snap)
+    }
+
+    fn read_manifest(&self, at: &Version, sha: Option<&Option<String>>) -> Result<Manifest, RemoteError> {
+        match sha {
+            // A repository oc-sync has not written to yet.
+            None => Ok(Manifest::default()),
+            Some(sha) => {
+                let sha = sha.as_deref().unwrap_or_default();
+                let bytes = self.get_blob_bytes(sha, self.limits.max_manifest_bytes, MANIFEST_PATH)?;
+                self.parse_manifest(at, &bytes)
+            }
+        }
+    }
+
+    /// The snapshot of `at` from a cached earlier snapshot plus `compare/{old}...{at}`: one
+    /// request for the list of changed files (and the new tree id), then the manifest blob if it
+    /// changed. None when no cached snapshot is an ancestor or the listing may be incomplete.
+    fn snapshot_by_compare(&self, at: &Version) -> Result<Option<Snapshot>, RemoteError> {
+        let Some((base_v, base)) = ({
+            let c = self.cache();
+            let last = c.last_read.clone().filter(|v| c.snapshots.contains_key(v));
+            let pick = last.or_else(|| c.order.back().cloned());
+            pick.and_then(|v| c.snapshots.get(&v).cloned().map(|s| (v, s)))
+        }) else {
+            return Ok(None);
+        };
+        let what = format!("compare {} with {} in {}", base_v, at, self.name());
+        let r = self.send("GET", &format!("{}/compare/{}...{}?per_page=100", self.repo_path(), base_v.0, at.0), None)?;
+        if r.status != 200 {
+            // 404 (e.g. history rewritten) or anything odd: list the tree instead.
+            tracing::debug!("{what}: HTTP {}; listing the whole tree", r.status);
+            return Ok(None);
+        }
+        #[derive(Deserialize)]
+        struct Compare {
+            status: String,
+            #[serde(default)]
+            files: Vec<CmpFile>,
+            #[serde(default)]
+            commits: Vec<CmpCommit>,
+        }
+        #[derive(Deserialize)]
+        struct CmpFile {
+            filename: String,
+            status: String,
+            #[serde(default)]
+            sha: Option<String>,
+            #[serde(default)]
+            previous_filename: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct CmpCommit {
+            sha: String,
+            commit: CmpInner,
+        }
+        #[derive(Deserialize)]
+        struct CmpInner {
+            tree: CmpTree,
+        }
+        #[derive(Deserialize)]
+        struct CmpTree {
+            sha: String,
+        }
+        let cmp: Compare = self.parse(&what, &r)?;
+        if cmp.status != "ahead" || cmp.files.len() >= COMPARE_MAX_FILES {
+            return Ok(None);
+        }
+        let Some(tree_sha) = cmp.commits.last().filter(|c| c.sha == at.0).map(|c| c.commit.tree.sha.clone()) else {
+            return Ok(None);
+        };
+        if !valid_oid(&tree_sha) {
+            return Ok(None);
+        }
+        let mut files = base.files.clone();
+        let mut manifest_changed = false;
+        for f in cmp.files {
+            if f.filename == MANIFEST_PATH {
+                manifest_changed = true;
+            }
+            if let Some(prev) = &f.previous_filename {
+                files.remove(prev);
+            }
+            match f.status.as_str() {
+                "removed" => {
+                    files.remove(&f.filename);
+                }
+                _ => match f.sha.filter(|s| valid_oid(s)) {
+                    Some(sha) => {
+                        files.insert(f.filename, Some(sha));
+                    }
+                    None => return Ok(None),
+                },
+            }
+        }
+        let manifest = if manifest_changed { self.read_manifest(at, files.get(MANIFEST_PATH))? } else { base.manifest.clone() };
+        Ok(Some(Snapshot { tree_sha, manifest, files }))
     }
 
     // ---- writes ----------------------------------------------------------------------------
@@ -714,6 +952,7 @@ impl GithubRemote {
                 truncate(&v.0, 80)
             )));
         }
+        self.ensure_private(false)?;
         // Early check (saves creating objects for nothing). Skipped when this remote just saw
         // `expected` as the head: the fast-forward-only ref update is the real check.
         let seen = self.cache().last_head.clone();
@@ -742,9 +981,32 @@ impl GithubRemote {
                 .find_map(|(k, _)| base_files.get(k).cloned().flatten())
         };
 
+        // Stay under GitHub's content-creation limits: tree + commit + ref, plus every blob upload.
+        let uploads: usize = changes
+            .entries
+            .iter()
+            .filter(|(k, e)| {
+                e.hash.as_ref().is_some_and(|h| {
+                    base_manifest.entries.get(*k).is_none_or(|old| old.hash.as_ref() != Some(h))
+                })
+            })
+            .filter_map(|(_, e)| changes.blobs.get(e.hash.as_deref()?))
+            .map(|b| {
+                if b.len() > self.chunk_bytes {
+                    b.len().div_ceil(self.chunk_bytes)
+                } else {
+                    usize::from(b.len() > INLINE_MAX || std::str::from_utf8(b).is_err())
+                }
+            })
+            .sum();
+        self.reserve_content_writes(uploads + 3)?;
+        self.record_content_writes(uploads + 3);
+
         let mut tree: Vec<Value> = Vec::new();
         let mut new_files: BTreeMap<String, Option<String>> = BTreeMap::new();
         let mut uploaded: HashMap<String, String> = HashMap::new();
+        // Live items stored in parts: no file at their key path.
+        let mut chunked_keys: HashSet<String> = HashSet::new();
         for key in &changes.removed {
             if base_files.contains_key(key) {
                 tree.push(json!({"path": key, "mode": "100644", "type": "blob", "sha": null}));
@@ -765,6 +1027,35 @@ impl GithubRemote {
                 .is_some_and(|old| old.hash.as_ref() == Some(hash))
                 && base_files.contains_key(key);
             if unchanged {
+                continue;
+            }
+            let chunked_before = !base_files.contains_key(key);
+            let first_part = format!("{CHUNKS_DIR}/{hash}/00000");
+            if !changes.blobs.contains_key(hash) && base_files.contains_key(&first_part) {
+                // Already stored in parts (e.g. the same content under another key).
+                chunked_keys.insert(key.clone());
+                if !chunked_before {
+                    tree.push(json!({"path": key, "mode": "100644", "type": "blob", "sha": null}));
+                }
+                continue;
+            }
+            if let Some(bytes) = changes.blobs.get(hash).filter(|b| b.len() > self.chunk_bytes) {
+                chunked_keys.insert(key.clone());
+                // Too big for one GitHub file: parts under .oc-sync/chunks/<sha256>/.
+                for (i, part) in bytes.chunks(self.chunk_bytes).enumerate() {
+                    let path = format!("{CHUNKS_DIR}/{hash}/{i:05}");
+                    if base_files.contains_key(&path) {
+                        continue;
+                    }
+                    let what = format!("upload part {} of {key}", i + 1);
+                    let v = self.post_json(&what, "/git/blobs", &json!({"content": B64.encode(part), "encoding": "base64"}))?;
+                    let sha = self.sha_of(&what, &v)?;
+                    tree.push(json!({"path": path, "mode": "100644", "type": "blob", "sha": sha}));
+                    new_files.insert(path, Some(sha));
+                }
+                if !chunked_before {
+                    tree.push(json!({"path": key, "mode": "100644", "type": "blob", "sha": null}));
+                }
                 continue;
             }
             if let Some(bytes) = changes.blobs.get(hash) {
@@ -804,6 +1095,16 @@ impl GithubRemote {
                     "entry {key:?} names blob {hash}, which is neither in the change set nor on \
                      the remote"
                 )));
+            }
+        }
+        // Parts of chunked items no live entry names any more.
+        let live: HashSet<&str> = new_manifest.blob_hashes().collect();
+        for path in base_files.keys() {
+            if let Some(rest) = path.strip_prefix(CHUNKS_DIR).and_then(|r| r.strip_prefix('/'))
+                && !live.contains(rest.split('/').next().unwrap_or(""))
+            {
+                tree.push(json!({"path": path, "mode": "100644", "type": "blob", "sha": null}));
+                new_files.insert(path.clone(), None);
             }
         }
         let manifest_text = serde_json::to_string_pretty(&new_manifest).map_err(|e| {
@@ -870,6 +1171,9 @@ impl GithubRemote {
 
         let version = Version(commit_sha);
         let mut files = base.map(|b| b.files).unwrap_or_default();
+        for k in &chunked_keys {
+            files.remove(k);
+        }
         for (path, sha) in new_files {
             match sha {
                 Some(s) => {
@@ -889,17 +1193,60 @@ impl GithubRemote {
                 }
             }
         }
-        let mut cache = self.cache();
-        cache.last_head = Some(Some(version.clone()));
-        cache.insert(
-            version.clone(),
-            Snapshot {
-                tree_sha,
-                manifest: new_manifest,
-                files,
-            },
-        );
+        {
+            let mut cache = self.cache();
+            cache.last_head = Some(Some(version.clone()));
+            cache.insert(version.clone(), Snapshot { tree_sha, manifest: new_manifest, files });
+        }
+        {
+            let mut p = self.persisted();
+            p.head = Some(version.0.clone());
+            p.ref_etag = None;
+            p.facts.last_push_sha = Some(version.0.clone());
+            p.facts.last_push_s = Some(now_secs());
+        }
+        self.save_persisted();
         Ok(CommitOutcome::Committed(version))
+    }
+
+    /// The part paths and blob shas of a chunked item with `hash`, in order, if the last-read
+    /// (or newest cached) snapshot stores it in parts.
+    fn chunk_parts(&self, hash: &str) -> Option<Vec<(String, Option<String>)>> {
+        let c = self.cache();
+        let at = c.last_read.clone().or_else(|| c.order.back().cloned())?;
+        let snap = c.snapshots.get(&at)?;
+        let prefix = format!("{CHUNKS_DIR}/{hash}/");
+        let mut parts: Vec<(String, Option<String>)> =
+            snap.files.iter().filter(|(p, _)| p.starts_with(&prefix)).map(|(p, s)| (p.clone(), s.clone())).collect();
+        if parts.is_empty() {
+            return None;
+        }
+        parts.sort();
+        Some(parts)
+    }
+
+    /// Reads a chunked item's parts and checks the whole against its sha256.
+    fn read_chunked(&self, hash: &str, parts: &[(String, Option<String>)]) -> Result<Vec<u8>, RemoteError> {
+        let mut out = Vec::new();
+        for (i, (path, sha)) in parts.iter().enumerate() {
+            if *path != format!("{CHUNKS_DIR}/{hash}/{i:05}") {
+                return Err(RemoteError::Corrupt(format!("the parts of blob {hash} in {} are not numbered 0..{}", self.describe(), parts.len())));
+            }
+            let sha = match sha {
+                Some(s) => s.clone(),
+                None => return Err(RemoteError::Corrupt(format!("part {path} in {} has no known blob id", self.describe()))),
+            };
+            let cap = self.limits.max_blob_bytes.saturating_sub(out.len() as u64);
+            out.extend(self.get_blob_bytes(&sha, cap, path)?);
+        }
+        let actual = sha256_hex(&out);
+        if actual != hash {
+            return Err(RemoteError::Corrupt(format!(
+                "the parts of blob {hash} in {} join to content hashing to {actual}: a part is missing or altered",
+                self.describe()
+            )));
+        }
+        Ok(out)
     }
 
     /// The git blob sha of some file holding `hash` in the last-read (or any cached) snapshot.
@@ -965,10 +1312,11 @@ impl GithubRemote {
 impl Remote for GithubRemote {
     fn describe(&self) -> String {
         let host = self
+            .http
             .api_url
             .split("://")
             .nth(1)
-            .unwrap_or(&self.api_url)
+            .unwrap_or(&self.http.api_url)
             .split('/')
             .next()
             .unwrap_or("");
@@ -997,6 +1345,12 @@ impl Remote for GithubRemote {
         validate_hash(hash).map_err(|m| {
             RemoteError::Corrupt(format!("blob requested from {}: {m}", self.describe()))
         })?;
+        if let Some(bytes) = self.prefetched.lock().unwrap_or_else(|e| e.into_inner()).remove(hash) {
+            return Ok(bytes);
+        }
+        if let Some(parts) = self.chunk_parts(hash) {
+            return self.read_chunked(hash, &parts);
+        }
         let Some(sha) = self.locate_blob(hash)? else {
             return Err(RemoteError::Corrupt(format!(
                 "blob {hash} is not listed in any manifest read from {} (read the manifest first)",
@@ -1013,6 +1367,40 @@ impl Remote for GithubRemote {
             )));
         }
         Ok(bytes)
+    }
+
+    fn prefetch(&self, hashes: &[String]) -> Result<(), RemoteError> {
+        if hashes.len() < TARBALL_MIN_BLOBS {
+            return Ok(());
+        }
+        let Some(at) = self.cache().last_read.clone() else { return Ok(()) };
+        let Some(snap) = self.cache().snapshots.get(&at).cloned() else { return Ok(()) };
+        let want: HashSet<&str> = hashes.iter().map(String::as_str).collect();
+        let wanted: HashMap<String, String> = snap
+            .manifest
+            .entries
+            .iter()
+            .filter_map(|(k, e)| e.hash.as_deref().filter(|h| want.contains(h)).map(|h| (k.clone(), h.to_owned())))
+            .filter(|(k, _)| snap.files.contains_key(k))
+            .collect();
+        if wanted.len() < TARBALL_MIN_BLOBS {
+            return Ok(());
+        }
+        let total: u64 = snap.manifest.entries.values().map(|e| e.size).sum::<u64>().saturating_mul(2).saturating_add(1 << 20);
+        let (status, gz) = self.http.get_bytes(&format!("{}/tarball/{}", self.repo_path(), at.0), total)?;
+        if status != 200 {
+            // Not fatal: the blobs are fetched one by one instead.
+            tracing::info!("bulk download of {} from {} failed (HTTP {status}); fetching files one by one", at, self.describe());
+            return Ok(());
+        }
+        match tarball::extract(&gz[..], &wanted, self.limits.max_blob_bytes, total) {
+            Ok(out) => {
+                tracing::info!("bulk download: {} files from one tarball of {} bytes ({} skipped)", out.blobs.len(), gz.len(), out.rejected);
+                self.prefetched.lock().unwrap_or_else(|e| e.into_inner()).extend(out.blobs);
+            }
+            Err(e) => tracing::info!("bulk download of {} from {}: {e}; fetching files one by one", at, self.describe()),
+        }
+        Ok(())
     }
 
     fn commit(

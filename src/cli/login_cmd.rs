@@ -1,0 +1,172 @@
+//! `oc-sync login` / `oc-sync logout`: store (after checking it against GitHub) or remove the
+//! GitHub token oc-sync uses when neither the config nor the environment gives one.
+
+use std::io::{BufRead, IsTerminal, Read};
+
+use super::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Io};
+use crate::config::{self, Config, Secret};
+use crate::paths::Paths;
+use crate::token_store;
+
+/// Longest line read as a token (GitHub tokens are well under 300 characters).
+const MAX_TOKEN_LINE: u64 = 4096;
+
+/// A token that takes precedence over the stored one: (source, masked token, how to remove it).
+fn overriding_tokens(cfg: Option<&Config>, io: &Io<'_>, paths: &Paths) -> Vec<(String, String, String)> {
+    let mut v = Vec::new();
+    if let Some(t) = cfg.and_then(|c| c.token.as_ref()) {
+        v.push(("config".to_string(), t.masked(), format!("remove `token` from {}", paths.config_file.display())));
+    }
+    for var in ["GITHUB_TOKEN", "GH_TOKEN"] {
+        if let Some(t) = io.env.var(var).filter(|t| !t.trim().is_empty()) {
+            v.push((var.to_string(), Secret::new(t).masked(), format!("unset {var}")));
+        }
+    }
+    v
+}
+
+/// The host people know the API by: "github.com" for the public API, else the URL's host.
+pub(super) fn host_of(api_url: &str) -> String {
+    let u = api_url.trim().trim_end_matches('/');
+    if u == "https://api.github.com" {
+        return "github.com".into();
+    }
+    let rest = u.split_once("://").map_or(u, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest).to_string()
+}
+
+/// Reads one line from standard input (the token), without its line ending.
+fn read_token_line() -> std::io::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().take(MAX_TOKEN_LINE).read_line(&mut line)?;
+    Ok(line.trim().to_string())
+}
+
+fn fail(io: &mut Io<'_>, json: bool, msg: &str, code: i32) -> anyhow::Result<i32> {
+    if json {
+        writeln!(io.out, "{}", serde_json::json!({ "ok": false, "error": msg }))?;
+    } else {
+        writeln!(io.err, "{msg}")?;
+    }
+    Ok(code)
+}
+
+pub fn login(paths: &Paths, with_token: bool, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
+    let loaded = match config::load(paths, &io.env, None) {
+        Ok(l) => l,
+        Err(e) => return fail(io, json, &e.to_string(), EXIT_FAILURE),
+    };
+    for w in &loaded.warnings {
+        writeln!(io.err, "warning: {w}")?;
+    }
+    let cfg = loaded.config;
+    let raw = if with_token {
+        match read_token_line() {
+            Ok(t) => t,
+            Err(e) => return fail(io, json, &format!("cannot read the token from standard input: {e}"), EXIT_FAILURE),
+        }
+    } else if std::io::stdin().is_terminal() {
+        match rpassword::prompt_password("GitHub token: ") {
+            Ok(t) => t.trim().to_string(),
+            Err(e) => return fail(io, json, &format!("cannot read the token: {e}"), EXIT_FAILURE),
+        }
+    } else {
+        return fail(
+            io,
+            json,
+            "standard input is not a terminal, so oc-sync cannot ask for the token: pipe it in with \
+             `oc-sync login --with-token < token.txt`, or set GITHUB_TOKEN instead of logging in",
+            EXIT_USAGE,
+        );
+    };
+    if raw.is_empty() {
+        return fail(io, json, "no token given: paste a GitHub personal access token (see `oc-sync login --help`)", EXIT_FAILURE);
+    }
+    let token = Secret::new(raw);
+    let api_url = cfg.github_api_url.clone();
+    let (account, rate) = match crate::remote::github::http::check_token(&api_url, token.expose()) {
+        Ok(x) => x,
+        Err(e) => {
+            // The HTTP layer scrubs the token already; scrub again in case any path did not.
+            let msg = e.to_string().replace(token.expose(), &token.masked());
+            return fail(io, json, &format!("login failed, nothing was stored: {msg}"), EXIT_FAILURE);
+        }
+    };
+    let path = match token_store::save(paths, &token, Some(&account.login), Some(&api_url)) {
+        Ok(p) => p,
+        Err(e) => {
+            let p = token_store::path(paths);
+            return fail(io, json, &format!("the token works, but it cannot be stored in {}: {e}", p.display()), EXIT_FAILURE);
+        }
+    };
+    let overriding = overriding_tokens(Some(&cfg), io, paths);
+    let host = host_of(&api_url);
+    if json {
+        let v = serde_json::json!({
+            "ok": true,
+            "host": host,
+            "apiUrl": api_url,
+            "login": account.login,
+            "name": account.name,
+            "scopes": account.scopes,
+            "token": token.masked(),
+            "path": path,
+            "rateLimit": { "remaining": rate.remaining, "limit": rate.limit, "reset": rate.reset },
+            "overriddenBy": overriding.first().map(|(src, _, _)| src),
+        });
+        writeln!(io.out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(EXIT_OK);
+    }
+    writeln!(
+        io.out,
+        "Logged in to {host} as {} (token {} stored in {}, readable only by you).",
+        account.login,
+        token.masked(),
+        path.display()
+    )?;
+    if let Some((src, masked, how)) = overriding.first() {
+        let from = if src == "config" { "the config's `token`".to_string() } else { src.clone() };
+        writeln!(
+            io.out,
+            "Note: {from} ({masked}) takes precedence over the stored token; to use the stored one, {how}."
+        )?;
+    }
+    writeln!(io.out, "Next: oc-sync sync")?;
+    Ok(EXIT_OK)
+}
+
+pub fn logout(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
+    // Logging out must work even with a broken config: only the remaining-token hints need it.
+    let cfg = match config::load(paths, &io.env, None) {
+        Ok(l) => Some(l.config),
+        Err(e) => {
+            writeln!(io.err, "warning: the config cannot be read, so its `token` is not checked: {e}")?;
+            None
+        }
+    };
+    let path = token_store::path(paths);
+    let removed = match token_store::remove(paths) {
+        Ok(r) => r,
+        Err(e) => return fail(io, json, &format!("cannot remove {}: {e}", path.display()), EXIT_FAILURE),
+    };
+    let remaining = overriding_tokens(cfg.as_ref(), io, paths);
+    if json {
+        let rem: Vec<_> = remaining
+            .iter()
+            .map(|(src, masked, how)| serde_json::json!({ "source": src, "token": masked, "toRemove": how }))
+            .collect();
+        let v = serde_json::json!({ "ok": true, "removed": removed, "path": path, "remaining": rem });
+        writeln!(io.out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(EXIT_OK);
+    }
+    if removed {
+        writeln!(io.out, "Removed the stored GitHub token ({}).", path.display())?;
+    } else {
+        writeln!(io.out, "No stored GitHub token to remove ({} does not exist).", path.display())?;
+    }
+    for (src, masked, how) in &remaining {
+        let what = if src == "config" { "the config's `token`".to_string() } else { src.clone() };
+        writeln!(io.out, "{what} ({masked}) is still set and oc-sync keeps using it: {how}.")?;
+    }
+    Ok(EXIT_OK)
+}

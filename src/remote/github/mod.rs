@@ -378,10 +378,21 @@ impl GithubRemote {
             p.facts.rate = rate;
             p.facts.rate_s = Some(now_secs());
         }
-        if let Some(head) = &p.head {
+        {
+            // The head's snapshot when known, else the newest one read: later runs start from it
+            // (compare) instead of listing the whole tree.
             let c = self.cache();
-            if let Some(s) = c.snapshots.get(&Version(head.clone())) {
-                p.snapshot = Some(StoredSnapshot { version: head.clone(), tree_sha: s.tree_sha.clone(), manifest: s.manifest.clone(), files: s.files.clone() });
+            let pick = p
+                .head
+                .clone()
+                .map(Version)
+                .filter(|v| c.snapshots.contains_key(v))
+                .or_else(|| c.last_read.clone().filter(|v| c.snapshots.contains_key(v)))
+                .or_else(|| c.order.back().cloned());
+            if let Some(v) = pick
+                && let Some(s) = c.snapshots.get(&v)
+            {
+                p.snapshot = Some(StoredSnapshot { version: v.0, tree_sha: s.tree_sha.clone(), manifest: s.manifest.clone(), files: s.files.clone() });
             }
         }
         *self.persisted() = Persisted { snapshot: None, ..p.clone() };
@@ -569,10 +580,11 @@ impl GithubRemote {
         }
         let last_minute = p.content_writes.iter().filter(|t| now.saturating_sub(**t) < 60).count();
         if last_minute + n > CONTENT_PER_MINUTE && last_minute > 0 {
-            return Err(RemoteError::RateLimited(format!(
+            return Err(RemoteError::RateLimited(
                 "oc-sync holds this push for up to a minute to stay under GitHub's limit of 80 content-creating \
                  requests per minute; your changes are kept and pushed then"
-            )));
+                    .into(),
+            ));
         }
         Ok(())
     }
@@ -609,9 +621,16 @@ impl GithubRemote {
                         truncate(sha, 80)
                     )));
                 }
-                let mut p = self.persisted();
-                p.ref_etag = r.etag.clone();
-                p.head = Some(sha.to_owned());
+                let changed = {
+                    let mut p = self.persisted();
+                    let changed = p.ref_etag != r.etag || p.head.as_deref() != Some(sha);
+                    p.ref_etag = r.etag.clone();
+                    p.head = Some(sha.to_owned());
+                    changed
+                };
+                if changed {
+                    self.save_persisted();
+                }
                 Some(Version(sha.to_owned()))
             }
             // 404: no such branch yet; 409: "Git Repository is empty".

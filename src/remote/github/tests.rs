@@ -29,7 +29,26 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 fn connect(gh: &FakeGithub) -> GithubRemote {
-    GithubRemote::connect(&gh.url, gh.token(), OWNER, REPO, "main").unwrap()
+    GithubRemote::connect(&gh.url, gh.token(), OWNER, REPO, "main").unwrap().with_retry_unit(Duration::from_millis(5))
+}
+
+fn settings(gh: &FakeGithub, cache: &Path) -> GithubSettings {
+    GithubSettings {
+        api_url: gh.url.clone(),
+        token: gh.token().to_owned(),
+        owner: None,
+        repo: REPO.into(),
+        branch: None,
+        cache_file: Some(cache.join("github.json")),
+    }
+}
+
+fn open(gh: &FakeGithub, cache: &Path) -> GithubRemote {
+    GithubRemote::open(&settings(gh, cache)).unwrap().with_retry_unit(Duration::from_millis(5))
+}
+
+fn requests(gh: &FakeGithub) -> Vec<String> {
+    gh.requests().iter().map(|r| format!("{} {} {}", r.method, r.path, r.status)).collect()
 }
 
 fn entry(hash: Option<&str>, size: u64, machine: &str, n: u64) -> Entry {
@@ -283,20 +302,48 @@ async fn tombstones_and_removals_delete_files() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn rate_limit_is_busy_with_retry_time() {
-    let gh = fake().await;
+async fn rate_limits_and_server_errors_are_retried_or_reported() {
+    let gh = Arc::new(
+        FakeGithub::start(FakeOptions { fault_retry_after: 2, ..Default::default() }).await.unwrap(),
+    );
+    gh.add_repo(OWNER, REPO, true, true);
     let g = gh.clone();
     blocking(move || {
         let r = connect(&g);
+        // A short Retry-After is waited for, then the request succeeds.
         g.faults().fail_next("/repos/*/git/ref/*", 1, 429);
+        assert!(r.head().unwrap().is_some());
+        g.faults().fail_next("/repos/*/git/ref/*", 2, 403);
+        assert!(r.head().unwrap().is_some());
+        // Still limited after two waits: RateLimited, with the wait named.
+        g.faults().fail_next("/repos/*/git/ref/*", 3, 429);
         let err = r.head().unwrap_err();
-        assert!(matches!(err, RemoteError::Busy(_)), "{err}");
-        assert!(err.to_string().contains("60 seconds"), "{err}");
-        g.faults().fail_next("/repos/*/git/ref/*", 1, 502);
+        assert!(matches!(err, RemoteError::RateLimited(_)), "{err}");
+        assert!(err.to_string().contains("2 seconds"), "{err}");
+        // 5xx and dropped connections are retried (4 attempts in all).
+        g.faults().fail_next("/repos/*/git/ref/*", 3, 502);
+        assert!(r.head().unwrap().is_some());
+        g.faults().drop_next("/repos/*/git/ref/*", 2);
+        assert!(r.head().unwrap().is_some());
+        g.faults().fail_next("/repos/*/git/ref/*", 4, 500);
         let err = r.head().unwrap_err();
         assert!(matches!(err, RemoteError::Unreachable(_)), "{err}");
         assert!(!err.to_string().contains(g.token()));
         assert!(r.head().unwrap().is_some());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exhausted_primary_limit_is_rate_limited_until_reset() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let r = connect(&g);
+        g.faults().set_rate_remaining(0);
+        let err = r.head().unwrap_err();
+        assert!(matches!(err, RemoteError::RateLimited(_)), "{err}");
+        assert!(err.to_string().contains("resets in"), "{err}");
     })
     .await;
 }
@@ -517,4 +564,232 @@ fn names_are_checked() {
             && !valid_branch("x.lock")
     );
     assert!(valid_oid(&"a".repeat(40)) && !valid_oid(&"A".repeat(40)) && !valid_oid("abc"));
+}
+
+// ---- opening the configured repository -------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_creates_a_missing_repository_private_and_waits_for_its_branch() {
+    let gh = Arc::new(FakeGithub::start(FakeOptions { ref_unreadable_after_create: 2, ..Default::default() }).await.unwrap());
+    let g = gh.clone();
+    blocking(move || {
+        let t = tempfile::tempdir().unwrap();
+        let r = open(&g, t.path());
+        assert_eq!((r.owner(), r.repo(), r.branch()), (OWNER, REPO, "main"));
+        let reqs = requests(&g);
+        let create = g.requests().into_iter().find(|q| q.method == "POST" && q.path == "/user/repos").expect("repo created");
+        assert_eq!(create.request_json().unwrap()["private"], true, "{reqs:?}");
+        assert!(reqs.iter().filter(|q| q.contains("/git/ref/heads/main 409")).count() == 2, "{reqs:?}");
+        // The cache remembers owner, branch and visibility: a second open sends nothing.
+        g.clear_requests();
+        let r2 = open(&g, t.path());
+        assert_eq!(r2.branch(), "main");
+        assert!(requests(&g).is_empty(), "{:?}", requests(&g));
+        let facts = cache::read_facts(&t.path().join("github.json")).unwrap();
+        assert_eq!((facts.visibility.as_str(), facts.login.as_deref()), ("private", Some(OWNER)));
+        let text = std::fs::read_to_string(t.path().join("github.json")).unwrap();
+        assert!(!text.contains(g.token()));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_refuses_public_and_foreign_missing_repositories_and_bad_tokens() {
+    let gh = Arc::new(FakeGithub::start(FakeOptions::default()).await.unwrap());
+    gh.add_repo(OWNER, REPO, false, true);
+    let g = gh.clone();
+    blocking(move || {
+        let t = tempfile::tempdir().unwrap();
+        let err = GithubRemote::open(&settings(&g, t.path())).unwrap_err();
+        assert!(matches!(err, RemoteError::Denied(_)) && err.to_string().contains("public"), "{err}");
+        let mut s = settings(&g, t.path());
+        s.owner = Some("some-org".into());
+        let err = GithubRemote::open(&s).unwrap_err();
+        assert!(err.to_string().contains("only in your own account"), "{err}");
+        let mut s = settings(&g, t.path());
+        s.token = "ghp_wrongwrongwrongwrong".into();
+        let err = GithubRemote::open(&s).unwrap_err();
+        assert!(matches!(err, RemoteError::Denied(_)) && err.to_string().contains("wrong, expired or revoked"), "{err}");
+        assert!(!err.to_string().contains("ghp_wrongwrongwrongwrong"));
+        let mut s = settings(&g, t.path());
+        s.api_url = "http://example.com".into();
+        assert!(GithubRemote::open(&s).unwrap_err().to_string().contains("unencrypted"));
+        // Made private: accepted; made public again: the next write (after a fresh open) refuses.
+        g.set_private(OWNER, REPO, true);
+        let r = open(&g, t.path());
+        assert!(r.head().unwrap().is_some());
+        g.set_private(OWNER, REPO, false);
+        let fresh = tempfile::tempdir().unwrap();
+        assert!(GithubRemote::open(&settings(&g, fresh.path())).unwrap_err().to_string().contains("public"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_repository_is_initialised_through_the_contents_api() {
+    let gh = Arc::new(FakeGithub::start(FakeOptions::default()).await.unwrap());
+    gh.add_repo(OWNER, REPO, true, false);
+    let g = gh.clone();
+    blocking(move || {
+        let t = tempfile::tempdir().unwrap();
+        let r = open(&g, t.path());
+        let head = r.head().unwrap().expect("initialised");
+        let m = r.manifest(&head).unwrap();
+        assert!(m.entries.is_empty());
+        let out = r.commit(Some(&head), put(&[("config/a.md", b"A\n")])).unwrap();
+        assert!(matches!(out, CommitOutcome::Committed(_)));
+        let dir = g.repo_git_dir(OWNER, REPO);
+        assert_eq!(git(&dir, &["show", "main:config/a.md"]).1, "A\n");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_sync_is_one_conditional_request_across_runs() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let t = tempfile::tempdir().unwrap();
+        let cfg = config();
+        let a = Machine::new(t.path(), "a");
+        for i in 0..50 {
+            a.put(&format!("config/agents/a{i}.md"), &format!("agent {i}\n"));
+        }
+        let opts = SyncOptions::default();
+        {
+            let r = open(&g, t.path());
+            a.syncer("a", &cfg, &r).sync(&opts).unwrap();
+        }
+        // A new process (new remote object): idle.
+        g.clear_requests();
+        {
+            let r = open(&g, t.path());
+            let rep = a.syncer("a", &cfg, &r).sync(&opts).unwrap();
+            assert!(rep.pushed.is_empty() && rep.pulled.is_empty());
+        }
+        let first_idle = requests(&g);
+        g.clear_requests();
+        {
+            let r = open(&g, t.path());
+            a.syncer("a", &cfg, &r).sync(&opts).unwrap();
+        }
+        let idle = requests(&g);
+        assert!(first_idle.len() == 1, "{first_idle:?}");
+        assert_eq!(idle.len(), 1, "{idle:?}");
+        assert!(idle[0].starts_with("GET /repos/octo-user/sync/git/ref/heads/main 304"), "{idle:?}");
+        // One change, new process: at most 4 requests.
+        a.put("config/agents/a7.md", "changed\n");
+        g.clear_requests();
+        {
+            let r = open(&g, t.path());
+            a.syncer("a", &cfg, &r).sync(&opts).unwrap();
+        }
+        let one = requests(&g);
+        assert!(one.len() <= 4, "{one:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_pull_uses_the_tarball_and_later_pulls_only_the_change() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let t = tempfile::tempdir().unwrap();
+        let cfg = config();
+        let a = Machine::new(t.path(), "a");
+        let b = Machine::new(t.path(), "b");
+        for i in 0..120 {
+            a.put(&format!("config/skills/s{}/f{i}.md", i % 12), &format!("skill {i}\n"));
+        }
+        let opts = SyncOptions::default();
+        let ra = open(&g, &t.path().join("ca"));
+        a.syncer("a", &cfg, &ra).sync(&opts).unwrap();
+        g.clear_requests();
+        let rb = open(&g, &t.path().join("cb"));
+        let rep = b.syncer("b", &cfg, &rb).sync(&opts).unwrap();
+        assert_eq!(rep.pulled.len(), 120);
+        let first = requests(&g);
+        assert!(first.len() <= 8, "{first:?}");
+        assert!(first.iter().any(|q| q.contains("/tarball/")), "{first:?}");
+        assert_eq!(b.get("config/skills/s3/f99.md").as_deref(), Some("skill 99\n"));
+        // One change on a; b pulls it: compare + manifest + blob, no full listing.
+        a.put("config/skills/s0/f0.md", "new\n");
+        a.syncer("a", &cfg, &ra).sync(&opts).unwrap();
+        g.clear_requests();
+        let rep = b.syncer("b", &cfg, &rb).sync(&opts).unwrap();
+        assert_eq!(rep.pulled, vec!["config/skills/s0/f0.md".to_string()]);
+        let one = requests(&g);
+        assert!(one.len() <= 4, "{one:?}");
+        assert!(one.iter().any(|q| q.contains("/compare/")), "{one:?}");
+        assert!(!one.iter().any(|q| q.contains("recursive")), "{one:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_item_over_githubs_file_limit_is_stored_in_checked_parts() {
+    let gh = Arc::new(FakeGithub::start(FakeOptions { max_file_size: 3000, ..Default::default() }).await.unwrap());
+    gh.add_repo(OWNER, REPO, true, true);
+    let g = gh.clone();
+    blocking(move || {
+        let r = connect(&g).with_chunk_bytes(2048);
+        let big: Vec<u8> = (0..7000u32).map(|i| (i % 251) as u8).collect();
+        let head = r.head().unwrap();
+        r.manifest(head.as_ref().unwrap()).unwrap();
+        let v1 = match r.commit(head.as_ref(), put(&[("state/big.bin", &big), ("config/small.md", b"s\n")])).unwrap() {
+            CommitOutcome::Committed(v) => v,
+            other => panic!("{other:?}"),
+        };
+        let dir = g.repo_git_dir(OWNER, REPO);
+        let (_, ls) = git(&dir, &["ls-tree", "-r", "--name-only", "main"]);
+        let hash = sha256_hex(&big);
+        assert!(ls.contains(&format!(".oc-sync/chunks/{hash}/00003")), "{ls}");
+        assert!(!ls.lines().any(|l| l == "state/big.bin"), "{ls}");
+        // Another process reads it back, checked.
+        let r2 = connect(&g);
+        let m = r2.manifest(&v1).unwrap();
+        assert_eq!(m.entries["state/big.bin"].hash.as_deref(), Some(hash.as_str()));
+        assert_eq!(r2.blob(&hash).unwrap(), big);
+        // Replaced by a small version: the parts go away.
+        let v2 = match r.commit(Some(&v1), put(&[("state/big.bin", b"small now")])).unwrap() {
+            CommitOutcome::Committed(v) => v,
+            other => panic!("{other:?}"),
+        };
+        let (_, ls) = git(&dir, &["ls-tree", "-r", "--name-only", &v2.0]);
+        assert!(!ls.contains(".oc-sync/chunks/"), "{ls}");
+        assert!(ls.lines().any(|l| l == "state/big.bin"), "{ls}");
+        let (ok, out) = git(&dir, &["fsck", "--strict"]);
+        assert!(ok, "{out}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_stay_under_the_content_creation_limit() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let t = tempfile::tempdir().unwrap();
+        let r = open(&g, t.path());
+        let mut head = r.head().unwrap();
+        let mut refused = None;
+        for i in 0..40 {
+            let text = format!("v{i}\n");
+            match r.commit(head.as_ref(), put(&[("config/a.md", text.as_bytes())])) {
+                Ok(CommitOutcome::Committed(v)) => head = Some(v),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => {
+                    refused = Some((i, e));
+                    break;
+                }
+            }
+        }
+        let (i, e) = refused.expect("held back before GitHub's 80/minute");
+        assert!(matches!(e, RemoteError::RateLimited(_)), "{e}");
+        assert!(i * 3 <= 70, "{i}");
+        // GitHub itself never refused anything.
+        assert!(g.requests().iter().all(|q| q.status < 400 || q.status == 404 || q.status == 409), "{:?}", requests(&g));
+    })
+    .await;
 }

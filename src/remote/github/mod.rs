@@ -60,6 +60,8 @@ const MAX_MESSAGE_BYTES: usize = 4096;
 /// Items larger than this are stored as several blobs under `.oc-sync/chunks/<sha256>/` (GitHub
 /// refuses files over 100 MB); the manifest's sha256 of the whole item is their checksum.
 pub const CHUNK_BYTES: usize = 48 << 20;
+/// Largest inline content sent in one `POST git/trees` request; more goes into further requests.
+pub const TREE_REQUEST_MAX: usize = 8 << 20;
 /// Where chunked items' parts live.
 pub const CHUNKS_DIR: &str = ".oc-sync/chunks";
 /// A pull needing at least this many blobs downloads the commit's tarball instead.
@@ -86,6 +88,8 @@ pub struct GithubRemote {
     cache_file: Option<PathBuf>,
     /// Blobs downloaded in bulk by `prefetch`, by sha256.
     prefetched: Mutex<HashMap<String, Vec<u8>>>,
+    /// Status of the last branch read that found no branch (404 missing, 409 empty repository).
+    last_ref_status: Mutex<u16>,
 }
 
 /// How to reach the sync repository (see [`GithubRemote::open`]).
@@ -174,6 +178,23 @@ struct BlobBody {
 #[derive(Deserialize)]
 struct FormatOnly {
     format: u32,
+}
+
+/// Splits tree entries into batches whose inline contents stay under `max` bytes (an entry
+/// bigger than `max` alone gets a batch of its own). Order is kept; never returns no batch.
+fn split_tree_entries(entries: Vec<Value>, max: usize) -> Vec<Vec<Value>> {
+    let mut out: Vec<Vec<Value>> = vec![Vec::new()];
+    let mut size = 0usize;
+    for e in entries {
+        let n = e["content"].as_str().map_or(0, str::len) + e["path"].as_str().map_or(0, str::len) + 64;
+        if size + n > max && !out.last().is_some_and(Vec::is_empty) {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size += n;
+        out.last_mut().expect("never empty").push(e);
+    }
+    out
 }
 
 /// Checks owner, repository and (optional) branch names before they go into a URL.
@@ -276,7 +297,18 @@ impl GithubRemote {
         let mut me = GithubRemote::with_http(http, &owner, &s.repo, s.branch.as_deref().unwrap_or("main"), s.cache_file.clone(), persisted);
         let (info, created) = match me.read_repo(None)? {
             Some(info) => (info, false),
-            None => (me.create_repo(login.as_deref())?, true),
+            None => {
+                // Only the token's own account gets a repository created: learn it if unknown.
+                let login = match login {
+                    Some(l) => l,
+                    None => {
+                        let l = me.http.user()?.login;
+                        me.persisted().facts.login = Some(l.clone());
+                        l
+                    }
+                };
+                (me.create_repo(Some(&login))?, true)
+            }
         };
         if s.branch.is_none() {
             let b = info["default_branch"].as_str().unwrap_or("main");
@@ -286,7 +318,9 @@ impl GithubRemote {
             me.branch = b.to_owned();
         }
         me.check_private(&info)?;
-        if created {
+        // A new repository has only its default branch (readable after a moment); a configured
+        // other branch is created by the first commit.
+        if created && s.branch.as_deref().is_none_or(|b| info["default_branch"].as_str() == Some(b)) {
             me.wait_for_ref();
         }
         me.ensure_initialised()?;
@@ -320,6 +354,7 @@ impl GithubRemote {
             persist: Mutex::new(persisted),
             cache_file,
             prefetched: Mutex::new(HashMap::new()),
+            last_ref_status: Mutex::new(0),
         }
     }
 
@@ -535,8 +570,7 @@ impl GithubRemote {
             return Ok(());
         }
         let what = format!("check whether {} has any commit", self.name());
-        let r = self.send("GET", &format!("{}/git/trees/{}", self.repo_path(), self.branch), None)?;
-        if r.status != 409 {
+        if self.read_head()?.is_some() || *self.last_ref_status.lock().unwrap_or_else(|e| e.into_inner()) != 409 {
             return Ok(());
         }
         let what_init = format!("create the first commit of the empty repository {}", self.name());
@@ -635,6 +669,7 @@ impl GithubRemote {
             }
             // 404: no such branch yet; 409: "Git Repository is empty".
             404 | 409 => {
+                *self.last_ref_status.lock().unwrap_or_else(|e| e.into_inner()) = r.status;
                 let mut p = self.persisted();
                 p.ref_etag = None;
                 p.head = None;
@@ -1139,13 +1174,24 @@ impl GithubRemote {
         tree.push(json!({"path": MANIFEST_PATH, "mode": "100644", "type": "blob", "content": manifest_text}));
         new_files.insert(MANIFEST_PATH.to_owned(), None);
 
-        let mut tree_body = json!({"tree": tree});
-        if let Some(b) = &base {
-            tree_body["base_tree"] = json!(b.tree_sha);
+        // One tree request, or several (each on top of the previous) when the inline contents
+        // would make one request too big.
+        let batches = split_tree_entries(tree, TREE_REQUEST_MAX);
+        if batches.len() > 1 {
+            self.reserve_content_writes(batches.len() - 1)?;
+            self.record_content_writes(batches.len() - 1);
         }
+        let mut tree_sha = base.as_ref().map(|b| b.tree_sha.clone());
         let what = format!("create the new file tree in {}", self.name());
-        let v = self.post_json(&what, "/git/trees", &tree_body)?;
-        let tree_sha = self.sha_of(&what, &v)?;
+        for batch in batches {
+            let mut tree_body = json!({"tree": batch});
+            if let Some(t) = &tree_sha {
+                tree_body["base_tree"] = json!(t);
+            }
+            let v = self.post_json(&what, "/git/trees", &tree_body)?;
+            tree_sha = Some(self.sha_of(&what, &v)?);
+        }
+        let tree_sha = tree_sha.expect("at least the manifest is written");
 
         let message = if changes.message.trim().is_empty() {
             "oc-sync".to_owned()

@@ -553,6 +553,14 @@ async fn a_one_file_change_after_a_large_push_takes_at_most_4_requests() {
 }
 
 #[test]
+fn tree_entries_are_split_by_inline_size() {
+    let e = |n: usize| json!({"path": "p", "content": "x".repeat(n)});
+    let b = split_tree_entries(vec![e(100), e(100), e(500), e(10)], 400);
+    assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 1, 1]);
+    assert_eq!(split_tree_entries(vec![], 10).len(), 1);
+}
+
+#[test]
 fn names_are_checked() {
     assert!(valid_name("oc-sync.data_1"));
     assert!(!valid_name("a/b") && !valid_name("..") && !valid_name(""));
@@ -790,6 +798,27 @@ async fn pushes_stay_under_the_content_creation_limit() {
         assert!(i * 3 <= 70, "{i}");
         // GitHub itself never refused anything.
         assert!(g.requests().iter().all(|q| q.status < 400 || q.status == 404 || q.status == 409), "{:?}", requests(&g));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_too_big_for_one_tree_request_is_split() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let r = connect(&g);
+        let files: Vec<(String, Vec<u8>)> = (0..10).map(|i| (format!("state/f{i}.txt"), format!("{i}").repeat(900_000).into_bytes())).collect();
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, b)| (k.as_str(), b.as_slice())).collect();
+        let head = r.head().unwrap();
+        r.manifest(head.as_ref().unwrap()).unwrap();
+        g.clear_requests();
+        assert!(matches!(r.commit(head.as_ref(), put(&refs)).unwrap(), CommitOutcome::Committed(_)));
+        let trees = g.requests().iter().filter(|q| q.method == "POST" && q.path.ends_with("/git/trees")).count();
+        assert_eq!(trees, 2, "{:?}", requests(&g));
+        let dir = g.repo_git_dir(OWNER, REPO);
+        let (_, ls) = git(&dir, &["ls-tree", "-r", "--name-only", "main"]);
+        assert_eq!(ls.lines().filter(|l| l.starts_with("state/f")).count(), 10, "{ls}");
     })
     .await;
 }

@@ -91,12 +91,15 @@ fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// (files, bytes, folders) of a generated corpus, and the files to change later.
+type Corpus = ((usize, u64, usize), Vec<PathBuf>);
+
 /// Writes `n` files (at least the fixed ones) into the OpenCode config and state dirs of `home`.
 /// Returns (files, bytes, folders) and the config-relative paths of a few files to change later.
-fn make_corpus(home: &Path, n: usize) -> ((usize, u64, usize), Vec<PathBuf>) {
+fn make_corpus(home: &Path, n: usize) -> Corpus {
     let cfg = home.join(".config/opencode");
     let st = home.join(".local/state/opencode");
-    let mut rng = Rng(0x0C5_1C);
+    let mut rng = Rng(0x0C51_C0DE);
     let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     // Fixed files: the root config, AGENTS.md, 10 themes, the 5 state files.
     files.push((cfg.join("opencode.json"), serde_json::to_vec_pretty(&json!({
@@ -163,7 +166,7 @@ struct Machine {
 }
 
 impl Machine {
-    fn new(id: &str, gh: &FakeGithub, corpus: Option<usize>) -> (Machine, Option<((usize, u64, usize), Vec<PathBuf>)>) {
+    fn new(id: &str, gh: &FakeGithub, corpus: Option<usize>) -> (Machine, Option<Corpus>) {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().to_path_buf();
         write(&home.join(".config/opencode/opencode-sync.json"), serde_json::to_string_pretty(&json!({ "machineId": id })).unwrap().as_bytes());
@@ -195,7 +198,7 @@ fn endpoint(r: &Req) -> String {
         ["repos", _, _] => "repo".to_string(),
         ["repos", _, _, "git", "ref" | "refs", ..] => "ref".to_string(),
         ["repos", _, _, "git", kind] => kind.to_string(),
-        ["repos", _, _, "git", kind, ..] => format!("{}", kind.trim_end_matches('s')),
+        ["repos", _, _, "git", kind, ..] => kind.trim_end_matches('s').to_string(),
         ["repos", _, _, kind, ..] => kind.to_string(),
         _ => path.to_string(),
     };

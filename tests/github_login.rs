@@ -7,11 +7,8 @@ use std::process::{Command, Stdio};
 
 use fake_github::{FakeGithub, FakeOptions};
 
-struct Out {
-    code: i32,
-    out: String,
-    err: String,
-}
+mod common;
+use common::Out;
 
 /// Runs `oc-sync args` with its own HOME, only PATH and GITHUB_API_URL set, `stdin` fed in (None:
 /// stdin is /dev/null, which is not a terminal).
@@ -37,12 +34,7 @@ async fn oc_sync(home: &Path, api_url: &str, args: &[&str], stdin: Option<String
             let mut s = child.stdin.take().unwrap();
             s.write_all(text.as_bytes()).unwrap();
         }
-        let o = child.wait_with_output().unwrap();
-        Out {
-            code: o.status.code().unwrap_or(-1),
-            out: String::from_utf8_lossy(&o.stdout).into_owned(),
-            err: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        Out::from_output(child.wait_with_output().unwrap())
     })
     .await
     .unwrap()

@@ -5,6 +5,8 @@
 //! The fake runs on the test's multi-thread runtime; every run of the binary happens inside
 //! `spawn_blocking`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,17 +16,7 @@ use serde_json::Value;
 
 const REPO: &str = ".opencode-sync";
 
-struct Out {
-    code: i32,
-    out: String,
-    err: String,
-}
-
-impl Out {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.out, self.err)
-    }
-}
+use common::Out;
 
 struct Machine {
     _dir: tempfile::TempDir,
@@ -94,12 +86,7 @@ impl Machine {
             cmd.env(k, v);
         }
         tokio::task::spawn_blocking(move || {
-            let o = cmd.output().expect("run oc-sync");
-            Out {
-                code: o.status.code().unwrap_or(-1),
-                out: String::from_utf8_lossy(&o.stdout).into_owned(),
-                err: String::from_utf8_lossy(&o.stderr).into_owned(),
-            }
+            Out::from_output(cmd.output().expect("run oc-sync"))
         })
         .await
         .unwrap()
@@ -123,31 +110,10 @@ impl Machine {
     }
     /// The synced files of this machine (OpenCode config and state folders, oc-sync's own config left out).
     fn synced_files(&self) -> BTreeMap<String, Vec<u8>> {
-        let mut out = BTreeMap::new();
-        for (tag, root) in [("config", self.cfg_dir()), ("state", self.state_dir())] {
-            walk(&root, tag, &mut out);
-        }
-        out.remove("config/opencode-sync.json");
-        out.remove("config/opencode-sync.overrides.jsonc");
-        out
+        common::synced_files(&self.cfg_dir(), &self.state_dir())
     }
 }
 
-fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Vec<u8>>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    for e in rd {
-        let e = e.unwrap();
-        let r = format!("{rel}/{}", e.file_name().to_string_lossy());
-        let ft = e.file_type().unwrap();
-        if ft.is_dir() {
-            walk(&e.path(), &r, out);
-        } else if ft.is_file() {
-            out.insert(r, std::fs::read(e.path()).unwrap());
-        } else {
-            out.insert(r, b"<symlink>".to_vec());
-        }
-    }
-}
 
 async fn start(opts: FakeOptions) -> FakeGithub {
     FakeGithub::start(opts).await.expect("start the fake GitHub")

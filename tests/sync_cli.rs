@@ -1,6 +1,8 @@
 //! Drives the real `oc-sync` binary on 2-3 simulated machines (one HOME each) sharing one folder
 //! remote through OC_SYNC_REMOTE.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -78,35 +80,13 @@ impl Machine {
     }
     /// The synced files of this machine (OpenCode config and state folders, oc-sync's own config left out).
     fn synced_files(&self) -> BTreeMap<String, Vec<u8>> {
-        let mut out = BTreeMap::new();
-        for (tag, root) in [("config", self.cfg_dir()), ("state", self.state_dir())] {
-            walk(&root, tag, &mut out);
-        }
-        out.remove("config/opencode-sync.json");
-        out.remove("config/opencode-sync.overrides.jsonc");
-        out
-    }
-}
-
-fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Vec<u8>>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
-    for e in rd {
-        let e = e.unwrap();
-        let r = format!("{rel}/{}", e.file_name().to_string_lossy());
-        let ft = e.file_type().unwrap();
-        if ft.is_dir() {
-            walk(&e.path(), &r, out);
-        } else if ft.is_file() {
-            out.insert(r, std::fs::read(e.path()).unwrap());
-        } else {
-            out.insert(r, b"<symlink>".to_vec());
-        }
+        common::synced_files(&self.cfg_dir(), &self.state_dir())
     }
 }
 
 fn all_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
-    walk(dir, "", &mut out);
+    common::walk(dir, "", &mut out);
     out
 }
 

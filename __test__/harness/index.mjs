@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 
 export * from "./fake-model.mjs";
+export * from "./fake-github.mjs";
 export * from "./machine.mjs";
 export * from "./package.mjs";
 

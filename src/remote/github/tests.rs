@@ -47,6 +47,12 @@ fn open(gh: &FakeGithub, cache: &Path) -> GithubRemote {
     GithubRemote::open(&settings(gh, cache)).unwrap().with_retry_unit(Duration::from_millis(5))
 }
 
+/// One sync of `m` through a freshly opened remote (as a new `oc-sync` process would).
+fn sync_in_new_process(gh: &FakeGithub, cache: &Path, m: &Machine, cfg: &Config) -> crate::sync::run::SyncReport {
+    let r = open(gh, cache);
+    m.syncer("a", cfg, &r).sync(&SyncOptions::default()).unwrap()
+}
+
 fn requests(gh: &FakeGithub) -> Vec<String> {
     gh.requests().iter().map(|r| format!("{} {} {}", r.method, r.path, r.status)).collect()
 }
@@ -663,24 +669,14 @@ async fn an_idle_sync_is_one_conditional_request_across_runs() {
         for i in 0..50 {
             a.put(&format!("config/agents/a{i}.md"), &format!("agent {i}\n"));
         }
-        let opts = SyncOptions::default();
-        {
-            let r = open(&g, t.path());
-            a.syncer("a", &cfg, &r).sync(&opts).unwrap();
-        }
+        sync_in_new_process(&g, t.path(), &a, &cfg);
         // A new process (new remote object): idle.
         g.clear_requests();
-        {
-            let r = open(&g, t.path());
-            let rep = a.syncer("a", &cfg, &r).sync(&opts).unwrap();
-            assert!(rep.pushed.is_empty() && rep.pulled.is_empty());
-        }
+        let rep = sync_in_new_process(&g, t.path(), &a, &cfg);
+        assert!(rep.pushed.is_empty() && rep.pulled.is_empty());
         let first_idle = requests(&g);
         g.clear_requests();
-        {
-            let r = open(&g, t.path());
-            a.syncer("a", &cfg, &r).sync(&opts).unwrap();
-        }
+        sync_in_new_process(&g, t.path(), &a, &cfg);
         let idle = requests(&g);
         assert!(first_idle.len() == 1, "{first_idle:?}");
         assert_eq!(idle.len(), 1, "{idle:?}");
@@ -688,10 +684,7 @@ async fn an_idle_sync_is_one_conditional_request_across_runs() {
         // One change, new process: at most 4 requests.
         a.put("config/agents/a7.md", "changed\n");
         g.clear_requests();
-        {
-            let r = open(&g, t.path());
-            a.syncer("a", &cfg, &r).sync(&opts).unwrap();
-        }
+        sync_in_new_process(&g, t.path(), &a, &cfg);
         let one = requests(&g);
         assert!(one.len() <= 4, "{one:?}");
     })

@@ -1,0 +1,53 @@
+//! Helpers shared by the integration tests that drive the `oc-sync` binary on simulated machines.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// What one run of the binary printed.
+pub struct Out {
+    pub code: i32,
+    pub out: String,
+    pub err: String,
+}
+
+impl Out {
+    pub fn from_output(o: std::process::Output) -> Out {
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            out: String::from_utf8_lossy(&o.stdout).into_owned(),
+            err: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.out, self.err)
+    }
+}
+
+/// The synced files of a machine: its OpenCode config and state folders (as `config/...`,
+/// `state/...`), oc-sync's own config files left out.
+pub fn synced_files(cfg_dir: &Path, state_dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for (tag, root) in [("config", cfg_dir), ("state", state_dir)] {
+        walk(root, tag, &mut out);
+    }
+    out.remove("config/opencode-sync.json");
+    out.remove("config/opencode-sync.overrides.jsonc");
+    out
+}
+
+pub fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Vec<u8>>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd {
+        let e = e.unwrap();
+        let r = format!("{rel}/{}", e.file_name().to_string_lossy());
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            walk(&e.path(), &r, out);
+        } else if ft.is_file() {
+            out.insert(r, std::fs::read(e.path()).unwrap());
+        } else {
+            out.insert(r, b"<symlink>".to_vec());
+        }
+    }
+}

@@ -101,7 +101,7 @@ function tree() {
 const AGENT = "# Reviewer\nReview carefully.\n"
 const AGENTS_MD = "Always write tests.\r\nNo trailing newline on purpose: ünïcödé"
 
-test("OpenCode on A pushes to GitHub and OpenCode on B pulls it", async () => {
+test("OpenCode on A pushes to GitHub and OpenCode on B pulls it", async (t) => {
   const a = await machine("a")
   const b = await machine("b")
   write(a, "agents/review.md", AGENT)
@@ -118,6 +118,7 @@ test("OpenCode on A pushes to GitHub and OpenCode on B pulls it", async () => {
   const rb = await runOpencode(b)
   assert.deepEqual(readBytes(b, "agents/review.md"), Buffer.from(AGENT), `${rb.stderr}\n${diagnostics(b)}`)
   assert.deepEqual(readBytes(b, "AGENTS.md"), Buffer.from(AGENTS_MD))
+  t.diagnostic(`opencode run: A ${ra.ms} ms, B ${rb.ms} ms`)
 })
 
 test("no token leaks: not in oc-sync's logs, not in OpenCode's logs, not in the GitHub cache file (mode 0600)", async () => {
@@ -157,12 +158,13 @@ test("no token leaks: not in oc-sync's logs, not in OpenCode's logs, not in the 
   assert.equal(grep.status, 1, `the sync repository contains the token:\n${grep.stdout}`)
 })
 
-test("GitHub unreachable costs nothing: opencode run exits 0 quickly with the answer", async () => {
+test("GitHub unreachable costs nothing: opencode run exits 0 quickly with the answer", async (t) => {
   const port = await closedPort()
   const c = await machine("c", { GITHUB_API_URL: `http://127.0.0.1:${port}` })
   write(c, "agents/offline.md", "made offline\n")
   const r = await runOpencode(c)
   assert.ok(r.ms < HANG_MS, `took ${r.ms} ms`)
+  t.diagnostic(`opencode run with GitHub unreachable: ${r.ms} ms`)
   assert.equal(r.stderr.includes(TOKEN), false)
   for (const [file, text] of ocSyncLogs(c)) assert.equal(text.includes(TOKEN), false, `${file} contains the token`)
 })

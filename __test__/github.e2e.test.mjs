@@ -113,11 +113,18 @@ test("OpenCode on A pushes to GitHub and OpenCode on B pulls it", async (t) => {
   assert.ok(fs.existsSync(gh.gitDir(OWNER, REPO)), `no ${OWNER}/${REPO} on the fake GitHub\n${ra.stderr}\n${diagnostics(a)}`)
   assert.equal(gh.show(OWNER, REPO, "main:config/agents/review.md"), AGENT, `remote tree:\n${tree()}\n${diagnostics(a)}`)
   assert.equal(gh.show(OWNER, REPO, "main:config/AGENTS.md"), AGENTS_MD, `remote tree:\n${tree()}`)
+  const meta = await fetch(`${gh.url}/repos/${OWNER}/${REPO}`, { headers: { authorization: `Bearer ${TOKEN}`, accept: "application/vnd.github+json" } })
+  assert.equal(meta.status, 200)
+  assert.equal((await meta.json()).private, true, "the sync repository was created private")
+  const logA = ocSyncLogs(a).map(([, t]) => t).join("")
+  assert.match(logA, /created the private repository octo-user\/\.opencode-sync/)
+  assert.match(logA, /synced: pushed [1-9]/)
 
   // B only runs OpenCode: the startup sync pulls, dispose waits for it.
   const rb = await runOpencode(b)
   assert.deepEqual(readBytes(b, "agents/review.md"), Buffer.from(AGENT), `${rb.stderr}\n${diagnostics(b)}`)
   assert.deepEqual(readBytes(b, "AGENTS.md"), Buffer.from(AGENTS_MD))
+  assert.match(ocSyncLogs(b).map(([, t]) => t).join(""), /synced: pushed 0, pulled [2-9]/)
   t.diagnostic(`opencode run: A ${ra.ms} ms, B ${rb.ms} ms`)
 })
 

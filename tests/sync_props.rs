@@ -125,6 +125,7 @@ fn sync_with(m: &Machine, remote: &dyn Remote, cfg: &Config, blocked: BTreeSet<S
         now_ms: system_now_ms,
         on_local_write: None,
         codec: None,
+        on_progress: None,
     };
     syncer.sync(opts)
 }

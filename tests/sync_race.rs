@@ -80,6 +80,7 @@ impl Machine {
             now_ms: system_now_ms,
             on_local_write: None,
             codec: None,
+            on_progress: None,
         };
         syncer.sync(&SyncOptions::default()).unwrap_or_else(|e| panic!("sync of {} failed: {e}", self.id))
     }

@@ -11,11 +11,13 @@
 //!   are whole values ([`json`]). JSONC keeps the local text's comments and formatting ([`jsonc`]).
 //! - [`MergeKind::Jsonl`]: a multiset of lines, additions from both sides kept ([`jsonl`]).
 //! - [`MergeKind::Text`]: line-based diff3 ([`text`]).
+//! - [`MergeKind::Rows`]: session documents of database rows, merged row by row ([`rows`]).
 //! - [`MergeKind::Binary`]: whole-file only.
 
 pub mod json;
 pub mod jsonc;
 pub mod jsonl;
+pub mod rows;
 pub mod text;
 
 #[cfg(test)]
@@ -34,6 +36,9 @@ pub enum MergeKind {
     Text,
     /// Opaque bytes: one side or the other, never combined.
     Binary,
+    /// A JSON document of database rows (an OpenCode session's messages, parts, todos…): tables
+    /// merge row by row, both sides' new rows kept; one row per line when rendered.
+    Rows,
 }
 
 /// Which descendant wins a conflict.
@@ -113,6 +118,7 @@ pub fn merge(
         MergeKind::Jsonl => jsonl::merge_jsonl(base, local, remote),
         MergeKind::Text => text::merge_text(base, local, remote, prefer),
         MergeKind::Binary => Ok(merge_binary(base, local, remote, prefer)),
+        MergeKind::Rows => rows::merge_rows(base, local, remote, prefer),
     }
 }
 

@@ -114,6 +114,13 @@ pub trait Source {
         }
         Ok((items, Vec::new()))
     }
+    /// Cheap change signals, for sources where reading every item is expensive (a database):
+    /// every present key with a fingerprint that changes whenever its content may have changed.
+    /// The engine then reads (with [`Source::read`]) only items whose fingerprint differs from
+    /// the one recorded at their last sync. `None` (the default): use [`Source::read_all`].
+    fn fingerprints(&self) -> Result<Option<Vec<(String, String)>>, SourceError> {
+        Ok(None)
+    }
     /// The item, or `None` when it does not exist. Errors (rather than `None`) for an item that exists
     /// but cannot be synced (a symlink, too large), so that it is never mistaken for a deletion.
     fn read(&self, key: &str) -> Result<Option<Item>, SourceError>;

@@ -96,6 +96,25 @@ pub struct SyncReport {
     pub attempts: u32,
 }
 
+impl SyncReport {
+    /// Adds a later round's report to this one.
+    pub fn append(&mut self, later: SyncReport) {
+        self.pushed.extend(later.pushed);
+        self.pulled.extend(later.pulled);
+        self.merged.extend(later.merged);
+        self.deleted_remote.extend(later.deleted_remote);
+        self.deleted_local.extend(later.deleted_local);
+        self.conflicts.extend(later.conflicts);
+        self.blocked = later.blocked;
+        self.deferred = later.deferred;
+        self.expired.extend(later.expired);
+        self.skipped = later.skipped;
+        self.attempts += later.attempts;
+        self.version = later.version;
+        self.remote = later.remote;
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error(transparent)]
@@ -130,6 +149,9 @@ pub struct Syncer<'a> {
     pub on_local_write: Option<&'a WriteObserver<'a>>,
     /// Encryption of the items it applies to (credentials); None = nothing is sealed.
     pub codec: Option<&'a dyn Codec>,
+    /// Told the running totals after each round of a sync that needs several (a first sync of a
+    /// large database), e.g. to show progress.
+    pub on_progress: Option<&'a dyn Fn(&SyncReport)>,
 }
 
 /// Called with an item key before (`false`) and after (`true`) oc-sync writes or deletes it locally.
@@ -141,11 +163,24 @@ pub fn system_now_ms() -> u64 {
 
 /// One local item as read at the start of the sync.
 struct LocalItem {
+    /// Empty when `unread`.
     bytes: Vec<u8>,
     hash: String,
     kind: MergeKind,
     modified_ms: u64,
+    /// Not read: its source's fingerprint says it is unchanged since the last sync, so its
+    /// content is the base (kept in the state store).
+    unread: bool,
 }
+
+/// Most bytes one sync round reads from fingerprinted sources or pulls from the remote; the rest
+/// waits for the next round (so memory stays flat on a first sync of a large database).
+pub const ROUND_BYTES: u64 = 64 << 20;
+/// Most rounds one sync runs.
+const MAX_ROUNDS: u32 = 100_000;
+
+/// What one round read from fingerprinted sources: key → (fingerprint, content hash).
+type FreshPrints = BTreeMap<String, (String, String)>;
 
 /// What to do locally once the commit is in.
 enum LocalWrite {
@@ -155,6 +190,10 @@ enum LocalWrite {
 
 /// The outcome of planning one attempt.
 struct Plan {
+    /// Work left for another round (the byte budget was reached).
+    more: bool,
+    /// Fingerprints of the items read this round.
+    fresh: FreshPrints,
     changes: Changes,
     writes: Vec<(LocalWrite, Option<String>)>, // with the local hash it expects to replace
     new_bases: BTreeMap<String, (BaseEntry, Option<Vec<u8>>)>,
@@ -169,6 +208,7 @@ pub fn kind_name(kind: MergeKind) -> &'static str {
         MergeKind::Jsonl => "jsonl",
         MergeKind::Text => "text",
         MergeKind::Binary => "binary",
+        MergeKind::Rows => "rows",
     }
 }
 
@@ -188,8 +228,32 @@ impl<'a> Syncer<'a> {
         self.sources.iter().find(|s| s.category() == cat).map(|s| s.as_ref())
     }
 
-    /// Runs one sync, retrying lost races.
+    /// Runs one sync: rounds of at most [`ROUND_BYTES`] each until nothing is left, each round
+    /// one commit (retrying lost races).
     pub fn sync(&self, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
+        let mut total: Option<SyncReport> = None;
+        for round in 1..=MAX_ROUNDS {
+            let (report, more) = self.sync_round(opts)?;
+            total = Some(match total {
+                None => report,
+                Some(mut t) => {
+                    t.append(report);
+                    t
+                }
+            });
+            if !more || opts.dry_run {
+                break;
+            }
+            tracing::info!("sync round {round} done; more to sync");
+            if let Some(p) = self.on_progress {
+                p(total.as_ref().expect("set above"));
+            }
+        }
+        Ok(total.expect("at least one round"))
+    }
+
+    /// One round, retrying lost races; also says whether work is left for another round.
+    fn sync_round(&self, opts: &SyncOptions) -> Result<(SyncReport, bool), SyncError> {
         let max_attempts = self.config.max_retry_attempts + 1;
         let mut attempt = 0;
         loop {
@@ -205,7 +269,7 @@ impl<'a> Syncer<'a> {
             plan.report.remote = self.remote.describe();
             if opts.dry_run {
                 plan.report.version = head.map(|v| v.0);
-                return Ok(plan.report);
+                return Ok((plan.report, plan.more));
             }
             let version = if plan.changes.entries.is_empty() && plan.changes.removed.is_empty() {
                 head.clone()
@@ -224,20 +288,73 @@ impl<'a> Syncer<'a> {
                     }
                 }
             };
-            self.apply_locally(&mut plan, &mut state)?;
+            let written = self.apply_locally(&mut plan, &mut state)?;
+            // Remember the fingerprint of items whose local content is now the agreed base.
+            for (key, (print, hash)) in std::mem::take(&mut plan.fresh) {
+                if written.contains(&key) {
+                    continue;
+                }
+                if let Some(b) = state.items.get_mut(&key)
+                    && b.hash.as_deref() == Some(hash.as_str())
+                {
+                    b.fingerprint = Some(print);
+                }
+            }
             state.version = version.as_ref().map(|v: &Version| v.0.clone());
             state.last_sync_ms = Some((self.now_ms)());
             self.state.save(&state)?;
             self.state.prune_bases(&state);
             plan.report.version = state.version.clone();
-            return Ok(plan.report);
+            return Ok((plan.report, plan.more));
         }
     }
 
-    /// Reads local items of every source.
-    fn read_local(&self, skipped: &mut Vec<(String, String)>) -> Result<BTreeMap<String, LocalItem>, SyncError> {
+    /// Reads local items of every source. Sources with fingerprints are read only where the
+    /// fingerprint changed since the last sync, and only up to [`ROUND_BYTES`]; items left for a
+    /// later round are returned in `later` (not touched this round). Returns whether any were.
+    fn read_local(
+        &self,
+        state: &SyncState,
+        skipped: &mut Vec<(String, String)>,
+        later: &mut BTreeSet<String>,
+        fresh: &mut FreshPrints,
+    ) -> Result<(BTreeMap<String, LocalItem>, bool), SyncError> {
         let mut out = BTreeMap::new();
+        let mut read_bytes = 0u64;
+        let mut over = false;
         for src in &self.sources {
+            if let Some(prints) = src.fingerprints()? {
+                for (key, print) in prints {
+                    let base = state.items.get(&key);
+                    if let Some(b) = base
+                        && b.fingerprint.as_deref() == Some(print.as_str())
+                        && let Some(h) = &b.hash
+                    {
+                        let unread = LocalItem { bytes: Vec::new(), hash: h.clone(), kind: kind_from_name(&b.kind), modified_ms: 0, unread: true };
+                        out.insert(key, unread);
+                        continue;
+                    }
+                    if over {
+                        later.insert(key);
+                        continue;
+                    }
+                    let Some(item) = src.read(&key)? else { continue };
+                    read_bytes += item.bytes.len() as u64;
+                    let local = LocalItem {
+                        hash: sha256_hex(&item.bytes),
+                        kind: item.meta.kind,
+                        modified_ms: item.meta.modified_ms,
+                        bytes: item.bytes,
+                        unread: false,
+                    };
+                    fresh.insert(key.clone(), (print, local.hash.clone()));
+                    out.insert(key, local);
+                    if read_bytes >= ROUND_BYTES {
+                        over = true;
+                    }
+                }
+                continue;
+            }
             let (items, left_out) = src.read_all()?;
             skipped.extend(left_out);
             for item in items {
@@ -246,20 +363,34 @@ impl<'a> Syncer<'a> {
                     kind: item.meta.kind,
                     modified_ms: item.meta.modified_ms,
                     bytes: item.bytes,
+                    unread: false,
                 };
                 out.insert(item.meta.key, local);
             }
         }
-        Ok(out)
+        Ok((out, over))
+    }
+
+    /// The content of a local item (from the base store when it was not read).
+    fn local_bytes(&self, item: &LocalItem) -> Result<Vec<u8>, SyncError> {
+        if !item.unread {
+            return Ok(item.bytes.clone());
+        }
+        self.state
+            .base(&item.hash)
+            .ok_or_else(|| SyncError::Other(format!("the sync state lost the base copy {}; run `oc-sync sync` again", item.hash)))
     }
 
     fn plan(&self, manifest: &Manifest, state: &SyncState, opts: &SyncOptions) -> Result<Plan, SyncError> {
         let me = self.machine.as_str();
         let now = (self.now_ms)();
         let mut skipped = Vec::new();
-        let local = self.read_local(&mut skipped)?;
-        // Files present but not syncable (symlinks, too large) are neither deletions nor pull targets.
-        let untouchable: BTreeSet<String> = skipped.iter().map(|(k, _)| k.clone()).collect();
+        let mut later = BTreeSet::new();
+        let mut fresh = FreshPrints::new();
+        let (local, over_budget) = self.read_local(state, &mut skipped, &mut later, &mut fresh)?;
+        // Files present but not syncable (symlinks, too large) are neither deletions nor pull
+        // targets; items left for a later round are not touched in this one.
+        let untouchable: BTreeSet<String> = skipped.iter().map(|(k, _)| k.clone()).chain(later).collect();
         let skipped: Vec<String> = skipped.into_iter().map(|(k, r)| format!("{k}: {r}")).collect();
         let synced = |key: &str| self.source_for(key).is_some();
         let keys: BTreeSet<&String> = local
@@ -268,6 +399,8 @@ impl<'a> Syncer<'a> {
             .chain(manifest.entries.keys().filter(|k| synced(k)))
             .collect();
         let mut plan = Plan {
+            more: over_budget,
+            fresh,
             changes: Changes { message: format!("oc-sync from {me}"), ..Default::default() },
             writes: Vec::new(),
             new_bases: BTreeMap::new(),
@@ -275,10 +408,12 @@ impl<'a> Syncer<'a> {
             report: SyncReport { dry_run: opts.dry_run, skipped, ..Default::default() },
         };
         let grace_ms = u64::from(self.config.tombstone_grace_days) * 86_400_000;
+        let mut pulled_bytes = 0u64;
 
         // Blobs this sync will download (remote content this machine has neither synced nor
         // holds): a remote may fetch them in bulk.
         if !opts.dry_run {
+            let mut budget = 0u64;
             let wanted: BTreeSet<String> = manifest
                 .entries
                 .iter()
@@ -287,8 +422,13 @@ impl<'a> Syncer<'a> {
                     let h = e.hash.as_ref()?;
                     let seen = state.items.get(k).and_then(|b| b.hash.as_ref()) == Some(h)
                         || local.get(k).is_some_and(|i| &i.hash == h);
-                    (!seen).then(|| h.clone())
+                    (!seen).then(|| (h.clone(), e.size))
                 })
+                .take_while(|(_, size)| {
+                    budget += size;
+                    budget <= ROUND_BYTES
+                })
+                .map(|(h, _)| h)
                 .collect();
             if !wanted.is_empty() {
                 self.remote.prefetch(&wanted.into_iter().collect::<Vec<_>>())?;
@@ -346,7 +486,7 @@ impl<'a> Syncer<'a> {
                 }
                 Action::Adopt => {
                     let r = remote.expect("adopt needs a remote entry");
-                    let bytes = l.map(|i| i.bytes.clone());
+                    let bytes = l.map(|i| self.local_bytes(i)).transpose()?;
                     plan.new_bases.insert(key.to_string(), (base_of(r, now), bytes));
                 }
                 Action::Push { deletion: false } | Action::EditWinsOverDeletion { keep_local: true } => {
@@ -362,7 +502,7 @@ impl<'a> Syncer<'a> {
                         clock.bump(me);
                     }
                     let entry = self.push_entry(key, item, clock, &category, &mut plan)?;
-                    plan.new_bases.insert(key.to_string(), (base_with(&entry, &item.hash, now), Some(item.bytes.clone())));
+                    plan.new_bases.insert(key.to_string(), (base_with(&entry, &item.hash, now), Some(self.local_bytes(item)?)));
                     plan.changes.entries.insert(key.to_string(), entry);
                     plan.report.pushed.push(key.to_string());
                 }
@@ -389,6 +529,11 @@ impl<'a> Syncer<'a> {
                         plan.new_bases.insert(key.to_string(), (base_of(r, now), None));
                         plan.report.deleted_local.push(key.to_string());
                     } else {
+                        if pulled_bytes > 0 && pulled_bytes + r.size > ROUND_BYTES {
+                            plan.more = true;
+                            continue;
+                        }
+                        pulled_bytes += r.size;
                         let bytes = self.fetch(key, r)?;
                         plan.writes.push((LocalWrite::Write { key: key.to_string(), bytes: bytes.clone() }, l.map(|i| i.hash.clone())));
                         plan.new_bases.insert(key.to_string(), (base_with(r, &sha256_hex(&bytes), now), Some(bytes)));
@@ -397,7 +542,13 @@ impl<'a> Syncer<'a> {
                 }
                 Action::Merge => {
                     let item = l.expect("merge needs a local item");
+                    debug_assert!(!item.unread, "an unread item equals its base, so it never needs a merge");
                     let r = remote.expect("merge needs a remote entry");
+                    if pulled_bytes > 0 && pulled_bytes + r.size > ROUND_BYTES {
+                        plan.more = true;
+                        continue;
+                    }
+                    pulled_bytes += r.size;
                     let remote_bytes = self.fetch(key, r)?;
                     let base_bytes = base.and_then(|b| b.hash.as_deref()).and_then(|h| self.state.base(h));
                     let settled = self.settle(key, item, r, &remote_bytes, base_bytes.as_deref(), local_clock());
@@ -414,6 +565,7 @@ impl<'a> Syncer<'a> {
                                 kind: item.kind,
                                 modified_ms: now,
                                 bytes,
+                                unread: false,
                             };
                             let entry = self.push_entry(key, &merged_item, clock, &category, &mut plan)?;
                             if merged_item.hash != item.hash {
@@ -504,7 +656,9 @@ impl<'a> Syncer<'a> {
     }
 
     /// Writes pulled and merged items, re-checking each local file first.
-    fn apply_locally(&self, plan: &mut Plan, state: &mut SyncState) -> Result<(), SyncError> {
+    /// Returns the keys written or deleted locally.
+    fn apply_locally(&self, plan: &mut Plan, state: &mut SyncState) -> Result<BTreeSet<String>, SyncError> {
+        let mut written = BTreeSet::new();
         let mut deferred = BTreeSet::new();
         let mut refused = BTreeSet::new();
         for (write, expected) in plan.writes.drain(..) {
@@ -538,7 +692,9 @@ impl<'a> Syncer<'a> {
                 f(&key, true);
             }
             match result {
-                Ok(()) => {}
+                Ok(()) => {
+                    written.insert(key);
+                }
                 // An item this machine must not write (outside the synced set, behind a symlink, too
                 // large): refuse it, keep syncing the rest, and leave its base alone.
                 Err(e) if refusable(&e) => {
@@ -562,7 +718,7 @@ impl<'a> Syncer<'a> {
             state.items.remove(&key);
         }
         plan.report.deferred = deferred.into_iter().collect();
-        Ok(())
+        Ok(written)
     }
 
     /// Merges one concurrently changed item and settles real conflicts by the strategy.
@@ -639,7 +795,7 @@ fn base_with(e: &Entry, content_hash: &str, now: u64) -> BaseEntry {
 }
 
 fn base_of(e: &Entry, now: u64) -> BaseEntry {
-    BaseEntry { clock: e.clock.clone(), hash: e.hash.clone(), kind: e.kind.clone(), category: e.category.clone(), synced_ms: now }
+    BaseEntry { clock: e.clock.clone(), hash: e.hash.clone(), kind: e.kind.clone(), category: e.category.clone(), synced_ms: now, fingerprint: None }
 }
 
 fn describe_conflict(c: &merge::Conflict) -> String {
@@ -649,14 +805,16 @@ fn describe_conflict(c: &merge::Conflict) -> String {
 }
 
 /// When the two sides disagree on the kind (e.g. one machine saw invalid UTF-8), the most
-/// conservative kind wins: binary over text over JSONL over the JSON kinds (JSONC over JSON).
+/// conservative kind wins: binary over text over JSONL over the JSON kinds (JSONC over JSON over
+/// session rows).
 fn common_kind(a: MergeKind, b: MergeKind) -> MergeKind {
     let rank = |k: MergeKind| match k {
-        MergeKind::Binary => 4,
-        MergeKind::Text => 3,
-        MergeKind::Jsonl => 2,
-        MergeKind::Jsonc => 1,
-        MergeKind::Json => 0,
+        MergeKind::Binary => 5,
+        MergeKind::Text => 4,
+        MergeKind::Jsonl => 3,
+        MergeKind::Jsonc => 2,
+        MergeKind::Json => 1,
+        MergeKind::Rows => 0,
     };
     if rank(a) >= rank(b) { a } else { b }
 }

@@ -263,6 +263,7 @@ pub fn sync_observed(
         now_ms: super::run::system_now_ms,
         on_local_write,
         codec: codec.as_ref().map(|c| c as &dyn Codec),
+        on_progress: None,
     };
     let report = syncer.sync(opts)?;
     if !opts.dry_run {
@@ -343,6 +344,7 @@ pub fn resolve(paths: &Paths, config: &Config, key_or_id: &str, how: &Resolution
             kind: "text".into(),
             category: cat.as_str().into(),
             synced_ms: 0,
+            fingerprint: None,
         });
         base.clock = base.clock.join(&newest.remote_clock);
         base.hash = remote_copy.as_deref().map(sha256_hex);

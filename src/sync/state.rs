@@ -26,6 +26,10 @@ pub struct BaseEntry {
     pub kind: String,
     pub category: String,
     pub synced_ms: u64,
+    /// The source's fingerprint of the local content when it was last seen equal to `hash`
+    /// (sources with fingerprints only): unchanged fingerprint = unchanged content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,7 +162,7 @@ mod tests {
         let hash = store.put_base(b"hello").unwrap();
         s.items.insert(
             "config/a.md".into(),
-            BaseEntry { clock, hash: Some(hash.clone()), kind: "text".into(), category: "config".into(), synced_ms: 1 },
+            BaseEntry { clock, hash: Some(hash.clone()), kind: "text".into(), category: "config".into(), synced_ms: 1, fingerprint: None },
         );
         s.version = Some("v1".into());
         store.save(&s).unwrap();

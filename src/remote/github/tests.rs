@@ -440,6 +440,7 @@ impl Machine {
             now_ms: system_now_ms,
             on_local_write: None,
             codec: None,
+            on_progress: None,
         }
     }
 }

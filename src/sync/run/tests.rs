@@ -42,6 +42,7 @@ impl Machine {
             now_ms: system_now_ms,
             on_local_write: None,
             codec: None,
+            on_progress: None,
         }
     }
 }
@@ -179,4 +180,131 @@ fn a_synced_file_that_became_a_symlink_is_not_a_deletion() {
     assert!(r.skipped.iter().any(|s| s.starts_with("config/AGENTS.md")), "{:?}", r.skipped);
     b.syncer("b", &cfg, &remote).sync(&SyncOptions::default()).unwrap();
     assert_eq!(b.get("config/AGENTS.md").as_deref(), Some("shared\n"));
+}
+
+/// An in-memory source with fingerprints (like OpenCode's database), counting full reads.
+struct MemSource {
+    cat: Category,
+    items: Mutex<BTreeMap<String, (u64, Vec<u8>)>>, // key → (version, bytes)
+    reads: Mutex<usize>,
+}
+
+impl MemSource {
+    fn new(cat: Category) -> MemSource {
+        MemSource { cat, items: Mutex::new(BTreeMap::new()), reads: Mutex::new(0) }
+    }
+    fn put(&self, key: &str, bytes: &[u8]) {
+        let mut m = self.items.lock().unwrap();
+        let v = m.get(key).map_or(1, |(v, _)| v + 1);
+        m.insert(key.into(), (v, bytes.to_vec()));
+    }
+    fn reads(&self) -> usize {
+        std::mem::take(&mut *self.reads.lock().unwrap())
+    }
+}
+
+impl Source for &MemSource {
+    fn category(&self) -> Category {
+        self.cat
+    }
+    fn list(&self) -> Result<Vec<crate::source::ItemMeta>, crate::source::SourceError> {
+        unreachable!("the engine uses fingerprints")
+    }
+    fn fingerprints(&self) -> Result<Option<Vec<(String, String)>>, crate::source::SourceError> {
+        Ok(Some(self.items.lock().unwrap().iter().map(|(k, (v, _))| (k.clone(), v.to_string())).collect()))
+    }
+    fn read(&self, key: &str) -> Result<Option<crate::source::Item>, crate::source::SourceError> {
+        *self.reads.lock().unwrap() += 1;
+        Ok(self.items.lock().unwrap().get(key).map(|(_, b)| crate::source::Item {
+            meta: crate::source::ItemMeta { key: key.into(), category: self.cat, kind: MergeKind::Text, size: b.len() as u64, modified_ms: 1, mode: None },
+            bytes: b.clone(),
+        }))
+    }
+    fn write(&self, key: &str, bytes: &[u8]) -> Result<(), crate::source::SourceError> {
+        self.put(key, bytes);
+        Ok(())
+    }
+    fn delete(&self, key: &str) -> Result<(), crate::source::SourceError> {
+        self.items.lock().unwrap().remove(key);
+        Ok(())
+    }
+}
+
+fn mem_syncer<'a>(name: &str, dir: &Path, src: &'a MemSource, config: &'a Config, remote: &'a dyn Remote) -> Syncer<'a> {
+    Syncer {
+        machine: name.into(),
+        config,
+        remote,
+        sources: vec![Box::new(src)],
+        state: StateStore::new(dir.join(name)),
+        blocked: Default::default(),
+        now_ms: system_now_ms,
+        on_local_write: None,
+        codec: None,
+        on_progress: None,
+    }
+}
+
+#[test]
+fn fingerprinted_items_are_read_only_when_their_fingerprint_changes() {
+    let t = tempfile::tempdir().unwrap();
+    let remote = LocalRemote::open(t.path().join("remote")).unwrap();
+    let cfg = config();
+    let a = MemSource::new(Category::Sessions);
+    let b = MemSource::new(Category::Sessions);
+    for i in 0..50 {
+        a.put(&format!("sessions/s{i}.json"), format!("session {i}\n").as_bytes());
+    }
+    let opts = SyncOptions::default();
+    let r = mem_syncer("a", t.path(), &a, &cfg, &remote).sync(&opts).unwrap();
+    assert_eq!((r.pushed.len(), a.reads()), (50, 50));
+    // Nothing changed: nothing read.
+    let r = mem_syncer("a", t.path(), &a, &cfg, &remote).sync(&opts).unwrap();
+    assert!(r.pushed.is_empty() && r.pulled.is_empty());
+    assert_eq!(a.reads(), 0);
+    // One change: one read, one push.
+    a.put("sessions/s7.json", b"changed\n");
+    let r = mem_syncer("a", t.path(), &a, &cfg, &remote).sync(&opts).unwrap();
+    assert_eq!((r.pushed.clone(), a.reads()), (vec!["sessions/s7.json".to_string()], 1));
+    // b pulls everything; its writes change its fingerprints, so it reads them once to learn the new ones.
+    let r = mem_syncer("b", t.path(), &b, &cfg, &remote).sync(&opts).unwrap();
+    assert_eq!(r.pulled.len(), 50);
+    let r = mem_syncer("b", t.path(), &b, &cfg, &remote).sync(&opts).unwrap();
+    assert!(r.pushed.is_empty() && r.pulled.is_empty(), "{r:?}");
+    b.reads();
+    let r = mem_syncer("b", t.path(), &b, &cfg, &remote).sync(&opts).unwrap();
+    assert!(r.pushed.is_empty() && r.pulled.is_empty());
+    assert_eq!(b.reads(), 0);
+    // A deletion on b (key gone from the fingerprints) reaches a.
+    b.items.lock().unwrap().remove("sessions/s3.json");
+    mem_syncer("b", t.path(), &b, &cfg, &remote).sync(&opts).unwrap();
+    mem_syncer("a", t.path(), &a, &cfg, &remote).sync(&opts).unwrap();
+    assert!(!a.items.lock().unwrap().contains_key("sessions/s3.json"));
+}
+
+#[test]
+fn a_sync_bigger_than_one_round_runs_in_several_commits() {
+    let t = tempfile::tempdir().unwrap();
+    let remote = LocalRemote::open(t.path().join("remote")).unwrap();
+    let cfg = config();
+    let a = MemSource::new(Category::Messages);
+    let b = MemSource::new(Category::Messages);
+    let big = vec![b'x'; (ROUND_BYTES / 3 + 1) as usize];
+    for i in 0..7 {
+        let mut v = big.clone();
+        v[0] = b'0' + i;
+        a.put(&format!("messages/s{i}.json"), &v);
+    }
+    let rounds = Mutex::new(0);
+    let progress = |_: &SyncReport| *rounds.lock().unwrap() += 1;
+    let mut s = mem_syncer("a", t.path(), &a, &cfg, &remote);
+    s.on_progress = Some(&progress);
+    let r = s.sync(&SyncOptions::default()).unwrap();
+    assert_eq!(r.pushed.len(), 7);
+    assert!(*rounds.lock().unwrap() >= 2, "rounds");
+    let versions = std::fs::read_dir(t.path().join("remote/manifests")).unwrap().count();
+    assert!(versions >= 3, "{versions} commits");
+    let r = mem_syncer("b", t.path(), &b, &cfg, &remote).sync(&SyncOptions::default()).unwrap();
+    assert_eq!(r.pulled.len(), 7);
+    assert_eq!(b.items.lock().unwrap().len(), 7);
 }

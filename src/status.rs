@@ -308,7 +308,13 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
             .iter()
             .map(|c| match (*c, crate::sync::session::credentials_off_reason(&cfg)) {
                 ("credentials", Some(why)) => format!("credentials (not synced: {why})"),
-                (c @ ("sessions" | "messages" | "projects" | "todos"), _) => format!("{c} (not synced by this version yet)"),
+                (c @ ("sessions" | "messages" | "projects" | "todos"), _) => {
+                    match crate::source::sessions::unavailable_reason(&paths.opencode_db) {
+                        Some(why) => format!("{c} (not synced yet: {why})"),
+                        None if c != "sessions" && c != "projects" && !cfg.sync.sessions => format!("{c} (not synced: needs sessions)"),
+                        None => c.to_string(),
+                    }
+                }
                 (c, _) => c.to_string(),
             })
             .collect(),

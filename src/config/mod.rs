@@ -139,6 +139,14 @@ pub struct Config {
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     pub credential_files: Vec<String>,
+    /// Sessions updated longer ago than this many days are not synced (0: all).
+    pub session_max_age_days: u32,
+    /// Only sessions of these projects (ids, names or worktree paths); empty: all.
+    pub session_projects: Vec<String>,
+    /// Sessions bigger than this are skipped.
+    pub session_max_bytes: u64,
+    /// Other machines' folder prefixes → this machine's.
+    pub session_path_map: Vec<(String, String)>,
     pub log_level: String,
 }
 
@@ -175,6 +183,10 @@ impl Default for Config {
             include: Vec::new(),
             exclude: Vec::new(),
             credential_files: Vec::new(),
+            session_max_age_days: 0,
+            session_projects: Vec::new(),
+            session_max_bytes: 200 << 20,
+            session_path_map: Vec::new(),
             log_level: "info".into(),
         }
     }
@@ -439,6 +451,11 @@ fn check_object(
                     issues.push(bad(format!("item {i} is {}, not a string.", type_name(&items[i]))));
                 }
             }
+            (Kind::StringMap, Value::Object(items)) => {
+                if let Some((k, v)) = items.iter().find(|(_, v)| !v.is_string()) {
+                    issues.push(bad(format!("\"{k}\" maps to {}, not a string.", type_name(v))));
+                }
+            }
             (Kind::Object(sub), Value::Object(inner)) => check_object(inner, sub, &path, src, issues, warnings),
             (kind, other) => issues.push(bad(format!(
                 "expected {}, found {} {}.",
@@ -599,6 +616,18 @@ fn build(m: &Map<String, Value>, source_of: &dyn Fn(&str) -> Source) -> Result<C
                 _ => c.credential_files = globs,
             }
         }
+    }
+    if let Some(v) = n("sessionMaxAgeDays") {
+        c.session_max_age_days = v as u32;
+    }
+    if let Some(v) = list("sessionProjects") {
+        c.session_projects = v;
+    }
+    if let Some(v) = n("sessionMaxMiB") {
+        c.session_max_bytes = v << 20;
+    }
+    if let Some(Value::Object(map)) = m.get("sessionPathMap") {
+        c.session_path_map = map.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect();
     }
     if let Some(v) = s("logLevel") {
         c.log_level = v;

@@ -16,6 +16,8 @@ pub enum Kind {
     Number { min: f64, max: f64 },
     Enum(&'static [&'static str]),
     StringList,
+    /// An object mapping strings to strings (any keys).
+    StringMap,
     /// A nested object with its own keys.
     Object(&'static [KeySpec]),
 }
@@ -31,6 +33,7 @@ impl Kind {
             Kind::Number { min, max } => format!("a number from {min} to {max}"),
             Kind::Enum(values) => format!("one of: {}", values.join(", ")),
             Kind::StringList => "a list of strings, e.g. [\"agents/**\"]".into(),
+            Kind::StringMap => "an object of strings, e.g. {\"/home/me/src\": \"/Users/me/code\"}".into(),
             Kind::Object(keys) => {
                 format!("an object with the keys {}", keys.iter().map(|k| k.name).collect::<Vec<_>>().join(", "))
             }
@@ -84,6 +87,10 @@ pub const KEYS: &[KeySpec] = &[
     KeySpec { name: "include", kind: Kind::StringList, default: "[]", doc: "Extra globs (relative to OpenCode's config dir) to sync." },
     KeySpec { name: "exclude", kind: Kind::StringList, default: "[]", doc: "Globs never to sync, e.g. [\"agents/private-*.md\"]." },
     KeySpec { name: "credentialFiles", kind: Kind::StringList, default: "[]", doc: "Extra secret files in OpenCode's data dir to sync encrypted with auth.json and mcp-auth.json (names or globs, e.g. [\"my-provider.json\"])." },
+    KeySpec { name: "sessionMaxAgeDays", kind: Kind::Int { min: 0, max: 36_500 }, default: "0", doc: "Sync only sessions updated in the last N days (0: all). Older ones are left alone on every machine, never deleted." },
+    KeySpec { name: "sessionProjects", kind: Kind::StringList, default: "[]", doc: "Sync only the sessions of these projects: project ids, names or worktree paths (empty: all)." },
+    KeySpec { name: "sessionMaxMiB", kind: Kind::Int { min: 1, max: 200 }, default: "200", doc: "Sessions whose messages and parts take more than this many MiB are skipped with a warning (items over GitHub's 100 MB file limit are stored in parts)." },
+    KeySpec { name: "sessionPathMap", kind: Kind::StringMap, default: "{}", doc: "Where other machines' folders are on this one, for sessions of projects not found locally: {\"/home/me/src\": \"/Users/me/code\"} (longest prefix wins)." },
     KeySpec { name: "logLevel", kind: Kind::Enum(LOG_LEVELS), default: "\"info\"", doc: "Detail of oc-sync's log file. Env: OC_SYNC_LOG." },
 ];
 

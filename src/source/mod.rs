@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use crate::merge::MergeKind;
 
 mod files;
+pub mod opencode_db;
+pub mod sessions;
 #[cfg(test)]
 mod tests;
 
@@ -89,6 +91,15 @@ pub struct ItemMeta {
     pub mode: Option<u32>,
 }
 
+/// What [`Source::fingerprints`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fingerprints {
+    /// Every present, synced key with its fingerprint.
+    pub items: Vec<(String, String)>,
+    /// Keys present but deliberately not synced, with the reason (like [`Source::read_all`]'s).
+    pub skipped: Vec<(String, String)>,
+}
+
 /// An item with its content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
@@ -118,8 +129,14 @@ pub trait Source {
     /// every present key with a fingerprint that changes whenever its content may have changed.
     /// The engine then reads (with [`Source::read`]) only items whose fingerprint differs from
     /// the one recorded at their last sync. `None` (the default): use [`Source::read_all`].
-    fn fingerprints(&self) -> Result<Option<Vec<(String, String)>>, SourceError> {
+    fn fingerprints(&self) -> Result<Option<Fingerprints>, SourceError> {
         Ok(None)
+    }
+    /// Whether this machine takes the remote item `key` (last written at `modified_ms`, `size`
+    /// bytes). A source that syncs only part of what exists (recent sessions, say) says no to the
+    /// rest; the engine then leaves the key alone in both directions.
+    fn wants_remote(&self, _key: &str, _modified_ms: u64, _size: u64) -> bool {
+        true
     }
     /// The item, or `None` when it does not exist. Errors (rather than `None`) for an item that exists
     /// but cannot be synced (a symlink, too large), so that it is never mistaken for a deletion.

@@ -324,7 +324,8 @@ impl<'a> Syncer<'a> {
         let mut over = false;
         for src in &self.sources {
             if let Some(prints) = src.fingerprints()? {
-                for (key, print) in prints {
+                skipped.extend(prints.skipped);
+                for (key, print) in prints.items {
                     let base = state.items.get(&key);
                     if let Some(b) = base
                         && b.fingerprint.as_deref() == Some(print.as_str())
@@ -338,7 +339,16 @@ impl<'a> Syncer<'a> {
                         later.insert(key);
                         continue;
                     }
-                    let Some(item) = src.read(&key)? else { continue };
+                    let item = match src.read(&key) {
+                        Ok(Some(item)) => item,
+                        Ok(None) => continue,
+                        // Present but not syncable (too large...): left alone, like a skipped file.
+                        Err(e) if refusable(&e) => {
+                            skipped.push((key, e.to_string()));
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     read_bytes += item.bytes.len() as u64;
                     let local = LocalItem {
                         hash: sha256_hex(&item.bytes),
@@ -392,7 +402,11 @@ impl<'a> Syncer<'a> {
         // targets; items left for a later round are not touched in this one.
         let untouchable: BTreeSet<String> = skipped.iter().map(|(k, _)| k.clone()).chain(later).collect();
         let skipped: Vec<String> = skipped.into_iter().map(|(k, r)| format!("{k}: {r}")).collect();
-        let synced = |key: &str| self.source_for(key).is_some();
+        let synced = |key: &str| match (self.source_for(key), manifest.entries.get(key)) {
+            (None, _) => false,
+            (Some(src), Some(e)) if !local.contains_key(key) => src.wants_remote(key, e.modified_ms, e.size),
+            (Some(_), _) => true,
+        };
         let keys: BTreeSet<&String> = local
             .keys()
             .chain(state.items.keys().filter(|k| synced(k)))
@@ -660,6 +674,15 @@ impl<'a> Syncer<'a> {
     fn apply_locally(&self, plan: &mut Plan, state: &mut SyncState) -> Result<BTreeSet<String>, SyncError> {
         let mut written = BTreeSet::new();
         let mut deferred = BTreeSet::new();
+        // Parents before children: categories in their declared order (a session before its
+        // messages and todos), keys in order within one.
+        let rank = |w: &(LocalWrite, Option<String>)| {
+            let key = match &w.0 {
+                LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => key,
+            };
+            Category::of_key(key).and_then(|c| Category::ALL.iter().position(|x| *x == c)).unwrap_or(usize::MAX)
+        };
+        plan.writes.sort_by_key(rank);
         let mut refused = BTreeSet::new();
         for (write, expected) in plan.writes.drain(..) {
             let key = match &write {

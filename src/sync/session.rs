@@ -223,6 +223,9 @@ pub fn sources<'a>(paths: &Paths, config: &Config, state: &StateStore) -> Result
     if credentials_off_reason(config).is_none() {
         out.push(Box::new(FileSource::credentials(paths, config)?));
     }
+    for src in crate::source::sessions::sources(&paths.opencode_db, &paths.state_dir, config, super::run::system_now_ms())? {
+        out.push(Box::new(src));
+    }
     Ok(out)
 }
 
@@ -377,6 +380,20 @@ pub fn pending(paths: &Paths, config: &Config) -> Result<std::collections::BTree
         let cat = src.category().as_str().to_string();
         let mut n = 0;
         let mut seen = BTreeSet::new();
+        if let Some(prints) = src.fingerprints()? {
+            // Items whose fingerprint moved since their last sync (without reading them).
+            for (key, print) in prints.items {
+                if st.items.get(&key).and_then(|b| b.fingerprint.as_deref()) != Some(print.as_str()) {
+                    n += 1;
+                }
+                seen.insert(key);
+            }
+            seen.extend(prints.skipped.into_iter().map(|(k, _)| k));
+            let prefix = format!("{cat}/");
+            n += st.items.iter().filter(|(k, b)| k.starts_with(&prefix) && b.hash.is_some() && !seen.contains(*k)).count();
+            out.insert(cat, n);
+            continue;
+        }
         for item in src.read_all()?.0 {
             let hash = sha256_hex(&item.bytes);
             if st.items.get(&item.meta.key).and_then(|b| b.hash.as_deref()) != Some(hash.as_str()) {

@@ -21,7 +21,7 @@ pub(crate) type Row = Map<String, Value>;
 pub(crate) fn sql_to_json(v: ValueRef<'_>, json_text: bool) -> Value {
     if json_text
         && let ValueRef::Text(t) = v
-        && let Ok(parsed) = serde_json::from_slice::<Value>(t)
+        && let Ok(parsed) = super::json::parse(t)
     {
         return parsed;
     }
@@ -193,7 +193,7 @@ fn problem(field: impl Into<String>, problem: impl Into<String>) -> DocProblem {
 
 /// Parses a document and checks `format`.
 pub(crate) fn parse_doc(bytes: &[u8]) -> Result<Map<String, Value>, DocProblem> {
-    let v: Value = serde_json::from_slice(bytes)
+    let v: Value = super::json::parse(bytes)
         .map_err(|e| problem("(document)", format!("not valid JSON: {e}")))?;
     let Value::Object(m) = v else {
         return Err(problem("(document)", "not a JSON object"));

@@ -20,6 +20,7 @@
 
 pub mod docs;
 mod fixtures;
+mod json;
 pub mod schema;
 #[cfg(test)]
 mod tests;

@@ -210,8 +210,9 @@ impl Source for &MemSource {
     fn list(&self) -> Result<Vec<crate::source::ItemMeta>, crate::source::SourceError> {
         unreachable!("the engine uses fingerprints")
     }
-    fn fingerprints(&self) -> Result<Option<Vec<(String, String)>>, crate::source::SourceError> {
-        Ok(Some(self.items.lock().unwrap().iter().map(|(k, (v, _))| (k.clone(), v.to_string())).collect()))
+    fn fingerprints(&self) -> Result<Option<crate::source::Fingerprints>, crate::source::SourceError> {
+        let items = self.items.lock().unwrap().iter().map(|(k, (v, _))| (k.clone(), v.to_string())).collect();
+        Ok(Some(crate::source::Fingerprints { items, skipped: Vec::new() }))
     }
     fn read(&self, key: &str) -> Result<Option<crate::source::Item>, crate::source::SourceError> {
         *self.reads.lock().unwrap() += 1;

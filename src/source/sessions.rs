@@ -1,0 +1,513 @@
+//! Sessions, messages, todos and projects from OpenCode's database, as sync items.
+//!
+//! Keys (one document each, see [`super::opencode_db`] for the formats):
+//! - `sessions/<projectId>/<sessionId>.json`: the session row (+ its project row, so a machine
+//!   without the project can still insert the session);
+//! - `messages/<projectId>/<sessionId>.json`: its messages and parts;
+//! - `todos/<projectId>/<sessionId>.json`: its todo list;
+//! - `projects/<projectId>.json`: the project row.
+//!
+//! Change detection is cheap ([`Source::fingerprints`]): a session's `time_updated` and its
+//! message/part/todo counts through OpenCode's indexes; only changed sessions are read.
+//!
+//! **Paths.** A project has the same id on every machine (its git root commit) but its own
+//! worktree path. A pulled session's `directory` becomes `<local worktree>/<session.path>` when
+//! the project exists here, else it goes through `sessionPathMap`, else it stays as it is. What
+//! was mapped is remembered (`<oc-sync state>/opencode-paths.json`) and mapped back when the
+//! session is read again, so the synced document stays the same on every machine (no ping-pong).
+//!
+//! **Writes** only when OpenCode's schema is one this build knows (else every write is refused
+//! with the reason, and reads go on).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::opencode_db::{DbError, OpencodeDb, SchemaStatus, SessionSignal};
+use super::{Category, Fingerprints, Item, ItemMeta, Source, SourceError};
+use crate::config::Config;
+use crate::merge::MergeKind;
+use crate::merge::rows::render_doc;
+
+/// File (in oc-sync's state dir) remembering which paths were mapped on this machine.
+pub const PATHS_FILE: &str = "opencode-paths.json";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct PathMemory {
+    /// Session id → (directory in the synced document, directory written here).
+    #[serde(default)]
+    sessions: BTreeMap<String, Mapped>,
+    /// Project id → (worktree in the synced document, worktree written here).
+    #[serde(default)]
+    projects: BTreeMap<String, Mapped>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Mapped {
+    shared: String,
+    local: String,
+}
+
+/// Which sessions this machine syncs.
+#[derive(Debug, Clone, Default)]
+struct Filter {
+    /// Sessions updated before this (ms since the epoch) are left alone; 0 = all.
+    cutoff_ms: u64,
+    /// Project ids, names or worktrees; empty = all.
+    projects: Vec<String>,
+    max_bytes: u64,
+}
+
+struct Shared {
+    db: OpencodeDb,
+    filter: Filter,
+    path_map: Vec<(String, String)>,
+    memory: RefCell<PathMemory>,
+    memory_file: PathBuf,
+    /// Why writes are refused, if they are.
+    read_only: Option<String>,
+    /// Session signals of this moment; dropped after every write.
+    signals: RefCell<Option<Rc<Vec<SessionSignal>>>>,
+    /// Local projects: id → (name, worktree).
+    projects: RefCell<Option<Rc<HashMap<String, (Option<String>, String)>>>>,
+}
+
+/// One category's view of the database.
+pub struct DbSource {
+    cat: Category,
+    shared: Rc<Shared>,
+}
+
+/// Why the database categories do not sync on this machine, if they do not (nothing to read yet).
+pub fn unavailable_reason(db_path: &Path) -> Option<String> {
+    (!db_path.is_file()).then(|| {
+        format!("OpenCode's database {} does not exist yet (run OpenCode once on this machine)", db_path.display())
+    })
+}
+
+/// The sources of the enabled database categories, or none when the database does not exist yet.
+/// Messages and todos need sessions (they are written into a session row).
+pub fn sources(db_path: &Path, state_dir: &Path, config: &Config, now_ms: u64) -> Result<Vec<DbSource>, SourceError> {
+    let s = &config.sync;
+    let cats: Vec<Category> = [
+        (Category::Sessions, s.sessions),
+        (Category::Messages, s.sessions && s.messages),
+        (Category::Projects, s.projects),
+        (Category::Todos, s.sessions && s.todos),
+    ]
+    .into_iter()
+    .filter(|(_, on)| *on)
+    .map(|(c, _)| c)
+    .collect();
+    if cats.is_empty() || unavailable_reason(db_path).is_some() {
+        return Ok(Vec::new());
+    }
+    let db = OpencodeDb::open(db_path).map_err(db_err)?;
+    let read_only = match db.schema().map_err(db_err)? {
+        SchemaStatus::Known => None,
+        other => Some(schema_refusal(&db, &other)),
+    };
+    let memory_file = state_dir.join(PATHS_FILE);
+    let memory = std::fs::read(&memory_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let cutoff_ms = match config.session_max_age_days {
+        0 => 0,
+        d => now_ms.saturating_sub(u64::from(d) * 86_400_000),
+    };
+    let shared = Rc::new(Shared {
+        db,
+        filter: Filter { cutoff_ms, projects: config.session_projects.clone(), max_bytes: config.session_max_bytes },
+        path_map: config.session_path_map.clone(),
+        memory: RefCell::new(memory),
+        memory_file,
+        read_only,
+        signals: RefCell::new(None),
+        projects: RefCell::new(None),
+    });
+    Ok(cats.into_iter().map(|cat| DbSource { cat, shared: shared.clone() }).collect())
+}
+
+fn schema_refusal(db: &OpencodeDb, status: &SchemaStatus) -> String {
+    match status {
+        SchemaStatus::Known => String::new(),
+        SchemaStatus::Unknown { last, count } => format!(
+            "OpenCode's database {} has schema {last} ({count} migrations), which this oc-sync does not know (it knows OpenCode 1.18.33, up to {}): sessions are read and pushed but not written here; upgrade oc-sync",
+            db.path().display(),
+            super::opencode_db::schema::last_known_migration()
+        ),
+        SchemaStatus::Missing => format!(
+            "OpenCode's database {} has no migration table (not an OpenCode database, or not initialised): sessions are not written here",
+            db.path().display()
+        ),
+    }
+}
+
+fn db_err(e: DbError) -> SourceError {
+    SourceError::Io { context: e.to_string(), source: std::io::Error::other("database") }
+}
+
+fn refused(key: &str, reason: impl Into<String>) -> SourceError {
+    SourceError::KeyRefused { key: key.into(), reason: reason.into() }
+}
+
+/// (project id, session id) of a session-scoped key of `cat`.
+fn session_key(cat: Category, key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix(cat.as_str())?.strip_prefix('/')?.strip_suffix(".json")?;
+    let (pid, sid) = rest.split_once('/')?;
+    (valid_id(pid) && valid_id(sid)).then_some((pid, sid))
+}
+
+fn project_key(key: &str) -> Option<&str> {
+    let pid = key.strip_prefix("projects/")?.strip_suffix(".json")?;
+    valid_id(pid).then_some(pid)
+}
+
+/// OpenCode ids (`ses_…`, git hashes, `global`): plain ASCII, no separators.
+fn valid_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 200 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `root` joined with the `/`-separated relative `rel` (empty = root itself).
+fn join_rel(root: &str, rel: &str) -> String {
+    let rel = rel.trim_matches('/');
+    if rel.is_empty() || rel == "." {
+        root.to_string()
+    } else {
+        format!("{}/{rel}", root.trim_end_matches('/'))
+    }
+}
+
+impl Shared {
+    fn signals(&self) -> Result<Rc<Vec<SessionSignal>>, SourceError> {
+        if let Some(s) = self.signals.borrow().as_ref() {
+            return Ok(s.clone());
+        }
+        let s = Rc::new(self.db.session_signals().map_err(db_err)?);
+        *self.signals.borrow_mut() = Some(s.clone());
+        Ok(s)
+    }
+
+    fn local_projects(&self) -> Result<Rc<HashMap<String, (Option<String>, String)>>, SourceError> {
+        if let Some(p) = self.projects.borrow().as_ref() {
+            return Ok(p.clone());
+        }
+        let mut out = HashMap::new();
+        for (pid, _) in self.db.project_signals().map_err(db_err)? {
+            if let Some(doc) = self.db.read_project_doc(&pid).map_err(db_err)?
+                && let Ok(v) = serde_json::from_slice::<Value>(&doc)
+            {
+                let row = &v["project"];
+                let name = row["name"].as_str().map(str::to_owned);
+                let worktree = row["worktree"].as_str().unwrap_or("").to_owned();
+                out.insert(pid, (name, worktree));
+            }
+        }
+        let out = Rc::new(out);
+        *self.projects.borrow_mut() = Some(out.clone());
+        Ok(out)
+    }
+
+    fn changed(&self) {
+        *self.signals.borrow_mut() = None;
+        *self.projects.borrow_mut() = None;
+    }
+
+    fn project_selected(&self, pid: &str) -> Result<bool, SourceError> {
+        if self.filter.projects.is_empty() {
+            return Ok(true);
+        }
+        let projects = self.local_projects()?;
+        let (name, worktree) = projects.get(pid).cloned().unwrap_or((None, String::new()));
+        Ok(self.filter.projects.iter().any(|p| {
+            let p = p.trim_end_matches('/');
+            p == pid || name.as_deref() == Some(p) || (!worktree.is_empty() && worktree.trim_end_matches('/') == p)
+        }))
+    }
+
+    /// Applies `sessionPathMap` (longest matching prefix) to a path from another machine.
+    fn map_path(&self, path: &str) -> Option<String> {
+        self.path_map
+            .iter()
+            .filter(|(from, _)| {
+                let from = from.trim_end_matches('/');
+                !from.is_empty() && (path == from || path.starts_with(&format!("{from}/")))
+            })
+            .max_by_key(|(from, _)| from.len())
+            .map(|(from, to)| format!("{}{}", to.trim_end_matches('/'), &path[from.trim_end_matches('/').len()..]))
+    }
+
+    fn remember(&self, sessions: Option<(&str, Mapped)>, projects: Option<(&str, Mapped)>) {
+        let mut m = self.memory.borrow_mut();
+        let mut dirty = false;
+        if let Some((id, mapped)) = sessions {
+            dirty |= m.sessions.get(id) != Some(&mapped);
+            if mapped.shared == mapped.local {
+                dirty |= m.sessions.remove(id).is_some();
+            } else {
+                m.sessions.insert(id.to_owned(), mapped);
+            }
+        }
+        if let Some((id, mapped)) = projects {
+            dirty |= m.projects.get(id) != Some(&mapped);
+            if mapped.shared == mapped.local {
+                dirty |= m.projects.remove(id).is_some();
+            } else {
+                m.projects.insert(id.to_owned(), mapped);
+            }
+        }
+        if dirty {
+            match serde_json::to_vec_pretty(&*m) {
+                Ok(bytes) => {
+                    if let Err(e) = crate::fsutil::atomic_write(&self.memory_file, &bytes, None) {
+                        tracing::warn!("cannot write {}: {e}", self.memory_file.display());
+                    }
+                }
+                Err(e) => tracing::warn!("cannot serialize the path memory: {e}"),
+            }
+        }
+    }
+
+    /// The shared form of a locally read path: the other machine's original when this machine
+    /// wrote it mapped.
+    fn shared_path(&self, table: &BTreeMap<String, Mapped>, id: &str, local: &str) -> Option<String> {
+        table.get(id).filter(|m| m.local == local).map(|m| m.shared.clone())
+    }
+
+    fn write_guard(&self, key: &str) -> Result<(), SourceError> {
+        match &self.read_only {
+            Some(why) => Err(refused(key, why.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+fn parse_doc(key: &str, bytes: &[u8]) -> Result<Map<String, Value>, SourceError> {
+    serde_json::from_slice(bytes).map_err(|e| refused(key, format!("not a valid document: {e}")))
+}
+
+impl DbSource {
+    fn meta(&self, key: String, size: u64, modified_ms: u64) -> ItemMeta {
+        ItemMeta { key, category: self.cat, kind: MergeKind::Rows, size, modified_ms, mode: None }
+    }
+
+    fn session_of(&self, sid: &str) -> Result<Option<SessionSignal>, SourceError> {
+        Ok(self.shared.signals()?.iter().find(|s| s.id == sid).cloned())
+    }
+
+    /// The session document as shared: mapped paths put back.
+    fn shared_session_doc(&self, key: &str, bytes: Vec<u8>) -> Result<Vec<u8>, SourceError> {
+        let mut doc = parse_doc(key, &bytes)?;
+        let mem = self.shared.memory.borrow();
+        let mut changed = false;
+        if let Some(Value::Object(s)) = doc.get_mut("session") {
+            let sid = s.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
+            if let Some(dir) = s.get("directory").and_then(Value::as_str).map(str::to_owned)
+                && let Some(shared) = self.shared.shared_path(&mem.sessions, &sid, &dir)
+            {
+                s.insert("directory".into(), Value::String(shared));
+                changed = true;
+            }
+        }
+        if let Some(Value::Object(p)) = doc.get_mut("project") {
+            changed |= unmap_worktree(&self.shared, &mem, p);
+        }
+        Ok(if changed { render_doc(&doc) } else { bytes })
+    }
+}
+
+fn unmap_worktree(shared: &Shared, mem: &PathMemory, p: &mut Map<String, Value>) -> bool {
+    let pid = p.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
+    if let Some(w) = p.get("worktree").and_then(Value::as_str).map(str::to_owned)
+        && let Some(orig) = shared.shared_path(&mem.projects, &pid, &w)
+    {
+        p.insert("worktree".into(), Value::String(orig));
+        return true;
+    }
+    false
+}
+
+impl Source for DbSource {
+    fn category(&self) -> Category {
+        self.cat
+    }
+
+    fn list(&self) -> Result<Vec<ItemMeta>, SourceError> {
+        let prints = self.fingerprints()?.unwrap_or_default();
+        Ok(prints.items.into_iter().map(|(k, _)| self.meta(k, 0, 0)).collect())
+    }
+
+    fn fingerprints(&self) -> Result<Option<Fingerprints>, SourceError> {
+        let mut out = Fingerprints::default();
+        if self.cat == Category::Projects {
+            for (pid, hash) in self.shared.db.project_signals().map_err(db_err)? {
+                if valid_id(&pid) && self.shared.project_selected(&pid)? {
+                    out.items.push((format!("projects/{pid}.json"), hash));
+                }
+            }
+            return Ok(Some(out));
+        }
+        for s in self.shared.signals()?.iter() {
+            if !valid_id(&s.id) || !valid_id(&s.project_id) {
+                continue;
+            }
+            let key = format!("{}/{}/{}.json", self.cat.as_str(), s.project_id, s.id);
+            if (s.time_updated.max(0) as u64) < self.shared.filter.cutoff_ms {
+                out.skipped.push((key, "older than sessionMaxAgeDays".into()));
+                continue;
+            }
+            if !self.shared.project_selected(&s.project_id)? {
+                out.skipped.push((key, "its project is not in sessionProjects".into()));
+                continue;
+            }
+            let print = match self.cat {
+                Category::Sessions => format!("{}:{}", s.time_updated, s.time_archived.unwrap_or(0)),
+                Category::Messages => format!("{}:{}:{}", s.time_updated, s.messages, s.parts),
+                Category::Todos => {
+                    if s.todos == 0 {
+                        continue; // no todo list: nothing to sync
+                    }
+                    format!("{}:{}", s.todos, s.todos_updated)
+                }
+                _ => continue,
+            };
+            out.items.push((key, print));
+        }
+        Ok(Some(out))
+    }
+
+    fn wants_remote(&self, key: &str, modified_ms: u64, size: u64) -> bool {
+        if size > self.shared.filter.max_bytes {
+            return false;
+        }
+        if self.cat == Category::Projects {
+            return project_key(key).is_some_and(|pid| self.shared.project_selected(pid).unwrap_or(false));
+        }
+        modified_ms >= self.shared.filter.cutoff_ms
+            && session_key(self.cat, key).is_some_and(|(pid, _)| self.shared.project_selected(pid).unwrap_or(false))
+    }
+
+    fn read(&self, key: &str) -> Result<Option<Item>, SourceError> {
+        let db = &self.shared.db;
+        let (bytes, modified) = if self.cat == Category::Projects {
+            let pid = project_key(key).ok_or_else(|| refused(key, "not a project key"))?;
+            let Some(bytes) = db.read_project_doc(pid).map_err(db_err)? else { return Ok(None) };
+            let mut doc = parse_doc(key, &bytes)?;
+            let changed = match doc.get_mut("project") {
+                Some(Value::Object(p)) => unmap_worktree(&self.shared, &self.shared.memory.borrow(), p),
+                _ => false,
+            };
+            (if changed { render_doc(&doc) } else { bytes }, 0)
+        } else {
+            let (pid, sid) = session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
+            let Some(sig) = self.session_of(sid)? else { return Ok(None) };
+            if sig.project_id != pid {
+                return Ok(None); // the session moved to another project: a new key
+            }
+            let bytes = match self.cat {
+                Category::Sessions => match db.read_session_doc(sid).map_err(db_err)? {
+                    Some(b) => self.shared_session_doc(key, b)?,
+                    None => return Ok(None),
+                },
+                Category::Messages => match db.read_messages_doc(sid).map_err(db_err)? {
+                    Some(b) => b,
+                    None => return Ok(None),
+                },
+                _ => match db.read_todos_doc(sid).map_err(db_err)? {
+                    Some(b) => b,
+                    None => return Ok(None),
+                },
+            };
+            (bytes, sig.time_updated.max(0) as u64)
+        };
+        if bytes.len() as u64 > self.shared.filter.max_bytes {
+            return Err(SourceError::TooLarge {
+                path: PathBuf::from(key),
+                size: bytes.len() as u64,
+                limit: self.shared.filter.max_bytes,
+            });
+        }
+        Ok(Some(Item { meta: self.meta(key.to_owned(), bytes.len() as u64, modified), bytes }))
+    }
+
+    fn write(&self, key: &str, bytes: &[u8]) -> Result<(), SourceError> {
+        self.shared.write_guard(key)?;
+        let db = &self.shared.db;
+        let result = match self.cat {
+            Category::Projects => {
+                let pid = project_key(key).ok_or_else(|| refused(key, "not a project key"))?;
+                let doc = parse_doc(key, bytes)?;
+                let exists = self.shared.local_projects()?.contains_key(pid);
+                let shared_w = doc.get("project").and_then(|p| p.get("worktree")).and_then(Value::as_str).unwrap_or("").to_owned();
+                let local_w = if exists { None } else { self.shared.map_path(&shared_w) };
+                let r = db.write_project_doc(bytes, local_w.as_deref());
+                if r.is_ok()
+                    && let Some(l) = local_w
+                {
+                    self.shared.remember(None, Some((pid, Mapped { shared: shared_w, local: l })));
+                }
+                r
+            }
+            Category::Sessions => {
+                let (pid, sid) = session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
+                let doc = parse_doc(key, bytes)?;
+                let session = doc.get("session").and_then(Value::as_object).ok_or_else(|| refused(key, "no session row"))?;
+                if session.get("id").and_then(Value::as_str) != Some(sid) || session.get("project_id").and_then(Value::as_str) != Some(pid) {
+                    return Err(refused(key, "the session row's id or project does not match its key"));
+                }
+                let shared_dir = session.get("directory").and_then(Value::as_str).unwrap_or("").to_owned();
+                let rel = session.get("path").and_then(Value::as_str).unwrap_or("");
+                let projects = self.shared.local_projects()?;
+                let shared_w = doc.get("project").and_then(|p| p.get("worktree")).and_then(Value::as_str).unwrap_or("").to_owned();
+                let (local_dir, local_w) = match projects.get(pid) {
+                    // The project is here: the session goes into its local worktree.
+                    Some((_, w)) if !w.is_empty() && pid != "global" => (Some(join_rel(w, rel)), None),
+                    _ => (self.shared.map_path(&shared_dir), self.shared.map_path(&shared_w)),
+                };
+                let r = db.write_session_doc(bytes, local_dir.as_deref(), local_w.as_deref());
+                if r.is_ok() {
+                    let s = local_dir.map(|l| (sid, Mapped { shared: shared_dir.clone(), local: l }));
+                    let p = local_w.map(|l| (pid, Mapped { shared: shared_w.clone(), local: l }));
+                    self.shared.remember(s, p);
+                }
+                r
+            }
+            Category::Messages => {
+                session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
+                db.write_messages_doc(bytes)
+            }
+            _ => {
+                session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
+                db.write_todos_doc(bytes)
+            }
+        };
+        self.shared.changed();
+        result.map_err(|e| match e {
+            DbError::InvalidDoc { .. } | DbError::SessionMissing { .. } => refused(key, e.to_string()),
+            e => db_err(e),
+        })
+    }
+
+    fn delete(&self, key: &str) -> Result<(), SourceError> {
+        self.shared.write_guard(key)?;
+        let db = &self.shared.db;
+        let r = if self.cat == Category::Projects {
+            let pid = project_key(key).ok_or_else(|| refused(key, "not a project key"))?;
+            db.delete_project(pid).map(|_| ())
+        } else {
+            let (_, sid) = session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
+            match self.cat {
+                Category::Sessions => db.delete_session(sid),
+                Category::Messages => db.delete_messages(sid),
+                _ => db.delete_todos(sid),
+            }
+        };
+        self.shared.changed();
+        r.map_err(db_err)
+    }
+}
+
+#[cfg(test)]
+mod tests;

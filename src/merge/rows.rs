@@ -121,7 +121,11 @@ pub fn merge_rows(
         } else {
             (Input::Remote, fr, fl)
         };
-        let other = if side == Input::Local { "remote" } else { "local" };
+        let other = if side == Input::Local {
+            "remote"
+        } else {
+            "local"
+        };
         return Err(MergeError::InvalidJson {
             side,
             message: format!(
@@ -161,8 +165,14 @@ pub fn merge_rows(
     let mut out = Map::new();
     let mut conflicts = Vec::new();
     for key in keys {
-        if let Some(v) = merge_key(key, bm.get(key), l.get(key), r.get(key), prefer, &mut conflicts)
-        {
+        if let Some(v) = merge_key(
+            key,
+            bm.get(key),
+            l.get(key),
+            r.get(key),
+            prefer,
+            &mut conflicts,
+        ) {
             out.insert(key.clone(), v);
         }
     }
@@ -215,9 +225,11 @@ fn table_identity(values: [Option<&Value>; 3]) -> Option<&'static str> {
     if arrays.is_empty() || !arrays.iter().all(|a| a.iter().all(Value::is_object)) {
         return None;
     }
-    let ident = ["id", "position"]
-        .into_iter()
-        .find(|f| arrays.iter().all(|a| a.iter().all(|row| row.get(f).is_some())))?;
+    let ident = ["id", "position"].into_iter().find(|f| {
+        arrays
+            .iter()
+            .all(|a| a.iter().all(|row| row.get(f).is_some()))
+    })?;
     let unique = arrays.iter().all(|a| {
         let mut seen = BTreeSet::new();
         a.iter().all(|row| seen.insert(identity_key(row, ident)))
@@ -241,7 +253,11 @@ fn merge_table(
 ) -> Value {
     fn index<'v>(v: Option<&'v Value>, ident: &str) -> HashMap<String, &'v Value> {
         v.and_then(Value::as_array)
-            .map(|rows| rows.iter().map(|row| (identity_key(row, ident), row)).collect())
+            .map(|rows| {
+                rows.iter()
+                    .map(|row| (identity_key(row, ident), row))
+                    .collect()
+            })
             .unwrap_or_default()
     }
     let (bi, li, ri) = (index(b, ident), index(l, ident), index(r, ident));
@@ -297,7 +313,9 @@ fn cmp_opt(a: Option<&Value>, b: Option<&Value>) -> Ordering {
         }
     }
     match (a, b) {
-        (Some(Value::Number(_)), Some(Value::Number(_))) => cmp_num(a, b).unwrap_or(Ordering::Equal),
+        (Some(Value::Number(_)), Some(Value::Number(_))) => {
+            cmp_num(a, b).unwrap_or(Ordering::Equal)
+        }
         (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
         (Some(x), Some(y)) if rank(a) == rank(b) => x.to_string().cmp(&y.to_string()),
         _ => rank(a).cmp(&rank(b)),
@@ -331,13 +349,11 @@ fn merge_row(
         return (r.cloned(), None);
     }
     match (l, r) {
-        (Some(lv), Some(rv)) => {
-            match cmp_num(lv.get("time_updated"), rv.get("time_updated")) {
-                Some(Ordering::Greater) => (l.cloned(), None),
-                Some(Ordering::Less) => (r.cloned(), None),
-                _ => resolve(path, b, l, r, prefer),
-            }
-        }
+        (Some(lv), Some(rv)) => match cmp_num(lv.get("time_updated"), rv.get("time_updated")) {
+            Some(Ordering::Greater) => (l.cloned(), None),
+            Some(Ordering::Less) => (r.cloned(), None),
+            _ => resolve(path, b, l, r, prefer),
+        },
         // An edit wins over a deletion.
         (Some(_), None) => (l.cloned(), None),
         (None, _) => (r.cloned(), None),
@@ -402,8 +418,7 @@ fn same_value(a: &Value, b: &Value) -> bool {
 
 fn same_map(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
     a.len() == b.len()
-        && a
-            .iter()
+        && a.iter()
             .zip(b)
             .all(|((ka, va), (kb, vb))| ka == kb && same_value(va, vb))
 }
@@ -509,7 +524,11 @@ mod tests {
     fn deletion_on_one_side_propagates() {
         let base = msgs(vec![msg("a", 1, 1, "x"), msg("b", 2, 2, "y")]);
         let local = msgs(vec![msg("b", 2, 2, "y")]);
-        let remote = msgs(vec![msg("a", 1, 1, "x"), msg("b", 2, 2, "y"), msg("c", 3, 3, "z")]);
+        let remote = msgs(vec![
+            msg("a", 1, 1, "x"),
+            msg("b", 2, 2, "y"),
+            msg("c", 3, 3, "z"),
+        ]);
         let out = m(Some(&base), &local, &remote, Side::Local);
         assert!(out.conflicts.is_empty());
         assert_eq!(ids(&out.bytes, "messages"), ["b", "c"]);
@@ -563,7 +582,12 @@ mod tests {
         let d = |rows: Vec<Value>| doc(json!({"format": 1, "sessionId": "ses_x", "todos": rows}));
         let base = d(vec![todo(0, "a", 1), todo(1, "b", 1), todo(2, "c", 1)]);
         // Local edits position 1 and adds 3; remote deletes 2 and edits 0.
-        let local = d(vec![todo(0, "a", 1), todo(1, "B", 2), todo(2, "c", 1), todo(3, "d", 2)]);
+        let local = d(vec![
+            todo(0, "a", 1),
+            todo(1, "B", 2),
+            todo(2, "c", 1),
+            todo(3, "d", 2),
+        ]);
         let remote = d(vec![todo(0, "A", 3), todo(1, "b", 1)]);
         let out = m(Some(&base), &local, &remote, Side::Local);
         assert!(out.conflicts.is_empty());
@@ -575,7 +599,10 @@ mod tests {
             .map(|t| t["content"].as_str().unwrap())
             .collect();
         assert_eq!(contents, ["A", "B", "d"]);
-        assert_eq!(m(Some(&base), &remote, &local, Side::Remote).bytes, out.bytes);
+        assert_eq!(
+            m(Some(&base), &remote, &local, Side::Remote).bytes,
+            out.bytes
+        );
     }
 
     #[test]
@@ -626,10 +653,28 @@ mod tests {
         let v1 = doc(json!({"format": 1, "messages": []}));
         let v2 = doc(json!({"format": 2, "messages": []}));
         let e = merge_rows(Some(&v1), &v1, &v2, Side::Local).unwrap_err();
-        assert!(matches!(e, MergeError::InvalidJson { side: Input::Remote, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                MergeError::InvalidJson {
+                    side: Input::Remote,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("format 2"), "{e}");
         let e = merge_rows(Some(&v1), &v2, &v1, Side::Local).unwrap_err();
-        assert!(matches!(e, MergeError::InvalidJson { side: Input::Local, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                MergeError::InvalidJson {
+                    side: Input::Local,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(merge_rows(None, &v2, &v1, Side::Local).is_err());
         // Both sides moved to format 2: the old base is ignored (additions kept, no deletions).
         let base = doc(json!({"format": 1, "messages": [msg("a", 1, 1, "x")]}));
@@ -643,11 +688,29 @@ mod tests {
     fn invalid_input_is_an_error() {
         let ok = msgs(vec![]);
         let e = merge_rows(None, &ok, b"{oops", Side::Local).unwrap_err();
-        assert!(matches!(e, MergeError::InvalidJson { side: Input::Remote, .. }));
+        assert!(matches!(
+            e,
+            MergeError::InvalidJson {
+                side: Input::Remote,
+                ..
+            }
+        ));
         let e = merge_rows(Some(b"[1]"), &ok, &ok, Side::Local).unwrap_err();
-        assert!(matches!(e, MergeError::InvalidJson { side: Input::Base, .. }));
+        assert!(matches!(
+            e,
+            MergeError::InvalidJson {
+                side: Input::Base,
+                ..
+            }
+        ));
         let e = merge_rows(None, &[0xff], &ok, Side::Local).unwrap_err();
-        assert!(matches!(e, MergeError::NotUtf8 { side: Input::Local, .. }));
+        assert!(matches!(
+            e,
+            MergeError::NotUtf8 {
+                side: Input::Local,
+                ..
+            }
+        ));
         // Empty text is an empty document.
         let out = m(None, b"", &ok, Side::Local);
         assert_eq!(out.bytes, ok);
@@ -668,12 +731,22 @@ mod tests {
     fn non_table_arrays_are_whole_values() {
         let d = |v: Value| doc(json!({"format": 1, "tags": v}));
         let base = d(json!(["a"]));
-        let out = m(Some(&base), &d(json!(["a", "b"])), &d(json!(["a", "c"])), Side::Local);
+        let out = m(
+            Some(&base),
+            &d(json!(["a", "b"])),
+            &d(json!(["a", "c"])),
+            Side::Local,
+        );
         assert_eq!(parse(&out.bytes)["tags"], json!(["a", "b"]));
         assert_eq!(out.conflicts.len(), 1);
         // Rows without identity: whole value too.
         let base = d(json!([{"x": 1}]));
-        let out = m(Some(&base), &d(json!([{"x": 2}])), &d(json!([{"x": 3}])), Side::Remote);
+        let out = m(
+            Some(&base),
+            &d(json!([{"x": 2}])),
+            &d(json!([{"x": 3}])),
+            Side::Remote,
+        );
         assert_eq!(parse(&out.bytes)["tags"], json!([{"x": 3}]));
         assert_eq!(out.conflicts.len(), 1);
     }
@@ -729,14 +802,18 @@ mod proptests {
     }
 
     fn edits() -> impl Strategy<Value = Edits> {
-        (vec(0usize..8, 0..3), vec(0usize..8, 0..3), 0usize..3, any::<bool>()).prop_map(
-            |(delete, bump, add, bump_session)| Edits {
+        (
+            vec(0usize..8, 0..3),
+            vec(0usize..8, 0..3),
+            0usize..3,
+            any::<bool>(),
+        )
+            .prop_map(|(delete, bump, add, bump_session)| Edits {
                 delete,
                 bump,
                 add,
                 bump_session,
-            },
-        )
+            })
     }
 
     /// Applies edits; `tag` makes added ids unique per side, `parity` keeps the two sides' bump
@@ -747,7 +824,12 @@ mod proptests {
         e: &Edits,
         tag: &str,
         parity: u64,
-    ) -> (Map<String, Value>, BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
+    ) -> (
+        Map<String, Value>,
+        BTreeSet<String>,
+        BTreeSet<String>,
+        BTreeSet<String>,
+    ) {
         let mut doc = base.clone();
         let (mut added, mut deleted, mut bumped) =
             (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());

@@ -33,6 +33,9 @@ use crate::config::Config;
 use crate::merge::MergeKind;
 use crate::merge::rows::render_doc;
 
+/// Project columns that belong to one machine (paths): never in the shared document.
+const MACHINE_PROJECT_COLUMNS: &[&str] = &["worktree", "sandboxes"];
+
 /// File (in oc-sync's state dir) remembering which paths were mapped on this machine.
 pub const PATHS_FILE: &str = "opencode-paths.json";
 
@@ -44,6 +47,10 @@ struct PathMemory {
     /// Project id → (worktree in the synced document, worktree written here).
     #[serde(default)]
     projects: BTreeMap<String, Mapped>,
+    /// Projects this machine created only so a pulled session could be inserted: hidden from the
+    /// `projects` category until the project's own item is written.
+    #[serde(default)]
+    synthesized: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +177,15 @@ fn valid_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 200 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// `dir` without the trailing relative path `rel` (the worktree a session directory lies in).
+fn strip_rel(dir: &str, rel: &str) -> String {
+    let rel = rel.trim_matches('/');
+    if rel.is_empty() || rel == "." {
+        return dir.to_string();
+    }
+    dir.trim_end_matches('/').strip_suffix(rel).map(|d| d.trim_end_matches('/').to_string()).unwrap_or_else(|| dir.to_string())
+}
+
 /// `root` joined with the `/`-separated relative `rel` (empty = root itself).
 fn join_rel(root: &str, rel: &str) -> String {
     let rel = rel.trim_matches('/');
@@ -239,6 +255,33 @@ impl Shared {
             .map(|(from, to)| format!("{}{}", to.trim_end_matches('/'), &path[from.trim_end_matches('/').len()..]))
     }
 
+    fn set_synthesized(&self, pid: &str, on: bool) {
+        let dirty = {
+            let mut m = self.memory.borrow_mut();
+            if on { m.synthesized.insert(pid.to_owned()) } else { m.synthesized.remove(pid) }
+        };
+        if dirty {
+            self.remember(None, None);
+            self.save_memory();
+        }
+    }
+
+    fn is_synthesized(&self, pid: &str) -> bool {
+        self.memory.borrow().synthesized.contains(pid)
+    }
+
+    fn save_memory(&self) {
+        let m = self.memory.borrow();
+        match serde_json::to_vec_pretty(&*m) {
+            Ok(bytes) => {
+                if let Err(e) = crate::fsutil::atomic_write(&self.memory_file, &bytes, None) {
+                    tracing::warn!("cannot write {}: {e}", self.memory_file.display());
+                }
+            }
+            Err(e) => tracing::warn!("cannot serialize the path memory: {e}"),
+        }
+    }
+
     fn remember(&self, sessions: Option<(&str, Mapped)>, projects: Option<(&str, Mapped)>) {
         let mut m = self.memory.borrow_mut();
         let mut dirty = false;
@@ -258,15 +301,9 @@ impl Shared {
                 m.projects.insert(id.to_owned(), mapped);
             }
         }
+        drop(m);
         if dirty {
-            match serde_json::to_vec_pretty(&*m) {
-                Ok(bytes) => {
-                    if let Err(e) = crate::fsutil::atomic_write(&self.memory_file, &bytes, None) {
-                        tracing::warn!("cannot write {}: {e}", self.memory_file.display());
-                    }
-                }
-                Err(e) => tracing::warn!("cannot serialize the path memory: {e}"),
-            }
+            self.save_memory();
         }
     }
 
@@ -311,22 +348,12 @@ impl DbSource {
                 changed = true;
             }
         }
-        if let Some(Value::Object(p)) = doc.get_mut("project") {
-            changed |= unmap_worktree(&self.shared, &mem, p);
-        }
+        // The project row is machine-specific (worktree, name, icon...): it travels in its own
+        // item (`projects/`), not inside every session, so the session document is the same on
+        // every machine.
+        changed |= doc.shift_remove("project").is_some();
         Ok(if changed { render_doc(&doc) } else { bytes })
     }
-}
-
-fn unmap_worktree(shared: &Shared, mem: &PathMemory, p: &mut Map<String, Value>) -> bool {
-    let pid = p.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
-    if let Some(w) = p.get("worktree").and_then(Value::as_str).map(str::to_owned)
-        && let Some(orig) = shared.shared_path(&mem.projects, &pid, &w)
-    {
-        p.insert("worktree".into(), Value::String(orig));
-        return true;
-    }
-    false
 }
 
 impl Source for DbSource {
@@ -343,7 +370,7 @@ impl Source for DbSource {
         let mut out = Fingerprints::default();
         if self.cat == Category::Projects {
             for (pid, hash) in self.shared.db.project_signals().map_err(db_err)? {
-                if valid_id(&pid) && self.shared.project_selected(&pid)? {
+                if valid_id(&pid) && !self.shared.is_synthesized(&pid) && self.shared.project_selected(&pid)? {
                     out.items.push((format!("projects/{pid}.json"), hash));
                 }
             }
@@ -363,8 +390,13 @@ impl Source for DbSource {
                 continue;
             }
             let print = match self.cat {
-                Category::Sessions => format!("{}:{}", s.time_updated, s.time_archived.unwrap_or(0)),
-                Category::Messages => format!("{}:{}:{}", s.time_updated, s.messages, s.parts),
+                Category::Sessions => format!("{}:{}:{}", s.time_updated, s.time_archived.unwrap_or(0), s.totals),
+                Category::Messages => {
+                    if s.messages == 0 && s.parts == 0 {
+                        continue; // no messages yet: nothing to sync
+                    }
+                    format!("{}:{}:{}", s.time_updated, s.messages, s.parts)
+                }
                 Category::Todos => {
                     if s.todos == 0 {
                         continue; // no todo list: nothing to sync
@@ -393,18 +425,31 @@ impl Source for DbSource {
         let db = &self.shared.db;
         let (bytes, modified) = if self.cat == Category::Projects {
             let pid = project_key(key).ok_or_else(|| refused(key, "not a project key"))?;
+            if self.shared.is_synthesized(pid) {
+                return Ok(None);
+            }
             let Some(bytes) = db.read_project_doc(pid).map_err(db_err)? else { return Ok(None) };
             let mut doc = parse_doc(key, &bytes)?;
-            let changed = match doc.get_mut("project") {
-                Some(Value::Object(p)) => unmap_worktree(&self.shared, &self.shared.memory.borrow(), p),
-                _ => false,
-            };
-            (if changed { render_doc(&doc) } else { bytes }, 0)
+            if let Some(Value::Object(p)) = doc.get_mut("project") {
+                for col in MACHINE_PROJECT_COLUMNS {
+                    p.shift_remove(*col);
+                }
+            }
+            (render_doc(&doc), 0)
         } else {
             let (pid, sid) = session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
             let Some(sig) = self.session_of(sid)? else { return Ok(None) };
             if sig.project_id != pid {
                 return Ok(None); // the session moved to another project: a new key
+            }
+            // An empty list is no item (as in the fingerprints).
+            let empty = match self.cat {
+                Category::Messages => sig.messages == 0 && sig.parts == 0,
+                Category::Todos => sig.todos == 0,
+                _ => false,
+            };
+            if empty {
+                return Ok(None);
             }
             let bytes = match self.cat {
                 Category::Sessions => match db.read_session_doc(sid).map_err(db_err)? {
@@ -438,15 +483,24 @@ impl Source for DbSource {
         let result = match self.cat {
             Category::Projects => {
                 let pid = project_key(key).ok_or_else(|| refused(key, "not a project key"))?;
-                let doc = parse_doc(key, bytes)?;
-                let exists = self.shared.local_projects()?.contains_key(pid);
-                let shared_w = doc.get("project").and_then(|p| p.get("worktree")).and_then(Value::as_str).unwrap_or("").to_owned();
-                let local_w = if exists { None } else { self.shared.map_path(&shared_w) };
-                let r = db.write_project_doc(bytes, local_w.as_deref());
-                if r.is_ok()
-                    && let Some(l) = local_w
-                {
-                    self.shared.remember(None, Some((pid, Mapped { shared: shared_w, local: l })));
+                let mut doc = parse_doc(key, bytes)?;
+                // Only projects this machine has (its worktree is its own); a session of the
+                // project creates it here first.
+                let Some(local) = db.read_project_doc(pid).map_err(db_err)? else {
+                    return Err(refused(key, "the project is not on this machine yet (it is added with its first synced session)"));
+                };
+                let local = parse_doc(key, &local)?;
+                if let (Some(Value::Object(p)), Some(Value::Object(l))) = (doc.get_mut("project"), local.get("project")) {
+                    for col in MACHINE_PROJECT_COLUMNS {
+                        match l.get(*col) {
+                            Some(v) => p.insert((*col).to_string(), v.clone()),
+                            None => p.shift_remove(*col),
+                        };
+                    }
+                }
+                let r = db.write_project_doc(&render_doc(&doc), None);
+                if r.is_ok() {
+                    self.shared.set_synthesized(pid, false);
                 }
                 r
             }
@@ -460,13 +514,36 @@ impl Source for DbSource {
                 let shared_dir = session.get("directory").and_then(Value::as_str).unwrap_or("").to_owned();
                 let rel = session.get("path").and_then(Value::as_str).unwrap_or("");
                 let projects = self.shared.local_projects()?;
-                let shared_w = doc.get("project").and_then(|p| p.get("worktree")).and_then(Value::as_str).unwrap_or("").to_owned();
+                // The other machine's worktree: the session directory without its relative path.
+                let shared_w = doc
+                    .get("project")
+                    .and_then(|p| p.get("worktree"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| strip_rel(&shared_dir, rel));
                 let (local_dir, local_w) = match projects.get(pid) {
                     // The project is here: the session goes into its local worktree.
                     Some((_, w)) if !w.is_empty() && pid != "global" => (Some(join_rel(w, rel)), None),
                     _ => (self.shared.map_path(&shared_dir), self.shared.map_path(&shared_w)),
                 };
-                let r = db.write_session_doc(bytes, local_dir.as_deref(), local_w.as_deref());
+                let mut doc = doc.clone();
+                let synthesize = !projects.contains_key(pid) && !doc.get("project").is_some_and(Value::is_object);
+                if synthesize {
+                    // A minimal project row so the session can be inserted; the `projects` item
+                    // (when synced) fills in the rest.
+                    let created = session.get("time_created").cloned().unwrap_or(Value::from(0));
+                    let mut p = Map::new();
+                    p.insert("id".into(), Value::from(pid));
+                    p.insert("worktree".into(), Value::from(shared_w.clone()));
+                    p.insert("vcs".into(), if pid == "global" { Value::Null } else { Value::from("git") });
+                    p.insert("time_created".into(), created);
+                    p.insert("sandboxes".into(), Value::from("[]"));
+                    doc.insert("project".into(), Value::Object(p));
+                }
+                let r = db.write_session_doc(&render_doc(&doc), local_dir.as_deref(), local_w.as_deref());
+                if r.is_ok() && synthesize {
+                    self.shared.set_synthesized(pid, true);
+                }
                 if r.is_ok() {
                     let s = local_dir.map(|l| (sid, Mapped { shared: shared_dir.clone(), local: l }));
                     let p = local_w.map(|l| (pid, Mapped { shared: shared_w.clone(), local: l }));

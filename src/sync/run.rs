@@ -218,6 +218,7 @@ pub fn kind_from_name(name: &str) -> MergeKind {
         "jsonc" => MergeKind::Jsonc,
         "jsonl" => MergeKind::Jsonl,
         "text" => MergeKind::Text,
+        "rows" => MergeKind::Rows,
         _ => MergeKind::Binary,
     }
 }

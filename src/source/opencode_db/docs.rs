@@ -100,7 +100,10 @@ pub(crate) fn row_to_json(
             continue;
         }
         let v = row.get_ref(i)?;
-        m.insert(name.clone(), sql_to_json(v, json_col == Some(name.as_str())));
+        m.insert(
+            name.clone(),
+            sql_to_json(v, json_col == Some(name.as_str())),
+        );
     }
     Ok(m)
 }
@@ -258,7 +261,8 @@ pub(crate) fn doc_str(doc: &Map<String, Value>, field: &str) -> Result<String, D
 /// Checks that every column value can be stored (`json_col` may hold any JSON).
 pub(crate) fn check_values(row: &Row, json_col: Option<&str>, at: &str) -> Result<(), DocProblem> {
     for (k, v) in row {
-        json_to_sql(v, json_col == Some(k.as_str())).map_err(|e| problem(format!("{at}.{k}"), e))?;
+        json_to_sql(v, json_col == Some(k.as_str()))
+            .map_err(|e| problem(format!("{at}.{k}"), e))?;
     }
     Ok(())
 }

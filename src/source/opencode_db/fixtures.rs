@@ -20,15 +20,34 @@ pub fn create_test_db(path: impl AsRef<Path>) -> rusqlite::Result<()> {
 
 fn hash(s: &str) -> u64 {
     // FNV-1a: deterministic across runs and platforms.
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Deterministic filler text of `n` bytes, varying with `seed`.
 fn filler(seed: u64, n: usize) -> String {
     const WORDS: &[&str] = &[
-        "total", "drwxr-xr-x", "root", "src/", "fn", "main()", "let", "mut", "Cargo.toml", "ok",
-        "test", "passed;", "error[E0308]:", "mismatched", "types", "README.md", "=>", "{", "}", "\n",
+        "total",
+        "drwxr-xr-x",
+        "root",
+        "src/",
+        "fn",
+        "main()",
+        "let",
+        "mut",
+        "Cargo.toml",
+        "ok",
+        "test",
+        "passed;",
+        "error[E0308]:",
+        "mismatched",
+        "types",
+        "README.md",
+        "=>",
+        "{",
+        "}",
+        "\n",
     ];
     let mut out = String::with_capacity(n + 16);
     let mut x = seed | 1;
@@ -62,7 +81,9 @@ pub fn insert_fake_session(
     let base: i64 = 1_795_000_000_000 + (seed % 1_000_000_000) as i64;
     let worktree = format!("/home/user/projects/{project_id}");
     let exists: Option<i64> = conn
-        .query_row("SELECT 1 FROM project WHERE id = ?1", [project_id], |r| r.get(0))
+        .query_row("SELECT 1 FROM project WHERE id = ?1", [project_id], |r| {
+            r.get(0)
+        })
         .optional()?;
     if exists.is_none() {
         conn.execute(
@@ -94,7 +115,12 @@ pub fn insert_fake_session(
             base + n_messages as i64 * 1000,
         ],
     )?;
-    let snapshot = format!("{:016x}{:016x}{:08x}", seed, seed.rotate_left(17), seed as u32);
+    let snapshot = format!(
+        "{:016x}{:016x}{:08x}",
+        seed,
+        seed.rotate_left(17),
+        seed as u32
+    );
     let suffix = format!("{:016x}", seed);
     let mut msg_stmt = conn.prepare_cached(
         "INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -156,7 +182,10 @@ pub fn insert_fake_session(
         params![session_id, cost, tin, tout],
     )?;
     if n_messages > 0 {
-        for (pos, (content, status)) in [("first todo", "pending"), ("second todo", "completed")].iter().enumerate() {
+        for (pos, (content, status)) in [("first todo", "pending"), ("second todo", "completed")]
+            .iter()
+            .enumerate()
+        {
             conn.execute(
                 "INSERT INTO todo (session_id, content, status, priority, position, time_created, time_updated) \
                  VALUES (?1, ?2, ?3, 'high', ?4, ?5, ?5)",

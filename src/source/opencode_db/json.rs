@@ -141,7 +141,8 @@ impl Parser<'_> {
                     .map_err(|_| format!("invalid UTF-8 in string at byte {start}"));
             }
         }
-        serde_json::from_slice::<String>(raw).map_err(|e| format!("bad string at byte {start}: {e}"))
+        serde_json::from_slice::<String>(raw)
+            .map_err(|e| format!("bad string at byte {start}: {e}"))
     }
 
     fn number(&mut self) -> Result<Value, String> {
@@ -180,7 +181,8 @@ impl Parser<'_> {
             }
         }
         // ASCII only, so this cannot fail.
-        let text = std::str::from_utf8(&self.b[start..self.i]).map_err(|_| self.err("invalid number"))?;
+        let text =
+            std::str::from_utf8(&self.b[start..self.i]).map_err(|_| self.err("invalid number"))?;
         if !float {
             if let Ok(i) = text.parse::<i64>() {
                 return Ok(Value::Number(i.into()));
@@ -210,13 +212,35 @@ mod tests {
             let mine = parse(text.as_bytes()).unwrap();
             let theirs: Value = serde_json::from_str(text).unwrap();
             assert_eq!(mine, theirs, "{text}");
-            assert_eq!(serde_json::to_string(&mine).unwrap(), serde_json::to_string(&theirs).unwrap());
+            assert_eq!(
+                serde_json::to_string(&mine).unwrap(),
+                serde_json::to_string(&theirs).unwrap()
+            );
         }
-        for f in [0.000023000000000000003_f64, 6.900000000000001e-5, 0.1 + 0.2, 1.0 / 3.0, 2.0e-5] {
+        for f in [
+            0.000023000000000000003_f64,
+            6.900000000000001e-5,
+            0.1 + 0.2,
+            1.0 / 3.0,
+            2.0e-5,
+        ] {
             let s = serde_json::to_string(&f).unwrap();
             assert_eq!(parse(s.as_bytes()).unwrap().as_f64(), Some(f), "{s}");
         }
-        for bad in ["", "{", "[1,]", "01", "1.", "-", "{\"a\" 1}", "nul", "\"abc", "1 2", "[1e999]", "\"\t\""] {
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            "01",
+            "1.",
+            "-",
+            "{\"a\" 1}",
+            "nul",
+            "\"abc",
+            "1 2",
+            "[1e999]",
+            "\"\t\"",
+        ] {
             assert!(parse(bad.as_bytes()).is_err(), "{bad:?}");
         }
     }

@@ -117,6 +117,9 @@ pub struct SessionSignal {
     pub todos: u64,
     /// Largest `todo.time_updated` of the session (0 without todos).
     pub todos_updated: i64,
+    /// The session's cost and token totals (`cost:input:output:reasoning:cache_read:cache_write`):
+    /// they change without `time_updated` when messages are written.
+    pub totals: String,
 }
 
 /// An open OpenCode database.
@@ -127,7 +130,9 @@ pub struct OpencodeDb {
 
 impl std::fmt::Debug for OpencodeDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpencodeDb").field("path", &self.path).finish()
+        f.debug_struct("OpencodeDb")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -222,7 +227,10 @@ impl OpencodeDb {
     }
 
     /// Runs `f` in a deferred (snapshot) transaction.
-    fn read_tx<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, DbError>) -> Result<T, DbError> {
+    fn read_tx<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred)
             .map_err(self.sql("starting a read transaction"))?;
         let out = f(&tx)?;
@@ -231,7 +239,10 @@ impl OpencodeDb {
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction, after checking the schema is known.
-    fn write_tx<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, DbError>) -> Result<T, DbError> {
+    fn write_tx<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
         let mut attempt = 0;
         let tx = loop {
             match Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate) {
@@ -295,14 +306,23 @@ impl OpencodeDb {
 
     fn project_row(&self, conn: &Connection, id: &str) -> Result<Option<Row>, DbError> {
         Ok(self
-            .rows(conn, "SELECT * FROM project WHERE id = ?1", id, None, &["time_updated"])?
+            .rows(
+                conn,
+                "SELECT * FROM project WHERE id = ?1",
+                id,
+                None,
+                &["time_updated"],
+            )?
             .pop())
     }
 
     /// `sessions/<id>`, or `None` when the session does not exist.
     pub fn read_session_doc(&self, id: &str) -> Result<Option<Vec<u8>>, DbError> {
         self.read_tx(|tx| {
-            let Some(session) = self.rows(tx, "SELECT * FROM session WHERE id = ?1", id, None, &[])?.pop() else {
+            let Some(session) = self
+                .rows(tx, "SELECT * FROM session WHERE id = ?1", id, None, &[])?
+                .pop()
+            else {
                 return Ok(None);
             };
             let project = match session.get("project_id") {
@@ -395,7 +415,9 @@ impl OpencodeDb {
             let messages = counts(SQL_MESSAGE_COUNTS)?;
             let parts = counts(SQL_PART_COUNTS)?;
             let todos = counts(SQL_TODO_COUNTS)?;
-            let sql = "SELECT id, project_id, parent_id, directory, time_created, time_updated, time_archived FROM session ORDER BY id";
+            let sql = "SELECT id, project_id, parent_id, directory, time_created, time_updated, time_archived, \
+                       cost || ':' || tokens_input || ':' || tokens_output || ':' || tokens_reasoning || ':' || \
+                       tokens_cache_read || ':' || tokens_cache_write FROM session ORDER BY id";
             let mut stmt = tx.prepare(sql).map_err(self.sql("listing sessions"))?;
             let out = stmt
                 .query_map([], |r| {
@@ -406,6 +428,7 @@ impl OpencodeDb {
                         parts: parts.get(&id).map_or(0, |c| c.0),
                         todos: t,
                         todos_updated: tu,
+                        totals: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
                         project_id: r.get(1)?,
                         parent_id: r.get(2)?,
                         directory: r.get(3)?,
@@ -424,11 +447,21 @@ impl OpencodeDb {
     /// Every project as (id, hex SHA-256 of its `projects/<id>` document), sorted by id.
     pub fn project_signals(&self) -> Result<Vec<(String, String)>, DbError> {
         self.read_tx(|tx| {
-            let rows = self.rows(tx, "SELECT * FROM project WHERE ?1 = ?1 ORDER BY id", "", None, &["time_updated"])?;
+            let rows = self.rows(
+                tx,
+                "SELECT * FROM project WHERE ?1 = ?1 ORDER BY id",
+                "",
+                None,
+                &["time_updated"],
+            )?;
             Ok(rows
                 .iter()
                 .map(|p| {
-                    let id = p.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                    let id = p
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
                     (id, hex::encode(Sha256::digest(docs::project_doc(p))))
                 })
                 .collect())
@@ -440,7 +473,9 @@ impl OpencodeDb {
 
     fn table_columns(&self, conn: &Connection, table: &str) -> Result<Vec<String>, DbError> {
         let sql = format!("PRAGMA table_info({})", quote(table));
-        let mut stmt = conn.prepare_cached(&sql).map_err(self.sql(format!("reading the columns of {table}")))?;
+        let mut stmt = conn
+            .prepare_cached(&sql)
+            .map_err(self.sql(format!("reading the columns of {table}")))?;
         stmt.query_map([], |r| r.get::<_, String>(1))
             .and_then(|it| it.collect())
             .map_err(self.sql(format!("reading the columns of {table}")))
@@ -465,7 +500,9 @@ impl OpencodeDb {
             } else if let Some(v) = row.get(c) {
                 cols.push(c.as_str());
                 // Checked by `check_values` before the transaction.
-                values.push(docs::json_to_sql(v, u.json_col == Some(c.as_str())).unwrap_or(SqlValue::Null));
+                values.push(
+                    docs::json_to_sql(v, u.json_col == Some(c.as_str())).unwrap_or(SqlValue::Null),
+                );
             }
         }
         let updates: Vec<String> = cols
@@ -477,8 +514,15 @@ impl OpencodeDb {
             "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT({}) DO {}",
             quote(u.table),
             cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "),
-            (1..=cols.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", "),
-            u.conflict.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "),
+            (1..=cols.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            u.conflict
+                .iter()
+                .map(|c| quote(c))
+                .collect::<Vec<_>>()
+                .join(", "),
             if updates.is_empty() {
                 "NOTHING".to_string()
             } else {
@@ -486,11 +530,17 @@ impl OpencodeDb {
             }
         );
         let ctx = || {
-            let id = u.conflict.iter().map(|c| row.get(*c).map_or("?".into(), Value::to_string)).collect::<Vec<_>>().join(", ");
+            let id = u
+                .conflict
+                .iter()
+                .map(|c| row.get(*c).map_or("?".into(), Value::to_string))
+                .collect::<Vec<_>>()
+                .join(", ");
             format!("writing {} row {id}", u.table)
         };
         let mut stmt = conn.prepare_cached(&sql).map_err(self.sql(ctx()))?;
-        stmt.execute(rusqlite::params_from_iter(values)).map_err(self.sql(ctx()))?;
+        stmt.execute(rusqlite::params_from_iter(values))
+            .map_err(self.sql(ctx()))?;
         Ok(())
     }
 
@@ -510,9 +560,18 @@ impl OpencodeDb {
         directory: Option<&str>,
         worktree: Option<&str>,
     ) -> Result<(), DbError> {
-        let (session, project) = parse_session_doc(doc).map_err(self.invalid("a sessions document"))?;
-        let sid = session.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-        let pid = session.get("project_id").and_then(Value::as_str).unwrap_or_default().to_string();
+        let (session, project) =
+            parse_session_doc(doc).map_err(self.invalid("a sessions document"))?;
+        let sid = session
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let pid = session
+            .get("project_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         self.write_tx(|tx| {
             if !self.exists(tx, "SELECT 1 FROM project WHERE id = ?1", &pid)? {
                 let Some(project) = &project else {
@@ -528,14 +587,36 @@ impl OpencodeDb {
                 if let Some(w) = worktree {
                     ov.push(("worktree", SqlValue::Text(w.to_string())));
                 }
-                self.upsert(tx, &Upsert { table: "project", conflict: &["id"], json_col: None, keep: &[] }, &cols, project, &ov)?;
+                self.upsert(
+                    tx,
+                    &Upsert {
+                        table: "project",
+                        conflict: &["id"],
+                        json_col: None,
+                        keep: &[],
+                    },
+                    &cols,
+                    project,
+                    &ov,
+                )?;
             }
             let cols = self.table_columns(tx, "session")?;
             let mut ov = vec![("workspace_id", SqlValue::Null)];
             if let Some(d) = directory {
                 ov.push(("directory", SqlValue::Text(d.to_string())));
             }
-            self.upsert(tx, &Upsert { table: "session", conflict: &["id"], json_col: None, keep: SESSION_KEEP }, &cols, &session, &ov)
+            self.upsert(
+                tx,
+                &Upsert {
+                    table: "session",
+                    conflict: &["id"],
+                    json_col: None,
+                    keep: SESSION_KEEP,
+                },
+                &cols,
+                &session,
+                &ov,
+            )
         })
     }
 
@@ -543,29 +624,55 @@ impl OpencodeDb {
     /// (upsert by id, delete the others), then the session's cost and token totals are recomputed
     /// from the messages. `session.time_updated` is not changed.
     pub fn write_messages_doc(&self, doc: &[u8]) -> Result<(), DbError> {
-        let (sid, messages, parts) = parse_messages_doc(doc).map_err(self.invalid("a messages document"))?;
+        let (sid, messages, parts) =
+            parse_messages_doc(doc).map_err(self.invalid("a messages document"))?;
         self.write_tx(|tx| {
             if !self.session_exists(tx, &sid)? {
-                return Err(DbError::SessionMissing { path: self.path.clone(), session_id: sid.clone(), what: "messages" });
+                return Err(DbError::SessionMissing {
+                    path: self.path.clone(),
+                    session_id: sid.clone(),
+                    what: "messages",
+                });
             }
-            let keep_msgs: HashSet<&str> = messages.iter().filter_map(|m| m.get("id").and_then(Value::as_str)).collect();
-            let keep_parts: HashSet<&str> = parts.iter().filter_map(|m| m.get("id").and_then(Value::as_str)).collect();
+            let keep_msgs: HashSet<&str> = messages
+                .iter()
+                .filter_map(|m| m.get("id").and_then(Value::as_str))
+                .collect();
+            let keep_parts: HashSet<&str> = parts
+                .iter()
+                .filter_map(|m| m.get("id").and_then(Value::as_str))
+                .collect();
             for (table, keep) in [("part", &keep_parts), ("message", &keep_msgs)] {
-                let local = self.ids(tx, &format!("SELECT id FROM {table} WHERE session_id = ?1"), &sid)?;
+                let local = self.ids(
+                    tx,
+                    &format!("SELECT id FROM {table} WHERE session_id = ?1"),
+                    &sid,
+                )?;
                 let mut del = tx
                     .prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))
                     .map_err(self.sql(format!("deleting from {table}")))?;
                 for id in local.iter().filter(|id| !keep.contains(id.as_str())) {
-                    del.execute([id]).map_err(self.sql(format!("deleting {table} {id}")))?;
+                    del.execute([id])
+                        .map_err(self.sql(format!("deleting {table} {id}")))?;
                 }
             }
             let mcols = self.table_columns(tx, "message")?;
-            let mu = Upsert { table: "message", conflict: &["id"], json_col: Some("data"), keep: &[] };
+            let mu = Upsert {
+                table: "message",
+                conflict: &["id"],
+                json_col: Some("data"),
+                keep: &[],
+            };
             for m in &messages {
                 self.upsert(tx, &mu, &mcols, m, &[])?;
             }
             let pcols = self.table_columns(tx, "part")?;
-            let pu = Upsert { table: "part", conflict: &["id"], json_col: Some("data"), keep: &[] };
+            let pu = Upsert {
+                table: "part",
+                conflict: &["id"],
+                json_col: Some("data"),
+                keep: &[],
+            };
             for p in &parts {
                 self.upsert(tx, &pu, &pcols, p, &[])?;
             }
@@ -574,7 +681,9 @@ impl OpencodeDb {
     }
 
     fn ids(&self, conn: &Connection, sql: &str, param: &str) -> Result<Vec<String>, DbError> {
-        let mut stmt = conn.prepare_cached(sql).map_err(self.sql(format!("running {sql:?}")))?;
+        let mut stmt = conn
+            .prepare_cached(sql)
+            .map_err(self.sql(format!("running {sql:?}")))?;
         stmt.query_map([param], |r| r.get(0))
             .and_then(|it| it.collect())
             .map_err(self.sql(format!("running {sql:?}")))
@@ -598,12 +707,21 @@ impl OpencodeDb {
         let (sid, todos) = parse_todos_doc(doc).map_err(self.invalid("a todos document"))?;
         self.write_tx(|tx| {
             if !self.session_exists(tx, &sid)? {
-                return Err(DbError::SessionMissing { path: self.path.clone(), session_id: sid.clone(), what: "todos" });
+                return Err(DbError::SessionMissing {
+                    path: self.path.clone(),
+                    session_id: sid.clone(),
+                    what: "todos",
+                });
             }
             tx.execute("DELETE FROM todo WHERE session_id = ?1", [&sid])
                 .map_err(self.sql(format!("deleting the todos of {sid}")))?;
             let cols = self.table_columns(tx, "todo")?;
-            let u = Upsert { table: "todo", conflict: &["session_id", "position"], json_col: None, keep: &[] };
+            let u = Upsert {
+                table: "todo",
+                conflict: &["session_id", "position"],
+                json_col: None,
+                keep: &[],
+            };
             for t in &todos {
                 self.upsert(tx, &u, &cols, t, &[])?;
             }
@@ -623,7 +741,18 @@ impl OpencodeDb {
                 Some(w) => ov.push(("worktree", SqlValue::Text(w.to_string()))),
                 None => keep.push("worktree"),
             }
-            self.upsert(tx, &Upsert { table: "project", conflict: &["id"], json_col: None, keep: &keep }, &cols, &project, &ov)
+            self.upsert(
+                tx,
+                &Upsert {
+                    table: "project",
+                    conflict: &["id"],
+                    json_col: None,
+                    keep: &keep,
+                },
+                &cols,
+                &project,
+                &ov,
+            )
         })
     }
 
@@ -680,8 +809,10 @@ impl OpencodeDb {
 
 /// Per-session counts, grouped through covering index scans (checked with EXPLAIN QUERY PLAN in
 /// the tests).
-pub(crate) const SQL_MESSAGE_COUNTS: &str = "SELECT session_id, count(*), NULL FROM message GROUP BY session_id";
-pub(crate) const SQL_PART_COUNTS: &str = "SELECT session_id, count(*), NULL FROM part GROUP BY session_id";
+pub(crate) const SQL_MESSAGE_COUNTS: &str =
+    "SELECT session_id, count(*), NULL FROM message GROUP BY session_id";
+pub(crate) const SQL_PART_COUNTS: &str =
+    "SELECT session_id, count(*), NULL FROM part GROUP BY session_id";
 pub(crate) const SQL_TODO_COUNTS: &str =
     "SELECT session_id, count(*), max(time_updated) FROM todo GROUP BY session_id";
 
@@ -700,7 +831,10 @@ pub(crate) fn totals(messages: &[Row]) -> Totals {
     let key = |m: &Row| {
         (
             m.get("time_created").and_then(Value::as_i64).unwrap_or(0),
-            m.get("id").and_then(Value::as_str).unwrap_or("").to_string(),
+            m.get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
         )
     };
     sorted.sort_by_key(|m| key(m));
@@ -754,7 +888,10 @@ fn parse_messages_doc(doc: &[u8]) -> Result<(String, Vec<Row>, Vec<Row>), DocPro
         check_owner(m, &sid, &at)?;
         let id = docs::str_field(m, "id", &at)?;
         if !msg_ids.insert(id) {
-            return Err(DocProblem { field: format!("{at}.id"), problem: format!("{id} appears twice") });
+            return Err(DocProblem {
+                field: format!("{at}.id"),
+                problem: format!("{id} appears twice"),
+            });
         }
         docs::check_values(m, Some("data"), &at)?;
     }
@@ -764,7 +901,10 @@ fn parse_messages_doc(doc: &[u8]) -> Result<(String, Vec<Row>, Vec<Row>), DocPro
         check_owner(p, &sid, &at)?;
         let id = docs::str_field(p, "id", &at)?;
         if !part_ids.insert(id) {
-            return Err(DocProblem { field: format!("{at}.id"), problem: format!("{id} appears twice") });
+            return Err(DocProblem {
+                field: format!("{at}.id"),
+                problem: format!("{id} appears twice"),
+            });
         }
         let mid = docs::str_field(p, "message_id", &at)?;
         if !msg_ids.contains(mid) {
@@ -797,12 +937,18 @@ fn parse_todos_doc(doc: &[u8]) -> Result<(String, Vec<Row>), DocProblem> {
     for (i, t) in todos.iter().enumerate() {
         let at = format!("todos[{i}]");
         check_owner(t, &sid, &at)?;
-        let pos = t.get("position").and_then(Value::as_i64).ok_or_else(|| DocProblem {
-            field: format!("{at}.position"),
-            problem: "missing or not an integer".into(),
-        })?;
+        let pos = t
+            .get("position")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| DocProblem {
+                field: format!("{at}.position"),
+                problem: "missing or not an integer".into(),
+            })?;
         if !positions.insert(pos) {
-            return Err(DocProblem { field: format!("{at}.position"), problem: format!("{pos} appears twice") });
+            return Err(DocProblem {
+                field: format!("{at}.position"),
+                problem: format!("{pos} appears twice"),
+            });
         }
         docs::check_values(t, None, &at)?;
     }

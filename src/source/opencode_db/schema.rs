@@ -86,7 +86,8 @@ pub fn check_schema(conn: &Connection) -> rusqlite::Result<SchemaStatus> {
     if ids.is_empty() {
         return Ok(SchemaStatus::Missing);
     }
-    if ids.len() == KNOWN_MIGRATIONS.len() && ids.iter().zip(KNOWN_MIGRATIONS).all(|(a, b)| a == b) {
+    if ids.len() == KNOWN_MIGRATIONS.len() && ids.iter().zip(KNOWN_MIGRATIONS).all(|(a, b)| a == b)
+    {
         return Ok(SchemaStatus::Known);
     }
     Ok(SchemaStatus::Unknown {

@@ -23,7 +23,8 @@ fn populated(dir: &Path) -> PathBuf {
     c.execute_batch("PRAGMA foreign_keys=ON").unwrap();
     insert_fake_session(&c, PID, S1, 6, 4, 300).unwrap();
     insert_fake_session(&c, PID, S2, 3, 3, 100).unwrap();
-    c.execute("UPDATE session SET parent_id = ?1 WHERE id = ?2", [S1, S2]).unwrap();
+    c.execute("UPDATE session SET parent_id = ?1 WHERE id = ?2", [S1, S2])
+        .unwrap();
     p
 }
 
@@ -40,7 +41,8 @@ fn docs_of(db: &OpencodeDb, sid: &str) -> [Vec<u8>; 3] {
 }
 
 fn copy_all(src: &OpencodeDb, dst: &OpencodeDb) {
-    dst.write_project_doc(&src.read_project_doc(PID).unwrap().unwrap(), None).unwrap();
+    dst.write_project_doc(&src.read_project_doc(PID).unwrap().unwrap(), None)
+        .unwrap();
     for sid in [S1, S2] {
         let [s, m, t] = docs_of(src, sid);
         dst.write_session_doc(&s, None, None).unwrap();
@@ -56,11 +58,24 @@ fn fixture_schema_is_known() {
     assert_eq!(KNOWN_MIGRATIONS.len(), 38);
     assert_eq!(db.schema().unwrap(), SchemaStatus::Known);
     let c = db.connection();
-    assert_eq!(count(c, "SELECT count(*) FROM sqlite_master WHERE type='table'"), 20);
-    assert_eq!(count(c, "SELECT count(*) FROM sqlite_master WHERE type='index' AND sql NOT NULL"), 17);
-    let fk: i64 = c.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+    assert_eq!(
+        count(c, "SELECT count(*) FROM sqlite_master WHERE type='table'"),
+        20
+    );
+    assert_eq!(
+        count(
+            c,
+            "SELECT count(*) FROM sqlite_master WHERE type='index' AND sql NOT NULL"
+        ),
+        17
+    );
+    let fk: i64 = c
+        .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(fk, 1);
-    let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
 }
 
@@ -70,7 +85,11 @@ fn missing_file_is_a_clear_error_and_not_created() {
     let p = dir.path().join("opencode.db");
     let e = OpencodeDb::open(&p).unwrap_err();
     assert!(matches!(e, DbError::NotFound { .. }), "{e}");
-    assert!(e.to_string().contains("OpenCode has not run on this machine yet"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("OpenCode has not run on this machine yet"),
+        "{e}"
+    );
     assert!(!p.exists());
 }
 
@@ -81,12 +100,23 @@ fn reads_are_deterministic_and_shaped() {
     assert_eq!(docs_of(&db, S1), docs_of(&db, S1));
     let [s, m, t] = docs_of(&db, S1);
     let s = String::from_utf8(s).unwrap();
-    assert!(s.starts_with("{\"format\":1,\"session\":{\"id\":\"ses_"), "{s}");
+    assert!(
+        s.starts_with("{\"format\":1,\"session\":{\"id\":\"ses_"),
+        "{s}"
+    );
     assert_eq!(s.matches('\n').count(), 1);
     let v: Value = serde_json::from_str(&s).unwrap();
     assert!(v["project"].get("time_updated").is_none());
-    assert_eq!(v["project"]["worktree"], format!("/home/user/projects/{PID}"));
-    let keys: Vec<&str> = v["session"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        v["project"]["worktree"],
+        format!("/home/user/projects/{PID}")
+    );
+    let keys: Vec<&str> = v["session"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(keys[..3], ["id", "project_id", "workspace_id"]);
     assert_eq!(keys.len(), 29);
     let m = String::from_utf8(m).unwrap();
@@ -116,7 +146,11 @@ fn round_trip_into_a_fresh_db_gives_identical_bytes() {
     let dst = OpencodeDb::open(new_db(dir.path(), "dst.db")).unwrap();
     // A REAL that is integral, a BLOB, and non-JSON data survive too.
     let c = src.connection();
-    c.execute("UPDATE session SET cost = 0.0, metadata = x'00ff10' WHERE id = ?1", [S2]).unwrap();
+    c.execute(
+        "UPDATE session SET cost = 0.0, metadata = x'00ff10' WHERE id = ?1",
+        [S2],
+    )
+    .unwrap();
     c.execute("UPDATE part SET data = 'not json {' WHERE id = (SELECT min(id) FROM part WHERE session_id = ?1)", [S2])
         .unwrap();
     copy_all(&src, &dst);
@@ -135,14 +169,29 @@ fn round_trip_into_a_fresh_db_gives_identical_bytes() {
         dst.write_todos_doc(&b[2]).unwrap();
         assert_eq!(docs_of(&dst, sid), b);
     }
-    assert_eq!(src.read_project_doc(PID).unwrap(), dst.read_project_doc(PID).unwrap());
-    assert_eq!(src.project_signals().unwrap(), dst.project_signals().unwrap());
+    assert_eq!(
+        src.read_project_doc(PID).unwrap(),
+        dst.read_project_doc(PID).unwrap()
+    );
+    assert_eq!(
+        src.project_signals().unwrap(),
+        dst.project_signals().unwrap()
+    );
     let raw: String = dst
         .connection()
-        .query_row("SELECT data FROM part WHERE session_id = ?1 ORDER BY id LIMIT 1", [S2], |r| r.get(0))
+        .query_row(
+            "SELECT data FROM part WHERE session_id = ?1 ORDER BY id LIMIT 1",
+            [S2],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(raw, "not json {");
-    let blob: Vec<u8> = dst.connection().query_row("SELECT metadata FROM session WHERE id = ?1", [S2], |r| r.get(0)).unwrap();
+    let blob: Vec<u8> = dst
+        .connection()
+        .query_row("SELECT metadata FROM session WHERE id = ?1", [S2], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(blob, [0, 0xff, 0x10]);
 }
 
@@ -159,9 +208,15 @@ fn unknown_extra_columns_are_carried_through() {
             )
             .unwrap();
     }
-    src.connection().execute("UPDATE session SET future_flag = 7", []).unwrap();
-    src.connection().execute("UPDATE message SET future_note = 'n-' || id", []).unwrap();
-    src.connection().execute("UPDATE part SET future_real = 1.5", []).unwrap();
+    src.connection()
+        .execute("UPDATE session SET future_flag = 7", [])
+        .unwrap();
+    src.connection()
+        .execute("UPDATE message SET future_note = 'n-' || id", [])
+        .unwrap();
+    src.connection()
+        .execute("UPDATE part SET future_real = 1.5", [])
+        .unwrap();
     copy_all(&src, &dst);
     let a = docs_of(&src, S1);
     assert!(String::from_utf8_lossy(&a[0]).contains("\"future_flag\":7"));
@@ -171,7 +226,10 @@ fn unknown_extra_columns_are_carried_through() {
     let plain = OpencodeDb::open(new_db(dir.path(), "plain.db")).unwrap();
     plain.write_session_doc(&a[0], None, None).unwrap();
     plain.write_messages_doc(&a[1]).unwrap();
-    assert!(!String::from_utf8_lossy(&plain.read_session_doc(S1).unwrap().unwrap()).contains("future_flag"));
+    assert!(
+        !String::from_utf8_lossy(&plain.read_session_doc(S1).unwrap().unwrap())
+            .contains("future_flag")
+    );
 }
 
 #[test]
@@ -180,11 +238,17 @@ fn unknown_schema_refuses_writes_but_reads_work() {
     let db = OpencodeDb::open(populated(dir.path())).unwrap();
     let docs = docs_of(&db, S1);
     db.connection()
-        .execute("INSERT INTO migration (id, time_completed) VALUES ('20270101000000_future', 1)", [])
+        .execute(
+            "INSERT INTO migration (id, time_completed) VALUES ('20270101000000_future', 1)",
+            [],
+        )
         .unwrap();
     assert_eq!(
         db.schema().unwrap(),
-        SchemaStatus::Unknown { last: "20270101000000_future".into(), count: 39 }
+        SchemaStatus::Unknown {
+            last: "20270101000000_future".into(),
+            count: 39
+        }
     );
     assert_eq!(docs_of(&db, S1), docs);
     assert_eq!(db.session_signals().unwrap().len(), 2);
@@ -193,12 +257,25 @@ fn unknown_schema_refuses_writes_but_reads_work() {
     assert!(matches!(e, DbError::UnknownSchema { .. }));
     assert!(msg.contains("has schema 20270101000000_future (39 migrations), which this oc-sync does not know (it knows OpenCode 1.18.33, up to 20260622202450_simplify_session_input): sessions are read and pushed but not written here; upgrade oc-sync"), "{msg}");
     assert!(msg.contains(&db.path().display().to_string()));
-    assert!(matches!(db.write_messages_doc(&docs[1]), Err(DbError::UnknownSchema { .. })));
-    assert!(matches!(db.delete_session(S1), Err(DbError::UnknownSchema { .. })));
+    assert!(matches!(
+        db.write_messages_doc(&docs[1]),
+        Err(DbError::UnknownSchema { .. })
+    ));
+    assert!(matches!(
+        db.delete_session(S1),
+        Err(DbError::UnknownSchema { .. })
+    ));
     // Older (a prefix of the known list) is unknown too; no table is Missing.
-    db.connection().execute_batch("DELETE FROM migration WHERE id >= '20260622'").unwrap();
-    assert!(matches!(db.schema().unwrap(), SchemaStatus::Unknown { count: 35, .. }));
-    db.connection().execute_batch("DROP TABLE migration").unwrap();
+    db.connection()
+        .execute_batch("DELETE FROM migration WHERE id >= '20260622'")
+        .unwrap();
+    assert!(matches!(
+        db.schema().unwrap(),
+        SchemaStatus::Unknown { count: 35, .. }
+    ));
+    db.connection()
+        .execute_batch("DROP TABLE migration")
+        .unwrap();
     assert_eq!(db.schema().unwrap(), SchemaStatus::Missing);
     assert!(matches!(db.delete_todos(S1), Err(DbError::NoSchema { .. })));
 }
@@ -216,20 +293,36 @@ fn rewriting_a_session_keeps_its_messages_no_cascade() {
     let [s, _, _] = docs_of(&db, S1);
     let mut v: Value = serde_json::from_slice(&s).unwrap();
     v["session"]["title"] = "renamed".into();
-    db.write_session_doc(&serde_json::to_vec(&v).unwrap(), Some("/elsewhere"), None).unwrap();
-    db.write_project_doc(&db.read_project_doc(PID).unwrap().unwrap(), None).unwrap();
+    db.write_session_doc(&serde_json::to_vec(&v).unwrap(), Some("/elsewhere"), None)
+        .unwrap();
+    db.write_project_doc(&db.read_project_doc(PID).unwrap().unwrap(), None)
+        .unwrap();
     let after = (
         count(c, "SELECT count(*) FROM message"),
         count(c, "SELECT count(*) FROM part"),
         count(c, "SELECT count(*) FROM todo"),
     );
     assert_eq!(before, after);
-    let (title, dir_): (String, String) =
-        c.query_row("SELECT title, directory FROM session WHERE id = ?1", [S1], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (title, dir_): (String, String) = c
+        .query_row(
+            "SELECT title, directory FROM session WHERE id = ?1",
+            [S1],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
     assert_eq!((title.as_str(), dir_.as_str()), ("renamed", "/elsewhere"));
     // The trap is real on this schema: INSERT OR REPLACE would have wiped them.
-    c.execute_batch(&format!("INSERT OR REPLACE INTO session SELECT * FROM session WHERE id = '{S1}'")).unwrap();
-    assert_eq!(count(c, &format!("SELECT count(*) FROM message WHERE session_id = '{S1}'")), 0);
+    c.execute_batch(&format!(
+        "INSERT OR REPLACE INTO session SELECT * FROM session WHERE id = '{S1}'"
+    ))
+    .unwrap();
+    assert_eq!(
+        count(
+            c,
+            &format!("SELECT count(*) FROM message WHERE session_id = '{S1}'")
+        ),
+        0
+    );
 }
 
 #[test]
@@ -242,33 +335,59 @@ fn local_only_columns_and_overrides() {
         .unwrap();
     let [s, _, _] = docs_of(&src, S1);
     // Insert: worktree and directory overrides; workspace_id NULL; project time_updated = now.
-    dst.write_session_doc(&s, Some("/local/demo/sub"), Some("/local/demo")).unwrap();
+    dst.write_session_doc(&s, Some("/local/demo/sub"), Some("/local/demo"))
+        .unwrap();
     let c = dst.connection();
     let row = |c: &Connection| -> (Option<String>, Option<String>, String) {
-        c.query_row("SELECT share_url, workspace_id, directory FROM session WHERE id = ?1", [S1], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        c.query_row(
+            "SELECT share_url, workspace_id, directory FROM session WHERE id = ?1",
+            [S1],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap()
     };
-    assert_eq!(row(c), (Some("https://remote/s".into()), None, "/local/demo/sub".into()));
-    let (wt, tu): (String, i64) =
-        c.query_row("SELECT worktree, time_updated FROM project WHERE id = ?1", [PID], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!(
+        row(c),
+        (
+            Some("https://remote/s".into()),
+            None,
+            "/local/demo/sub".into()
+        )
+    );
+    let (wt, tu): (String, i64) = c
+        .query_row(
+            "SELECT worktree, time_updated FROM project WHERE id = ?1",
+            [PID],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
     assert_eq!(wt, "/local/demo");
     assert!(tu > 1_700_000_000_000);
     // Update: local share_url / workspace_id kept; directory from the doc without override.
     c.execute("UPDATE session SET share_url = 'https://local/s', workspace_id = 'wrk_local' WHERE id = ?1", [S1]).unwrap();
-    c.execute("UPDATE project SET time_updated = 42", []).unwrap();
+    c.execute("UPDATE project SET time_updated = 42", [])
+        .unwrap();
     dst.write_session_doc(&s, None, Some("/ignored")).unwrap();
-    assert_eq!(row(c), (Some("https://local/s".into()), Some("wrk_local".into()), format!("/home/user/projects/{PID}")));
+    assert_eq!(
+        row(c),
+        (
+            Some("https://local/s".into()),
+            Some("wrk_local".into()),
+            format!("/home/user/projects/{PID}")
+        )
+    );
     // Project doc: local worktree and time_updated kept unless overridden.
-    let mut p: Value = serde_json::from_slice(&src.read_project_doc(PID).unwrap().unwrap()).unwrap();
+    let mut p: Value =
+        serde_json::from_slice(&src.read_project_doc(PID).unwrap().unwrap()).unwrap();
     p["project"]["name"] = "Demo".into();
     let p = serde_json::to_vec(&p).unwrap();
     dst.write_project_doc(&p, None).unwrap();
     let get = || -> (String, i64, Option<String>) {
-        c.query_row("SELECT worktree, time_updated, name FROM project WHERE id = ?1", [PID], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        c.query_row(
+            "SELECT worktree, time_updated, name FROM project WHERE id = ?1",
+            [PID],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
         .unwrap()
     };
     assert_eq!(get(), ("/local/demo".into(), 42, Some("Demo".into())));
@@ -282,37 +401,78 @@ fn messages_doc_replaces_and_recomputes_totals() {
     let db = OpencodeDb::open(populated(dir.path())).unwrap();
     let c = db.connection();
     let totals_of = || -> (f64, i64, i64, i64) {
-        c.query_row("SELECT cost, tokens_input, tokens_output, time_updated FROM session WHERE id = ?1", [S1], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
+        c.query_row(
+            "SELECT cost, tokens_input, tokens_output, time_updated FROM session WHERE id = ?1",
+            [S1],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
         .unwrap()
     };
     let orig = totals_of();
     let [_, m, _] = docs_of(&db, S1);
-    c.execute("UPDATE session SET cost = 99, tokens_input = 0, tokens_output = 0 WHERE id = ?1", [S1]).unwrap();
+    c.execute(
+        "UPDATE session SET cost = 99, tokens_input = 0, tokens_output = 0 WHERE id = ?1",
+        [S1],
+    )
+    .unwrap();
     db.write_messages_doc(&m).unwrap();
-    assert_eq!(totals_of(), orig, "totals recomputed from the messages equal the generator's sums");
+    assert_eq!(
+        totals_of(),
+        orig,
+        "totals recomputed from the messages equal the generator's sums"
+    );
     // Drop the last assistant message (and its parts): rows deleted, totals follow.
     let mut v: Value = serde_json::from_slice(&m).unwrap();
     let last = v["messages"].as_array_mut().unwrap().pop().unwrap();
     let last_id = last["id"].as_str().unwrap().to_string();
-    v["parts"].as_array_mut().unwrap().retain(|p| p["message_id"] != last_id.as_str());
+    v["parts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|p| p["message_id"] != last_id.as_str());
     // And one extra part on the first message.
     let mut extra = v["parts"][0].clone();
     extra["id"] = "prt_zzzz_extra".into();
     v["parts"].as_array_mut().unwrap().push(extra);
-    db.write_messages_doc(&serde_json::to_vec(&v).unwrap()).unwrap();
-    assert_eq!(count(c, &format!("SELECT count(*) FROM message WHERE session_id = '{S1}'")), 5);
-    assert_eq!(count(c, &format!("SELECT count(*) FROM part WHERE session_id = '{S1}'")), 21);
+    db.write_messages_doc(&serde_json::to_vec(&v).unwrap())
+        .unwrap();
+    assert_eq!(
+        count(
+            c,
+            &format!("SELECT count(*) FROM message WHERE session_id = '{S1}'")
+        ),
+        5
+    );
+    assert_eq!(
+        count(
+            c,
+            &format!("SELECT count(*) FROM part WHERE session_id = '{S1}'")
+        ),
+        21
+    );
     let t = totals_of();
     assert_eq!(t.3, orig.3, "time_updated unchanged");
-    assert_eq!(t.1, orig.1 - last["data"]["tokens"]["input"].as_i64().unwrap());
+    assert_eq!(
+        t.1,
+        orig.1 - last["data"]["tokens"]["input"].as_i64().unwrap()
+    );
     assert!((t.0 - (orig.0 - last["data"]["cost"].as_f64().unwrap())).abs() < 1e-12);
     db.delete_messages(S1).unwrap();
-    assert_eq!(count(c, &format!("SELECT count(*) FROM part WHERE session_id = '{S1}'")), 0);
+    assert_eq!(
+        count(
+            c,
+            &format!("SELECT count(*) FROM part WHERE session_id = '{S1}'")
+        ),
+        0
+    );
     assert_eq!(totals_of().1, 0);
     // Sessions of other ids untouched.
-    assert_eq!(count(c, &format!("SELECT count(*) FROM message WHERE session_id = '{S2}'")), 3);
+    assert_eq!(
+        count(
+            c,
+            &format!("SELECT count(*) FROM message WHERE session_id = '{S2}'")
+        ),
+        3
+    );
 }
 
 #[test]
@@ -323,8 +483,15 @@ fn writes_to_a_missing_session_are_refused() {
     let [_, m, t] = docs_of(&src, S1);
     let e = dst.write_messages_doc(&m).unwrap_err();
     assert!(matches!(e, DbError::SessionMissing { .. }));
-    assert!(e.to_string().contains("write sessions/ses_e0252f198ffeJ1DAzgJnAF8aQp first"), "{e}");
-    assert!(matches!(dst.write_todos_doc(&t), Err(DbError::SessionMissing { .. })));
+    assert!(
+        e.to_string()
+            .contains("write sessions/ses_e0252f198ffeJ1DAzgJnAF8aQp first"),
+        "{e}"
+    );
+    assert!(matches!(
+        dst.write_todos_doc(&t),
+        Err(DbError::SessionMissing { .. })
+    ));
 }
 
 #[test]
@@ -345,28 +512,58 @@ fn invalid_docs_are_refused_naming_the_field() {
     assert!(f.starts_with("(document): not valid JSON"), "{f}");
     let f = field_of(db.write_messages_doc(&edit(&m, &|v| v["format"] = 2.into())));
     assert!(f.starts_with("format: is 2"), "{f}");
-    let f = field_of(db.write_messages_doc(&edit(&m, &|v| v["messages"][2]["session_id"] = S2.into())));
-    assert!(f.starts_with("messages[2].session_id: is ses_e025157a"), "{f}");
-    let f = field_of(db.write_messages_doc(&edit(&m, &|v| v["parts"][3]["message_id"] = "msg_other".into())));
-    assert_eq!(f, "parts[3].message_id: msg_other is not a message of this document");
-    let f = field_of(db.write_messages_doc(&edit(&m, &|v| v["parts"][1]["id"] = v["parts"][0]["id"].clone())));
-    assert!(f.starts_with("parts[1].id:") && f.ends_with("appears twice"), "{f}");
-    let f = field_of(db.write_messages_doc(&edit(&m, &|v| v["messages"][0]["time_created"] = serde_json::json!([1]))));
-    assert!(f.starts_with("messages[0].time_created: a JSON array"), "{f}");
+    let f =
+        field_of(db.write_messages_doc(&edit(&m, &|v| v["messages"][2]["session_id"] = S2.into())));
+    assert!(
+        f.starts_with("messages[2].session_id: is ses_e025157a"),
+        "{f}"
+    );
+    let f = field_of(db.write_messages_doc(&edit(&m, &|v| {
+        v["parts"][3]["message_id"] = "msg_other".into()
+    })));
+    assert_eq!(
+        f,
+        "parts[3].message_id: msg_other is not a message of this document"
+    );
+    let f = field_of(db.write_messages_doc(&edit(&m, &|v| {
+        v["parts"][1]["id"] = v["parts"][0]["id"].clone()
+    })));
+    assert!(
+        f.starts_with("parts[1].id:") && f.ends_with("appears twice"),
+        "{f}"
+    );
+    let f = field_of(db.write_messages_doc(&edit(&m, &|v| {
+        v["messages"][0]["time_created"] = serde_json::json!([1])
+    })));
+    assert!(
+        f.starts_with("messages[0].time_created: a JSON array"),
+        "{f}"
+    );
     let f = field_of(db.write_messages_doc(&edit(&m, &|v| {
         v["messages"][0].as_object_mut().unwrap().remove("id");
     })));
     assert_eq!(f, "messages[0].id: missing");
-    let f = field_of(db.write_session_doc(&edit(&s, &|v| v["project"]["id"] = "other".into()), None, None));
+    let f = field_of(db.write_session_doc(
+        &edit(&s, &|v| v["project"]["id"] = "other".into()),
+        None,
+        None,
+    ));
     assert!(f.starts_with("project.id: is not session"), "{f}");
-    let f = field_of(db.write_session_doc(&edit(&s, &|v| v["session"]["id"] = Value::Null), None, None));
+    let f = field_of(db.write_session_doc(
+        &edit(&s, &|v| v["session"]["id"] = Value::Null),
+        None,
+        None,
+    ));
     assert_eq!(f, "session.id: is not a string");
     let f = field_of(db.write_todos_doc(&edit(&t, &|v| v["todos"][1]["position"] = 0.into())));
     assert_eq!(f, "todos[1].position: 0 appears twice");
     let f = field_of(db.write_project_doc(b"{\"format\":1}", None));
     assert_eq!(f, "project: missing");
     let e = db.write_messages_doc(b"[]").unwrap_err().to_string();
-    assert!(e.contains("refusing to write a messages document into") && e.contains("src.db"), "{e}");
+    assert!(
+        e.contains("refusing to write a messages document into") && e.contains("src.db"),
+        "{e}"
+    );
     // Nothing was changed by the refused writes.
     assert_eq!(docs_of(&db, S1), [s, m, t]);
 }
@@ -379,9 +576,27 @@ fn delete_session_cascades_and_project_delete_is_guarded() {
     assert!(!db.delete_project(PID).unwrap(), "sessions reference it");
     db.delete_session(S1).unwrap();
     db.delete_session(S1).unwrap(); // idempotent
-    assert_eq!(count(c, &format!("SELECT count(*) FROM message WHERE session_id = '{S1}'")), 0);
-    assert_eq!(count(c, &format!("SELECT count(*) FROM part WHERE session_id = '{S1}'")), 0);
-    assert_eq!(count(c, &format!("SELECT count(*) FROM todo WHERE session_id = '{S1}'")), 0);
+    assert_eq!(
+        count(
+            c,
+            &format!("SELECT count(*) FROM message WHERE session_id = '{S1}'")
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            c,
+            &format!("SELECT count(*) FROM part WHERE session_id = '{S1}'")
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            c,
+            &format!("SELECT count(*) FROM todo WHERE session_id = '{S1}'")
+        ),
+        0
+    );
     db.delete_todos(S2).unwrap();
     assert_eq!(count(c, "SELECT count(*) FROM todo"), 0);
     db.delete_session(S2).unwrap();
@@ -390,7 +605,10 @@ fn delete_session_cascades_and_project_delete_is_guarded() {
         [PID],
     )
     .unwrap();
-    assert!(!db.delete_project(PID).unwrap(), "a local permission references it");
+    assert!(
+        !db.delete_project(PID).unwrap(),
+        "a local permission references it"
+    );
     c.execute("DELETE FROM permission", []).unwrap();
     assert!(db.delete_project(PID).unwrap());
     assert!(!db.delete_project(PID).unwrap());
@@ -414,14 +632,20 @@ fn signals_count_through_covering_indexes() {
         (SQL_PART_COUNTS, "part_session_idx"),
     ] {
         let plan = query_plan(db.connection(), sql);
-        assert!(plan.contains(&format!("SCAN message USING COVERING INDEX {index}")) || plan.contains(&format!("SCAN part USING COVERING INDEX {index}")), "{sql}: {plan}");
+        assert!(
+            plan.contains(&format!("SCAN message USING COVERING INDEX {index}"))
+                || plan.contains(&format!("SCAN part USING COVERING INDEX {index}")),
+            "{sql}: {plan}"
+        );
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
     let plan = query_plan(db.connection(), SQL_TODO_COUNTS);
     assert!(plan.contains("todo"), "{plan}");
     // Project signals: hash of the doc, stable across project.time_updated changes.
     let p1 = db.project_signals().unwrap();
-    db.connection().execute("UPDATE project SET time_updated = time_updated + 5", []).unwrap();
+    db.connection()
+        .execute("UPDATE project SET time_updated = time_updated + 5", [])
+        .unwrap();
     assert_eq!(p1, db.project_signals().unwrap());
     assert_eq!(p1[0].0, PID);
     assert_eq!(p1[0].1.len(), 64);
@@ -429,7 +653,11 @@ fn signals_count_through_covering_indexes() {
 
 fn query_plan(c: &Connection, sql: &str) -> String {
     let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-    stmt.query_map([], |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect::<Vec<_>>().join(" | ")
+    stmt.query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
+        .join(" | ")
 }
 
 #[test]
@@ -453,7 +681,12 @@ fn a_write_waits_for_another_writer() {
     let waited = start.elapsed();
     holder.join().unwrap();
     assert!(waited >= Duration::from_millis(200), "{waited:?}");
-    let title: String = db.connection().query_row("SELECT title FROM session WHERE id = ?1", [S2], |r| r.get(0)).unwrap();
+    let title: String = db
+        .connection()
+        .query_row("SELECT title FROM session WHERE id = ?1", [S2], |r| {
+            r.get(0)
+        })
+        .unwrap();
     assert_eq!(title, "held");
 }
 
@@ -467,15 +700,27 @@ fn writing_while_another_connection_reads() {
     assert_eq!(count(&reader, "SELECT count(*) FROM todo"), 4);
     let start = Instant::now();
     db.delete_todos(S1).unwrap();
-    assert!(start.elapsed() < Duration::from_secs(2), "WAL: a reader does not block the writer");
-    assert_eq!(count(&reader, "SELECT count(*) FROM todo"), 4, "the reader keeps its snapshot");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "WAL: a reader does not block the writer"
+    );
+    assert_eq!(
+        count(&reader, "SELECT count(*) FROM todo"),
+        4,
+        "the reader keeps its snapshot"
+    );
     reader.execute_batch("COMMIT").unwrap();
     assert_eq!(count(&reader, "SELECT count(*) FROM todo"), 2);
     // And our reads see a snapshot while another connection writes: docs stay consistent.
     let a = db.read_messages_doc(S2).unwrap();
     let w = Connection::open(&path).unwrap();
-    w.execute_batch("BEGIN IMMEDIATE; DELETE FROM part; ").unwrap();
-    assert_eq!(db.read_messages_doc(S2).unwrap(), a, "uncommitted writes are not seen");
+    w.execute_batch("BEGIN IMMEDIATE; DELETE FROM part; ")
+        .unwrap();
+    assert_eq!(
+        db.read_messages_doc(S2).unwrap(),
+        a,
+        "uncommitted writes are not seen"
+    );
     w.execute_batch("ROLLBACK").unwrap();
 }
 
@@ -490,7 +735,8 @@ fn bench_large() {
     let t0 = Instant::now();
     {
         let c = Connection::open(&path).unwrap();
-        c.execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL; BEGIN").unwrap();
+        c.execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL; BEGIN")
+            .unwrap();
         let (mut msgs, mut parts) = (0usize, 0usize);
         for i in 0..3000usize {
             let n = if i < 1000 { 22 } else { 21 };
@@ -500,9 +746,15 @@ fn bench_large() {
             msgs += n;
             parts += n * ppm;
         }
-        c.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
-        eprintln!("generated {msgs} messages, {parts} parts in {:?}", t0.elapsed());
-        let avg: f64 = c.query_row("SELECT avg(length(data)) FROM part", [], |r| r.get(0)).unwrap();
+        c.execute_batch("COMMIT; PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        eprintln!(
+            "generated {msgs} messages, {parts} parts in {:?}",
+            t0.elapsed()
+        );
+        let avg: f64 = c
+            .query_row("SELECT avg(length(data)) FROM part", [], |r| r.get(0))
+            .unwrap();
         eprintln!("avg part.data {avg:.0} bytes");
     }
     let size = std::fs::metadata(&path).unwrap().len();
@@ -514,9 +766,15 @@ fn bench_large() {
     for round in 0..3 {
         let t = Instant::now();
         let sig = db.session_signals().unwrap();
-        eprintln!("session_signals round {round}: {} sessions in {:?}", sig.len(), t.elapsed());
+        eprintln!(
+            "session_signals round {round}: {} sessions in {:?}",
+            sig.len(),
+            t.elapsed()
+        );
         assert_eq!(sig.len(), 3000);
-        let (m, p) = sig.iter().fold((0, 0), |(m, p), s| (m + s.messages, p + s.parts));
+        let (m, p) = sig
+            .iter()
+            .fold((0, 0), |(m, p), s| (m + s.messages, p + s.parts));
         eprintln!("  counted {m} messages, {p} parts");
     }
     let t = Instant::now();
@@ -528,7 +786,10 @@ fn bench_large() {
     eprintln!("read_messages_doc: {} bytes in {:?}", m.len(), t.elapsed());
     let t = Instant::now();
     db.write_messages_doc(&m).unwrap();
-    eprintln!("write_messages_doc (same content, upserts) in {:?}", t.elapsed());
+    eprintln!(
+        "write_messages_doc (same content, upserts) in {:?}",
+        t.elapsed()
+    );
     let t = Instant::now();
     let mut total = 0;
     for i in 0..3000usize {
@@ -537,5 +798,40 @@ fn bench_large() {
         total += db.read_messages_doc(&sid).unwrap().unwrap().len();
         total += db.read_todos_doc(&sid).unwrap().unwrap().len();
     }
-    eprintln!("read all docs: {:.1} MB in {:?}", total as f64 / 1e6, t.elapsed());
+    eprintln!(
+        "read all docs: {:.1} MB in {:?}",
+        total as f64 / 1e6,
+        t.elapsed()
+    );
+}
+
+/// Round trip of every session of a real OpenCode database (a copy; set OC_SYNC_SAMPLE_DB):
+/// read → write into a fresh db → read gives identical bytes, and recomputed totals equal
+/// OpenCode's. `OC_SYNC_SAMPLE_DB=/path/copy.db cargo test --lib real_db -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn real_db_round_trip() {
+    let Ok(sample) = std::env::var("OC_SYNC_SAMPLE_DB") else {
+        return;
+    };
+    let src = OpencodeDb::open(&sample).unwrap();
+    assert_eq!(src.schema().unwrap(), SchemaStatus::Known);
+    let dir = tempfile::tempdir().unwrap();
+    let dst = OpencodeDb::open(new_db(dir.path(), "dst.db")).unwrap();
+    let sigs = src.session_signals().unwrap();
+    for s in &sigs {
+        let [sd, md, td] = docs_of(&src, &s.id);
+        dst.write_session_doc(&sd, None, None).unwrap();
+        dst.write_messages_doc(&md).unwrap();
+        dst.write_todos_doc(&td).unwrap();
+        assert_eq!(docs_of(&dst, &s.id), [sd, md, td], "{}", s.id);
+        eprintln!(
+            "{}: {} messages, {} parts, {} todos: identical",
+            s.id, s.messages, s.parts, s.todos
+        );
+    }
+    assert_eq!(
+        src.project_signals().unwrap().len(),
+        dst.project_signals().unwrap().len()
+    );
 }

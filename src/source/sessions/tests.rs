@@ -1,1 +1,229 @@
+//! Two machines, each with its own OpenCode database, syncing sessions through a folder remote.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
 use super::*;
+use crate::remote::local::LocalRemote;
+use crate::remote::Remote;
+use crate::source::opencode_db::{create_test_db, insert_fake_session};
+use crate::sync::run::{SyncOptions, SyncReport, Syncer, system_now_ms};
+use crate::sync::state::StateStore;
+
+struct Machine {
+    dir: PathBuf,
+}
+
+impl Machine {
+    fn new(root: &Path, name: &str) -> Machine {
+        let dir = root.join(name);
+        std::fs::create_dir_all(dir.join("state")).unwrap();
+        create_test_db(dir.join("opencode.db")).unwrap();
+        Machine { dir }
+    }
+    fn db(&self) -> PathBuf {
+        self.dir.join("opencode.db")
+    }
+    fn conn(&self) -> Connection {
+        let c = Connection::open(self.db()).unwrap();
+        c.execute_batch("PRAGMA foreign_keys=ON").unwrap();
+        c
+    }
+    fn sync_with(&self, name: &str, config: &Config, remote: &dyn Remote) -> SyncReport {
+        let srcs = sources(&self.db(), &self.dir.join("state"), config, system_now_ms()).unwrap();
+        let syncer = Syncer {
+            machine: name.into(),
+            config,
+            remote,
+            sources: srcs.into_iter().map(|s| Box::new(s) as Box<dyn Source>).collect(),
+            state: StateStore::new(self.dir.join("state/sync")),
+            blocked: Default::default(),
+            now_ms: system_now_ms,
+            on_local_write: None,
+            codec: None,
+            on_progress: None,
+        };
+        syncer.sync(&SyncOptions::default()).unwrap()
+    }
+    fn sync(&self, name: &str, remote: &dyn Remote) -> SyncReport {
+        self.sync_with(name, &Config { retry_delay_ms: 0, ..Config::default() }, remote)
+    }
+    fn open(&self) -> OpencodeDb {
+        OpencodeDb::open(self.db()).unwrap()
+    }
+    fn count(&self, sql: &str) -> i64 {
+        self.conn().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+    /// Adds a user + assistant message pair (one text part each) to a session.
+    fn continue_session(&self, sid: &str, tag: &str, t: i64) {
+        let c = self.conn();
+        for (i, role) in ["user", "assistant"].iter().enumerate() {
+            let mid = format!("msg_{tag}{i}");
+            let data = serde_json::json!({"role": role, "time": {"created": t}, "cost": if i == 1 { 0.5 } else { 0.0 },
+                "tokens": {"input": 10, "output": 5, "reasoning": 0, "cache": {"read": 0, "write": 0}}});
+            c.execute("INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES (?1, ?2, ?3, ?3, ?4)",
+                rusqlite::params![mid, sid, t + i as i64, data.to_string()]).unwrap();
+            let pdata = serde_json::json!({"type": "text", "text": format!("{tag} says {role}")});
+            c.execute("INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                rusqlite::params![format!("prt_{tag}{i}"), mid, sid, t + i as i64, pdata.to_string()]).unwrap();
+        }
+        c.execute("UPDATE session SET time_updated = ?2 WHERE id = ?1", rusqlite::params![sid, t + 10]).unwrap();
+    }
+}
+
+fn world() -> (tempfile::TempDir, LocalRemote, Machine, Machine) {
+    let t = tempfile::tempdir().unwrap();
+    let remote = LocalRemote::open(t.path().join("remote")).unwrap();
+    let a = Machine::new(t.path(), "a");
+    let b = Machine::new(t.path(), "b");
+    (t, remote, a, b)
+}
+
+#[test]
+fn a_session_reaches_another_machine_identically_and_settles() {
+    let (_t, remote, a, b) = world();
+    insert_fake_session(&a.conn(), "proj1", "ses_one", 6, 3, 300).unwrap();
+    let r = a.sync("a", &remote);
+    assert_eq!(r.pushed.len(), 4, "{r:?}"); // session, messages, todos, project
+    let r = b.sync("b", &remote);
+    assert_eq!(r.pulled.len(), 4, "{r:?}");
+    assert_eq!(a.open().read_messages_doc("ses_one").unwrap(), b.open().read_messages_doc("ses_one").unwrap());
+    assert_eq!(a.open().read_todos_doc("ses_one").unwrap(), b.open().read_todos_doc("ses_one").unwrap());
+    // Nothing moves afterwards, on either side.
+    for _ in 0..2 {
+        for (m, n) in [(&a, "a"), (&b, "b")] {
+            let r = m.sync(n, &remote);
+            assert!(r.pushed.is_empty() && r.pulled.is_empty() && r.merged.is_empty(), "{n}: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn a_pulled_session_lands_in_the_local_worktree_and_the_shared_document_stays_the_same() {
+    let (_t, remote, a, b) = world();
+    insert_fake_session(&a.conn(), "proj1", "ses_one", 2, 2, 50).unwrap();
+    // b has the same project at another path.
+    b.conn()
+        .execute("INSERT INTO project (id, worktree, vcs, time_created, time_updated, sandboxes) VALUES ('proj1', '/Users/b/code/proj1', 'git', 1, 1, '[]')", [])
+        .unwrap();
+    a.sync("a", &remote);
+    b.sync("b", &remote);
+    let dir: String = b.conn().query_row("SELECT directory FROM session WHERE id='ses_one'", [], |r| r.get(0)).unwrap();
+    assert_eq!(dir, "/Users/b/code/proj1");
+    let worktree: String = b.conn().query_row("SELECT worktree FROM project WHERE id='proj1'", [], |r| r.get(0)).unwrap();
+    assert_eq!(worktree, "/Users/b/code/proj1");
+    // The mapped directory does not come back as a change.
+    let r = b.sync("b", &remote);
+    assert!(r.pushed.is_empty(), "{r:?}");
+    // a gets b's project record (b had its own), never b's paths.
+    let r = a.sync("a", &remote);
+    assert!(r.pulled.iter().all(|k| k.starts_with("projects/")), "{r:?}");
+    let dir_a: String = a.conn().query_row("SELECT directory FROM session WHERE id='ses_one'", [], |r| r.get(0)).unwrap();
+    assert_eq!(dir_a, "/home/user/projects/proj1");
+    let worktree_a: String = a.conn().query_row("SELECT worktree FROM project WHERE id='proj1'", [], |r| r.get(0)).unwrap();
+    assert_eq!(worktree_a, "/home/user/projects/proj1");
+    for (m, n) in [(&a, "a"), (&b, "b")] {
+        let r = m.sync(n, &remote);
+        assert!(r.pushed.is_empty() && r.pulled.is_empty(), "{n}: {r:?}");
+    }
+}
+
+#[test]
+fn the_path_map_applies_to_projects_not_found_locally() {
+    let (_t, remote, a, b) = world();
+    insert_fake_session(&a.conn(), "proj1", "ses_one", 2, 2, 50).unwrap();
+    a.sync("a", &remote);
+    let cfg = Config {
+        retry_delay_ms: 0,
+        session_path_map: vec![("/home/user/projects".into(), "/srv/code".into())],
+        ..Config::default()
+    };
+    b.sync_with("b", &cfg, &remote);
+    let dir: String = b.conn().query_row("SELECT directory FROM session WHERE id='ses_one'", [], |r| r.get(0)).unwrap();
+    assert_eq!(dir, "/srv/code/proj1");
+    let r = b.sync_with("b", &cfg, &remote);
+    assert!(r.pushed.is_empty(), "{r:?}");
+}
+
+#[test]
+fn a_session_continued_on_both_machines_offline_keeps_both_continuations() {
+    let (_t, remote, a, b) = world();
+    insert_fake_session(&a.conn(), "proj1", "ses_one", 4, 2, 50).unwrap();
+    a.sync("a", &remote);
+    b.sync("b", &remote);
+    let t0 = 1_900_000_000_000;
+    a.continue_session("ses_one", "fromA", t0);
+    b.continue_session("ses_one", "fromB", t0 + 5);
+    a.sync("a", &remote);
+    let r = b.sync("b", &remote);
+    assert!(!r.merged.is_empty(), "{r:?}");
+    a.sync("a", &remote);
+    for m in [&a, &b] {
+        assert_eq!(m.count("SELECT count(*) FROM message WHERE session_id='ses_one'"), 8);
+        assert_eq!(m.count("SELECT count(*) FROM message WHERE id IN ('msg_fromA1', 'msg_fromB1')"), 2);
+    }
+    assert_eq!(a.open().read_messages_doc("ses_one").unwrap(), b.open().read_messages_doc("ses_one").unwrap());
+    // Totals follow the merged messages on both machines.
+    let cost = |m: &Machine| -> f64 { m.conn().query_row("SELECT cost FROM session WHERE id='ses_one'", [], |r| r.get(0)).unwrap() };
+    let sum = |m: &Machine| -> f64 {
+        m.conn()
+            .query_row("SELECT sum(json_extract(data,'$.cost')) FROM message WHERE session_id='ses_one' AND json_extract(data,'$.role')='assistant'", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert!((cost(&a) - sum(&a)).abs() < 1e-9 && (cost(&b) - sum(&b)).abs() < 1e-9, "{} {} {} {}", cost(&a), sum(&a), cost(&b), sum(&b));
+    // Both recomputed the same totals; at most one more exchange settles them.
+    a.sync("a", &remote);
+    b.sync("b", &remote);
+    for (m, n) in [(&a, "a"), (&b, "b")] {
+        let r = m.sync(n, &remote);
+        assert!(r.pushed.is_empty() && r.pulled.is_empty(), "{n}: {r:?}");
+    }
+}
+
+#[test]
+fn a_deleted_session_is_deleted_on_the_other_machine() {
+    let (_t, remote, a, b) = world();
+    for i in 0..4 {
+        insert_fake_session(&a.conn(), "proj1", &format!("ses_{i}"), 2, 2, 50).unwrap();
+    }
+    a.sync("a", &remote);
+    b.sync("b", &remote);
+    a.conn().execute("DELETE FROM session WHERE id='ses_2'", []).unwrap();
+    let r = a.sync("a", &remote);
+    assert!(r.deleted_remote.iter().any(|k| k.starts_with("sessions/")), "{r:?}");
+    b.sync("b", &remote);
+    assert_eq!(b.count("SELECT count(*) FROM session WHERE id='ses_2'"), 0);
+    assert_eq!(b.count("SELECT count(*) FROM message WHERE session_id='ses_2'"), 0);
+    assert_eq!(b.count("SELECT count(*) FROM session"), 3);
+}
+
+#[test]
+fn an_unknown_schema_is_read_and_pushed_but_never_written() {
+    let (_t, remote, a, b) = world();
+    insert_fake_session(&a.conn(), "proj1", "ses_one", 2, 2, 50).unwrap();
+    a.sync("a", &remote);
+    b.conn().execute("INSERT INTO migration (id, time_completed) VALUES ('29990101000000_future', 1)", []).unwrap();
+    let r = b.sync("b", &remote);
+    assert!(r.skipped.iter().any(|s| s.contains("does not know")), "{r:?}");
+    assert_eq!(b.count("SELECT count(*) FROM session"), 0);
+}
+
+#[test]
+fn old_sessions_and_other_projects_are_left_alone_when_filtered() {
+    let (_t, remote, a, b) = world();
+    insert_fake_session(&a.conn(), "proj1", "ses_keep", 2, 2, 50).unwrap();
+    insert_fake_session(&a.conn(), "proj2", "ses_other", 2, 2, 50).unwrap();
+    a.conn().execute("UPDATE session SET time_updated = 1000 WHERE id='ses_keep'", []).unwrap();
+    let cfg = Config { retry_delay_ms: 0, session_max_age_days: 30, ..Config::default() };
+    let r = a.sync_with("a", &cfg, &remote);
+    assert!(r.pushed.iter().all(|k| !k.contains("ses_keep")), "{r:?}");
+    assert!(r.pushed.iter().any(|k| k.contains("ses_other")), "{r:?}");
+    // Only proj1 on b: the other project's session is not pulled.
+    let cfg = Config { retry_delay_ms: 0, session_projects: vec!["proj1".into()], ..Config::default() };
+    let r = b.sync_with("b", &cfg, &remote);
+    assert!(r.pulled.iter().all(|k| !k.contains("ses_other")), "{r:?}");
+    // a turning the filter off later pushes the old session; nothing was deleted anywhere.
+    a.sync("a", &remote);
+    assert_eq!(a.count("SELECT count(*) FROM session"), 2);
+}

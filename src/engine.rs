@@ -312,7 +312,7 @@ fn runner(ctx: Arc<SyncContext>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<O
                         own.lock().unwrap_or_else(|e| e.into_inner()).insert(path, value);
                     }
                 };
-                session::sync_observed(&c.paths, &c.config, &c.env, &SyncOptions::default(), Some(&observe))
+                session::sync_observed(&c.paths, &c.config, &c.env, &SyncOptions::default(), Some(&observe), None)
             })
             .await;
             let outcome = match result {

@@ -7,6 +7,7 @@ export * from "./fake-model.mjs";
 export * from "./fake-github.mjs";
 export * from "./machine.mjs";
 export * from "./package.mjs";
+export * from "./serve.mjs";
 
 /**
  * A fresh temp dir under os.tmpdir(). Returns { root, cleanup }; cleanup() removes it

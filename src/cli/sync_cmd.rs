@@ -23,7 +23,20 @@ pub fn run(paths: &Paths, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> any
             writeln!(io.err, "nothing to re-encrypt: credentials are not synced ({why})")?;
             return Ok(EXIT_FAILURE);
         }
-    let report = match session::sync_now(paths, &loaded.config, &io.env, &opts) {
+    // A sync of many items runs in rounds: show how far it got (on stderr, so --json stays clean).
+    let err = std::cell::RefCell::new(&mut *io.err);
+    let progress = |r: &crate::sync::run::SyncReport| {
+        let _ = writeln!(
+            err.borrow_mut(),
+            "… {} pushed, {} pulled, {} merged so far (continuing)",
+            r.pushed.len(),
+            r.pulled.len(),
+            r.merged.len()
+        );
+    };
+    let result = session::sync_with_progress(paths, &loaded.config, &io.env, &opts, &progress);
+    drop(err);
+    let report = match result {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("sync failed: {e}");

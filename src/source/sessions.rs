@@ -69,6 +69,9 @@ struct Filter {
     max_bytes: u64,
 }
 
+/// This machine's projects: id → (name, worktree).
+type LocalProjects = HashMap<String, (Option<String>, String)>;
+
 struct Shared {
     db: OpencodeDb,
     filter: Filter,
@@ -80,7 +83,7 @@ struct Shared {
     /// Session signals of this moment; dropped after every write.
     signals: RefCell<Option<Rc<Vec<SessionSignal>>>>,
     /// Local projects: id → (name, worktree).
-    projects: RefCell<Option<Rc<HashMap<String, (Option<String>, String)>>>>,
+    projects: RefCell<Option<Rc<LocalProjects>>>,
 }
 
 /// One category's view of the database.
@@ -206,7 +209,7 @@ impl Shared {
         Ok(s)
     }
 
-    fn local_projects(&self) -> Result<Rc<HashMap<String, (Option<String>, String)>>, SourceError> {
+    fn local_projects(&self) -> Result<Rc<LocalProjects>, SourceError> {
         if let Some(p) = self.projects.borrow().as_ref() {
             return Ok(p.clone());
         }

@@ -231,7 +231,19 @@ pub fn sources<'a>(paths: &Paths, config: &Config, state: &StateStore) -> Result
 
 /// Runs one full sync on this machine, holding the machine-wide sync lock.
 pub fn sync_now(paths: &Paths, config: &Config, env: &EnvSnapshot, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
-    sync_observed(paths, config, env, opts, None)
+    sync_observed(paths, config, env, opts, None, None)
+}
+
+/// [`sync_now`], telling `progress` the running totals after each round of a sync that needs
+/// several (a first sync of a large database).
+pub fn sync_with_progress(
+    paths: &Paths,
+    config: &Config,
+    env: &EnvSnapshot,
+    opts: &SyncOptions,
+    progress: &dyn Fn(&SyncReport),
+) -> Result<SyncReport, SyncError> {
+    sync_observed(paths, config, env, opts, None, Some(progress))
 }
 
 /// [`sync_now`], telling `on_local_write` about each local write (see [`Syncer::on_local_write`]).
@@ -241,6 +253,7 @@ pub fn sync_observed(
     env: &EnvSnapshot,
     opts: &SyncOptions,
     on_local_write: Option<&super::run::WriteObserver<'_>>,
+    on_progress: Option<&dyn Fn(&SyncReport)>,
 ) -> Result<SyncReport, SyncError> {
     let machine = machine_id::get_or_create(config.machine_id.as_deref(), &paths.machine_id_file)
         .map_err(|e| SyncError::Other(format!("cannot get this machine's id: {e}")))?;
@@ -266,7 +279,7 @@ pub fn sync_observed(
         now_ms: super::run::system_now_ms,
         on_local_write,
         codec: codec.as_ref().map(|c| c as &dyn Codec),
-        on_progress: None,
+        on_progress,
     };
     let report = syncer.sync(opts)?;
     if !opts.dry_run {

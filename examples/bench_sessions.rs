@@ -1,0 +1,438 @@
+//! Benchmark of session sync on a heavy user's OpenCode database, through a folder remote: time,
+//! peak memory and items/s of the first export, an idle sync, an incremental sync after one session
+//! changed, and the first import on a new machine. A benchmark, not a test: it always exits 0
+//! unless the sync itself fails or machine B's copy differs from A's.
+//!
+//! Run: `cargo run --release --example bench_sessions -- [--sessions 3000] [--messages 64000]
+//! [--parts 274000] [--part-bytes N] [--json] [--keep]`.
+//!
+//! The database (machine A) is generated with `create_test_db` + `insert_fake_session` in one
+//! transaction: the sessions spread over 40 projects (skewed: a few projects hold most sessions),
+//! messages per session skewed too (2 to ~100), parts per message 2-7 per session, chosen so the
+//! totals are the requested ones (parts within a few of the target). Part sizes: the helper's small
+//! parts (text of `--part-bytes`, default 100-300 B per session, step-start/step-finish rows) and a
+//! share of the tool parts given a large output (2-50 KiB, log-uniform), tuned so the average
+//! part row (`length(part.data)`) is about 1 KiB.
+//!
+//! Peak memory per phase: the peak RSS is reset before each phase (`5` into /proc/self/clear_refs)
+//! and `VmHWM` read after it (Linux only; `?` elsewhere).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use oc_sync::paths::{EnvSnapshot, Paths};
+use oc_sync::source::opencode_db::{OpencodeDb, create_test_db, insert_fake_session};
+use oc_sync::sync::run::{SyncOptions, SyncReport};
+use rusqlite::{Connection, params};
+use serde_json::{Value, json};
+
+/// Deterministic pseudo-random numbers (splitmix64).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+const WORDS: &[&str] = &[
+    "running", "cargo", "test", "--release", "Compiling", "oc-sync", "v0.1.0", "Finished", "warning:", "unused",
+    "variable", "src/sync/run.rs:42:9", "error[E0599]:", "no", "method", "named", "found", "for", "struct", "in",
+    "the", "current", "scope", "-rw-r--r--", "1", "user", "staff", "4096", "Nov", "21", "README.md", "ok", "passed;",
+    "0", "failed;", "diff", "--git", "a/src/lib.rs", "b/src/lib.rs", "@@", "-12,7", "+12,9", "fn", "main()", "{", "}",
+];
+
+/// Tool-output-like text of exactly `n` bytes (ASCII).
+fn filler(rng: &mut Rng, n: usize) -> String {
+    let mut s = String::with_capacity(n + 32);
+    while s.len() < n {
+        s.push_str(WORDS[rng.below(WORDS.len() as u64) as usize]);
+        s.push(if rng.below(9) == 0 { '\n' } else { ' ' });
+    }
+    s.truncate(n);
+    s
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Size of a file or a whole directory tree (bytes, files).
+fn du(p: &Path) -> (u64, u64) {
+    let Ok(md) = std::fs::symlink_metadata(p) else { return (0, 0) };
+    if md.is_file() {
+        return (md.len(), 1);
+    }
+    let mut total = (0, 0);
+    if md.is_dir() {
+        for e in std::fs::read_dir(p).unwrap().flatten() {
+            let (b, n) = du(&e.path());
+            total.0 += b;
+            total.1 += n;
+        }
+    }
+    total
+}
+
+/// The database plus its -wal and -shm files.
+fn db_size(db: &Path) -> u64 {
+    ["", "-wal", "-shm"].iter().map(|s| du(Path::new(&format!("{}{s}", db.display()))).0).sum()
+}
+
+fn proc_status_kib(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Resets the peak RSS (VmHWM) to the current RSS; false when the kernel does not allow it.
+fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+struct GenStats {
+    sessions: usize,
+    messages: u64,
+    parts: u64,
+    part_bytes: u64,
+    big_parts: u64,
+    projects: usize,
+    ms: f64,
+    largest: (String, usize),
+}
+
+/// Machine A's database: `sessions` sessions, `messages` messages and about `parts` parts.
+fn generate(db: &Path, sessions: usize, messages: usize, parts: usize, part_bytes: Option<usize>) -> GenStats {
+    let t = Instant::now();
+    create_test_db(db).unwrap();
+    let mut conn = Connection::open(db).unwrap();
+    conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=OFF").unwrap();
+    let mut rng = Rng(0x5E55_1045);
+    assert!(messages >= 2 * sessions, "--messages must be at least 2 per session");
+    assert!(parts >= 2 * messages, "--parts must be at least 2 per message");
+
+    // Messages per session: skewed weights (many short sessions, a few long ones), scaled so the
+    // total is exact; at least 2 (a user + assistant exchange).
+    let w: Vec<f64> = (0..sessions).map(|_| { let u = rng.unit(); 0.15 + u * u * u }).collect();
+    let wsum: f64 = w.iter().sum();
+    let mut msgs: Vec<usize> = w.iter().map(|x| ((x / wsum) * messages as f64).round().max(2.0) as usize).collect();
+    let diff = messages as i64 - msgs.iter().sum::<usize>() as i64;
+    let imax = (0..sessions).max_by_key(|&i| msgs[i]).unwrap();
+    msgs[imax] = (msgs[imax] as i64 + diff).max(2) as usize;
+    // Keep the last session short so the parts total ends close to the target.
+    let ilast = sessions - 1;
+    let imin = (0..sessions).min_by_key(|&i| msgs[i]).unwrap();
+    msgs.swap(ilast, imin);
+
+    // Share of tool parts given a big output, tuned for a ~1 KiB average part (see the header).
+    let big_share = 0.42;
+    let (mut m_rem, mut p_rem) = (messages as i64, parts as i64);
+    let mut tx_stats = GenStats { sessions, messages: 0, parts: 0, part_bytes: 0, big_parts: 0, projects: 40, ms: 0.0, largest: (String::new(), 0) };
+    let tx = conn.transaction().unwrap();
+    for (i, &m) in msgs.iter().enumerate() {
+        // Parts per message: error diffusion towards the target, with jitter except near the end.
+        let ideal = p_rem as f64 / m_rem as f64;
+        let jitter = if sessions - i > 50 { (rng.unit() - 0.5) * 3.0 } else { 0.0 };
+        let ppm = (ideal + jitter).round().clamp(2.0, 7.0) as usize;
+        m_rem -= m as i64;
+        p_rem -= (m * ppm) as i64;
+        let u = rng.unit();
+        let project = format!("prj_{:040x}", ((u * u * 40.0) as u64 + 1) * 0x1_0000_0001);
+        let sid = format!("ses_{:012x}bench{i:05}", 0x1a2b_3c4d_5e6fu64 + i as u64 * 7919);
+        let pb = part_bytes.unwrap_or(100 + rng.below(201) as usize);
+        insert_fake_session(&tx, &project, &sid, m, ppm, pb).unwrap();
+        if m > tx_stats.largest.1 {
+            tx_stats.largest = (sid.clone(), m);
+        }
+        // Big tool outputs.
+        let tool_ids: Vec<String> = {
+            let mut st = tx.prepare_cached("SELECT id FROM part WHERE session_id = ?1 AND json_extract(data, '$.type') = 'tool'").unwrap();
+            st.query_map([&sid], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        };
+        let mut up = tx.prepare_cached("UPDATE part SET data = json_set(data, '$.state.output', ?2) WHERE id = ?1").unwrap();
+        for id in tool_ids {
+            if rng.unit() < big_share {
+                let n = (2048.0 * 25f64.powf(rng.unit())) as usize; // 2-50 KiB, log-uniform
+                up.execute(params![id, filler(&mut rng, n)]).unwrap();
+                tx_stats.big_parts += 1;
+            }
+        }
+    }
+    tx.commit().unwrap();
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    let q = |sql: &str| -> u64 { conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as u64 };
+    tx_stats.messages = q("SELECT count(*) FROM message");
+    tx_stats.parts = q("SELECT count(*) FROM part");
+    tx_stats.part_bytes = q("SELECT sum(length(data)) FROM part");
+    tx_stats.projects = q("SELECT count(*) FROM project") as usize;
+    tx_stats.ms = t.elapsed().as_secs_f64() * 1000.0;
+    tx_stats
+}
+
+/// Appends a user + assistant exchange (2 messages, 5 parts, one a 4 KiB tool output) to `sid`.
+fn continue_session(db: &Path, sid: &str) {
+    let mut c = Connection::open(db).unwrap();
+    c.execute_batch("PRAGMA foreign_keys=ON").unwrap();
+    let t: i64 = c.query_row("SELECT time_updated FROM session WHERE id = ?1", [sid], |r| r.get(0)).unwrap() + 60_000;
+    let mut rng = Rng(7);
+    let tx = c.transaction().unwrap();
+    let (u, a) = (format!("msg_zzbench{t}u"), format!("msg_zzbench{t}a"));
+    let user = json!({"role": "user", "time": {"created": t}, "agent": "build",
+        "model": {"providerID": "fake", "modelID": "m"}, "summary": {"diffs": []}});
+    let asst = json!({"parentID": u, "role": "assistant", "mode": "build", "agent": "build", "cost": 0.001,
+        "path": {"cwd": "/", "root": "/"}, "modelID": "m", "providerID": "fake",
+        "tokens": {"total": 30, "input": 20, "output": 10, "reasoning": 0, "cache": {"write": 0, "read": 0}},
+        "time": {"created": t + 1000, "completed": t + 5000}, "finish": "stop"});
+    for (id, off, data) in [(&u, 0, &user), (&a, 1000, &asst)] {
+        tx.execute("INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES (?1, ?2, ?3, ?3, ?4)",
+            params![id, sid, t + off, data.to_string()]).unwrap();
+    }
+    let parts = [
+        (&u, json!({"type": "text", "text": "Now run the tests again and fix what fails."})),
+        (&a, json!({"type": "step-start", "snapshot": "0123456789abcdef0123456789abcdef01234567"})),
+        (&a, json!({"type": "tool", "tool": "bash", "callID": "call_zz", "state": {"status": "completed",
+            "input": {"command": "cargo test", "description": "run the tests"}, "output": filler(&mut rng, 4096),
+            "metadata": {"output": "", "exit": 0, "truncated": false}, "title": "cargo test",
+            "time": {"start": t + 2000, "end": t + 4000}}})),
+        (&a, json!({"type": "text", "text": "All tests pass now."})),
+        (&a, json!({"type": "step-finish", "reason": "stop", "snapshot": "0123456789abcdef0123456789abcdef01234567",
+            "tokens": {"total": 30, "input": 20, "output": 10, "reasoning": 0, "cache": {"write": 0, "read": 0}}, "cost": 0.001})),
+    ];
+    for (j, (mid, data)) in parts.iter().enumerate() {
+        tx.execute("INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+            params![format!("prt_zzbench{t}{j:02}"), mid, sid, t + 10 * j as i64, data.to_string()]).unwrap();
+    }
+    tx.execute("UPDATE session SET time_updated = ?2 WHERE id = ?1", params![sid, t + 6000]).unwrap();
+    tx.commit().unwrap();
+}
+
+/// One simulated machine: its HOME, environment and loaded configuration.
+struct Machine {
+    home: PathBuf,
+    paths: Paths,
+    env: EnvSnapshot,
+    config: oc_sync::config::Config,
+}
+
+impl Machine {
+    fn new(home: PathBuf, id: &str, remote: &Path) -> Machine {
+        write(&home.join(".config/opencode/opencode-sync.json"), serde_json::to_string_pretty(&json!({ "machineId": id })).unwrap().as_bytes());
+        let env = EnvSnapshot::new(home.clone(), [("OC_SYNC_REMOTE", remote.to_string_lossy().into_owned())]);
+        let paths = Paths::resolve(&env).expect("paths");
+        std::fs::create_dir_all(paths.opencode_db.parent().unwrap()).unwrap();
+        let config = oc_sync::config::load(&paths, &env, None).expect("config").config;
+        Machine { home, paths, env, config }
+    }
+    fn db(&self) -> &Path {
+        &self.paths.opencode_db
+    }
+    fn count(&self, table: &str) -> i64 {
+        let c = Connection::open(self.db()).unwrap();
+        c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+    }
+}
+
+struct Phase {
+    name: &'static str,
+    pushed: usize,
+    pulled: usize,
+    /// Bytes of the documents pushed or pulled (their sizes in the remote's manifest).
+    bytes: u64,
+    commits: usize,
+    ms: f64,
+    hwm_kib: Option<u64>,
+    rss_kib: Option<u64>,
+    remote_bytes: u64,
+    db_bytes: u64,
+}
+
+impl Phase {
+    fn items(&self) -> usize {
+        self.pushed + self.pulled
+    }
+    fn per_s(&self, n: f64) -> f64 {
+        if self.ms > 0.0 { n / (self.ms / 1000.0) } else { 0.0 }
+    }
+    fn to_json(&self) -> Value {
+        json!({
+            "phase": self.name, "pushed": self.pushed, "pulled": self.pulled, "docBytes": self.bytes,
+            "commits": self.commits, "ms": (self.ms * 10.0).round() / 10.0,
+            "itemsPerS": self.per_s(self.items() as f64).round(), "mbPerS": (self.per_s(self.bytes as f64) / 1e6 * 100.0).round() / 100.0,
+            "vmHwmKiB": self.hwm_kib, "vmRssKiB": self.rss_kib, "remoteBytes": self.remote_bytes, "dbBytes": self.db_bytes,
+        })
+    }
+}
+
+fn manifests(remote: &Path) -> usize {
+    std::fs::read_dir(remote.join("manifests")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Sizes of the items in the remote's current manifest (key → size).
+fn head_sizes(remote: &Path) -> std::collections::HashMap<String, u64> {
+    let Ok(head) = std::fs::read_to_string(remote.join("HEAD")) else { return Default::default() };
+    let m: Value = serde_json::from_slice(&std::fs::read(remote.join("manifests").join(format!("{}.json", head.trim()))).unwrap()).unwrap();
+    m["entries"].as_object().unwrap().iter().map(|(k, e)| (k.clone(), e["size"].as_u64().unwrap_or(0))).collect()
+}
+
+fn measure(name: &'static str, m: &Machine, remote: &Path) -> Phase {
+    let before = manifests(remote);
+    reset_peak();
+    let t = Instant::now();
+    let report: SyncReport = match oc_sync::sync::session::sync_now(&m.paths, &m.config, &m.env, &SyncOptions::default()) {
+        Ok(r) => r,
+        Err(e) => panic!("{name}: sync failed: {e}"),
+    };
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    let (hwm_kib, rss_kib) = (proc_status_kib("VmHWM:"), proc_status_kib("VmRSS:"));
+    let sizes = head_sizes(remote);
+    let bytes = report.pushed.iter().chain(&report.pulled).filter_map(|k| sizes.get(k)).sum();
+    if !report.conflicts.is_empty() || !report.blocked.is_empty() || !report.deferred.is_empty() {
+        eprintln!("{name}: {} conflicts, blocked {:?}, deferred {:?}", report.conflicts.len(), report.blocked, report.deferred);
+    }
+    Phase {
+        name, pushed: report.pushed.len(), pulled: report.pulled.len(), bytes, commits: manifests(remote) - before, ms,
+        hwm_kib, rss_kib, remote_bytes: du(remote).0, db_bytes: db_size(m.db()),
+    }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / 1048576.0)
+}
+fn kmib(k: Option<u64>) -> String {
+    k.map(|k| format!("{:.1} MiB", k as f64 / 1024.0)).unwrap_or_else(|| "?".into())
+}
+
+fn main() {
+    let (mut sessions, mut messages, mut parts) = (3000usize, 64000usize, 274000usize);
+    let mut part_bytes = None;
+    let (mut as_json, mut keep) = (false, false);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut num = |what: &str| -> usize { args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{what} N")) };
+        match a.as_str() {
+            "--sessions" => sessions = num("--sessions"),
+            "--messages" => messages = num("--messages"),
+            "--parts" => parts = num("--parts"),
+            "--part-bytes" => part_bytes = Some(num("--part-bytes")),
+            "--json" => as_json = true,
+            "--keep" => keep = true,
+            "-h" | "--help" => {
+                println!("cargo run --release --example bench_sessions -- [--sessions 3000] [--messages 64000] [--parts 274000] [--part-bytes N] [--json] [--keep]");
+                return;
+            }
+            other => panic!("unknown argument {other:?} (try --help)"),
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = if keep { dir.keep() } else { dir.path().to_path_buf() };
+    let remote = root.join("remote");
+    let a = Machine::new(root.join("home-a"), "bench-a", &remote);
+    let b = Machine::new(root.join("home-b"), "bench-b", &remote);
+    create_test_db(b.db()).unwrap();
+
+    let g = generate(a.db(), sessions, messages, parts, part_bytes);
+    let db_a = db_size(a.db());
+    let baseline = proc_status_kib("VmHWM:");
+    let clear_ok = reset_peak();
+
+    let mut phases = Vec::new();
+    phases.push(measure("first export (A)", &a, &remote));
+    phases.push(measure("idle sync (A)", &a, &remote));
+    let t = Instant::now();
+    continue_session(a.db(), &g.largest.0);
+    let edit_ms = t.elapsed().as_secs_f64() * 1000.0;
+    phases.push(measure("one session changed (A)", &a, &remote));
+    phases.push(measure("first import (B, new)", &b, &remote));
+    phases.push(measure("idle sync (B)", &b, &remote));
+
+    // B must now hold A's sessions, messages and parts, and the same documents.
+    let t = Instant::now();
+    let counts: Vec<(&str, i64, i64)> =
+        ["project", "session", "message", "part", "todo"].iter().map(|t| (*t, a.count(t), b.count(t))).collect();
+    let (da, db) = (OpencodeDb::open(a.db()).unwrap(), OpencodeDb::open(b.db()).unwrap());
+    let ids: Vec<String> = {
+        let c = Connection::open(a.db()).unwrap();
+        let mut st = c.prepare("SELECT id FROM session ORDER BY id").unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    let mut differ = Vec::new();
+    for sid in &ids {
+        if da.read_messages_doc(sid).unwrap() != db.read_messages_doc(sid).unwrap() {
+            differ.push(sid.clone());
+        }
+    }
+    let sample_same = da.read_messages_doc(&g.largest.0).unwrap() == db.read_messages_doc(&g.largest.0).unwrap();
+    let verify_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let counts_ok = counts.iter().all(|(_, x, y)| x == y);
+    let ok = counts_ok && differ.is_empty() && sample_same;
+
+    let (remote_bytes, remote_files) = du(&remote);
+    if as_json {
+        let out = json!({
+            "database": { "sessions": g.sessions, "messages": g.messages, "parts": g.parts, "projects": g.projects,
+                "partDataBytes": g.part_bytes, "avgPartBytes": g.part_bytes / g.parts.max(1), "bigToolParts": g.big_parts,
+                "dbBytes": db_a, "generateMs": g.ms.round(), "changedSession": g.largest.0, "changedSessionMessages": g.largest.1 },
+            "baselineVmHwmKiB": baseline, "peakResetWorks": clear_ok,
+            "phases": phases.iter().map(Phase::to_json).collect::<Vec<_>>(),
+            "remote": { "bytes": remote_bytes, "files": remote_files, "manifests": manifests(&remote) },
+            "verify": { "counts": counts.iter().map(|(t, x, y)| json!({"table": t, "a": x, "b": y})).collect::<Vec<_>>(),
+                "messagesDocsDiffer": differ.len(), "sampleIdentical": sample_same, "ok": ok, "ms": verify_ms.round() },
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    } else {
+        println!("oc-sync sessions benchmark (folder remote, {} CPUs)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+        println!(
+            "database A: {} sessions, {} messages, {} parts in {} projects; part data {} (avg {} B/part, {} tool parts of 2-50 KiB)",
+            g.sessions, g.messages, g.parts, g.projects, mib(g.part_bytes), g.part_bytes / g.parts.max(1), g.big_parts
+        );
+        println!("  file {} (generated in {:.1} s); process VmHWM after generating: {}", mib(db_a), g.ms / 1000.0, kmib(baseline));
+        println!(
+            "  changed session for the incremental phase: {} ({} messages before; +2 messages, +5 parts, edit took {edit_ms:.0} ms)\n",
+            g.largest.0, g.largest.1
+        );
+        if !clear_ok {
+            println!("  (cannot reset the peak RSS: /proc/self/clear_refs not writable; VmHWM is the process peak so far)\n");
+        }
+        println!(
+            "{:<24} {:>7} {:>7} {:>11} {:>7} {:>9} {:>9} {:>7} {:>11} {:>11} {:>11} {:>11}",
+            "phase", "pushed", "pulled", "doc bytes", "commits", "time s", "items/s", "MB/s", "peak RSS", "RSS after", "remote", "local DB"
+        );
+        for p in &phases {
+            println!(
+                "{:<24} {:>7} {:>7} {:>11} {:>7} {:>9.2} {:>9.0} {:>7.1} {:>11} {:>11} {:>11} {:>11}",
+                p.name, p.pushed, p.pulled, mib(p.bytes), p.commits, p.ms / 1000.0, p.per_s(p.items() as f64),
+                p.per_s(p.bytes as f64) / 1e6, kmib(p.hwm_kib), kmib(p.rss_kib), mib(p.remote_bytes), mib(p.db_bytes)
+            );
+        }
+        println!("\nremote folder: {} in {remote_files} files, {} manifests (one per commit)", mib(remote_bytes), manifests(&remote));
+        println!("items = documents (sessions/, messages/, todos/, projects/ and the sync config); doc bytes = their sizes in the manifest;");
+        println!("commits = new manifests in the remote; peak RSS = VmHWM of the phase (reset before it), RSS after = VmRSS at its end");
+        println!("\nverify ({verify_ms:.0} ms):");
+        for (t, x, y) in &counts {
+            println!("  {:<8} A {x:>8}  B {y:>8}  {}", t, if x == y { "same" } else { "DIFFERENT" });
+        }
+        println!(
+            "  messages documents: {} of {} identical; sample {} ({} messages): {}",
+            ids.len() - differ.len(), ids.len(), g.largest.0, g.largest.1 + 2, if sample_same { "byte-identical" } else { "DIFFERENT" }
+        );
+        println!("{}", if ok { "OK: machine B has machine A's sessions" } else { "FAIL: machine B differs from A" });
+        if keep {
+            println!("kept: {}", root.display());
+        }
+    }
+    drop(dir);
+    if !ok {
+        std::process::exit(1);
+    }
+}

@@ -183,7 +183,7 @@ fn generate(db: &Path, sessions: usize, messages: usize, parts: usize, part_byte
 fn continue_session(db: &Path, sid: &str) {
     let mut c = Connection::open(db).unwrap();
     c.execute_batch("PRAGMA foreign_keys=ON").unwrap();
-    let t: i64 = c.query_row("SELECT time_updated FROM session WHERE id = ?1", [sid], |r| r.get(0)).unwrap() + 60_000;
+    let t: i64 = c.query_row("SELECT time_updated FROM session WHERE id = ?1", [sid], |r| r.get::<_, i64>(0)).unwrap() + 60_000;
     let mut rng = Rng(7);
     let tx = c.transaction().unwrap();
     let (u, a) = (format!("msg_zzbench{t}u"), format!("msg_zzbench{t}a"));
@@ -218,7 +218,6 @@ fn continue_session(db: &Path, sid: &str) {
 
 /// One simulated machine: its HOME, environment and loaded configuration.
 struct Machine {
-    home: PathBuf,
     paths: Paths,
     env: EnvSnapshot,
     config: oc_sync::config::Config,
@@ -231,7 +230,7 @@ impl Machine {
         let paths = Paths::resolve(&env).expect("paths");
         std::fs::create_dir_all(paths.opencode_db.parent().unwrap()).unwrap();
         let config = oc_sync::config::load(&paths, &env, None).expect("config").config;
-        Machine { home, paths, env, config }
+        Machine { paths, env, config }
     }
     fn db(&self) -> &Path {
         &self.paths.opencode_db
@@ -334,8 +333,8 @@ fn main() {
         }
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let root = if keep { dir.keep() } else { dir.path().to_path_buf() };
+    let mut dir = Some(tempfile::tempdir().unwrap());
+    let root = if keep { dir.take().unwrap().keep() } else { dir.as_ref().unwrap().path().to_path_buf() };
     let remote = root.join("remote");
     let a = Machine::new(root.join("home-a"), "bench-a", &remote);
     let b = Machine::new(root.join("home-b"), "bench-b", &remote);

@@ -35,7 +35,9 @@
 //!   and one update would be lost until the next sync notices the difference. Cloud-drive
 //!   folders (Dropbox, OneDrive…) have no cross-machine locks at all and may even produce
 //!   conflicted copies of HEAD; use them only when machines never sync simultaneously.
-//! - nothing is ever garbage collected: old manifests and unreferenced blobs accumulate.
+//! - history is pruned: once `manifests/` holds more than 64 snapshots, a commit deletes those
+//!   more than 16 commits behind HEAD and the blobs only they used, except files younger than an
+//!   hour (another machine may be reading or committing them).
 //! - if the remote folder itself is missing the remote counts as empty (it is created on the
 //!   first commit), but only when its parent folder exists: a missing parent is reported as
 //!   unreachable (likely an unmounted share) rather than silently creating a new remote.
@@ -611,6 +613,95 @@ impl Remote for LocalRemote {
         })();
         let _ = fs2::FileExt::unlock(&lock);
         drop(lock);
+        if let Ok(CommitOutcome::Committed(v)) = &result {
+            self.collect_garbage(v);
+        }
         result
+    }
+}
+
+/// Garbage collection runs once `manifests/` holds more than this many files...
+const GC_TRIGGER: usize = 64;
+/// ...and keeps the snapshots this many commits back from HEAD...
+const GC_KEEP: usize = 16;
+/// Shortest time between two collections (the age of the `gc` stamp file).
+const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+const GC_STAMP: &str = "gc";
+/// ...and anything younger than this (a machine may be in the middle of a commit or a read).
+const GC_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl LocalRemote {
+    /// Deletes old snapshots and the blobs only they used: every snapshot at most [`GC_KEEP`]
+    /// commits behind `head` is kept, and so is every file younger than [`GC_GRACE`]. Best effort:
+    /// a failure is logged, never an error (the commit is already in).
+    fn collect_garbage(&self, head: &Version) {
+        // At most once per GC_INTERVAL (a stamp file's age): the scan is O(history).
+        let stamp = self.root.join(GC_STAMP);
+        let recent = std::fs::metadata(&stamp).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if recent.is_some_and(|age| age < GC_INTERVAL) {
+            return;
+        }
+        let dir = self.root.join(MANIFESTS);
+        let Ok(entries) = std::fs::read_dir(&dir) else { return };
+        let files: Vec<std::fs::DirEntry> = entries.flatten().collect();
+        if files.len() <= GC_TRIGGER {
+            return;
+        }
+        if let Err(e) = std::fs::write(&stamp, b"") {
+            tracing::debug!("cannot write {}: {e}", stamp.display());
+        }
+        let mut keep: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut referenced: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut cur = Some(head.clone());
+        while let Some(v) = cur.take() {
+            if keep.len() >= GC_KEEP {
+                break;
+            }
+            let Ok(m) = self.manifest(&v) else { return }; // unsure what is in use: keep everything
+            referenced.extend(m.blob_hashes().map(str::to_owned));
+            cur = self.commit_info(&v).ok().and_then(|i| i.parent);
+            keep.insert(v.0);
+        }
+        let old = |e: &std::fs::DirEntry| {
+            e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age > GC_GRACE)
+        };
+        let mut removed = 0usize;
+        for e in &files {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(hash) = name.strip_suffix(".json") else { continue };
+            if keep.contains(hash) || !old(e) {
+                continue;
+            }
+            // Blobs of a snapshot kept for its age stay too.
+            if std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        // Blobs referenced by any remaining snapshot stay.
+        if let Ok(rest) = std::fs::read_dir(&dir) {
+            for e in rest.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(hash) = name.strip_suffix(".json")
+                    && !keep.contains(hash)
+                    && let Ok(m) = self.manifest(&Version(hash.to_owned()))
+                {
+                    referenced.extend(m.blob_hashes().map(str::to_owned));
+                }
+            }
+        }
+        let objects = self.root.join(OBJECTS);
+        let mut freed = 0usize;
+        for shard in std::fs::read_dir(&objects).into_iter().flatten().flatten() {
+            let prefix = shard.file_name().to_string_lossy().into_owned();
+            for e in std::fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+                let hash = format!("{prefix}{}", e.file_name().to_string_lossy());
+                if !referenced.contains(&hash) && old(&e) && std::fs::remove_file(e.path()).is_ok() {
+                    freed += 1;
+                }
+            }
+        }
+        if removed + freed > 0 {
+            tracing::info!("{}: removed {removed} old snapshots and {freed} unused blobs", self.describe());
+        }
     }
 }

@@ -812,3 +812,52 @@ fn remote_is_object_safe_and_send_sync() {
     assert!(r.describe().contains(&tmp.path().display().to_string()));
     let _unused: BTreeMap<String, Entry> = BTreeMap::new();
 }
+
+#[test]
+fn old_snapshots_and_their_blobs_are_pruned_after_a_grace_period() {
+    let t = tempfile::tempdir().unwrap();
+    let r = LocalRemote::open(t.path().join("remote")).unwrap();
+    let mut head = None;
+    for i in 0..70 {
+        head = Some(committed(r.commit(head.as_ref(), one("config/a.md", format!("v{i}\n").as_bytes())).unwrap()));
+    }
+    let count = |d: &str| walk_files(&t.path().join("remote").join(d));
+    // Everything is younger than the grace period: nothing is deleted yet.
+    assert_eq!(count("manifests"), 70);
+    // Two hours later...
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    for d in ["manifests", "objects"] {
+        for p in all_files(&t.path().join("remote").join(d)) {
+            std::fs::File::options().write(true).open(&p).unwrap().set_modified(old).unwrap();
+        }
+    }
+    let _ = std::fs::remove_file(t.path().join("remote/gc"));
+    let v = committed(r.commit(head.as_ref(), one("config/a.md", b"last\n")).unwrap());
+    assert!(count("manifests") <= 17, "{}", count("manifests"));
+    assert!(count("objects") <= 17, "{}", count("objects"));
+    // HEAD and the recent history still read.
+    let m = r.manifest(&v).unwrap();
+    assert_eq!(r.blob(m.entries["config/a.md"].hash.as_deref().unwrap()).unwrap(), b"last\n");
+    let mut cur = Some(v);
+    for _ in 0..15 {
+        let v = cur.take().unwrap();
+        r.manifest(&v).unwrap();
+        cur = r.commit_info(&v).unwrap().parent;
+    }
+}
+
+fn all_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(all_files(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+fn walk_files(dir: &std::path::Path) -> usize {
+    all_files(dir).len()
+}

@@ -135,7 +135,7 @@ fn generate(db: &Path, sessions: usize, messages: usize, parts: usize, part_byte
     msgs.swap(ilast, imin);
 
     // Share of tool parts given a big output, tuned for a ~1 KiB average part (see the header).
-    let big_share = 0.42;
+    let big_share = 0.33;
     let (mut m_rem, mut p_rem) = (messages as i64, parts as i64);
     let mut tx_stats = GenStats { sessions, messages: 0, parts: 0, part_bytes: 0, big_parts: 0, projects: 40, ms: 0.0, largest: (String::new(), 0) };
     let tx = conn.transaction().unwrap();
@@ -295,6 +295,10 @@ fn measure(name: &'static str, m: &Machine, remote: &Path) -> Phase {
     let (hwm_kib, rss_kib) = (proc_status_kib("VmHWM:"), proc_status_kib("VmRSS:"));
     let sizes = head_sizes(remote);
     let bytes = report.pushed.iter().chain(&report.pulled).filter_map(|k| sizes.get(k)).sum();
+    let moved: Vec<String> = report.pushed.iter().map(|k| format!("push {k}")).chain(report.pulled.iter().map(|k| format!("pull {k}"))).collect();
+    if !moved.is_empty() && moved.len() <= 4 {
+        eprintln!("  [{name}] {}", moved.join(", "));
+    }
     if !report.conflicts.is_empty() || !report.blocked.is_empty() || !report.deferred.is_empty() {
         eprintln!("{name}: {} conflicts, blocked {:?}, deferred {:?}", report.conflicts.len(), report.blocked, report.deferred);
     }

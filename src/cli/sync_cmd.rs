@@ -24,18 +24,19 @@ pub fn run(paths: &Paths, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> any
             return Ok(EXIT_FAILURE);
         }
     // A sync of many items runs in rounds: show how far it got (on stderr, so --json stays clean).
-    let err = std::cell::RefCell::new(&mut *io.err);
-    let progress = |r: &crate::sync::run::SyncReport| {
-        let _ = writeln!(
-            err.borrow_mut(),
-            "… {} pushed, {} pulled, {} merged so far (continuing)",
-            r.pushed.len(),
-            r.pulled.len(),
-            r.merged.len()
-        );
+    let result = {
+        let err = std::cell::RefCell::new(&mut *io.err);
+        let progress = |r: &crate::sync::run::SyncReport| {
+            let _ = writeln!(
+                err.borrow_mut(),
+                "… {} pushed, {} pulled, {} merged so far (continuing)",
+                r.pushed.len(),
+                r.pulled.len(),
+                r.merged.len()
+            );
+        };
+        session::sync_with_progress(paths, &loaded.config, &io.env, &opts, &progress)
     };
-    let result = session::sync_with_progress(paths, &loaded.config, &io.env, &opts, &progress);
-    drop(err);
     let report = match result {
         Ok(r) => r,
         Err(e) => {

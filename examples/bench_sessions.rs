@@ -212,7 +212,12 @@ fn continue_session(db: &Path, sid: &str) {
         tx.execute("INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
             params![format!("prt_zzbench{t}{j:02}"), mid, sid, t + 10 * j as i64, data.to_string()]).unwrap();
     }
-    tx.execute("UPDATE session SET time_updated = ?2 WHERE id = ?1", params![sid, t + 6000]).unwrap();
+    // Like OpenCode: the session's totals include the new assistant message.
+    tx.execute(
+        "UPDATE session SET time_updated = ?2, cost = cost + 0.001, tokens_input = tokens_input + 20, tokens_output = tokens_output + 10 WHERE id = ?1",
+        params![sid, t + 6000],
+    )
+    .unwrap();
     tx.commit().unwrap();
 }
 

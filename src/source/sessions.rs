@@ -33,8 +33,9 @@ use crate::config::Config;
 use crate::merge::MergeKind;
 use crate::merge::rows::render_doc;
 
-/// Project columns that belong to one machine (paths): never in the shared document.
-const MACHINE_PROJECT_COLUMNS: &[&str] = &["worktree", "sandboxes"];
+/// Project columns that belong to one machine (its paths, when it first opened the project):
+/// never in the shared document, kept as they are locally.
+const MACHINE_PROJECT_COLUMNS: &[&str] = &["worktree", "sandboxes", "time_created", "time_initialized"];
 
 /// File (in oc-sync's state dir) remembering which paths were mapped on this machine.
 pub const PATHS_FILE: &str = "opencode-paths.json";

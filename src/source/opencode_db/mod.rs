@@ -693,8 +693,11 @@ impl OpencodeDb {
     /// `data.cost` and `data.tokens.{input,output,reasoning,cache.read,cache.write}`.
     fn set_totals(&self, conn: &Connection, sid: &str, messages: &[Row]) -> Result<(), DbError> {
         let t = totals(messages);
+        // The cost is left alone when it already matches up to rounding (OpenCode adds step
+        // costs one by one; summing per message may differ in the last bit): no change, no resync.
         conn.prepare_cached(
-            "UPDATE session SET cost = ?2, tokens_input = ?3, tokens_output = ?4, tokens_reasoning = ?5, \
+            "UPDATE session SET cost = CASE WHEN abs(cost - ?2) <= 1e-12 * max(abs(cost), abs(?2), 1e-300) THEN cost ELSE ?2 END, \
+             tokens_input = ?3, tokens_output = ?4, tokens_reasoning = ?5, \
              tokens_cache_read = ?6, tokens_cache_write = ?7 WHERE id = ?1",
         )
         .and_then(|mut s| s.execute(rusqlite::params![sid, t.cost, t.input, t.output, t.reasoning, t.cache_read, t.cache_write]))

@@ -297,10 +297,12 @@ fn measure(name: &'static str, m: &Machine, remote: &Path) -> Phase {
         Err(e) => panic!("{name}: sync failed: {e}"),
     };
     let ms = t.elapsed().as_secs_f64() * 1000.0;
+    eprintln!("  [{name}] done in {:.1} s", ms / 1000.0);
     let (hwm_kib, rss_kib) = (proc_status_kib("VmHWM:"), proc_status_kib("VmRSS:"));
     let sizes = head_sizes(remote);
     let bytes = report.pushed.iter().chain(&report.pulled).filter_map(|k| sizes.get(k)).sum();
     let moved: Vec<String> = report.pushed.iter().map(|k| format!("push {k}")).chain(report.pulled.iter().map(|k| format!("pull {k}"))).collect();
+    eprintln!("  [{name}] {} pushed, {} pulled, {} commits, VmHWM {}", report.pushed.len(), report.pulled.len(), manifests(remote) - before, kmib(hwm_kib));
     if !moved.is_empty() && moved.len() <= 4 {
         eprintln!("  [{name}] {}", moved.join(", "));
     }
@@ -351,6 +353,7 @@ fn main() {
 
     let g = generate(a.db(), sessions, messages, parts, part_bytes);
     let db_a = db_size(a.db());
+    eprintln!("  generated {} sessions, {} messages, {} parts: {} in {:.1} s", g.sessions, g.messages, g.parts, mib(db_a), g.ms / 1000.0);
     let baseline = proc_status_kib("VmHWM:");
     let clear_ok = reset_peak();
 

@@ -288,13 +288,49 @@ fn head_sizes(remote: &Path) -> std::collections::HashMap<String, u64> {
     m["entries"].as_object().unwrap().iter().map(|(k, e)| (k.clone(), e["size"].as_u64().unwrap_or(0))).collect()
 }
 
+/// Rounds in a row without a new item after which a sync counts as stalled.
+const STALL_ROUNDS: usize = 5;
+
 fn measure(name: &'static str, m: &Machine, remote: &Path) -> Phase {
     let before = manifests(remote);
     reset_peak();
     let t = Instant::now();
-    let report: SyncReport = match oc_sync::sync::session::sync_now(&m.paths, &m.config, &m.env, &SyncOptions::default()) {
-        Ok(r) => r,
-        Err(e) => panic!("{name}: sync failed: {e}"),
+    // Rounds are counted through the progress callback (called after each round but the last);
+    // a sync whose rounds stop moving items is stopped (by a panic caught here) and reported.
+    let rounds = std::cell::Cell::new(1usize);
+    let stalled = std::cell::Cell::new(0usize);
+    let last = std::cell::Cell::new(0usize);
+    let skipped = std::cell::RefCell::new(Vec::<String>::new());
+    let progress = |r: &SyncReport| {
+        rounds.set(rounds.get() + 1);
+        // Distinct items: a round that pulls again what an earlier round pulled (and could not
+        // apply) is no progress.
+        let moved = r.pushed.iter().chain(&r.pulled).chain(&r.merged).collect::<std::collections::HashSet<_>>().len();
+        if moved == last.get() { stalled.set(stalled.get() + 1) } else { stalled.set(0) }
+        last.set(moved);
+        if let Some(first) = r.skipped.first() {
+            *skipped.borrow_mut() = vec![first.clone(); r.skipped.len()];
+        }
+        if stalled.get() >= STALL_ROUNDS {
+            std::panic::panic_any(format!("no progress for {STALL_ROUNDS} rounds"));
+        }
+    };
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        oc_sync::sync::session::sync_with_progress(&m.paths, &m.config, &m.env, &SyncOptions::default(), &progress)
+    }));
+    let report: SyncReport = match run {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => panic!("{name}: sync failed: {e}"),
+        Err(_) => {
+            eprintln!(
+                "  [{name}] STALLED: {} rounds, the last {STALL_ROUNDS} moved no new item ({} distinct items; skipped: {}); stopped after {:.1} s",
+                rounds.get(), last.get(), skipped.borrow().len(), t.elapsed().as_secs_f64()
+            );
+            if let Some(first) = skipped.borrow().first() {
+                eprintln!("  [{name}] first of the items not applied: {first}");
+            }
+            SyncReport { pulled: vec!["(stalled)".into(); last.get()], ..Default::default() }
+        }
     };
     let ms = t.elapsed().as_secs_f64() * 1000.0;
     eprintln!("  [{name}] done in {:.1} s", ms / 1000.0);
@@ -302,7 +338,7 @@ fn measure(name: &'static str, m: &Machine, remote: &Path) -> Phase {
     let sizes = head_sizes(remote);
     let bytes = report.pushed.iter().chain(&report.pulled).filter_map(|k| sizes.get(k)).sum();
     let moved: Vec<String> = report.pushed.iter().map(|k| format!("push {k}")).chain(report.pulled.iter().map(|k| format!("pull {k}"))).collect();
-    eprintln!("  [{name}] {} pushed, {} pulled, {} commits, VmHWM {}", report.pushed.len(), report.pulled.len(), manifests(remote) - before, kmib(hwm_kib));
+    eprintln!("  [{name}] {} pushed, {} pulled, {} rounds, {} commits, VmHWM {}", report.pushed.len(), report.pulled.len(), rounds.get(), manifests(remote) - before, kmib(hwm_kib));
     if !moved.is_empty() && moved.len() <= 4 {
         eprintln!("  [{name}] {}", moved.join(", "));
     }

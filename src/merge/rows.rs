@@ -342,11 +342,8 @@ fn merge_row(
     r: Option<&Value>,
     prefer: Side,
 ) -> (Option<Value>, Option<Conflict>) {
-    if same(l, r) || same(r, b) {
-        return (l.cloned(), None);
-    }
-    if same(l, b) {
-        return (r.cloned(), None);
+    if let Some(v) = one_side_changed(b, l, r) {
+        return (v, None);
     }
     match (l, r) {
         (Some(lv), Some(rv)) => match cmp_num(lv.get("time_updated"), rv.get("time_updated")) {
@@ -368,13 +365,21 @@ fn whole_value(
     r: Option<&Value>,
     prefer: Side,
 ) -> (Option<Value>, Option<Conflict>) {
+    match one_side_changed(b, l, r) {
+        Some(v) => (v, None),
+        None => resolve(path, b, l, r, prefer),
+    }
+}
+
+/// The result when at most one side changed (`Some`), or `None` when both did, differently.
+fn one_side_changed(b: Option<&Value>, l: Option<&Value>, r: Option<&Value>) -> Option<Option<Value>> {
     if same(l, r) || same(r, b) {
-        return (l.cloned(), None);
+        Some(l.cloned())
+    } else if same(l, b) {
+        Some(r.cloned())
+    } else {
+        None
     }
-    if same(l, b) {
-        return (r.cloned(), None);
-    }
-    resolve(path, b, l, r, prefer)
 }
 
 fn resolve(

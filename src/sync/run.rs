@@ -173,6 +173,18 @@ struct LocalItem {
     unread: bool,
 }
 
+impl From<crate::source::Item> for LocalItem {
+    fn from(item: crate::source::Item) -> Self {
+        LocalItem {
+            hash: sha256_hex(&item.bytes),
+            kind: item.meta.kind,
+            modified_ms: item.meta.modified_ms,
+            bytes: item.bytes,
+            unread: false,
+        }
+    }
+}
+
 /// Most bytes one sync round reads from fingerprinted sources or pulls from the remote; the rest
 /// waits for the next round (so memory stays flat on a first sync of a large database).
 pub const ROUND_BYTES: u64 = 64 << 20;
@@ -351,13 +363,7 @@ impl<'a> Syncer<'a> {
                         Err(e) => return Err(e.into()),
                     };
                     read_bytes += item.bytes.len() as u64;
-                    let local = LocalItem {
-                        hash: sha256_hex(&item.bytes),
-                        kind: item.meta.kind,
-                        modified_ms: item.meta.modified_ms,
-                        bytes: item.bytes,
-                        unread: false,
-                    };
+                    let local = LocalItem::from(item);
                     fresh.insert(key.clone(), (print, local.hash.clone()));
                     out.insert(key, local);
                     if read_bytes >= ROUND_BYTES {
@@ -369,14 +375,8 @@ impl<'a> Syncer<'a> {
             let (items, left_out) = src.read_all()?;
             skipped.extend(left_out);
             for item in items {
-                let local = LocalItem {
-                    hash: sha256_hex(&item.bytes),
-                    kind: item.meta.kind,
-                    modified_ms: item.meta.modified_ms,
-                    bytes: item.bytes,
-                    unread: false,
-                };
-                out.insert(item.meta.key, local);
+                let key = item.meta.key.clone();
+                out.insert(key, LocalItem::from(item));
             }
         }
         Ok((out, over))

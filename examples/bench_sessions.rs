@@ -14,6 +14,9 @@
 //! share of the tool parts given a large output (2-50 KiB, log-uniform), tuned so the average
 //! part row (`length(part.data)`) is about 1 KiB.
 //!
+//! A sync whose rounds stop bringing new items (the same documents pulled and refused again) is
+//! stopped after 5 such rounds and reported as STALLED (the library would go on to `MAX_ROUNDS`).
+//!
 //! Peak memory per phase: the peak RSS is reset before each phase (`5` into /proc/self/clear_refs)
 //! and `VmHWM` read after it (Linux only; `?` elsewhere).
 
@@ -321,6 +324,9 @@ fn measure(name: &'static str, m: &Machine, remote: &Path) -> Phase {
     let report: SyncReport = match run {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => panic!("{name}: sync failed: {e}"),
+        Err(payload) if !payload.downcast_ref::<String>().is_some_and(|m| m.starts_with("no progress")) => {
+            std::panic::resume_unwind(payload)
+        }
         Err(_) => {
             eprintln!(
                 "  [{name}] STALLED: {} rounds, the last {STALL_ROUNDS} moved no new item ({} distinct items; skipped: {}); stopped after {:.1} s",

@@ -230,9 +230,12 @@ impl Shared {
         Ok(out)
     }
 
-    fn changed(&self) {
+    /// Forgets what a write may have changed (the projects list only when projects changed).
+    fn changed(&self, projects: bool) {
         *self.signals.borrow_mut() = None;
-        *self.projects.borrow_mut() = None;
+        if projects {
+            *self.projects.borrow_mut() = None;
+        }
     }
 
     fn project_selected(&self, pid: &str) -> Result<bool, SourceError> {
@@ -334,8 +337,26 @@ impl DbSource {
         ItemMeta { key, category: self.cat, kind: MergeKind::Rows, size, modified_ms, mode: None }
     }
 
-    fn session_of(&self, sid: &str) -> Result<Option<SessionSignal>, SourceError> {
-        Ok(self.shared.signals()?.iter().find(|s| s.id == sid).cloned())
+    /// One session's project and row counts (cheap: primary key and OpenCode's indexes).
+    fn session_of(&self, sid: &str) -> Result<Option<(String, u64, u64, u64, i64)>, SourceError> {
+        if let Some(s) = self.shared.signals.borrow().as_ref() {
+            return Ok(s.iter().find(|s| s.id == sid).map(|s| (s.project_id.clone(), s.messages, s.parts, s.todos, s.time_updated)));
+        }
+        let sql = "SELECT project_id, (SELECT count(*) FROM message WHERE session_id = ?1), \
+                   (SELECT count(*) FROM part WHERE session_id = ?1), (SELECT count(*) FROM todo WHERE session_id = ?1), \
+                   time_updated FROM session WHERE id = ?1";
+        let conn = self.shared.db.connection();
+        let row = conn
+            .prepare_cached(sql)
+            .and_then(|mut st| {
+                let mut rows = st.query([sid])?;
+                match rows.next()? {
+                    Some(r) => Ok(Some((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64, r.get::<_, i64>(4)?))),
+                    None => Ok(None),
+                }
+            })
+            .map_err(|e| db_err(DbError::Sqlite { path: self.shared.db.path().to_path_buf(), context: format!("looking up session {sid}"), source: e }))?;
+        Ok(row)
     }
 
     /// The session document as shared: mapped paths put back.
@@ -442,14 +463,14 @@ impl Source for DbSource {
             (render_doc(&doc), 0)
         } else {
             let (pid, sid) = session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
-            let Some(sig) = self.session_of(sid)? else { return Ok(None) };
-            if sig.project_id != pid {
+            let Some((project_id, messages, parts, todos, time_updated)) = self.session_of(sid)? else { return Ok(None) };
+            if project_id != pid {
                 return Ok(None); // the session moved to another project: a new key
             }
             // An empty list is no item (as in the fingerprints).
             let empty = match self.cat {
-                Category::Messages => sig.messages == 0 && sig.parts == 0,
-                Category::Todos => sig.todos == 0,
+                Category::Messages => messages == 0 && parts == 0,
+                Category::Todos => todos == 0,
                 _ => false,
             };
             if empty {
@@ -469,7 +490,7 @@ impl Source for DbSource {
                     None => return Ok(None),
                 },
             };
-            (bytes, sig.time_updated.max(0) as u64)
+            (bytes, time_updated.max(0) as u64)
         };
         if bytes.len() as u64 > self.shared.filter.max_bytes {
             return Err(SourceError::TooLarge {
@@ -547,6 +568,7 @@ impl Source for DbSource {
                 let r = db.write_session_doc(&render_doc(&doc), local_dir.as_deref(), local_w.as_deref());
                 if r.is_ok() && synthesize {
                     self.shared.set_synthesized(pid, true);
+                    self.shared.changed(true);
                 }
                 if r.is_ok() {
                     let s = local_dir.map(|l| (sid, Mapped { shared: shared_dir.clone(), local: l }));
@@ -564,7 +586,7 @@ impl Source for DbSource {
                 db.write_todos_doc(bytes)
             }
         };
-        self.shared.changed();
+        self.shared.changed(self.cat == Category::Projects);
         result.map_err(|e| match e {
             DbError::InvalidDoc { .. } | DbError::SessionMissing { .. } => refused(key, e.to_string()),
             e => db_err(e),
@@ -585,7 +607,7 @@ impl Source for DbSource {
                 _ => db.delete_todos(sid),
             }
         };
-        self.shared.changed();
+        self.shared.changed(self.cat == Category::Projects);
         r.map_err(db_err)
     }
 }

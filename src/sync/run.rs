@@ -187,7 +187,7 @@ impl From<crate::source::Item> for LocalItem {
 
 /// Most bytes one sync round reads from fingerprinted sources or pulls from the remote; the rest
 /// waits for the next round (so memory stays flat on a first sync of a large database).
-pub const ROUND_BYTES: u64 = 64 << 20;
+pub const ROUND_BYTES: u64 = 32 << 20;
 /// Most rounds one sync runs.
 const MAX_ROUNDS: u32 = 100_000;
 
@@ -247,6 +247,11 @@ impl<'a> Syncer<'a> {
         let mut total: Option<SyncReport> = None;
         for round in 1..=MAX_ROUNDS {
             let (report, more) = self.sync_round(opts)?;
+            let progress = report.pushed.len()
+                + report.pulled.len()
+                + report.merged.len()
+                + report.deleted_remote.len()
+                + report.deleted_local.len();
             total = Some(match total {
                 None => report,
                 Some(mut t) => {
@@ -255,6 +260,11 @@ impl<'a> Syncer<'a> {
                 }
             });
             if !more || opts.dry_run {
+                break;
+            }
+            if progress == 0 {
+                // Items left over could not be taken (refused here): the next sync tries again.
+                tracing::warn!("sync round {round} moved nothing; leaving the rest for the next sync");
                 break;
             }
             tracing::info!("sync round {round} done; more to sync");
@@ -413,6 +423,10 @@ impl<'a> Syncer<'a> {
             .chain(state.items.keys().filter(|k| synced(k)))
             .chain(manifest.entries.keys().filter(|k| synced(k)))
             .collect();
+        // Parents first (a session before its messages): when the round's byte budget runs out,
+        // what was taken can be written.
+        let mut keys: Vec<&String> = keys.into_iter().collect();
+        keys.sort_by_key(|k| (category_rank(k), *k));
         let mut plan = Plan {
             more: over_budget,
             fresh,
@@ -677,13 +691,9 @@ impl<'a> Syncer<'a> {
         let mut deferred = BTreeSet::new();
         // Parents before children: categories in their declared order (a session before its
         // messages and todos), keys in order within one.
-        let rank = |w: &(LocalWrite, Option<String>)| {
-            let key = match &w.0 {
-                LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => key,
-            };
-            Category::of_key(key).and_then(|c| Category::ALL.iter().position(|x| *x == c)).unwrap_or(usize::MAX)
-        };
-        plan.writes.sort_by_key(rank);
+        plan.writes.sort_by_key(|w| match &w.0 {
+            LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => category_rank(key),
+        });
         let mut refused = BTreeSet::new();
         for (write, expected) in plan.writes.drain(..) {
             let key = match &write {
@@ -740,6 +750,10 @@ impl<'a> Syncer<'a> {
         }
         for key in plan.dropped_bases.drain(..) {
             state.items.remove(&key);
+        }
+        // The report lists what happened here: not what was refused or left for later.
+        for list in [&mut plan.report.pulled, &mut plan.report.merged, &mut plan.report.deleted_local] {
+            list.retain(|k| !refused.contains(k) && !deferred.contains(k));
         }
         plan.report.deferred = deferred.into_iter().collect();
         Ok(written)
@@ -820,6 +834,11 @@ fn base_with(e: &Entry, content_hash: &str, now: u64) -> BaseEntry {
 
 fn base_of(e: &Entry, now: u64) -> BaseEntry {
     BaseEntry { clock: e.clock.clone(), hash: e.hash.clone(), kind: e.kind.clone(), category: e.category.clone(), synced_ms: now, fingerprint: None }
+}
+
+/// Position of a key's category in [`Category::ALL`] (parents before children).
+fn category_rank(key: &str) -> usize {
+    Category::of_key(key).and_then(|c| Category::ALL.iter().position(|x| *x == c)).unwrap_or(usize::MAX)
 }
 
 fn describe_conflict(c: &merge::Conflict) -> String {

@@ -188,6 +188,21 @@ impl From<crate::source::Item> for LocalItem {
 /// Most bytes one sync round reads from fingerprinted sources or pulls from the remote; the rest
 /// waits for the next round (so memory stays flat on a first sync of a large database).
 pub const ROUND_BYTES: u64 = 32 << 20;
+#[cfg(test)]
+thread_local! {
+    /// Tests shrink the round size on their own thread.
+    pub(crate) static ROUND_BYTES_OVERRIDE: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// The byte budget of one round.
+fn round_bytes() -> u64 {
+    #[cfg(test)]
+    if let Some(n) = ROUND_BYTES_OVERRIDE.with(|c| c.get()) {
+        return n;
+    }
+    ROUND_BYTES
+}
+
 /// Most rounds one sync runs.
 const MAX_ROUNDS: u32 = 100_000;
 
@@ -376,7 +391,7 @@ impl<'a> Syncer<'a> {
                     let local = LocalItem::from(item);
                     fresh.insert(key.clone(), (print, local.hash.clone()));
                     out.insert(key, local);
-                    if read_bytes >= ROUND_BYTES {
+                    if read_bytes >= round_bytes() {
                         over = true;
                     }
                 }
@@ -455,7 +470,7 @@ impl<'a> Syncer<'a> {
                 })
                 .take_while(|(_, size)| {
                     budget += size;
-                    budget <= ROUND_BYTES
+                    budget <= round_bytes()
                 })
                 .map(|(h, _)| h)
                 .collect();
@@ -558,7 +573,7 @@ impl<'a> Syncer<'a> {
                         plan.new_bases.insert(key.to_string(), (base_of(r, now), None));
                         plan.report.deleted_local.push(key.to_string());
                     } else {
-                        if pulled_bytes > 0 && pulled_bytes + r.size > ROUND_BYTES {
+                        if pulled_bytes > 0 && pulled_bytes + r.size > round_bytes() {
                             plan.more = true;
                             continue;
                         }
@@ -573,7 +588,7 @@ impl<'a> Syncer<'a> {
                     let item = l.expect("merge needs a local item");
                     debug_assert!(!item.unread, "an unread item equals its base, so it never needs a merge");
                     let r = remote.expect("merge needs a remote entry");
-                    if pulled_bytes > 0 && pulled_bytes + r.size > ROUND_BYTES {
+                    if pulled_bytes > 0 && pulled_bytes + r.size > round_bytes() {
                         plan.more = true;
                         continue;
                     }

@@ -227,3 +227,20 @@ fn old_sessions_and_other_projects_are_left_alone_when_filtered() {
     a.sync("a", &remote);
     assert_eq!(a.count("SELECT count(*) FROM session"), 2);
 }
+
+#[test]
+fn a_first_import_bigger_than_one_round_completes_parents_first() {
+    let (_t, remote, a, b) = world();
+    for i in 0..8 {
+        insert_fake_session(&a.conn(), &format!("proj{}", i % 2), &format!("ses_{i}"), 6, 3, 2000).unwrap();
+    }
+    crate::sync::run::ROUND_BYTES_OVERRIDE.with(|c| c.set(Some(40_000)));
+    let pushed = a.sync("a", &remote).pushed.len();
+    let r = b.sync("b", &remote);
+    crate::sync::run::ROUND_BYTES_OVERRIDE.with(|c| c.set(None));
+    assert_eq!(r.pulled.len(), pushed, "{r:?}");
+    assert_eq!(b.count("SELECT count(*) FROM session"), 8);
+    assert_eq!(b.count("SELECT count(*) FROM message"), a.count("SELECT count(*) FROM message"));
+    let commits = std::fs::read_dir(_t.path().join("remote/manifests")).unwrap().count();
+    assert!(commits >= 3, "{commits} commits: the export should have needed several rounds");
+}

@@ -87,6 +87,15 @@ struct Shared {
     projects: RefCell<Option<Rc<LocalProjects>>>,
 }
 
+/// What `read` needs to know about one session.
+struct SessionCounts {
+    project_id: String,
+    messages: u64,
+    parts: u64,
+    todos: u64,
+    time_updated: i64,
+}
+
 /// One category's view of the database.
 pub struct DbSource {
     cat: Category,
@@ -338,9 +347,15 @@ impl DbSource {
     }
 
     /// One session's project and row counts (cheap: primary key and OpenCode's indexes).
-    fn session_of(&self, sid: &str) -> Result<Option<(String, u64, u64, u64, i64)>, SourceError> {
+    fn session_of(&self, sid: &str) -> Result<Option<SessionCounts>, SourceError> {
         if let Some(s) = self.shared.signals.borrow().as_ref() {
-            return Ok(s.iter().find(|s| s.id == sid).map(|s| (s.project_id.clone(), s.messages, s.parts, s.todos, s.time_updated)));
+            return Ok(s.iter().find(|s| s.id == sid).map(|s| SessionCounts {
+                project_id: s.project_id.clone(),
+                messages: s.messages,
+                parts: s.parts,
+                todos: s.todos,
+                time_updated: s.time_updated,
+            }));
         }
         let sql = "SELECT project_id, (SELECT count(*) FROM message WHERE session_id = ?1), \
                    (SELECT count(*) FROM part WHERE session_id = ?1), (SELECT count(*) FROM todo WHERE session_id = ?1), \
@@ -351,7 +366,13 @@ impl DbSource {
             .and_then(|mut st| {
                 let mut rows = st.query([sid])?;
                 match rows.next()? {
-                    Some(r) => Ok(Some((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64, r.get::<_, i64>(4)?))),
+                    Some(r) => Ok(Some(SessionCounts {
+                        project_id: r.get(0)?,
+                        messages: r.get::<_, i64>(1)? as u64,
+                        parts: r.get::<_, i64>(2)? as u64,
+                        todos: r.get::<_, i64>(3)? as u64,
+                        time_updated: r.get(4)?,
+                    })),
                     None => Ok(None),
                 }
             })
@@ -463,7 +484,9 @@ impl Source for DbSource {
             (render_doc(&doc), 0)
         } else {
             let (pid, sid) = session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
-            let Some((project_id, messages, parts, todos, time_updated)) = self.session_of(sid)? else { return Ok(None) };
+            let Some(SessionCounts { project_id, messages, parts, todos, time_updated }) = self.session_of(sid)? else {
+                return Ok(None);
+            };
             if project_id != pid {
                 return Ok(None); // the session moved to another project: a new key
             }

@@ -14,6 +14,7 @@ pub mod logging;
 pub mod machine_id;
 pub mod merge;
 pub mod opencode_config;
+pub mod opensync;
 pub mod paths;
 pub mod remote;
 pub mod scheduler;

@@ -1,0 +1,4 @@
+//! Optional export of sessions to an OpenSync dashboard (tokens, cost, messages and parts).
+
+pub mod client;
+pub mod credentials;

@@ -5,6 +5,7 @@ mod conflicts_cmd;
 mod init;
 mod install;
 mod login_cmd;
+mod opensync_cmd;
 mod paths_cmd;
 mod status_cmd;
 mod sync_cmd;
@@ -105,6 +106,11 @@ Without --with-token, oc-sync asks for the token on the terminal (the input is n
         #[arg(long)]
         json: bool,
     },
+    /// Export sessions to an OpenSync dashboard (optional): login, status, sync, logout.
+    Opensync {
+        #[command(subcommand)]
+        command: OpensyncCommand,
+    },
     /// Show the OpenCode and oc-sync paths resolved on this machine.
     Paths {
         /// Print machine-readable JSON.
@@ -128,6 +134,47 @@ Without --with-token, oc-sync asks for the token on the terminal (the input is n
         /// The installed oc-sync package folder (set by the npm launcher).
         #[arg(long, env = "OC_SYNC_PACKAGE_DIR", hide_env_values = true)]
         package_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OpensyncCommand {
+    /// Connect to an OpenSync deployment: checks /health and that the key is accepted, then stores
+    /// URL and key in a file only you can read. Asks for what is missing on a terminal.
+    Login {
+        /// The deployment URL (a .convex.cloud URL is turned into its .convex.site HTTP URL).
+        #[arg(long)]
+        url: Option<String>,
+        /// The API key (osk_...), from the dashboard's settings.
+        #[arg(long)]
+        key: Option<String>,
+        /// Print machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connection (checked live), masked key, sessions and messages sent, pending, last sync and error.
+    Status {
+        /// Print machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send new and changed sessions with their messages and parts.
+    Sync {
+        /// Look at every session, not only those changed since the last export.
+        #[arg(long, conflicts_with = "force")]
+        all: bool,
+        /// Send every session and message again.
+        #[arg(long)]
+        force: bool,
+        /// Print machine-readable JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the stored OpenSync credentials.
+    Logout {
+        /// Print machine-readable JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -183,6 +230,12 @@ where
         Command::Install { file_url, dry_run, package_dir } => install::run(&paths, file_url, dry_run, package_dir, io),
         Command::Login { with_token, json } => login_cmd::login(&paths, with_token, json, io),
         Command::Logout { json } => login_cmd::logout(&paths, json, io),
+        Command::Opensync { command } => match command {
+            OpensyncCommand::Login { url, key, json } => opensync_cmd::login(&paths, url, key, json, io),
+            OpensyncCommand::Status { json } => opensync_cmd::status(&paths, json, io),
+            OpensyncCommand::Sync { all, force, json } => opensync_cmd::sync(&paths, all, force, json, io),
+            OpensyncCommand::Logout { json } => opensync_cmd::logout(&paths, json, io),
+        },
     };
     match result {
         Ok(code) => code,

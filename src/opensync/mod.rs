@@ -2,3 +2,6 @@
 
 pub mod client;
 pub mod credentials;
+pub mod export;
+pub mod payload;
+pub mod state;

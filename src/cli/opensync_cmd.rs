@@ -1,0 +1,160 @@
+//! `oc-sync opensync login|status|sync|logout`: the optional export to an OpenSync dashboard.
+
+use std::io::{BufRead, IsTerminal};
+
+use super::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Io};
+use crate::opensync::client::{OpenSyncClient, mask_key};
+use crate::opensync::credentials::{self, Credentials};
+use crate::opensync::export::{self, Mode};
+use crate::opensync::payload::Options;
+use crate::opensync::state;
+use crate::paths::Paths;
+
+fn fail(io: &mut Io<'_>, json: bool, msg: &str, code: i32) -> anyhow::Result<i32> {
+    if json {
+        writeln!(io.out, "{}", serde_json::json!({ "ok": false, "error": msg }))?;
+    } else {
+        writeln!(io.err, "{msg}")?;
+    }
+    Ok(code)
+}
+
+fn prompt_line(question: &str) -> std::io::Result<String> {
+    eprint!("{question}");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().to_owned())
+}
+
+pub fn login(paths: &Paths, url: Option<String>, key: Option<String>, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
+    let tty = std::io::stdin().is_terminal();
+    let url = match url {
+        Some(u) => u,
+        None if tty => prompt_line("OpenSync URL (e.g. https://your-deployment.convex.cloud): ")?,
+        None => return fail(io, json, "no --url given and standard input is not a terminal: pass --url URL --key osk_...", EXIT_USAGE),
+    };
+    let key = match key {
+        Some(k) => k,
+        None if tty => rpassword::prompt_password("OpenSync API key (osk_...): ")?.trim().to_owned(),
+        None => return fail(io, json, "no --key given and standard input is not a terminal: pass --key osk_...", EXIT_USAGE),
+    };
+    let client = match OpenSyncClient::new(&url, &key) {
+        Ok(c) => c,
+        Err(e) => return fail(io, json, &e.to_string(), EXIT_FAILURE),
+    };
+    if let Err(e) = client.health() {
+        return fail(io, json, &format!("login failed, nothing was stored: {e}"), EXIT_FAILURE);
+    }
+    let known = match client.session_ids() {
+        Ok(ids) => ids.len(),
+        Err(e) => return fail(io, json, &format!("login failed, nothing was stored: {e}"), EXIT_FAILURE),
+    };
+    let file = credentials::save(paths, &Credentials { url: client.url().to_owned(), api_key: key.clone() })?;
+    if json {
+        writeln!(io.out, "{}", serde_json::json!({ "ok": true, "url": client.url(), "key": mask_key(&key), "file": file, "sessionsKnown": known }))?;
+    } else {
+        writeln!(io.out, "Connected to OpenSync at {} (key {}, stored in {}, readable only by you).", client.url(), mask_key(&key), file.display())?;
+        writeln!(io.out, "It holds {known} sessions of yours. Next: oc-sync opensync sync")?;
+    }
+    Ok(EXIT_OK)
+}
+
+pub fn logout(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
+    let removed = credentials::remove(paths)?;
+    let legacy = credentials::legacy_present(&io.env);
+    if json {
+        writeln!(io.out, "{}", serde_json::json!({ "ok": true, "removed": removed, "file": credentials::own_file(paths), "originalPluginFiles": legacy }))?;
+        return Ok(EXIT_OK);
+    }
+    if removed {
+        writeln!(io.out, "Removed the OpenSync credentials ({}).", credentials::own_file(paths).display())?;
+    } else {
+        writeln!(io.out, "No OpenSync credentials of oc-sync's to remove ({} does not exist).", credentials::own_file(paths).display())?;
+    }
+    for f in legacy {
+        writeln!(io.out, "The original OpenSync plugin's credentials are still in {} (oc-sync reads them): delete that file to stop exporting.", f.display())?;
+    }
+    Ok(EXIT_OK)
+}
+
+pub fn status(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
+    let Some(found) = credentials::load(paths, &io.env) else {
+        return fail(io, json, "OpenSync is not set up on this machine: run `oc-sync opensync login`", EXIT_FAILURE);
+    };
+    let c = &found.credentials;
+    let connection = match OpenSyncClient::new(&c.url, &c.api_key) {
+        Err(e) => Err(e.to_string()),
+        Ok(client) => client.health().and_then(|()| client.session_ids()).map(|ids| ids.len()).map_err(|e| e.to_string()),
+    };
+    let st = state::load(&state::file(paths));
+    let pending = export::pending(paths).map_err(|e| e.to_string());
+    if json {
+        writeln!(
+            io.out,
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": connection.is_ok(),
+                "url": c.url,
+                "key": mask_key(&c.api_key),
+                "credentialsFile": found.file,
+                "connected": connection.is_ok(),
+                "connectionError": connection.as_ref().err(),
+                "sessionsOnServer": connection.as_ref().ok(),
+                "sessionsSynced": st.sessions.len(),
+                "messagesSynced": st.messages.len(),
+                "pendingSessions": pending.as_ref().ok(),
+                "lastSync": st.last_sync_ms.map(crate::sync::session::format_ms),
+                "lastError": st.last_error,
+            }))?
+        )?;
+        return Ok(if connection.is_ok() { EXIT_OK } else { EXIT_FAILURE });
+    }
+    let o = &mut io.out;
+    writeln!(o, "opensync   {} (key {}, from {})", c.url, mask_key(&c.api_key), found.file.display())?;
+    match &connection {
+        Ok(n) => writeln!(o, "connection ok: the server holds {n} sessions of yours")?,
+        Err(e) => writeln!(o, "connection FAILED: {e}")?,
+    }
+    writeln!(o, "synced     {} sessions, {} messages", st.sessions.len(), st.messages.len())?;
+    match &pending {
+        Ok(n) => writeln!(o, "pending    {n} sessions changed since the last export")?,
+        Err(e) => writeln!(o, "pending    unknown ({e})")?,
+    }
+    writeln!(o, "last sync  {}", st.last_sync_ms.map(crate::sync::session::format_ms).unwrap_or_else(|| "never".into()))?;
+    if let Some(e) = &st.last_error {
+        writeln!(o, "last error {e}")?;
+    }
+    Ok(if connection.is_ok() { EXIT_OK } else { EXIT_FAILURE })
+}
+
+pub fn sync(paths: &Paths, all: bool, force: bool, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
+    let Some(found) = credentials::load(paths, &io.env) else {
+        return fail(io, json, "OpenSync is not set up on this machine: run `oc-sync opensync login`", EXIT_FAILURE);
+    };
+    let c = &found.credentials;
+    let client = match OpenSyncClient::new(&c.url, &c.api_key) {
+        Ok(cl) => cl,
+        Err(e) => return fail(io, json, &e.to_string(), EXIT_FAILURE),
+    };
+    let mode = if force { Mode::Force } else if all { Mode::All } else { Mode::Changed };
+    match export::run(paths, &client, mode, &Options::default()) {
+        Ok(r) => {
+            if json {
+                let mut v = serde_json::to_value(&r)?;
+                v["ok"] = r.refused.is_empty().into();
+                writeln!(io.out, "{}", serde_json::to_string_pretty(&v)?)?;
+            } else {
+                writeln!(
+                    io.out,
+                    "sent {} sessions and {} messages to {} ({} sessions looked at)",
+                    r.sessions_sent, r.messages_sent, r.url, r.sessions_looked_at
+                )?;
+                for x in r.refused.iter().take(10) {
+                    writeln!(io.out, "refused by OpenSync: {x}")?;
+                }
+            }
+            Ok(if r.refused.is_empty() { EXIT_OK } else { EXIT_FAILURE })
+        }
+        Err(e) => fail(io, json, &format!("export failed: {e}"), EXIT_FAILURE),
+    }
+}

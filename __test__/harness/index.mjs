@@ -5,6 +5,7 @@ import path from "node:path";
 
 export * from "./fake-model.mjs";
 export * from "./fake-github.mjs";
+export * from "./fake-opensync.mjs";
 export * from "./machine.mjs";
 export * from "./package.mjs";
 export * from "./serve.mjs";

@@ -26,13 +26,13 @@
 //!   The project is taken from `project_doc` when given, else from the session document.
 //! - **Roles**: `user`, `assistant`, `system`, `tool` kept; anything else (or none) → `unknown`.
 //! - **Parts** (in the document's order, which is conversation order within a message):
-//!   `text` → `{type:"text", content:<string>}`; `tool` → `{type:"tool-call", content:{toolName,
-//!   callId, input}}` and, when the tool finished, `{type:"tool-result", content:{toolName, callId,
-//!   output, status}}` (status `completed`) or `{…, error, status}` (status `error`);
+//!   `text` → `{type:"text", content:<string>}`; `tool` → `{type:"tool-call", content:{name,
+//!   callId, args}}` and, when the tool finished, `{type:"tool-result", content:{name, callId,
+//!   result, status}}` (status `completed`) or `{…, error, status}` (status `error`);
 //!   `reasoning` → `{type:"reasoning", content:<string>}` only with
 //!   [`Options::include_reasoning`]. Text and reasoning content is a string (rendered as markdown);
-//!   tool content is a JSON object (the dashboard reads `toolName`/`name`, `input`/`args`,
-//!   `output`/`result`). Skipped: empty text/reasoning, text parts marked `ignored`, and `patch`,
+//!   tool content is a JSON object keyed `name`, `args`, `result` (what every OpenSync version's
+//!   viewer reads; newer ones also accept `toolName`, `input`, `output`). Skipped: empty text/reasoning, text parts marked `ignored`, and `patch`,
 //!   `file`, `step-start`, `step-finish`, `snapshot`, `subtask`, `agent`, `retry`, `compaction`
 //!   and unknown types (bookkeeping, snapshot hashes or machine-local paths, nothing the dashboard
 //!   renders). A message without any kept part still carries `parts: []`, so every payload is
@@ -270,10 +270,10 @@ fn map_parts(parts: &[Obj], opts: &Options) -> (Vec<Value>, Vec<String>) {
                     .map(|v| truncate_value(v, max, &mut false))
                     .unwrap_or_else(|| Value::Object(Map::new()));
                 out.push(json!({"type": "tool-call",
-                    "content": {"toolName": tool, "callId": call_id, "input": input}}));
+                    "content": {"name": tool, "callId": call_id, "args": input}}));
                 let status = state.get("status").and_then(Value::as_str);
                 let (key, value) = match status {
-                    Some("completed") => ("output", state.get("output")),
+                    Some("completed") => ("result", state.get("output")),
                     Some("error") => ("error", state.get("error")),
                     _ => continue,
                 };
@@ -286,7 +286,7 @@ fn map_parts(parts: &[Obj], opts: &Options) -> (Vec<Value>, Vec<String>) {
                     Some(v) => truncate_value(v, max, &mut truncated),
                 };
                 let mut content = Map::new();
-                content.insert("toolName".into(), tool.into());
+                content.insert("name".into(), tool.into());
                 content.insert("callId".into(), call_id.into());
                 content.insert(key.into(), value);
                 content.insert("status".into(), status.unwrap_or_default().into());
@@ -751,8 +751,8 @@ mod tests {
         assert_eq!(types, ["tool-call", "tool-result", "text"]);
         assert_eq!(
             parts[0]["content"],
-            json!({"toolName": "bash", "callId": "call_1",
-                   "input": {"command": "echo 1", "description": "run"}})
+            json!({"name": "bash", "callId": "call_1",
+                   "args": {"command": "echo 1", "description": "run"}})
         );
         let pid = rows[1]["id"].as_str().unwrap();
         let tool = doc["parts"]
@@ -763,8 +763,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             parts[1]["content"],
-            json!({"toolName": "bash", "callId": "call_1",
-                   "output": tool["data"]["state"]["output"], "status": "completed"})
+            json!({"name": "bash", "callId": "call_1",
+                   "result": tool["data"]["state"]["output"], "status": "completed"})
         );
         assert_eq!(ms[3]["promptTokens"], 13);
         assert_eq!(ms[3]["completionTokens"], 8);
@@ -876,9 +876,9 @@ mod tests {
             &vec![
                 json!({"type": "text", "content": "one"}),
                 json!({"type": "text", "content": "two"}),
-                json!({"type": "tool-call", "content": {"toolName": "read", "callId": "c9", "input": {"filePath": "/nope"}}}),
-                json!({"type": "tool-result", "content": {"toolName": "read", "callId": "c9", "error": "not found", "status": "error"}}),
-                json!({"type": "tool-call", "content": {"toolName": "bash", "callId": "c10", "input": {"command": "sleep 9"}}}),
+                json!({"type": "tool-call", "content": {"name": "read", "callId": "c9", "args": {"filePath": "/nope"}}}),
+                json!({"type": "tool-result", "content": {"name": "read", "callId": "c9", "error": "not found", "status": "error"}}),
+                json!({"type": "tool-call", "content": {"name": "bash", "callId": "c10", "args": {"command": "sleep 9"}}}),
                 json!({"type": "text", "content": "three"}),
             ]
         );
@@ -967,16 +967,16 @@ mod tests {
         assert_eq!(m["parts"][0]["content"], cut);
         assert_eq!(m["textContent"], cut);
         assert_eq!(
-            m["parts"][1]["content"]["input"],
+            m["parts"][1]["content"]["args"],
             json!({"content": cut, "n": 3})
         );
         assert_eq!(
             m["parts"][2]["content"],
-            json!({"toolName": "write", "callId": "w", "output": cut, "status": "completed", "truncated": true})
+            json!({"name": "write", "callId": "w", "result": cut, "status": "completed", "truncated": true})
         );
         assert_eq!(
             m["parts"][4]["content"],
-            json!({"toolName": "bash", "callId": "s", "output": "short", "status": "completed"})
+            json!({"name": "bash", "callId": "s", "result": "short", "status": "completed"})
         );
         // 0 = no limit.
         let ms = msgs(

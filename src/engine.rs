@@ -294,6 +294,27 @@ fn scheduler_config(c: &Config) -> SchedulerConfig {
     }
 }
 
+/// Sends new and changed sessions to OpenSync when credentials exist (oc-sync's own or the
+/// original plugin's). Logs the outcome; never fails the sync.
+fn export_to_opensync(paths: &Paths, env: &crate::paths::EnvSnapshot) {
+    use crate::opensync::{client::OpenSyncClient, credentials, export};
+    let Some(found) = credentials::load(paths, env) else { return };
+    let c = &found.credentials;
+    let result = OpenSyncClient::new(&c.url, &c.api_key)
+        .map_err(export::ExportError::from)
+        .and_then(|client| export::run(paths, &client, export::Mode::Changed, &Default::default()));
+    match result {
+        Ok(r) if r.sessions_sent + r.messages_sent > 0 || !r.refused.is_empty() => tracing::info!(
+            "opensync: sent {} sessions and {} messages{}",
+            r.sessions_sent,
+            r.messages_sent,
+            if r.refused.is_empty() { String::new() } else { format!("; refused: {}", r.refused.join("; ")) }
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("opensync export failed (the sessions stay pending): {e}"),
+    }
+}
+
 /// The startup sync waits this long so OpenCode's own startup has the machine first.
 pub const STARTUP_DELAY_MS: u64 = 1000;
 
@@ -312,7 +333,11 @@ fn runner(ctx: Arc<SyncContext>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<O
                         own.lock().unwrap_or_else(|e| e.into_inner()).insert(path, value);
                     }
                 };
-                session::sync_observed(&c.paths, &c.config, &c.env, &SyncOptions::default(), Some(&observe), None)
+                let result = session::sync_observed(&c.paths, &c.config, &c.env, &SyncOptions::default(), Some(&observe), None);
+                // The OpenSync dashboard, when set up, gets what changed: independent of the sync's
+                // outcome; a failure leaves the sessions pending for the next run.
+                export_to_opensync(&c.paths, &c.env);
+                result
             })
             .await;
             let outcome = match result {

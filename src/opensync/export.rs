@@ -54,6 +54,9 @@ pub enum ExportError {
 /// Sessions changed since the last export (their count only, for status).
 pub fn pending(paths: &Paths) -> Result<usize, ExportError> {
     let st = state::load(&state::file(paths));
+    if !paths.opencode_db.is_file() {
+        return Ok(0);
+    }
     let db = OpencodeDb::open(&paths.opencode_db).map_err(|e| ExportError::Local(e.to_string()))?;
     let signals = db.session_signals().map_err(|e| ExportError::Local(e.to_string()))?;
     Ok(signals.iter().filter(|s| st.signals.get(&s.id) != Some(&signal_of(s))).count())
@@ -87,6 +90,9 @@ fn export(
     report: &mut ExportReport,
 ) -> Result<(), ExportError> {
     let local = |e: crate::source::opencode_db::DbError| ExportError::Local(e.to_string());
+    if !paths.opencode_db.is_file() {
+        return Ok(()); // OpenCode has not run on this machine yet: nothing to send
+    }
     let db = OpencodeDb::open(&paths.opencode_db).map_err(local)?;
     let signals = db.session_signals().map_err(local)?;
     let todo: Vec<_> = signals

@@ -126,3 +126,28 @@ async fn the_original_plugins_credentials_are_used() {
     assert_eq!((code, v["sessionsSent"].as_u64()), (0, Some(1)), "{v}");
     os.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn items_refused_in_a_batch_answer_stay_pending() {
+    let os = FakeOpenSync::start(FakeOptions::default()).await.unwrap();
+    let h = Home::new();
+    insert_fake_session(&h.db(), "proj1", "ses_a", 4, 2, 100).unwrap();
+    let o = h.run(&["opensync", "login", "--url", &os.url, "--key", os.key()]).await;
+    assert_eq!(o.code, 0, "{}", o.all());
+    let victim: String = h.db().query_row("SELECT id FROM message ORDER BY id LIMIT 1 OFFSET 2", [], |r| r.get(0)).unwrap();
+    os.refuse_message(&victim);
+    let (code, v) = h.json(&["opensync", "sync", "--json"]).await;
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["messagesSent"].as_u64(), Some(3), "{v}");
+    assert!(v["refused"][0].as_str().is_some_and(|r| r.contains(&victim)), "{v}");
+    let (_, st) = h.json(&["opensync", "status", "--json"]).await;
+    assert_eq!(st["pendingSessions"].as_u64(), Some(1), "{st}");
+    os.accept_all();
+    os.clear_requests();
+    let (code, v) = h.json(&["opensync", "sync", "--json"]).await;
+    assert_eq!((code, v["messagesSent"].as_u64(), v["sessionsSent"].as_u64()), (0, Some(1), Some(0)), "{v}");
+    assert!(os.message(&victim).is_some());
+    let (_, st) = h.json(&["opensync", "status", "--json"]).await;
+    assert_eq!(st["pendingSessions"].as_u64(), Some(0), "{st}");
+    os.stop().await;
+}

@@ -80,6 +80,9 @@ struct State {
     messages: Vec<Value>,
     requests: Vec<Recorded>,
     faults: Vec<Fault>,
+    /// Message externalIds a batch refuses (listed in its `errors`), as a server-side validation
+    /// failure would.
+    refuse: Vec<String>,
 }
 
 struct Inner {
@@ -175,6 +178,17 @@ impl FakeOpenSync {
     /// The next `times` requests whose path (without query) matches `path_glob` (`*` matches any
     /// characters, including `/`) are answered with `status` and `{"error":"injected"}`.
     /// Rules are checked in insertion order; the first with hits left wins.
+    /// Batches refuse the message with this externalId (it goes to the answer's `errors`) until
+    /// [`FakeOpenSync::accept_all`].
+    pub fn refuse_message(&self, external_id: &str) {
+        self.inner.lock().refuse.push(external_id.into());
+    }
+
+    /// Stops refusing messages.
+    pub fn accept_all(&self) {
+        self.inner.lock().refuse.clear();
+    }
+
     pub fn fail_next(&self, path_glob: &str, times: usize, status: u16) {
         self.inner.lock().faults.push(Fault { path: path_glob.into(), times, action: FaultAction::Status(status) });
     }
@@ -647,6 +661,11 @@ fn batch(st: &mut State, body: &Value) -> (u16, Value) {
     }
     let mut n_messages = 0;
     for m in &messages {
+        let ext = m.get("externalId").and_then(Value::as_str).unwrap_or("");
+        if st.refuse.iter().any(|r| r == ext) {
+            errors.push(json!({"type": "message", "externalId": ext, "error": "injected: refused"}));
+            continue;
+        }
         match check_message(m) {
             Ok(m) => {
                 upsert_message(st, m);

@@ -31,6 +31,8 @@ pub struct StatusReport {
     pub autosync: Option<AutoSyncStatus>,
     /// The GitHub side (null when the remote is not GitHub and this machine never synced with it).
     pub github: Option<GithubStatus>,
+    /// The OpenSync export, when set up (from local files only).
+    pub opensync: Option<OpenSyncStatus>,
     /// What the person should do next, if anything.
     pub next_steps: Vec<String>,
 }
@@ -118,6 +120,30 @@ pub fn github_status(cfg: &Config, env: &EnvSnapshot, paths: &Paths, remote_is_g
         token: token.as_ref().map(|(t, _)| t.masked()),
         token_source: token.map(|(_, src)| src.to_string()),
         recorded_with_other_token,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenSyncStatus {
+    pub url: String,
+    pub key: String,
+    pub sessions_sent: usize,
+    pub messages_sent: usize,
+    pub last_sync: Option<String>,
+    pub last_error: Option<String>,
+}
+
+fn opensync_status(paths: &Paths, env: &EnvSnapshot) -> Option<OpenSyncStatus> {
+    let found = crate::opensync::credentials::load(paths, env)?;
+    let st = crate::opensync::state::load(&crate::opensync::state::file(paths));
+    Some(OpenSyncStatus {
+        url: found.credentials.url.clone(),
+        key: crate::opensync::client::mask_key(&found.credentials.api_key),
+        sessions_sent: st.sessions.len(),
+        messages_sent: st.messages.len(),
+        last_sync: st.last_sync_ms.map(crate::sync::session::format_ms),
+        last_error: st.last_error,
     })
 }
 
@@ -324,6 +350,7 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
         conflicts_waiting,
         autosync: autosync_status(paths),
         github,
+        opensync: opensync_status(paths, env),
         next_steps,
     }
 }

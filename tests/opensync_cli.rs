@@ -106,6 +106,11 @@ async fn login_sync_status_and_logout() {
     let (code, v) = h.json(&["opensync", "sync", "--json"]).await;
     assert_eq!((code, v["sessionsSent"].as_u64()), (0, Some(1)), "{v}");
 
+    // The general status names the export too (offline, key masked).
+    let o = h.run(&["status"]).await;
+    assert!(o.out.contains("opensync") && o.out.contains("sessions"), "{}", o.all());
+    assert!(!o.all().contains(os.key()));
+
     let o = h.run(&["opensync", "logout"]).await;
     assert_eq!(o.code, 0, "{}", o.all());
     assert!(!h.home.join(".local/share/oc-sync/opensync.json").exists());

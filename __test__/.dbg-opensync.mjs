@@ -1,0 +1,18 @@
+import fs from "node:fs"; import path from "node:path"
+import { startFakeModel, startFakeOpensync, createMachine, makeTempRoot, packPlugin } from "./harness/index.mjs"
+const tmp = makeTempRoot("oc-dbg-"); const fake = await startFakeModel(); const os_ = await startFakeOpensync()
+const pkg = await packPlugin(tmp.root)
+const b = await createMachine("B", { root: tmp.root, modelUrl: fake.url, plugins: [`file://${pkg.dir}`], env: { OC_SYNC_REMOTE: path.join(tmp.root, "remote") } })
+b.project = await b.projectDir("demo-b")
+const cf = path.join(b.dirs.data, "oc-sync", "opensync.json"); fs.mkdirSync(path.dirname(cf), { recursive: true })
+fs.writeFileSync(cf, JSON.stringify({ url: os_.url, apiKey: os_.key }), { mode: 0o600 })
+const r = await b.opencode(["run", "--print-logs", "hi"], { cwd: b.project, timeoutMs: 120000 })
+console.log("code", r.code, r.ms, JSON.stringify(r.stdout))
+console.log(r.stderr.split("\n").filter(l => /oc-sync|opensync|synced|session\.idle|dispos/i.test(l)).join("\n"))
+const st = await os_.state()
+for (const q of st.requests) console.log("REQ", q.method, q.path, q.status, JSON.stringify(q.body).slice(0, 1500))
+console.log("DB msgs", JSON.stringify(await b.db("SELECT id, session_id, time_created, data FROM message", { cwd: b.project })).slice(0, 3000))
+console.log("DB parts", JSON.stringify(await b.db("SELECT id, message_id, time_created, data FROM part", { cwd: b.project })).slice(0, 3000))
+const logdir = path.join(b.dirs.state, "oc-sync", "log"); for (const f of fs.readdirSync(logdir)) console.log("LOG", f, fs.readFileSync(path.join(logdir, f), "utf8"))
+console.log("opensync state file?", fs.readdirSync(path.join(b.dirs.state, "oc-sync")))
+await os_.close(); await fake.close(); console.log("tmp", tmp.root)

@@ -16,9 +16,11 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class Engine {
   /**
    * Starts the engine in the background. `options` are the plugin options from opencode.json,
-   * `directory` the project OpenCode runs in. Never blocks on disk or network.
+   * `directory` the project OpenCode runs in, `helper` the command (program and arguments) that
+   * runs the `oc-sync` CLI in a separate process, for OpenCode's database. Never blocks on disk
+   * or network.
    */
-  static start(options?: any | undefined | null, directory?: string | undefined | null): Engine
+  static start(options?: any | undefined | null, directory?: string | undefined | null, helper?: Array<string> | undefined | null): Engine
   /** Log records to forward to the host's log since the last call. */
   takeLogs(): Array<LogRecord>
   /** What the engine is doing. */

@@ -4,8 +4,13 @@
 // It never writes to stdout/stderr (that would corrupt OpenCode's TUI): everything goes through
 // client.app.log (service "oc-sync") and oc-sync's own log file.
 import { createRequire } from "node:module"
+import { fileURLToPath } from "node:url"
 
 const require = createRequire(import.meta.url)
+// OpenCode's database is synced by the oc-sync CLI in a separate process (OpenCode's own SQLite and
+// a second one in the same process would not see each other's locks): this process's runtime
+// (OpenCode's Bun, run as Bun through BUN_BE_BUN=1, or node) runs the package's launcher.
+const HELPER = [process.execPath, fileURLToPath(new URL("./bin/oc-sync.js", import.meta.url))]
 const SERVICE = "oc-sync"
 const LOG_FLUSH_MS = 2000
 const STOP_TIMEOUT_MS = 5000
@@ -37,7 +42,7 @@ async function server(input, options) {
 
   let engine
   try {
-    engine = native.Engine.start(options ?? null, input?.directory ?? null)
+    engine = native.Engine.start(options ?? null, input?.directory ?? null, HELPER)
   } catch (err) {
     log("error", `oc-sync could not start: ${err?.message ?? err}`)
     return {}

@@ -289,10 +289,13 @@ test("the plugin exports after OpenCode runs", async (t) => {
   assert.doesNotMatch(r.stderr, /failed to load plugin/)
   assert.match(r.stderr, /message="oc-sync stopped"/, r.why)
 
-  const list = await sessionList(b)
-  assert.equal(list.length, 1, JSON.stringify(list))
-  const sid = list[0].id
-  const [{ n: dbCount }] = await b.db(`SELECT count(*) AS n FROM message WHERE session_id = '${sid}'`, { cwd: b.project })
+  // `opencode db` does not load the plugin (`session list` and `export` do, which would sync again).
+  const sessions = await b.db(`SELECT id FROM session`, { cwd: b.project })
+  assert.equal(sessions.length, 1, JSON.stringify(sessions))
+  const sid = sessions[0].id
+  const dbMsgs = await b.db(`SELECT id, json_extract(data, '$.role') AS role, json_extract(data, '$.time.completed') AS completed FROM message WHERE session_id = '${sid}' ORDER BY time_created, id`, { cwd: b.project })
+  const dbParts = await b.db(`SELECT message_id AS mid, json_extract(data, '$.type') AS type, json_extract(data, '$.text') AS text FROM part WHERE session_id = '${sid}' ORDER BY id`, { cwd: b.project })
+  const dbView = `B's DB: messages ${JSON.stringify(dbMsgs)}\nparts ${JSON.stringify(dbParts)}`
 
   const st = await os_.state()
   const sess = st.sessions.find((s) => s.externalId === sid)
@@ -304,10 +307,25 @@ test("the plugin exports after OpenCode runs", async (t) => {
   )
   assert.equal(sess.source, "opencode")
   assert.equal(sess.projectPath, b.project)
+  assert.equal(sess.model, "m")
   const msgs = st.messages.filter((x) => x.sessionExternalId === sid)
-  assert.equal(msgs.length, dbCount, `messages of B's session on the fake: ${msgs.length}, in B's DB: ${dbCount}\n${ocSyncLog(b)}`)
+  // Everything B's database holds was exported, in its final state (the dispose export ran last).
+  assert.deepEqual(msgs.map((x) => x.externalId).sort(), dbMsgs.map((x) => x.id).sort(), `exported messages = B's DB messages\n${dbView}\n${short(msgs)}`)
+  for (const m of dbMsgs) {
+    const x = msgs.find((y) => y.externalId === m.id)
+    assert.equal(x.role, m.role)
+    const texts = dbParts.filter((p) => p.mid === m.id && p.type === "text" && p.text).map((p) => p.text)
+    assert.equal(x.textContent, texts.length ? texts.join("\n\n") : undefined, `textContent of ${m.id} is the DB's final text\n${dbView}\n${short(x)}`)
+  }
+  // What `opencode run` printed is the conversation: the user's "hi" and the model's answer.
+  // (Fails when OpenCode's own database lost the end of the run — then there is nothing to export.)
+  assert.ok(
+    dbMsgs.some((m) => m.role === "assistant" && m.completed) && dbParts.some((p) => p.type === "text" && p.text === DEFAULT_TEXT),
+    `B's OpenCode database holds the completed answer that opencode run printed (plugin loaded)\n${dbView}\noc-sync log tail:\n${ocSyncLog(b)}`,
+  )
   assert.ok(msgs.some((x) => x.role === "user" && x.textContent === "hi"), short(msgs))
   assert.ok(msgs.some((x) => x.role === "assistant" && x.textContent === DEFAULT_TEXT), short(msgs))
+  assert.ok(sess.promptTokens > 0 && sess.completionTokens > 0 && sess.cost > 0, `final totals exported: ${short(sess)}`)
   // The synced remote got the config too (the folder sync ran alongside).
   assert.ok(fs.existsSync(remote), `the folder remote ${remote} was created`)
   // The key never reached a log.

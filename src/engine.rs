@@ -47,6 +47,11 @@ pub struct EngineOptions {
     pub plugin_options: Option<Value>,
     /// The project directory OpenCode was started in.
     pub directory: Option<PathBuf>,
+    /// How to run the `oc-sync` CLI in a separate process (program and arguments), which syncs
+    /// OpenCode's database and exports to OpenSync. The engine itself never opens that database:
+    /// the host process has its own SQLite, and two SQLite libraries in one process do not see
+    /// each other's locks. None: the database is not synced by the engine.
+    pub db_helper: Option<Vec<String>>,
 }
 
 /// A snapshot of what the engine is doing, for the host and `status`.
@@ -216,6 +221,7 @@ struct SyncContext {
     paths: Paths,
     config: Config,
     env: EnvSnapshot,
+    db_helper: Option<Vec<String>>,
 }
 
 /// Loads paths, config, logging and the machine id; problems are reported, never thrown.
@@ -279,7 +285,7 @@ fn setup(opts: &EngineOptions, env: &EnvSnapshot, st: &Mutex<EngineStatus>) -> O
             return None;
         }
     }
-    Some(Arc::new(SyncContext { paths, config: loaded.config, env: env.clone() }))
+    Some(Arc::new(SyncContext { paths, config: loaded.config, env: env.clone(), db_helper: opts.db_helper.clone().filter(|h| !h.is_empty()) }))
 }
 
 fn scheduler_config(c: &Config) -> SchedulerConfig {
@@ -294,24 +300,48 @@ fn scheduler_config(c: &Config) -> SchedulerConfig {
     }
 }
 
-/// Sends new and changed sessions to OpenSync when credentials exist (oc-sync's own or the
-/// original plugin's). Logs the outcome; never fails the sync.
-fn export_to_opensync(paths: &Paths, env: &crate::paths::EnvSnapshot) {
-    use crate::opensync::{client::OpenSyncClient, credentials, export};
-    let Some(found) = credentials::load(paths, env) else { return };
-    let c = &found.credentials;
-    let result = OpenSyncClient::new(&c.url, &c.api_key)
-        .map_err(export::ExportError::from)
-        .and_then(|client| export::run(paths, &client, export::Mode::Changed, &Default::default()));
-    match result {
-        Ok(r) if r.sessions_sent + r.messages_sent > 0 || !r.refused.is_empty() => tracing::info!(
-            "opensync: sent {} sessions and {} messages{}",
-            r.sessions_sent,
-            r.messages_sent,
-            if r.refused.is_empty() { String::new() } else { format!("; refused: {}", r.refused.join("; ")) }
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!("opensync export failed (the sessions stay pending): {e}"),
+/// Longest a database sync in the helper process may take before the engine stops waiting (the
+/// process goes on and finishes by itself).
+const DB_HELPER_WAIT: Duration = Duration::from_secs(300);
+
+/// Runs `oc-sync sync --database-only` in a separate process (sessions, then the OpenSync export
+/// when set up) and waits for it. It logs to oc-sync's log file itself; here only its outcome.
+fn run_db_helper(helper: &[String]) {
+    let Some((program, args)) = helper.split_first() else { return };
+    let child = std::process::Command::new(program)
+        .args(args)
+        .args(["sync", "--database-only"])
+        // A compiled Bun executable (OpenCode) runs the script as Bun with this set.
+        .env("BUN_BE_BUN", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("cannot start the database sync process ({program}): {e}");
+            return;
+        }
+    };
+    let deadline = std::time::Instant::now() + DB_HELPER_WAIT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return,
+            Ok(Some(status)) => {
+                tracing::warn!("the database sync process failed ({status}); see this log for its reason");
+                return;
+            }
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Ok(None) => {
+                tracing::warn!("the database sync process is still running after {} s; not waiting for it", DB_HELPER_WAIT.as_secs());
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("cannot wait for the database sync process: {e}");
+                return;
+            }
+        }
     }
 }
 
@@ -333,10 +363,12 @@ fn runner(ctx: Arc<SyncContext>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<O
                         own.lock().unwrap_or_else(|e| e.into_inner()).insert(path, value);
                     }
                 };
-                let result = session::sync_observed(&c.paths, &c.config, &c.env, &SyncOptions::default(), Some(&observe), None);
-                // The OpenSync dashboard, when set up, gets what changed: independent of the sync's
-                // outcome; a failure leaves the sessions pending for the next run.
-                export_to_opensync(&c.paths, &c.env);
+                let files = SyncOptions { scope: crate::sync::run::Scope::Files, ..Default::default() };
+                let result = session::sync_observed(&c.paths, &c.config, &c.env, &files, Some(&observe), None);
+                // OpenCode's database (sessions) and the OpenSync export: in a separate process.
+                if let Some(helper) = &c.db_helper {
+                    run_db_helper(helper);
+                }
                 result
             })
             .await;
@@ -475,7 +507,7 @@ mod tests {
     fn broken_config_is_reported_not_thrown() {
         let tmp = tempfile::tempdir().unwrap();
         let env = EnvSnapshot::new(tmp.path(), Vec::<(String, String)>::new());
-        let opts = EngineOptions { plugin_options: Some(serde_json::json!({"conflictStrategy": "nope"})), directory: None };
+        let opts = EngineOptions { plugin_options: Some(serde_json::json!({"conflictStrategy": "nope"})), directory: None, db_helper: None };
         let mut e = Engine::start(opts, env).unwrap();
         for _ in 0..200 {
             if e.status().state != "starting" {
@@ -510,7 +542,7 @@ mod tests {
 
     fn auto_engine(tmp: &std::path::Path, remote: &std::path::Path, opts: serde_json::Value) -> Engine {
         let env = EnvSnapshot::new(tmp, [("OC_SYNC_REMOTE", remote.to_string_lossy().into_owned())]);
-        let e = Engine::start(EngineOptions { plugin_options: Some(opts), directory: None }, env).unwrap();
+        let e = Engine::start(EngineOptions { plugin_options: Some(opts), directory: None, db_helper: None }, env).unwrap();
         wait_for("the engine to start", || e.status().state != "starting");
         assert_eq!(e.status().state, "running", "{:?}", e.status());
         e

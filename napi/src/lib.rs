@@ -97,11 +97,13 @@ pub struct Engine {
 #[napi]
 impl Engine {
     /// Starts the engine in the background. `options` are the plugin options from opencode.json,
-    /// `directory` the project OpenCode runs in. Never blocks on disk or network.
+    /// `directory` the project OpenCode runs in, `helper` the command (program and arguments) that
+    /// runs the `oc-sync` CLI in a separate process, for OpenCode's database. Never blocks on disk
+    /// or network.
     #[napi(factory)]
-    pub fn start(options: Option<serde_json::Value>, directory: Option<String>) -> Result<Engine> {
+    pub fn start(options: Option<serde_json::Value>, directory: Option<String>, helper: Option<Vec<String>>) -> Result<Engine> {
         guard("Engine.start", || {
-            let opts = EngineOptions { plugin_options: options, directory: directory.map(Into::into) };
+            let opts = EngineOptions { plugin_options: options, directory: directory.map(Into::into), db_helper: helper };
             let engine = CoreEngine::start(opts, EnvSnapshot::from_process()).map_err(to_js_err)?;
             Ok(Engine { inner: Arc::new(Mutex::new(Some(engine))) })
         })

@@ -50,6 +50,10 @@ pub enum Command {
         /// Allow a sync that deletes many items (otherwise it stops and asks).
         #[arg(long)]
         allow_deletions: bool,
+        /// Only OpenCode's database (sessions), then the OpenSync export when set up: what the
+        /// plugin runs in a separate process.
+        #[arg(long, hide = true)]
+        database_only: bool,
         /// Print machine-readable JSON.
         #[arg(long)]
         json: bool,
@@ -218,8 +222,9 @@ where
     let result = match cli.command {
         Command::Status { json } => status_cmd::run(&paths, json, io),
         Command::Paths { json } => paths_cmd::run(&paths, json, io),
-        Command::Sync { dry_run, allow_deletions, json } => {
-            sync_cmd::run(&paths, crate::sync::run::SyncOptions { dry_run, allow_deletions, reseal: false }, json, io)
+        Command::Sync { dry_run, allow_deletions, database_only, json } => {
+            let scope = if database_only { crate::sync::run::Scope::Database } else { crate::sync::run::Scope::All };
+            sync_cmd::run(&paths, crate::sync::run::SyncOptions { dry_run, allow_deletions, reseal: false, scope }, json, io)
         }
         Command::Rekey { json } => {
             sync_cmd::run(&paths, crate::sync::run::SyncOptions { reseal: true, ..Default::default() }, json, io)

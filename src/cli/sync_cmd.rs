@@ -37,6 +37,9 @@ pub fn run(paths: &Paths, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> any
         };
         session::sync_with_progress(paths, &loaded.config, &io.env, &opts, &progress)
     };
+    if opts.scope == crate::sync::run::Scope::Database && !opts.dry_run {
+        crate::opensync::export::run_if_configured(paths, &io.env);
+    }
     let report = match result {
         Ok(r) => r,
         Err(e) => {

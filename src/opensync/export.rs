@@ -51,6 +51,26 @@ pub enum ExportError {
     Local(String),
 }
 
+/// Sends new and changed sessions when OpenSync credentials exist (oc-sync's own or the original
+/// plugin's); logs the outcome, never fails. What the plugin's database process runs after its sync.
+pub fn run_if_configured(paths: &Paths, env: &crate::paths::EnvSnapshot) {
+    let Some(found) = super::credentials::load(paths, env) else { return };
+    let c = &found.credentials;
+    let result = OpenSyncClient::new(&c.url, &c.api_key)
+        .map_err(ExportError::from)
+        .and_then(|client| run(paths, &client, Mode::Changed, &Options::default()));
+    match result {
+        Ok(r) if r.sessions_sent + r.messages_sent > 0 || !r.refused.is_empty() => tracing::info!(
+            "opensync: sent {} sessions and {} messages{}",
+            r.sessions_sent,
+            r.messages_sent,
+            if r.refused.is_empty() { String::new() } else { format!("; refused: {}", r.refused.join("; ")) }
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("opensync export failed (the sessions stay pending): {e}"),
+    }
+}
+
 /// Sessions changed since the last export (their count only, for status).
 pub fn pending(paths: &Paths) -> Result<usize, ExportError> {
     let st = state::load(&state::file(paths));

@@ -32,6 +32,32 @@ pub struct SyncOptions {
     pub allow_deletions: bool,
     /// Re-encrypt every sealed item (after a passphrase change): push them again with the current key.
     pub reseal: bool,
+    /// Which categories this sync covers.
+    pub scope: Scope,
+}
+
+/// Which categories a sync covers. Inside OpenCode the engine syncs only files: OpenCode's process
+/// has its own SQLite, and a second SQLite library in the same process does not see its locks
+/// (POSIX locks are per process), so the database is synced by a separate oc-sync process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scope {
+    #[default]
+    All,
+    /// config, state, credentials.
+    Files,
+    /// sessions, messages, projects, todos (OpenCode's database).
+    Database,
+}
+
+impl Scope {
+    pub fn covers(self, c: crate::source::Category) -> bool {
+        use crate::source::Category::*;
+        match self {
+            Scope::All => true,
+            Scope::Files => matches!(c, Config | State | Credentials),
+            Scope::Database => matches!(c, Sessions | Messages | Projects | Todos),
+        }
+    }
 }
 
 /// Encrypts the items it applies to before they reach the remote, and decrypts what comes back.

@@ -229,6 +229,26 @@ pub fn sources<'a>(paths: &Paths, config: &Config, state: &StateStore) -> Result
     Ok(out)
 }
 
+/// The sources of the categories `scope` covers. Sources outside it are not even created: in
+/// particular OpenCode's database is not opened by a files-only sync (the plugin's, inside
+/// OpenCode's process).
+fn scoped_sources<'a>(paths: &Paths, config: &Config, state: &StateStore, scope: super::run::Scope) -> Result<Vec<Box<dyn Source + 'a>>, SyncError> {
+    let mut c = config.clone();
+    let s = &mut c.sync;
+    for (cat, on) in [
+        (Category::Config, &mut s.config),
+        (Category::State, &mut s.state),
+        (Category::Credentials, &mut s.credentials),
+        (Category::Sessions, &mut s.sessions),
+        (Category::Messages, &mut s.messages),
+        (Category::Projects, &mut s.projects),
+        (Category::Todos, &mut s.todos),
+    ] {
+        *on &= scope.covers(cat);
+    }
+    sources(paths, &c, state)
+}
+
 /// Runs one full sync on this machine, holding the machine-wide sync lock.
 pub fn sync_now(paths: &Paths, config: &Config, env: &EnvSnapshot, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
     sync_observed(paths, config, env, opts, None, None)
@@ -273,7 +293,7 @@ pub fn sync_observed(
         machine: machine.id.clone(),
         config,
         remote: remote.as_ref(),
-        sources: sources(paths, config, &state)?,
+        sources: scoped_sources(paths, config, &state, opts.scope)?,
         state,
         blocked,
         now_ms: super::run::system_now_ms,

@@ -45,9 +45,6 @@ struct PathMemory {
     /// Session id → (directory in the synced document, directory written here).
     #[serde(default)]
     sessions: BTreeMap<String, Mapped>,
-    /// Project id → (worktree in the synced document, worktree written here).
-    #[serde(default)]
-    projects: BTreeMap<String, Mapped>,
     /// Projects this machine created only so a pulled session could be inserted: hidden from the
     /// `projects` category until the project's own item is written.
     #[serde(default)]
@@ -277,7 +274,6 @@ impl Shared {
             if on { m.synthesized.insert(pid.to_owned()) } else { m.synthesized.remove(pid) }
         };
         if dirty {
-            self.remember(None, None);
             self.save_memory();
         }
     }
@@ -298,35 +294,25 @@ impl Shared {
         }
     }
 
-    fn remember(&self, sessions: Option<(&str, Mapped)>, projects: Option<(&str, Mapped)>) {
-        let mut m = self.memory.borrow_mut();
-        let mut dirty = false;
-        if let Some((id, mapped)) = sessions {
-            dirty |= m.sessions.get(id) != Some(&mapped);
+    /// Remembers the directory a session was written with here (forgotten when not mapped).
+    fn remember(&self, sid: &str, mapped: Mapped) {
+        let dirty = {
+            let mut m = self.memory.borrow_mut();
             if mapped.shared == mapped.local {
-                dirty |= m.sessions.remove(id).is_some();
+                m.sessions.remove(sid).is_some()
             } else {
-                m.sessions.insert(id.to_owned(), mapped);
+                m.sessions.insert(sid.to_owned(), mapped.clone()) != Some(mapped)
             }
-        }
-        if let Some((id, mapped)) = projects {
-            dirty |= m.projects.get(id) != Some(&mapped);
-            if mapped.shared == mapped.local {
-                dirty |= m.projects.remove(id).is_some();
-            } else {
-                m.projects.insert(id.to_owned(), mapped);
-            }
-        }
-        drop(m);
+        };
         if dirty {
             self.save_memory();
         }
     }
 
-    /// The shared form of a locally read path: the other machine's original when this machine
-    /// wrote it mapped.
-    fn shared_path(&self, table: &BTreeMap<String, Mapped>, id: &str, local: &str) -> Option<String> {
-        table.get(id).filter(|m| m.local == local).map(|m| m.shared.clone())
+    /// The shared form of a session directory read here: the other machine's original when this
+    /// machine wrote it mapped.
+    fn shared_dir(&self, sid: &str, local: &str) -> Option<String> {
+        self.memory.borrow().sessions.get(sid).filter(|m| m.local == local).map(|m| m.shared.clone())
     }
 
     fn write_guard(&self, key: &str) -> Result<(), SourceError> {
@@ -383,12 +369,11 @@ impl DbSource {
     /// The session document as shared: mapped paths put back.
     fn shared_session_doc(&self, key: &str, bytes: Vec<u8>) -> Result<Vec<u8>, SourceError> {
         let mut doc = parse_doc(key, &bytes)?;
-        let mem = self.shared.memory.borrow();
         let mut changed = false;
         if let Some(Value::Object(s)) = doc.get_mut("session") {
             let sid = s.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
             if let Some(dir) = s.get("directory").and_then(Value::as_str).map(str::to_owned)
-                && let Some(shared) = self.shared.shared_path(&mem.sessions, &sid, &dir)
+                && let Some(shared) = self.shared.shared_dir(&sid, &dir)
             {
                 s.insert("directory".into(), Value::String(shared));
                 changed = true;
@@ -593,10 +578,10 @@ impl Source for DbSource {
                     self.shared.set_synthesized(pid, true);
                     self.shared.changed(true);
                 }
-                if r.is_ok() {
-                    let s = local_dir.map(|l| (sid, Mapped { shared: shared_dir.clone(), local: l }));
-                    let p = local_w.map(|l| (pid, Mapped { shared: shared_w.clone(), local: l }));
-                    self.shared.remember(s, p);
+                if r.is_ok()
+                    && let Some(l) = local_dir
+                {
+                    self.shared.remember(sid, Mapped { shared: shared_dir.clone(), local: l });
                 }
                 r
             }

@@ -13,6 +13,7 @@ pub mod jsonc;
 pub mod logging;
 pub mod machine_id;
 pub mod merge;
+pub mod net;
 pub mod opencode_config;
 pub mod opensync;
 pub mod paths;

@@ -38,28 +38,10 @@ impl OpenSyncError {
 /// `.convex.site` HTTP-actions URL; other URLs (self-hosted) stay as given. https, or http to a
 /// loopback address only.
 pub fn normalize_url(url: &str) -> Result<String, String> {
-    let url = url.trim().trim_end_matches('/');
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("{url:?} is not a URL (expected e.g. https://your-deployment.convex.cloud)"))?;
-    let host_port = rest.split('/').next().unwrap_or("");
-    let host = match host_port.strip_prefix('[') {
-        Some(h) => h.split(']').next().unwrap_or(""),
-        None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
-    };
-    if host.is_empty() {
-        return Err(format!("{url:?} has no host name"));
-    }
-    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    match scheme {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => return Err(format!("{url:?} uses plain http, which would send your API key unencrypted: use https")),
-        _ => return Err(format!("{url:?} must start with https://")),
-    }
-    Ok(match host.strip_suffix(".convex.cloud") {
-        Some(name) => url.replacen(&format!("{name}.convex.cloud"), &format!("{name}.convex.site"), 1),
-        None => url.to_owned(),
+    let c = crate::net::check_secure_url(url, "API key", "e.g. https://your-deployment.convex.cloud")?;
+    Ok(match c.host.strip_suffix(".convex.cloud") {
+        Some(name) => c.url.replacen(&c.host, &format!("{name}.convex.site"), 1),
+        None => c.url,
     })
 }
 

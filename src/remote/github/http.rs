@@ -31,27 +31,7 @@ pub(crate) const TOKEN_HELP: &str = "create a fine-grained personal access token
 
 /// The API base URL, checked: https, or plain http to a loopback address only.
 pub fn check_api_url(url: &str) -> Result<String, String> {
-    let url = url.trim().trim_end_matches('/');
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("{url:?} is not a URL (expected https://api.github.com or https://HOST/api/v3)"))?;
-    let host_port = rest.split('/').next().unwrap_or("");
-    let host = if let Some(h) = host_port.strip_prefix('[') {
-        h.split(']').next().unwrap_or("")
-    } else {
-        host_port.rsplit_once(':').map_or(host_port, |(h, _)| h)
-    };
-    if host.is_empty() {
-        return Err(format!("{url:?} has no host name"));
-    }
-    match scheme {
-        "https" => Ok(url.to_owned()),
-        "http" if host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) => Ok(url.to_owned()),
-        "http" => Err(format!(
-            "{url:?} uses plain http to a non-loopback host, which would send your token unencrypted: use https"
-        )),
-        _ => Err(format!("{url:?} must start with https://")),
-    }
+    crate::net::check_secure_url(url, "token", "https://api.github.com or https://HOST/api/v3").map(|c| c.url)
 }
 
 /// The rate-limit figures of the last answer.
@@ -100,8 +80,6 @@ pub struct Http {
     /// Unit of the retry waits (1 s; tests shorten it with OC_SYNC_GITHUB_RETRY_MS).
     backoff: Duration,
     rate: Mutex<RateInfo>,
-    /// Requests sent (attempts included) by this client.
-    sent: Mutex<u64>,
 }
 
 impl Http {
@@ -135,7 +113,7 @@ impl Http {
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
             .map_or(Duration::from_secs(1), Duration::from_millis);
-        Ok(Http { rt, octo, token, api_url: api, backoff, rate: Mutex::new(RateInfo::default()), sent: Mutex::new(0) })
+        Ok(Http { rt, octo, token, api_url: api, backoff, rate: Mutex::new(RateInfo::default()) })
     }
 
     /// Replaces the retry wait unit.
@@ -152,10 +130,6 @@ impl Http {
         self.rate.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Requests sent so far (every attempt counts).
-    pub fn requests_sent(&self) -> u64 {
-        *self.sent.lock().unwrap_or_else(|e| e.into_inner())
-    }
 
     /// `s` with the token replaced by `***`.
     pub fn scrub(&self, s: &str) -> String {
@@ -196,7 +170,6 @@ impl Http {
     }
 
     fn send_once(&self, method: &str, path: &str, body: Option<&Value>, if_none_match: Option<&str>) -> Result<Resp, RemoteError> {
-        *self.sent.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
         let result = self.rt.block_on(async {
             let res = match method {
@@ -250,7 +223,6 @@ impl Http {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            *self.sent.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             let result = self.rt.block_on(async {
                 use http_body_util::BodyExt;
                 let res = self.octo._get(path).await?;

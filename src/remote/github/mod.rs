@@ -386,16 +386,6 @@ impl GithubRemote {
         &self.branch
     }
 
-    /// Requests sent by this remote so far (retries included).
-    pub fn requests_sent(&self) -> u64 {
-        self.http.requests_sent()
-    }
-
-    /// What `oc-sync status` shows (also written to the cache file).
-    pub fn facts(&self) -> cache::Facts {
-        self.persisted().facts.clone()
-    }
-
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }

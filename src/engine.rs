@@ -300,6 +300,13 @@ fn scheduler_config(c: &Config) -> SchedulerConfig {
     }
 }
 
+/// Whether the database process has anything to do: OpenCode's database exists and sessions or
+/// projects sync, or the OpenSync export is set up. (Spares a process start per sync otherwise.)
+fn database_work(c: &SyncContext) -> bool {
+    c.paths.opencode_db.is_file()
+        && (c.config.sync.sessions || c.config.sync.projects || crate::opensync::credentials::load(&c.paths, &c.env).is_some())
+}
+
 /// Longest a database sync in the helper process may take before the engine stops waiting (the
 /// process goes on and finishes by itself).
 const DB_HELPER_WAIT: Duration = Duration::from_secs(300);
@@ -366,7 +373,9 @@ fn runner(ctx: Arc<SyncContext>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<O
                 let files = SyncOptions { scope: crate::sync::run::Scope::Files, ..Default::default() };
                 let result = session::sync_observed(&c.paths, &c.config, &c.env, &files, Some(&observe), None);
                 // OpenCode's database (sessions) and the OpenSync export: in a separate process.
-                if let Some(helper) = &c.db_helper {
+                if let Some(helper) = &c.db_helper
+                    && database_work(&c)
+                {
                     run_db_helper(helper);
                 }
                 result

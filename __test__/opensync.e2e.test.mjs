@@ -19,6 +19,7 @@ import {
   packPlugin,
   toolThenText,
   DEFAULT_TEXT,
+  readOcSyncLog,
 } from "./harness/index.mjs"
 
 const CLI = fileURLToPath(new URL("../bin/oc-sync.js", import.meta.url))
@@ -52,18 +53,7 @@ after(async () => {
 // helpers
 // ---------------------------------------------------------------------------------------------
 
-function ocSyncLog(m) {
-  const dir = path.join(m.dirs.state, "oc-sync", "log")
-  if (!fs.existsSync(dir)) return "(no oc-sync log dir)"
-  return fs
-    .readdirSync(dir)
-    .sort()
-    .map((f) => fs.readFileSync(path.join(dir, f), "utf8"))
-    .join("")
-    .split("\n")
-    .slice(-60)
-    .join("\n")
-}
+const ocSyncLog = (m) => readOcSyncLog(m)
 
 /** `node bin/oc-sync.js …args` with the machine's environment → { code, stdout, stderr, ms, why }. */
 async function cli(m, args, label, { env } = {}) {

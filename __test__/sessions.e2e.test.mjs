@@ -9,7 +9,7 @@ import assert from "node:assert/strict"
 import fs from "node:fs"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
-import { startFakeModel, createMachine, makeTempRoot, resolveOpencodeBin, toolThenText, startServe } from "./harness/index.mjs"
+import { startFakeModel, createMachine, makeTempRoot, resolveOpencodeBin, toolThenText, startServe, readOcSyncLog } from "./harness/index.mjs"
 
 const CLI = fileURLToPath(new URL("../bin/oc-sync.js", import.meta.url))
 const RUN_MS = 120000 // healthy opencode runs take 3-10 s; this only catches hangs
@@ -44,18 +44,7 @@ after(async () => {
 // helpers
 // ---------------------------------------------------------------------------------------------
 
-function ocSyncLog(m) {
-  const dir = path.join(m.dirs.state, "oc-sync", "log")
-  if (!fs.existsSync(dir)) return "(no oc-sync log dir)"
-  return fs
-    .readdirSync(dir)
-    .sort()
-    .map((f) => fs.readFileSync(path.join(dir, f), "utf8"))
-    .join("")
-    .split("\n")
-    .slice(-60)
-    .join("\n")
-}
+const ocSyncLog = (m) => readOcSyncLog(m)
 
 /** `oc-sync sync --json` on machine m → the parsed report. Fails with the output and log tail. */
 async function ocSync(m, label) {

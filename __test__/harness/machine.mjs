@@ -397,3 +397,17 @@ export async function createMachine(name, { root, plugins = [], modelUrl, extraC
   };
   return machine;
 }
+
+/** The last `lines` lines of a machine's oc-sync log files (for test failure messages). */
+export function readOcSyncLog(m, lines = 60) {
+  const dir = path.join(m.dirs.state, "oc-sync", "log");
+  if (!fs.existsSync(dir)) return "(no oc-sync log dir)";
+  return fs
+    .readdirSync(dir)
+    .sort()
+    .map((f) => fs.readFileSync(path.join(dir, f), "utf8"))
+    .join("")
+    .split("\n")
+    .slice(-lines)
+    .join("\n");
+}

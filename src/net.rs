@@ -1,37 +1,73 @@
 //! URL rules shared by oc-sync's HTTP clients (GitHub, OpenSync): a secret travels over https
-//! only; plain http is accepted to a loopback address (local fakes, tests).
+//! only; plain http is accepted to a loopback address (local fakes, tests). URLs are parsed with
+//! a real (WHATWG) parser, never split by hand.
 
-/// A URL that passed [`check_secure_url`].
+use url::{Host, Url};
+
+/// A URL that passed [`check_secure_url`], parsed once by the WHATWG rules (the `url` crate).
+/// Clients are built from [`SecureUrl::url`], the canonical spelling of what was checked, so the
+/// host that was judged is the host they connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckedUrl {
-    /// Trimmed, without a trailing `/`.
+pub struct SecureUrl {
+    /// The canonical form, without a trailing `/`.
     pub url: String,
+    /// The host as the client sees it (lower case, IPv4 in dotted form, IPv6 in brackets).
     pub host: String,
+    parsed: Url,
 }
 
-/// Checks that `url` is https, or http to a loopback address. `secret` names what would leak
-/// ("token", "API key"), `example` is shown when `url` is not a URL at all.
-pub fn check_secure_url(url: &str, secret: &str, example: &str) -> Result<CheckedUrl, String> {
-    let url = url.trim().trim_end_matches('/');
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("{url:?} is not a URL (expected {example})"))?;
-    let host_port = rest.split('/').next().unwrap_or("");
-    let host = match host_port.strip_prefix('[') {
-        Some(h) => h.split(']').next().unwrap_or(""),
-        None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
-    };
-    if host.is_empty() {
-        return Err(format!("{url:?} has no host name"));
+impl SecureUrl {
+    /// The parsed URL.
+    pub fn parsed(&self) -> &Url {
+        &self.parsed
     }
-    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    match scheme {
+
+    /// The same URL with another host name (e.g. a Convex deployment's `.site` twin), checked again.
+    pub fn with_host(&self, host: &str, secret: &str) -> Result<SecureUrl, String> {
+        let mut u = self.parsed.clone();
+        u.set_host(Some(host)).map_err(|e| format!("{host:?} is not a host name: {e}"))?;
+        check_parsed(u, secret)
+    }
+}
+
+/// Checks that `url` is https, or http to a loopback address, with no user info, query or
+/// fragment. `secret` names what would leak ("token", "API key"), `example` is shown when `url`
+/// is not a URL at all.
+pub fn check_secure_url(url: &str, secret: &str, example: &str) -> Result<SecureUrl, String> {
+    let shown = url.trim();
+    let parsed = Url::parse(shown).map_err(|e| format!("{shown:?} is not a URL ({e}; expected {example})"))?;
+    check_parsed(parsed, secret)
+}
+
+fn check_parsed(parsed: Url, secret: &str) -> Result<SecureUrl, String> {
+    let shown = parsed.as_str().trim_end_matches('/').to_owned();
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!("{shown:?} has user info before its host (user@host), which would hide where your {secret} goes: remove it"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("{shown:?} has a ?query or #fragment: give the plain base address"));
+    }
+    let Some(host) = parsed.host() else { return Err(format!("{shown:?} has no host name")) };
+    let loopback = is_loopback(&host);
+    let host = host.to_string();
+    match parsed.scheme() {
         "https" => {}
         "http" if loopback => {}
         "http" => {
-            return Err(format!("{url:?} uses plain http to a non-loopback host, which would send your {secret} unencrypted: use https"));
+            return Err(format!("{shown:?} uses plain http to a non-loopback host, which would send your {secret} unencrypted: use https"));
         }
-        _ => return Err(format!("{url:?} must start with https://")),
+        _ => return Err(format!("{shown:?} must start with https://")),
     }
-    Ok(CheckedUrl { url: url.to_owned(), host: host.to_owned() })
+    Ok(SecureUrl { url: shown, host, parsed })
+}
+
+/// 127.0.0.0/8, ::1, ::ffff:127.x.x.x, `localhost` and `localhost.`.
+pub fn is_loopback(host: &Host<&str>) -> bool {
+    match host {
+        Host::Ipv4(ip) => ip.is_loopback(),
+        Host::Ipv6(ip) => ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        Host::Domain(d) => matches!(*d, "localhost" | "localhost."),
+    }
 }
 
 #[cfg(test)]
@@ -50,5 +86,62 @@ mod tests {
         assert!(ok("ftp://x").is_err());
         assert!(ok("api.github.com").is_err());
         assert_eq!(check_secure_url("https://a.b:443/p", "k", "").unwrap().host, "a.b");
+    }
+
+    /// Spellings where a hand-written split and the HTTP client disagree about the host: every
+    /// one is judged on the host the client would connect to, and user info is refused.
+    #[test]
+    fn tricky_spellings_are_judged_on_the_real_host() {
+        let ok = |u: &str| check_secure_url(u, "token", "https://x").map(|c| c.url);
+        // User info: the client would connect to other.example (over plain http).
+        for u in [
+            "http://127.0.0.1:80@other.example",
+            "http://127.0.0.1:80@other.example/api/v3",
+            "http://localhost@other.example",
+            "http://user:pw@127.0.0.1:9",
+            "https://token@api.github.com",
+            "http://[::1]@other.example",
+            "http://127.0.0.1%3A80@other.example",
+        ] {
+            assert!(ok(u).is_err(), "{u} must be refused");
+        }
+        // Loopback, however spelled: accepted, and the client is given the canonical form.
+        for (u, canon) in [
+            ("http://[::1]:9", "http://[::1]:9"),
+            ("http://[::ffff:127.0.0.1]:9", "http://[::ffff:7f00:1]:9"),
+            ("http://2130706433:9", "http://127.0.0.1:9"),
+            ("http://0177.0.0.1:9", "http://127.0.0.1:9"),
+            ("http://0x7f.1:9", "http://127.0.0.1:9"),
+            ("http://127.1.2.3:9", "http://127.1.2.3:9"),
+            ("http://127.0.0.1.:9/x/", "http://127.0.0.1:9/x"),
+            ("http://localhost.:9", "http://localhost.:9"),
+            ("http://LOCALHOST:9", "http://localhost:9"),
+            ("HTTP://127.0.0.1:9", "http://127.0.0.1:9"),
+            ("http://%6c%6f%63%61%6c%68%6f%73%74:9", "http://localhost:9"),
+            ("HTTPS://Api.GitHub.com/", "https://api.github.com"),
+        ] {
+            assert_eq!(ok(u).as_deref(), Ok(canon), "{u}");
+        }
+        // Not loopback, however much it looks like it: no plain http.
+        for u in [
+            "http://127.0.0.1.evil.com",
+            "http://localhost.evil.com",
+            "http://evil.com#@127.0.0.1",
+            "http://evil.com?@127.0.0.1",
+            "http://evil.com\\@127.0.0.1",
+            "http://[::ffff:10.0.0.1]",
+            "http://0.0.0.0:9",
+            "http://2147483648", // 128.0.0.0
+            "http://128.0.0.1",
+            "http://%31%32%37.0.0.1.evil.com",
+        ] {
+            assert!(ok(u).is_err(), "{u} must be refused");
+        }
+        assert!(ok("http:///127.0.0.1").is_ok_and(|u| u == "http://127.0.0.1"), "WHATWG skips extra slashes");
+        assert!(ok("https://").is_err());
+        assert!(ok("https://host/a?q=1").is_err(), "a query would be sent with every request");
+        assert!(ok("https://host/a#f").is_err());
+        assert!(ok("file:///etc/passwd").is_err());
+        assert!(ok("javascript:alert(1)").is_err());
     }
 }

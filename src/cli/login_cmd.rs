@@ -27,12 +27,14 @@ fn overriding_tokens(cfg: Option<&Config>, io: &Io<'_>, paths: &Paths) -> Vec<(S
 
 /// The host people know the API by: "github.com" for the public API, else the URL's host.
 pub(super) fn host_of(api_url: &str) -> String {
-    let u = api_url.trim().trim_end_matches('/');
-    if u == "https://api.github.com" {
-        return "github.com".into();
+    match crate::net::check_secure_url(api_url, "token", "https://api.github.com") {
+        Ok(u) if u.url == "https://api.github.com" => "github.com".into(),
+        Ok(u) => match u.parsed().port() {
+            Some(port) => format!("{}:{port}", u.host),
+            None => u.host,
+        },
+        Err(_) => api_url.trim().to_string(),
     }
-    let rest = u.split_once("://").map_or(u, |(_, r)| r);
-    rest.split('/').next().unwrap_or(rest).to_string()
 }
 
 /// Reads one line from standard input (the token), without its line ending.

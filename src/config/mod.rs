@@ -677,22 +677,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn check_api_url(url: &str) -> Result<String, String> {
-    let url = url.trim().trim_end_matches('/');
-    if let Some(rest) = url.strip_prefix("https://") {
-        if rest.is_empty() {
-            return Err(format!("\"{url}\" has no host."));
-        }
-        return Ok(url.to_string());
-    }
-    if let Some(rest) = url.strip_prefix("http://") {
-        let host = rest.split(['/', '?']).next().unwrap_or("");
-        let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
-        if matches!(host, "127.0.0.1" | "localhost" | "[::1]") || host.starts_with("127.") {
-            return Ok(url.to_string());
-        }
-        return Err(format!("\"{url}\" uses plain http; tokens would travel unencrypted (http is allowed only for 127.0.0.1/localhost)."));
-    }
-    Err(format!("\"{url}\" is not an https:// URL."))
+    crate::remote::github::http::check_api_url(url)
 }
 
 pub fn valid_machine_id(id: &str) -> bool {

@@ -219,6 +219,9 @@ fn github_api_url_rules() {
     assert_eq!(u("http://127.0.0.1:8080").unwrap(), "http://127.0.0.1:8080");
     assert!(u("http://ghe.corp/api/v3").unwrap_err().to_string().contains("plain http"));
     assert!(u("ftp://x").is_err());
+    assert!(u("http://127.0.0.1:80@other.example").is_err(), "user info: the client would connect to other.example");
+    assert!(u("http://127.0.0.1.evil.com").is_err());
+    assert_eq!(u("http://0177.0.0.1:9/").unwrap(), "http://127.0.0.1:9");
 }
 
 #[test]

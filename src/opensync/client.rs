@@ -40,7 +40,7 @@ impl OpenSyncError {
 pub fn normalize_url(url: &str) -> Result<String, String> {
     let c = crate::net::check_secure_url(url, "API key", "e.g. https://your-deployment.convex.cloud")?;
     Ok(match c.host.strip_suffix(".convex.cloud") {
-        Some(name) => c.url.replacen(&c.host, &format!("{name}.convex.site"), 1),
+        Some(name) => c.with_host(&format!("{name}.convex.site"), "API key")?.url,
         None => c.url,
     })
 }
@@ -204,5 +204,15 @@ mod tests {
         assert!(normalize_url("sync.example.com").is_err());
         assert_eq!(mask_key("osk_abcdefghijklmnop"), "osk_…mnop");
         assert!(OpenSyncClient::new("https://x.convex.cloud", "nope").is_err());
+    }
+
+    #[test]
+    fn user_info_and_lookalike_hosts_are_refused() {
+        for u in ["http://127.0.0.1:80@other.example", "http://127.0.0.1.evil.com", "https://u:p@x.convex.cloud"] {
+            assert!(OpenSyncClient::new(u, "osk_abcdefghijkl").is_err(), "{u}");
+        }
+        assert_eq!(normalize_url("HTTPS://Happy-Cat.Convex.Cloud").unwrap(), "https://happy-cat.convex.site");
+        assert_eq!(normalize_url("https://x.convex.cloud.evil.com").unwrap(), "https://x.convex.cloud.evil.com");
+        assert_eq!(normalize_url("http://2130706433:3210/").unwrap(), "http://127.0.0.1:3210");
     }
 }

@@ -366,4 +366,11 @@ mod tests {
         assert!(check_api_url("ftp://x").is_err());
         assert!(check_api_url("api.github.com").is_err());
     }
+
+    #[test]
+    fn the_client_refuses_user_info_before_any_request() {
+        let e = super::Http::new("http://127.0.0.1:80@other.example", "ghp_abcdefghijklmnop").err().expect("refused");
+        assert!(e.to_string().contains("githubApiUrl"), "{e}");
+        assert!(!e.to_string().contains("ghp_"), "{e}");
+    }
 }

@@ -499,6 +499,13 @@ impl Source for FileSource {
         self.category
     }
 
+    fn refuse_key(&self, key: &str) -> Option<String> {
+        match self.resolve_key(key) {
+            Err(SourceError::KeyRefused { reason, .. }) => Some(reason),
+            _ => None,
+        }
+    }
+
     fn list(&self) -> Result<Vec<ItemMeta>, SourceError> {
         Ok(self.scan()?.items)
     }

@@ -138,6 +138,21 @@ pub trait Source {
     fn wants_remote(&self, _key: &str, _modified_ms: u64, _size: u64) -> bool {
         true
     }
+    /// Why this machine refuses the remote key `key` outright (not of this category's shape, not
+    /// in its synced set), or `None`. A refused key is reported by name, never fetched or written.
+    fn refuse_key(&self, _key: &str) -> Option<String> {
+        None
+    }
+    /// Checks remote content against its key before anything is written: content that names
+    /// another item than its key is refused ([`SourceError::KeyRefused`]). Default: no check.
+    fn check_content(&self, _key: &str, _bytes: &[u8]) -> Result<(), SourceError> {
+        Ok(())
+    }
+    /// What a write of `key` depends on here besides the item itself (its project or session
+    /// existing, writes being allowed): when it changes, a remembered refusal is tried again.
+    fn write_condition(&self, _key: &str) -> String {
+        String::new()
+    }
     /// The item, or `None` when it does not exist. Errors (rather than `None`) for an item that exists
     /// but cannot be synced (a symlink, too large), so that it is never mistaken for a deletion.
     fn read(&self, key: &str) -> Result<Option<Item>, SourceError>;

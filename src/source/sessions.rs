@@ -323,6 +323,53 @@ impl Shared {
     }
 }
 
+/// Why `key` is not a key of `cat`'s shape, if it is not.
+fn key_shape_refusal(cat: Category, key: &str) -> Option<String> {
+    match cat {
+        Category::Projects => project_key(key).is_none().then(|| "not a projects key (projects/<projectId>.json)".to_string()),
+        _ => session_key(cat, key).is_none().then(|| format!("not a {cat} key ({cat}/<projectId>/<sessionId>.json)")),
+    }
+}
+
+/// Checks that a document names the session or project its key names (and nothing else): the
+/// project row of `projects/<pid>`, the session row (and embedded project) of
+/// `sessions/<pid>/<sid>`, every row of `messages/…/<sid>` and `todos/…/<sid>`.
+fn check_matches_key(cat: Category, key: &str, bytes: &[u8]) -> Result<(), SourceError> {
+    if let Some(why) = key_shape_refusal(cat, key) {
+        return Err(refused(key, why));
+    }
+    let doc = parse_doc(key, bytes)?;
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("(none)").to_string();
+    let expect = |field: &str, found: String, want: &str| {
+        if found == want {
+            Ok(())
+        } else {
+            Err(refused(key, format!("its content names {field} {found:?}, not {want:?} as its key does")))
+        }
+    };
+    if cat == Category::Projects {
+        let pid = project_key(key).unwrap_or_default();
+        return expect("project.id", text(doc.get("project").and_then(|p| p.get("id"))), pid);
+    }
+    let (pid, sid) = session_key(cat, key).unwrap_or_default();
+    if cat == Category::Sessions {
+        let session = doc.get("session");
+        expect("session.id", text(session.and_then(|s| s.get("id"))), sid)?;
+        expect("session.project_id", text(session.and_then(|s| s.get("project_id"))), pid)?;
+        return match doc.get("project") {
+            None | Some(Value::Null) => Ok(()),
+            Some(p) => expect("project.id", text(p.get("id")), pid),
+        };
+    }
+    expect("sessionId", text(doc.get("sessionId")), sid)?;
+    for list in ["messages", "parts", "todos"] {
+        for (i, row) in doc.get(list).and_then(Value::as_array).into_iter().flatten().enumerate() {
+            expect(&format!("{list}[{i}].session_id"), text(row.get("session_id")), sid)?;
+        }
+    }
+    Ok(())
+}
+
 fn parse_doc(key: &str, bytes: &[u8]) -> Result<Map<String, Value>, SourceError> {
     serde_json::from_slice(bytes).map_err(|e| refused(key, format!("not a valid document: {e}")))
 }
@@ -367,6 +414,22 @@ impl DbSource {
     }
 
     /// The session document as shared: mapped paths put back.
+    /// Refuses a session item whose session is in another project here: writing it would change
+    /// the item of that other key (`<category>/<local project>/<sid>.json`).
+    fn check_session_here(&self, key: &str) -> Result<(), SourceError> {
+        if self.cat == Category::Projects {
+            return Ok(());
+        }
+        let (pid, sid) = session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
+        match self.session_of(sid)? {
+            Some(c) if c.project_id != pid => Err(refused(
+                key,
+                format!("session {sid} belongs to project {} here (its item is {}/{}/{sid}.json)", c.project_id, self.cat, c.project_id),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn shared_session_doc(&self, key: &str, bytes: Vec<u8>) -> Result<Vec<u8>, SourceError> {
         let mut doc = parse_doc(key, &bytes)?;
         let mut changed = false;
@@ -441,6 +504,30 @@ impl Source for DbSource {
         Ok(Some(out))
     }
 
+    fn refuse_key(&self, key: &str) -> Option<String> {
+        key_shape_refusal(self.cat, key)
+    }
+
+    fn check_content(&self, key: &str, bytes: &[u8]) -> Result<(), SourceError> {
+        check_matches_key(self.cat, key, bytes)
+    }
+
+    fn write_condition(&self, key: &str) -> String {
+        let read_only = self.shared.read_only.clone().unwrap_or_default();
+        // A project item is written only where the project exists; messages and todos only
+        // where their session does.
+        // A project item is written only where the project exists; a session's items only into
+        // a session of the key's project (messages and todos: one that exists).
+        let here = match self.cat {
+            Category::Projects => project_key(key).map(|pid| self.shared.db.read_project_doc(pid).is_ok_and(|d| d.is_some()).to_string()),
+            _ => session_key(self.cat, key).map(|(_, sid)| match self.session_of(sid) {
+                Ok(Some(c)) => c.project_id,
+                _ => String::new(),
+            }),
+        };
+        format!("{read_only}|{here:?}")
+    }
+
     fn wants_remote(&self, key: &str, modified_ms: u64, size: u64) -> bool {
         if size > self.shared.filter.max_bytes {
             return false;
@@ -512,6 +599,8 @@ impl Source for DbSource {
 
     fn write(&self, key: &str, bytes: &[u8]) -> Result<(), SourceError> {
         self.shared.write_guard(key)?;
+        check_matches_key(self.cat, key, bytes)?;
+        self.check_session_here(key)?;
         let db = &self.shared.db;
         let result = match self.cat {
             Category::Projects => {

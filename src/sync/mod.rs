@@ -6,6 +6,7 @@ pub mod conflicts;
 pub mod overrides;
 pub mod lock;
 pub mod plan;
+pub mod refusals;
 pub mod run;
 pub mod session;
 pub mod state;

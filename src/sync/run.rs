@@ -17,6 +17,7 @@ use crate::remote::{sha256_hex, Changes, CommitOutcome, Entry, Manifest, Remote,
 use crate::source::{Category, Source, SourceError};
 
 use super::plan::{decide, Action, Local, Versioned};
+use super::refusals::{self, Refusal};
 use super::state::{BaseEntry, StateError, StateStore, SyncState};
 
 /// Deleting at least this many items of a category, and more than half of it, needs --allow-deletions.
@@ -119,6 +120,9 @@ pub struct SyncReport {
     pub expired: Vec<String>,
     /// Local files deliberately not synced ("key: reason"), e.g. symlinks or files over the size limit.
     pub skipped: Vec<String>,
+    /// Remote items this machine will not take ("key: reason"): keys outside a category's shape,
+    /// content that does not match its key, items it cannot write here. Nothing was written.
+    pub refused: Vec<String>,
     pub attempts: u32,
 }
 
@@ -135,6 +139,7 @@ impl SyncReport {
         self.deferred = later.deferred;
         self.expired.extend(later.expired);
         self.skipped = later.skipped;
+        self.refused = later.refused;
         self.attempts += later.attempts;
         self.version = later.version;
         self.remote = later.remote;
@@ -252,6 +257,10 @@ struct Plan {
     new_bases: BTreeMap<String, (BaseEntry, Option<Vec<u8>>)>,
     dropped_bases: Vec<String>,
     report: SyncReport,
+    /// Remote items refused this round (or remembered as refused and not fetched again).
+    refusals: BTreeMap<String, Refusal>,
+    /// The remote entry hash each local write comes from (what a refusal is remembered with).
+    remote_hashes: BTreeMap<String, Option<String>>,
 }
 
 pub fn kind_name(kind: MergeKind) -> &'static str {
@@ -456,6 +465,7 @@ impl<'a> Syncer<'a> {
         let skipped: Vec<String> = skipped.into_iter().map(|(k, r)| format!("{k}: {r}")).collect();
         let synced = |key: &str| match (self.source_for(key), manifest.entries.get(key)) {
             (None, _) => false,
+            (Some(src), _) if src.refuse_key(key).is_some() => false,
             (Some(src), Some(e)) if !local.contains_key(key) => src.wants_remote(key, e.modified_ms, e.size),
             (Some(_), _) => true,
         };
@@ -476,6 +486,8 @@ impl<'a> Syncer<'a> {
             new_bases: BTreeMap::new(),
             dropped_bases: Vec::new(),
             report: SyncReport { dry_run: opts.dry_run, skipped, ..Default::default() },
+            refusals: self.refused_keys(manifest, state),
+            remote_hashes: BTreeMap::new(),
         };
         let grace_ms = u64::from(self.config.tombstone_grace_days) * 86_400_000;
         let mut pulled_bytes = 0u64;
@@ -514,6 +526,7 @@ impl<'a> Syncer<'a> {
             if untouchable.contains(key) {
                 continue;
             }
+            plan.refusals.remove(key);
             let l = local.get(key);
             let base = state.items.get(key);
             let remote = manifest.entries.get(key);
@@ -603,8 +616,15 @@ impl<'a> Syncer<'a> {
                             plan.more = true;
                             continue;
                         }
+                        if self.still_refused(key, r, state, &mut plan) {
+                            continue;
+                        }
                         pulled_bytes += r.size;
                         let bytes = self.fetch(key, r)?;
+                        if self.refuses_content(key, r, &bytes, &mut plan)? {
+                            continue;
+                        }
+                        plan.remote_hashes.insert(key.to_string(), r.hash.clone());
                         plan.writes.push((LocalWrite::Write { key: key.to_string(), bytes: bytes.clone() }, l.map(|i| i.hash.clone())));
                         plan.new_bases.insert(key.to_string(), (base_with(r, &sha256_hex(&bytes), now), Some(bytes)));
                         plan.report.pulled.push(key.to_string());
@@ -618,8 +638,14 @@ impl<'a> Syncer<'a> {
                         plan.more = true;
                         continue;
                     }
+                    if self.still_refused(key, r, state, &mut plan) {
+                        continue;
+                    }
                     pulled_bytes += r.size;
                     let remote_bytes = self.fetch(key, r)?;
+                    if self.refuses_content(key, r, &remote_bytes, &mut plan)? {
+                        continue;
+                    }
                     let base_bytes = base.and_then(|b| b.hash.as_deref()).and_then(|h| self.state.base(h));
                     let settled = self.settle(key, item, r, &remote_bytes, base_bytes.as_deref(), local_clock());
                     match settled {
@@ -639,6 +665,7 @@ impl<'a> Syncer<'a> {
                             };
                             let entry = self.push_entry(key, &merged_item, clock, &category, &mut plan)?;
                             if merged_item.hash != item.hash {
+                                plan.remote_hashes.insert(key.to_string(), entry.hash.clone());
                                 plan.writes.push((
                                     LocalWrite::Write { key: key.to_string(), bytes: merged_item.bytes.clone() },
                                     Some(item.hash.clone()),
@@ -658,7 +685,67 @@ impl<'a> Syncer<'a> {
         if !opts.allow_deletions {
             self.check_deletions(&plan.report, &local, state)?;
         }
+        plan.report.refused = plan.refusals.iter().map(|(k, r)| r.line(k)).collect();
         Ok(plan)
+    }
+
+    /// The remote keys this machine refuses outright (not of their category's shape, not in its
+    /// synced set), plus the refusals remembered for entries that have not changed since.
+    fn refused_keys(&self, manifest: &Manifest, state: &SyncState) -> BTreeMap<String, Refusal> {
+        let mut out: BTreeMap<String, Refusal> = state
+            .refused
+            .iter()
+            .filter(|(k, r)| manifest.entries.get(*k).is_some_and(|e| e.hash == r.hash))
+            .map(|(k, r)| (k.clone(), r.clone()))
+            .collect();
+        for (key, e) in manifest.entries.iter().filter(|(_, e)| !e.is_tombstone()) {
+            let Some(src) = self.source_for(key) else { continue };
+            if let Some(reason) = src.refuse_key(key) {
+                tracing::warn!("refusing remote item {key}: {reason}");
+                let condition = refusals::condition(self.config, "");
+                out.insert(key.clone(), Refusal { hash: e.hash.clone(), reason, condition });
+            }
+        }
+        out
+    }
+
+    /// Whether `key` was refused before at this remote hash, with nothing changed here since: then
+    /// it is listed again and not downloaded.
+    fn still_refused(&self, key: &str, r: &Entry, state: &SyncState, plan: &mut Plan) -> bool {
+        let Some(old) = state.refused.get(key) else { return false };
+        if !old.holds(r.hash.as_ref(), &self.refusal_condition(key)) {
+            return false;
+        }
+        plan.refusals.insert(key.to_string(), old.clone());
+        true
+    }
+
+    /// Checks fetched remote content against its key; a mismatch refuses the item (nothing of
+    /// it is merged, written or pushed).
+    fn refuses_content(&self, key: &str, r: &Entry, bytes: &[u8], plan: &mut Plan) -> Result<bool, SyncError> {
+        let Some(src) = self.source_for(key) else { return Ok(false) };
+        match src.check_content(key, bytes) {
+            Ok(()) => Ok(false),
+            Err(e) if refusable(&e) => {
+                self.remember_refusal(key, r.hash.clone(), &e, plan);
+                Ok(true)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn remember_refusal(&self, key: &str, hash: Option<String>, e: &SourceError, plan: &mut Plan) {
+        tracing::warn!("refusing remote item {key}: {e}");
+        let reason = match e {
+            SourceError::KeyRefused { reason, .. } => reason.clone(),
+            e => e.to_string(),
+        };
+        plan.refusals.insert(key.to_string(), Refusal { hash, reason, condition: self.refusal_condition(key) });
+    }
+
+    fn refusal_condition(&self, key: &str) -> String {
+        let source = self.source_for(key).map(|s| s.write_condition(key)).unwrap_or_default();
+        refusals::condition(self.config, &source)
     }
 
     fn entry_for(&self, item: &LocalItem, clock: VectorClock, category: &str) -> Entry {
@@ -736,7 +823,7 @@ impl<'a> Syncer<'a> {
             LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => category_rank(key),
         });
         let mut refused = BTreeSet::new();
-        for (write, expected) in plan.writes.drain(..) {
+        for (write, expected) in std::mem::take(&mut plan.writes) {
             let key = match &write {
                 LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => key.clone(),
             };
@@ -773,13 +860,16 @@ impl<'a> Syncer<'a> {
                 // An item this machine must not write (outside the synced set, behind a symlink, too
                 // large): refuse it, keep syncing the rest, and leave its base alone.
                 Err(e) if refusable(&e) => {
-                    tracing::warn!("not applying {key} from the remote: {e}");
-                    plan.report.skipped.push(format!("{key}: not applied from the remote: {e}"));
+                    let hash = plan.remote_hashes.get(&key).cloned().flatten();
+                    self.remember_refusal(&key, hash, &e, plan);
                     refused.insert(key);
                 }
                 Err(e) => return Err(e.into()),
             }
         }
+        plan.refusals.retain(|k, _| !written.contains(k));
+        plan.report.refused = plan.refusals.iter().map(|(k, r)| r.line(k)).collect();
+        state.refused = std::mem::take(&mut plan.refusals);
         for (key, (entry, bytes)) in std::mem::take(&mut plan.new_bases) {
             if deferred.contains(&key) || refused.contains(&key) {
                 continue;

@@ -41,11 +41,14 @@ pub struct SyncState {
     pub version: Option<String>,
     pub last_sync_ms: Option<u64>,
     pub items: BTreeMap<String, BaseEntry>,
+    /// Remote items this machine refused, by key (see [`crate::sync::refusals`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refused: BTreeMap<String, crate::sync::refusals::Refusal>,
 }
 
 impl Default for SyncState {
     fn default() -> Self {
-        SyncState { format: STATE_FORMAT, remote: None, version: None, last_sync_ms: None, items: BTreeMap::new() }
+        SyncState { format: STATE_FORMAT, remote: None, version: None, last_sync_ms: None, items: BTreeMap::new(), refused: BTreeMap::new() }
     }
 }
 

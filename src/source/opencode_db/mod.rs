@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -634,6 +634,8 @@ impl OpencodeDb {
                     what: "messages",
                 });
             }
+            self.check_rows_owned(tx, "message", &messages, &sid)?;
+            self.check_rows_owned(tx, "part", &parts, &sid)?;
             let keep_msgs: HashSet<&str> = messages
                 .iter()
                 .filter_map(|m| m.get("id").and_then(Value::as_str))
@@ -678,6 +680,29 @@ impl OpencodeDb {
             }
             self.set_totals(tx, &sid, &messages)
         })
+    }
+
+    /// Refuses rows whose id already belongs to another session here: upserting them by id would
+    /// move another session's message or part into this one.
+    fn check_rows_owned(&self, conn: &Connection, table: &str, rows: &[Row], sid: &str) -> Result<(), DbError> {
+        let sql = format!("SELECT session_id FROM {table} WHERE id = ?1");
+        let mut stmt = conn.prepare_cached(&sql).map_err(self.sql(format!("running {sql:?}")))?;
+        for (i, row) in rows.iter().enumerate() {
+            let Some(id) = row.get("id").and_then(Value::as_str) else { continue };
+            let owner: Option<String> = stmt
+                .query_row([id], |r| r.get(0))
+                .optional()
+                .map_err(self.sql(format!("running {sql:?}")))?;
+            if let Some(owner) = owner.filter(|o| o != sid) {
+                return Err(DbError::InvalidDoc {
+                    path: self.path.clone(),
+                    doc: format!("messages/{sid}"),
+                    field: format!("{table}s[{i}].id"),
+                    problem: format!("{id} belongs to session {owner} here, not to {sid}"),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn ids(&self, conn: &Connection, sql: &str, param: &str) -> Result<Vec<String>, DbError> {

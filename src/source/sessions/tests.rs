@@ -205,7 +205,7 @@ fn an_unknown_schema_is_read_and_pushed_but_never_written() {
     a.sync("a", &remote);
     b.conn().execute("INSERT INTO migration (id, time_completed) VALUES ('29990101000000_future', 1)", []).unwrap();
     let r = b.sync("b", &remote);
-    assert!(r.skipped.iter().any(|s| s.contains("does not know")), "{r:?}");
+    assert!(r.refused.iter().any(|s| s.contains("does not know")), "{r:?}");
     assert_eq!(b.count("SELECT count(*) FROM session"), 0);
 }
 
@@ -243,4 +243,152 @@ fn a_first_import_bigger_than_one_round_completes_parents_first() {
     assert_eq!(b.count("SELECT count(*) FROM message"), a.count("SELECT count(*) FROM message"));
     let commits = std::fs::read_dir(_t.path().join("remote/manifests")).unwrap().count();
     assert!(commits >= 3, "{commits} commits: the export should have needed several rounds");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A hostile remote: documents whose content names another session or project than their key.
+
+/// Puts `bytes` at `key` as a new version from a machine "mallory", as a hostile remote would.
+fn hostile_put(remote: &LocalRemote, key: &str, bytes: &[u8]) {
+    use crate::remote::{Changes, CommitOutcome, Entry, sha256_hex};
+    let head = remote.head().unwrap();
+    let m = head.as_ref().map(|v| remote.manifest(v).unwrap()).unwrap_or_default();
+    let mut clock = m.entries.get(key).map(|e| e.clock.clone()).unwrap_or_default();
+    clock.bump("mallory");
+    let hash = sha256_hex(bytes);
+    let entry = Entry {
+        clock,
+        hash: Some(hash.clone()),
+        size: bytes.len() as u64,
+        kind: "rows".into(),
+        category: key.split('/').next().unwrap().into(),
+        modified_ms: system_now_ms(),
+        machine: "mallory".into(),
+        deleted_ms: None,
+    };
+    let changes = Changes {
+        entries: [(key.to_string(), entry)].into(),
+        blobs: [(hash, bytes.to_vec())].into(),
+        message: "mallory".into(),
+        ..Default::default()
+    };
+    assert!(matches!(remote.commit(head.as_ref(), changes).unwrap(), CommitOutcome::Committed(_)));
+}
+
+/// Everything of a database that a sync could change, as one comparable text.
+fn db_dump(m: &Machine) -> String {
+    let c = m.conn();
+    let mut out = String::new();
+    for table in ["project", "session", "message", "part", "todo"] {
+        let mut stmt = c.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2")).unwrap();
+        let n = stmt.column_count();
+        let rows: Vec<String> = stmt
+            .query_map([], |r| {
+                Ok((0..n)
+                    .map(|i| match r.get_ref(i).unwrap() {
+                        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                        v => format!("{v:?}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        out.push_str(&format!("{table}:\n{}\n", rows.join("\n")));
+    }
+    out
+}
+
+/// Machine b with two sessions of proj1, one of proj2, and todos, all synced.
+fn victim() -> (tempfile::TempDir, LocalRemote, Machine) {
+    let (t, remote, _a, b) = world();
+    insert_fake_session(&b.conn(), "proj1", "ses_a", 2, 2, 50).unwrap();
+    insert_fake_session(&b.conn(), "proj1", "ses_b", 4, 2, 50).unwrap();
+    insert_fake_session(&b.conn(), "proj2", "ses_c", 2, 1, 50).unwrap();
+    b.sync("b", &remote);
+    (t, remote, b)
+}
+
+fn refused_names(r: &SyncReport, key: &str) -> bool {
+    r.refused.iter().any(|s| s.starts_with(&format!("{key}: ")))
+}
+
+#[test]
+fn a_document_naming_another_session_or_project_than_its_key_writes_nothing() {
+    let (_t, remote, b) = victim();
+    let before = db_dump(&b);
+    let todos_b = b.open().read_todos_doc("ses_b").unwrap().unwrap();
+    let todos_b = String::from_utf8(todos_b).unwrap();
+    let mut proj2: serde_json::Value = serde_json::from_slice(&b.open().read_project_doc("proj2").unwrap().unwrap()).unwrap();
+    proj2["project"]["name"] = "pwned".into();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        // An empty message list for ses_b, under ses_a's key: would wipe ses_b's conversation.
+        ("messages/proj1/ses_a.json", br#"{"format":1,"sessionId":"ses_b","messages":[],"parts":[]}"#.to_vec()),
+        // ses_b's todos under ses_a's key, and ses_b's todo list emptied under ses_a's key.
+        ("todos/proj1/ses_a.json", br#"{"format":1,"sessionId":"ses_b","todos":[]}"#.to_vec()),
+        // ses_b's own todos under the key of a session of another project.
+        ("todos/proj2/ses_c.json", todos_b.into_bytes()),
+        // proj2's row (renamed) under proj1's key: would rename proj2 and give it proj1's worktree.
+        ("projects/proj1.json", serde_json::to_vec(&proj2).unwrap()),
+    ];
+    for (key, bytes) in &cases {
+        hostile_put(&remote, key, bytes);
+    }
+    let r = b.sync("b", &remote);
+    assert_eq!(db_dump(&b), before, "nothing may change locally");
+    for (key, _) in &cases {
+        assert!(refused_names(&r, key), "{key} must be refused by name: {r:?}");
+    }
+    assert!(r.pulled.is_empty() && r.deleted_local.is_empty(), "{r:?}");
+    // The next syncs neither write nor take the untouched sessions as deleted.
+    for _ in 0..2 {
+        let r = b.sync("b", &remote);
+        assert!(r.deleted_remote.is_empty() && r.pushed.is_empty() && r.pulled.is_empty(), "{r:?}");
+        assert!(cases.iter().all(|(k, _)| refused_names(&r, k)), "still listed: {r:?}");
+    }
+    assert_eq!(db_dump(&b), before);
+    let m = remote.manifest(&remote.head().unwrap().unwrap()).unwrap();
+    assert!(!m.entries["messages/proj1/ses_b.json"].is_tombstone());
+}
+
+#[test]
+fn a_message_id_of_another_session_is_not_moved_into_this_one() {
+    let (_t, remote, b) = victim();
+    let before = db_dump(&b);
+    // ses_a's own document, plus a message (and part) whose ids belong to ses_b.
+    let mut doc: serde_json::Value = serde_json::from_slice(&b.open().read_messages_doc("ses_a").unwrap().unwrap()).unwrap();
+    let stolen: serde_json::Value = serde_json::from_slice(&b.open().read_messages_doc("ses_b").unwrap().unwrap()).unwrap();
+    let mut m = stolen["messages"][0].clone();
+    m["session_id"] = "ses_a".into();
+    let mut p = stolen["parts"].as_array().unwrap().iter().find(|p| p["message_id"] == m["id"]).unwrap().clone();
+    p["session_id"] = "ses_a".into();
+    doc["messages"].as_array_mut().unwrap().push(m);
+    doc["parts"].as_array_mut().unwrap().push(p);
+    hostile_put(&remote, "messages/proj1/ses_a.json", &serde_json::to_vec(&doc).unwrap());
+    let r = b.sync("b", &remote);
+    assert_eq!(db_dump(&b), before, "ses_b's message must stay in ses_b");
+    assert!(refused_names(&r, "messages/proj1/ses_a.json"), "{r:?}");
+}
+
+#[test]
+fn a_session_row_naming_another_session_or_project_is_refused() {
+    let (_t, remote, b) = victim();
+    let before = db_dump(&b);
+    let ses_b: serde_json::Value = serde_json::from_slice(&b.open().read_session_doc("ses_b").unwrap().unwrap()).unwrap();
+    let mut other_project = ses_b.clone();
+    other_project["session"]["project_id"] = "proj2".into();
+    other_project["project"] = serde_json::Value::Null;
+    let mut embedded = ses_b.clone();
+    embedded["project"] = serde_json::json!({"id": "proj2", "worktree": "/tmp/x", "vcs": "git", "time_created": 1, "sandboxes": "[]"});
+    hostile_put(&remote, "sessions/proj1/ses_a.json", &serde_json::to_vec(&ses_b).unwrap());
+    hostile_put(&remote, "sessions/proj2/ses_b.json", &serde_json::to_vec(&other_project).unwrap());
+    hostile_put(&remote, "sessions/proj1/ses_b.json", &serde_json::to_vec(&embedded).unwrap());
+    // ses_b's messages emptied under the key of ses_b in another project than its own here.
+    hostile_put(&remote, "messages/proj2/ses_b.json", br#"{"format":1,"sessionId":"ses_b","messages":[],"parts":[]}"#);
+    let r = b.sync("b", &remote);
+    assert_eq!(db_dump(&b), before);
+    for key in ["sessions/proj1/ses_a.json", "sessions/proj2/ses_b.json", "sessions/proj1/ses_b.json", "messages/proj2/ses_b.json"] {
+        assert!(refused_names(&r, key), "{key}: {r:?}");
+    }
 }

@@ -83,7 +83,7 @@ fn items_the_source_refuses_are_skipped_not_fatal() {
     let m = Machine::new(t.path(), "b");
     let cfg = config();
     let report = m.syncer("b", &cfg, &remote).sync(&SyncOptions::default()).unwrap();
-    assert!(report.skipped.iter().any(|s| s.starts_with("config/node_modules/x.js")), "{:?}", report.skipped);
+    assert!(report.refused.iter().any(|s| s.starts_with("config/node_modules/x.js: ")), "{:?}", report.refused);
     assert!(!m.root.join("config/node_modules").exists());
     assert_eq!(m.get("config/agents/a.md").as_deref(), Some("# agent\n"));
 }

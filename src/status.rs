@@ -27,6 +27,8 @@ pub struct StatusReport {
     /// Open conflicts, and how many of them wait for the person (strategy "ask").
     pub conflicts_open: usize,
     pub conflicts_waiting: Vec<String>,
+    /// Remote items refused at the last sync ("key: reason"): nothing of them was written here.
+    pub refused: Vec<String>,
     /// The auto-sync scheduler of the OpenCode plugin on this machine, as it last reported it.
     pub autosync: Option<AutoSyncStatus>,
     /// The GitHub side (null when the remote is not GitHub and this machine never synced with it).
@@ -307,11 +309,9 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
             plugin.opencode_config_file.display()
         ));
     }
-    let last_sync = crate::sync::session::state_store(paths)
-        .load()
-        .ok()
-        .and_then(|s| s.last_sync_ms)
-        .map(crate::sync::session::format_ms);
+    let sync_state = crate::sync::session::state_store(paths).load().ok();
+    let last_sync = sync_state.as_ref().and_then(|s| s.last_sync_ms).map(crate::sync::session::format_ms);
+    let refused: Vec<String> = sync_state.iter().flat_map(|s| s.refused.iter().map(|(k, r)| r.line(k))).collect();
     let pending = crate::sync::session::pending(paths, &cfg).ok();
     let open = crate::sync::session::conflict_store(paths).list(false).unwrap_or_default();
     let conflicts_waiting: Vec<String> = open.iter().filter(|c| c.needs_person).map(|c| c.key.clone()).collect();
@@ -348,6 +348,7 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
         pending,
         conflicts_open: open.len(),
         conflicts_waiting,
+        refused,
         autosync: autosync_status(paths),
         github,
         opensync: opensync_status(paths, env),

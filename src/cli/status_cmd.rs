@@ -83,6 +83,12 @@ pub fn run(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
     if r.conflicts_open > 0 {
         writeln!(o, "conflicts  {} open, {} waiting for you", r.conflicts_open, r.conflicts_waiting.len())?;
     }
+    for x in r.refused.iter().take(10) {
+        writeln!(o, "refused    {x}")?;
+    }
+    if r.refused.len() > 10 {
+        writeln!(o, "refused    (+{} more: `oc-sync status --json`)", r.refused.len() - 10)?;
+    }
     for w in &r.config.warnings {
         writeln!(o, "warning: {w}")?;
     }

@@ -108,6 +108,12 @@ pub fn run(paths: &Paths, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> any
     for s in report.skipped.iter().take(5) {
         writeln!(o, "not synced: {s}")?;
     }
+    for s in report.refused.iter().take(10) {
+        writeln!(o, "refused from the remote: {s}")?;
+    }
+    if report.refused.len() > 10 {
+        writeln!(o, "refused from the remote: +{} more (`oc-sync sync --json` lists them all)", report.refused.len() - 10)?;
+    }
     if !report.deferred.is_empty() {
         writeln!(o, "changed during the sync, will sync next time: {}", list(&report.deferred))?;
     }

@@ -392,3 +392,97 @@ fn a_session_row_naming_another_session_or_project_is_refused() {
         assert!(refused_names(&r, key), "{key}: {r:?}");
     }
 }
+
+/// Counts the blobs a sync downloads.
+struct Counting<'a> {
+    inner: &'a LocalRemote,
+    blobs: std::sync::atomic::AtomicUsize,
+}
+
+impl Remote for Counting<'_> {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn head(&self) -> Result<Option<crate::remote::Version>, crate::remote::RemoteError> {
+        self.inner.head()
+    }
+    fn manifest(&self, at: &crate::remote::Version) -> Result<crate::remote::Manifest, crate::remote::RemoteError> {
+        self.inner.manifest(at)
+    }
+    fn blob(&self, hash: &str) -> Result<Vec<u8>, crate::remote::RemoteError> {
+        self.blobs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.blob(hash)
+    }
+    fn commit(
+        &self,
+        expected: Option<&crate::remote::Version>,
+        changes: crate::remote::Changes,
+    ) -> Result<crate::remote::CommitOutcome, crate::remote::RemoteError> {
+        self.inner.commit(expected, changes)
+    }
+}
+
+impl Counting<'_> {
+    fn take(&self) -> usize {
+        self.blobs.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn a_refused_item_is_not_downloaded_again_until_the_remote_or_this_machine_changes() {
+    let (_t, remote, a, b) = world();
+    // proj9's only session is too old for b, so b has no proj9 and refuses its project item.
+    insert_fake_session(&a.conn(), "proj9", "ses_old", 2, 1, 50).unwrap();
+    a.conn().execute("UPDATE session SET time_updated = 1000", []).unwrap();
+    a.sync("a", &remote);
+    let counting = Counting { inner: &remote, blobs: Default::default() };
+    let cfg = Config { retry_delay_ms: 0, session_max_age_days: 30, ..Config::default() };
+    let r = b.sync_with("b", &cfg, &counting);
+    assert!(refused_names(&r, "projects/proj9.json"), "{r:?}");
+    assert_eq!(counting.take(), 1, "downloaded once: {r:?}");
+    for _ in 0..2 {
+        let r = b.sync_with("b", &cfg, &counting);
+        assert!(refused_names(&r, "projects/proj9.json"), "still listed: {r:?}");
+        assert_eq!(counting.take(), 0, "an idle sync downloads nothing");
+    }
+    // The remote item changes: tried (and refused) once more.
+    a.conn().execute("UPDATE project SET name = 'renamed' WHERE id = 'proj9'", []).unwrap();
+    a.sync("a", &remote);
+    let r = b.sync_with("b", &cfg, &counting);
+    assert!(refused_names(&r, "projects/proj9.json"), "{r:?}");
+    assert_eq!(counting.take(), 1);
+    // The project now exists here: the refusal no longer holds, the item is written.
+    insert_fake_session(&b.conn(), "proj9", "ses_new", 1, 1, 10).unwrap();
+    let r = b.sync_with("b", &cfg, &counting);
+    assert!(r.refused.is_empty(), "{r:?}");
+    assert!(r.pulled.contains(&"projects/proj9.json".to_string()) || r.merged.contains(&"projects/proj9.json".to_string()), "{r:?}");
+    let r = b.sync_with("b", &cfg, &counting);
+    assert!(r.refused.is_empty() && r.pulled.is_empty() && r.merged.is_empty(), "settled: {r:?}");
+}
+
+#[test]
+fn keys_outside_a_category_shape_are_listed_not_fetched_and_change_nothing() {
+    let (_t, remote, b) = victim();
+    let before = db_dump(&b);
+    let bad = [
+        "sessions/proj1.json",
+        "sessions/proj1/ses_a.txt",
+        "sessions/proj1/ses_a/x.json",
+        "messages/proj1/ses$a.json",
+        "todos/proj1/ses_a",
+        "projects/proj1/extra.json",
+        "projects/.json",
+    ];
+    for key in bad {
+        hostile_put(&remote, key, br#"{"format":1}"#);
+    }
+    let counting = Counting { inner: &remote, blobs: Default::default() };
+    let r = b.sync("b", &counting);
+    for key in bad {
+        assert!(refused_names(&r, key), "{key} must be listed: {r:?}");
+    }
+    assert_eq!(counting.take(), 0, "refused keys are never fetched");
+    assert_eq!(db_dump(&b), before);
+    let state = StateStore::new(b.dir.join("state/sync")).load().unwrap();
+    assert!(bad.iter().all(|k| state.refused.contains_key(*k)), "kept for status: {:?}", state.refused);
+}

@@ -225,14 +225,38 @@ impl Inner {
 
     /// Makes a commit on top of `branch` as "another machine" and moves the branch to it.
     pub(crate) fn commit_as_other_machine(&self, owner: &str, name: &str, branch: &str, files: &[(&str, &[u8])]) -> Result<String, String> {
+        let entries: Vec<(&str, &str, &[u8])> = files.iter().map(|(p, c)| (*p, "100644", *c)).collect();
+        self.commit_entries_as_other_machine(owner, name, branch, &entries)
+    }
+
+    /// Like [`Self::commit_as_other_machine`] with a git mode per entry: 100644/100755 (a file
+    /// with `content`), 120000 (a symbolic link whose target is `content`) or 160000 (a submodule:
+    /// `content` is the hex id of a commit in another repository, which need not exist here).
+    pub(crate) fn commit_entries_as_other_machine(
+        &self,
+        owner: &str,
+        name: &str,
+        branch: &str,
+        entries: &[(&str, &str, &[u8])],
+    ) -> Result<String, String> {
         let dir = self.git_dir(owner, name);
         let full = format!("refs/heads/{branch}");
         let head = git::resolve_ref(&dir, &full);
         let base_tree = head.as_ref().map(|h| format!("{h}^{{tree}}"));
         let mut changes = Vec::new();
-        for (path, content) in files {
-            let sha = git::hash_blob(&dir, content).map_err(|e| e.0)?;
-            changes.push(git::TreeChange::Put { path: path.to_string(), mode: "100644".into(), sha });
+        for (path, mode, content) in entries {
+            let sha = match *mode {
+                "100644" | "100755" | "120000" => git::hash_blob(&dir, content).map_err(|e| e.0)?,
+                "160000" => {
+                    let sha = String::from_utf8_lossy(content).trim().to_string();
+                    if !git::is_valid_sha(&sha) {
+                        return Err(format!("a submodule entry needs a commit id, not {sha:?}"));
+                    }
+                    sha
+                }
+                m => return Err(format!("unsupported mode {m}")),
+            };
+            changes.push(git::TreeChange::Put { path: path.to_string(), mode: mode.to_string(), sha });
         }
         let tree = git::build_tree(&dir, base_tree.as_deref(), &changes).map_err(|e| e.0)?;
         let ident = git::Ident { name: "Another Machine".into(), email: "other-machine@example.com".into(), date: None };
@@ -392,6 +416,13 @@ impl FakeGithub {
     /// Commits `files` on top of `branch` as "another machine" (as if pushed elsewhere) and returns the sha.
     pub fn commit_as_other_machine(&self, owner: &str, name: &str, branch: &str, files: &[(&str, &[u8])]) -> Result<String, String> {
         self.inner.commit_as_other_machine(owner, name, branch, files)
+    }
+
+    /// Commits entries with explicit git modes (symbolic links 120000, submodules 160000, files
+    /// 100644/100755) on top of `branch`, as a hostile or foreign pusher would. See
+    /// `commit_entries_as_other_machine` for what `content` means per mode.
+    pub fn commit_entries_as_other_machine(&self, owner: &str, name: &str, branch: &str, entries: &[(&str, &str, &[u8])]) -> Result<String, String> {
+        self.inner.commit_entries_as_other_machine(owner, name, branch, entries)
     }
 
     /// Current head of `refs/heads/{branch}`.

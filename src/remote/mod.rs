@@ -194,6 +194,12 @@ pub trait Remote: Send + Sync {
     fn prefetch(&self, _hashes: &[String]) -> Result<(), RemoteError> {
         Ok(())
     }
+    /// Keys of the manifest read last that this remote will not serve, with the reason (a
+    /// symbolic link or a submodule where the item's file should be). The engine refuses them by
+    /// name and never asks for their blobs.
+    fn refused_keys(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// Atomic compare-and-swap: applies `changes` on top of `expected` only if `expected` is
     /// still the current snapshot, else returns [`CommitOutcome::Conflict`] and applies nothing.
     fn commit(

@@ -463,9 +463,10 @@ impl<'a> Syncer<'a> {
         // targets; items left for a later round are not touched in this one.
         let untouchable: BTreeSet<String> = skipped.iter().map(|(k, _)| k.clone()).chain(later).collect();
         let skipped: Vec<String> = skipped.into_iter().map(|(k, r)| format!("{k}: {r}")).collect();
+        let outright = self.outright_refusals(manifest);
         let synced = |key: &str| match (self.source_for(key), manifest.entries.get(key)) {
             (None, _) => false,
-            (Some(src), _) if src.refuse_key(key).is_some() => false,
+            _ if outright.contains_key(key) => false,
             (Some(src), Some(e)) if !local.contains_key(key) => src.wants_remote(key, e.modified_ms, e.size),
             (Some(_), _) => true,
         };
@@ -486,7 +487,7 @@ impl<'a> Syncer<'a> {
             new_bases: BTreeMap::new(),
             dropped_bases: Vec::new(),
             report: SyncReport { dry_run: opts.dry_run, skipped, ..Default::default() },
-            refusals: self.refused_keys(manifest, state),
+            refusals: Self::carried_refusals(manifest, state).chain(outright.clone()).collect(),
             remote_hashes: BTreeMap::new(),
         };
         let grace_ms = u64::from(self.config.tombstone_grace_days) * 86_400_000;
@@ -689,22 +690,33 @@ impl<'a> Syncer<'a> {
         Ok(plan)
     }
 
-    /// The remote keys this machine refuses outright (not of their category's shape, not in its
-    /// synced set), plus the refusals remembered for entries that have not changed since.
-    fn refused_keys(&self, manifest: &Manifest, state: &SyncState) -> BTreeMap<String, Refusal> {
-        let mut out: BTreeMap<String, Refusal> = state
+    /// The refusals remembered for remote entries that have not changed since.
+    fn carried_refusals<'m>(manifest: &'m Manifest, state: &'m SyncState) -> impl Iterator<Item = (String, Refusal)> + 'm {
+        state
             .refused
             .iter()
             .filter(|(k, r)| manifest.entries.get(*k).is_some_and(|e| e.hash == r.hash))
             .map(|(k, r)| (k.clone(), r.clone()))
-            .collect();
-        for (key, e) in manifest.entries.iter().filter(|(_, e)| !e.is_tombstone()) {
-            let Some(src) = self.source_for(key) else { continue };
-            if let Some(reason) = src.refuse_key(key) {
-                tracing::warn!("refusing remote item {key}: {reason}");
-                let condition = refusals::condition(self.config, "");
-                out.insert(key.clone(), Refusal { hash: e.hash.clone(), reason, condition });
+    }
+
+    /// The live remote keys refused outright, never fetched: keys the remote itself will not
+    /// serve (not plain files there) and keys outside their category's shape or synced set.
+    fn outright_refusals(&self, manifest: &Manifest) -> BTreeMap<String, Refusal> {
+        let condition = refusals::condition(self.config, "");
+        let mut out = BTreeMap::new();
+        let from_remote = self.remote.refused_keys().into_iter().filter(|(k, _)| self.source_for(k).is_some());
+        let by_shape = manifest
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.is_tombstone())
+            .filter_map(|(k, _)| Some((k.clone(), self.source_for(k)?.refuse_key(k)?)));
+        for (key, reason) in from_remote.chain(by_shape) {
+            let Some(e) = manifest.entries.get(&key) else { continue };
+            if out.contains_key(&key) {
+                continue;
             }
+            tracing::warn!("refusing remote item {key}: {reason}");
+            out.insert(key, Refusal { hash: e.hash.clone(), reason, condition: condition.clone() });
         }
         out
     }

@@ -51,3 +51,5 @@ pub fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Vec<u8>>) {
         }
     }
 }
+
+pub mod home_snapshot;

@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use super::http::RateInfo;
 use crate::remote::Manifest;
 
-/// The file's format; other formats are ignored (and rebuilt).
-const FORMAT: u32 = 1;
+/// The file's format; other formats are ignored (and rebuilt). 2: snapshots keep the entries
+/// that are not plain files (format 1 listed symbolic links as files).
+const FORMAT: u32 = 2;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -82,6 +83,9 @@ pub struct StoredSnapshot {
     pub tree_sha: String,
     pub manifest: Manifest,
     pub files: HashMap<String, Option<String>>,
+    /// Entries that are not plain files (symbolic links, submodules) → what they are.
+    #[serde(default)]
+    pub not_files: HashMap<String, String>,
 }
 
 /// First 16 hex digits of sha256(token): enough to notice a different token, useless to anyone else.

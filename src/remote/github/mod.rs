@@ -144,10 +144,28 @@ impl Cache {
 struct Snapshot {
     tree_sha: String,
     manifest: Manifest,
-    /// Every blob path of the tree → its git blob sha; `None` for files our own commit wrote
-    /// inline (their sha is learnt by listing the tree when needed).
+    /// Every plain file (mode 100644/100755) of the tree → its git blob sha; `None` for files our
+    /// own commit wrote inline (their sha is learnt by listing the tree when needed).
     files: HashMap<String, Option<String>>,
+    /// Entries that are not plain files (symbolic links, submodules) → what they are. Never
+    /// fetched, never written: their keys are refused by name.
+    not_files: HashMap<String, String>,
 }
+
+/// What a tree entry that is not a folder is, when it is not a plain file oc-sync may read:
+/// GitHub lists a symbolic link as a blob of mode 120000 (the blob holds the link target) and a
+/// submodule as type "commit", mode 160000 (the sha is a commit of another repository).
+fn not_a_file(kind: &str, mode: &str) -> Option<&'static str> {
+    match (kind, mode) {
+        ("blob", "100644" | "100755") => None,
+        ("blob", "120000") => Some("a symbolic link"),
+        ("commit", _) | (_, "160000") => Some("a submodule"),
+        _ => Some("not a plain file"),
+    }
+}
+
+/// A tree listing split into plain files and the rest.
+type Listed = (String, HashMap<String, Option<String>>, HashMap<String, String>);
 
 #[derive(Deserialize)]
 struct TreeListing {
@@ -161,6 +179,8 @@ struct TreeListing {
 #[derive(Deserialize)]
 struct TreeItem {
     path: String,
+    #[serde(default)]
+    mode: String,
     #[serde(rename = "type")]
     kind: String,
     sha: String,
@@ -341,7 +361,10 @@ impl GithubRemote {
         persisted.facts.branch = branch.to_owned();
         let mut cache = Cache::default();
         if let Some(snap) = persisted.snapshot.take() {
-            cache.insert(Version(snap.version), Snapshot { tree_sha: snap.tree_sha, manifest: snap.manifest, files: snap.files });
+            cache.insert(
+                Version(snap.version),
+                Snapshot { tree_sha: snap.tree_sha, manifest: snap.manifest, files: snap.files, not_files: snap.not_files },
+            );
         }
         GithubRemote {
             http,
@@ -417,7 +440,13 @@ impl GithubRemote {
             if let Some(v) = pick
                 && let Some(s) = c.snapshots.get(&v)
             {
-                p.snapshot = Some(StoredSnapshot { version: v.0, tree_sha: s.tree_sha.clone(), manifest: s.manifest.clone(), files: s.files.clone() });
+                p.snapshot = Some(StoredSnapshot {
+                    version: v.0,
+                    tree_sha: s.tree_sha.clone(),
+                    manifest: s.manifest.clone(),
+                    files: s.files.clone(),
+                    not_files: s.not_files.clone(),
+                });
             }
         }
         *self.persisted() = Persisted { snapshot: None, ..p.clone() };
@@ -730,12 +759,10 @@ impl GithubRemote {
         Ok(bytes)
     }
 
-    /// Lists every blob of the tree of `treeish` (a commit or tree sha): path → blob sha.
-    /// Returns the root tree sha too. Walks sub-trees when the recursive listing is truncated.
-    fn list_tree(
-        &self,
-        treeish: &str,
-    ) -> Result<(String, HashMap<String, Option<String>>), RemoteError> {
+    /// Lists the tree of `treeish` (a commit or tree sha): its root tree sha, every plain file
+    /// (path → blob sha) and every entry that is not one (path → what it is). Walks sub-trees
+    /// when the recursive listing is truncated.
+    fn list_tree(&self, treeish: &str) -> Result<Listed, RemoteError> {
         let what = format!("list the files of {treeish}");
         let r = self.send(
             "GET",
@@ -753,13 +780,20 @@ impl GithubRemote {
             )));
         }
         let mut files = HashMap::new();
-        if !listing.truncated {
-            for item in listing.tree {
-                if item.kind == "blob" {
-                    files.insert(item.path, Some(item.sha));
-                }
+        let mut not_files = HashMap::new();
+        let mut take = |path: String, item: &TreeItem| match not_a_file(&item.kind, &item.mode) {
+            None => {
+                files.insert(path, Some(item.sha.clone()));
             }
-            return Ok((listing.sha, files));
+            Some(what) => {
+                not_files.insert(path, what.to_string());
+            }
+        };
+        if !listing.truncated {
+            for item in listing.tree.iter().filter(|i| i.kind != "tree") {
+                take(item.path.clone(), item);
+            }
+            return Ok((listing.sha, files, not_files));
         }
         // Truncated: walk the trees one level at a time.
         let mut pending = vec![(String::new(), listing.sha.clone())];
@@ -789,20 +823,17 @@ impl GithubRemote {
             let level: TreeListing = self.parse(&what, &r)?;
             for item in level.tree {
                 let path = if prefix.is_empty() {
-                    item.path
+                    item.path.clone()
                 } else {
                     format!("{prefix}/{}", item.path)
                 };
                 match item.kind.as_str() {
-                    "blob" => {
-                        files.insert(path, Some(item.sha));
-                    }
                     "tree" => pending.push((path, item.sha)),
-                    _ => {}
+                    _ => take(path, &item),
                 }
             }
         }
-        Ok((listing.sha, files))
+        Ok((listing.sha, files, not_files))
     }
 
     fn parse_manifest(&self, at: &Version, bytes: &[u8]) -> Result<Manifest, RemoteError> {
@@ -842,9 +873,12 @@ impl GithubRemote {
         let snap = match self.snapshot_by_compare(at)? {
             Some(s) => s,
             None => {
-                let (tree_sha, files) = self.list_tree(&at.0)?;
+                let (tree_sha, files, not_files) = self.list_tree(&at.0)?;
+                if let Some(what) = not_files.get(MANIFEST_PATH) {
+                    return Err(RemoteError::Corrupt(format!("{MANIFEST_PATH} in commit {at} of {} is {what}, not a file", self.describe())));
+                }
                 let manifest = self.read_manifest(at, files.get(MANIFEST_PATH))?;
-                Snapshot { tree_sha, manifest, files }
+                Snapshot { tree_sha, manifest, files, not_files }
             }
         };
         self.cache().insert(at.clone(), snap.clone());
@@ -926,28 +960,32 @@ impl GithubRemote {
             return Ok(None);
         }
         let mut files = base.files.clone();
+        let mut not_files = base.not_files.clone();
         let mut manifest_changed = false;
         for f in cmp.files {
             if f.filename == MANIFEST_PATH {
                 manifest_changed = true;
             }
-            if let Some(prev) = &f.previous_filename {
-                files.remove(prev);
-            }
+            // `compare` does not say what kind of entry a file is. Only a removal, or a change
+            // of content ("modified") of a path known as a plain file, keeps its kind; anything
+            // else (added, changed type, renamed, copied) may be a symbolic link or a submodule:
+            // then the tree listing, which carries modes, decides.
             match f.status.as_str() {
                 "removed" => {
                     files.remove(&f.filename);
+                    not_files.remove(&f.filename);
                 }
-                _ => match f.sha.filter(|s| valid_oid(s)) {
+                "modified" if f.previous_filename.is_none() && files.contains_key(&f.filename) => match f.sha.filter(|s| valid_oid(s)) {
                     Some(sha) => {
                         files.insert(f.filename, Some(sha));
                     }
                     None => return Ok(None),
                 },
+                _ => return Ok(None),
             }
         }
         let manifest = if manifest_changed { self.read_manifest(at, files.get(MANIFEST_PATH))? } else { base.manifest.clone() };
-        Ok(Some(Snapshot { tree_sha, manifest, files }))
+        Ok(Some(Snapshot { tree_sha, manifest, files, not_files }))
     }
 
     // ---- writes ----------------------------------------------------------------------------
@@ -1225,6 +1263,8 @@ impl GithubRemote {
         }
 
         let version = Version(commit_sha);
+        let mut not_files = base.as_ref().map(|b| b.not_files.clone()).unwrap_or_default();
+        not_files.retain(|p, _| !new_files.contains_key(p));
         let mut files = base.map(|b| b.files).unwrap_or_default();
         for k in &chunked_keys {
             files.remove(k);
@@ -1251,7 +1291,7 @@ impl GithubRemote {
         {
             let mut cache = self.cache();
             cache.last_head = Some(Some(version.clone()));
-            cache.insert(version.clone(), Snapshot { tree_sha, manifest: new_manifest, files });
+            cache.insert(version.clone(), Snapshot { tree_sha, manifest: new_manifest, files, not_files });
         }
         {
             let mut p = self.persisted();
@@ -1343,11 +1383,12 @@ impl GithubRemote {
                 .any(|k| matches!(snap.files.get(*k), Some(None)))
             {
                 // Our own commit wrote it inline: list the tree once to learn the sha.
-                let (tree_sha, files) = self.list_tree(&at.0)?;
+                let (tree_sha, files, not_files) = self.list_tree(&at.0)?;
                 let found = keys.iter().find_map(|k| files.get(*k).cloned().flatten());
                 let mut full = snap.clone();
                 full.tree_sha = tree_sha;
                 full.files = files;
+                full.not_files = not_files;
                 self.cache().insert(at.clone(), full);
                 if found.is_some() {
                     return Ok(found);
@@ -1422,6 +1463,20 @@ impl Remote for GithubRemote {
             )));
         }
         Ok(bytes)
+    }
+
+    fn refused_keys(&self) -> Vec<(String, String)> {
+        let c = self.cache();
+        let Some(snap) = c.last_read.as_ref().and_then(|v| c.snapshots.get(v)) else { return Vec::new() };
+        snap.manifest
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.is_tombstone())
+            .filter_map(|(k, _)| {
+                let what = snap.not_files.get(k)?;
+                Some((k.clone(), format!("{what} in the repository: refused (oc-sync only reads plain files)")))
+            })
+            .collect()
     }
 
     fn prefetch(&self, hashes: &[String]) -> Result<(), RemoteError> {

@@ -816,3 +816,86 @@ async fn a_push_too_big_for_one_tree_request_is_split() {
     })
     .await;
 }
+
+// ---- a hostile repository: entries that are not plain files -----------------------------------
+
+#[path = "../../../tests/common/home_snapshot.rs"]
+mod home_snapshot;
+
+/// The repository's current manifest with `extra` entries added (key → content), as JSON text.
+fn manifest_with(dir: &Path, extra: &[(&str, &[u8])]) -> Vec<u8> {
+    let (ok, text) = git(dir, &["show", "main:.oc-sync/manifest.json"]);
+    assert!(ok, "{text}");
+    let mut m: Manifest = serde_json::from_str(&text).unwrap();
+    for (k, content) in extra {
+        m.entries.insert(k.to_string(), entry(Some(&sha256_hex(content)), content.len() as u64, "mallory", 5));
+    }
+    serde_json::to_vec(&m).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn symlinks_and_submodules_in_the_repository_are_refused_by_name_and_never_fetched() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let t = tempfile::tempdir().unwrap();
+        let cfg = config();
+        let a = Machine::new(t.path(), "a");
+        let b = Machine::new(t.path(), "b");
+        a.put("config/agents/ok.md", "fine\n");
+        let ra = open(&g, &t.path().join("ca"));
+        a.syncer("a", &cfg, &ra).sync(&SyncOptions::default()).unwrap();
+        // The attacker's commit: a symbolic link and a submodule at item paths, both listed in the
+        // manifest with the hash of what a blob read would return, plus 20 plain files (so a
+        // first pull takes the tarball path).
+        let dir = g.repo_git_dir(OWNER, REPO);
+        let target: &[u8] = b"../../../.ssh/authorized_keys";
+        let gitlink: &[u8] = b"0123456789abcdef0123456789abcdef01234567";
+        let plain: Vec<(String, Vec<u8>)> = (0..20).map(|i| (format!("config/skills/s/f{i}.md"), format!("skill {i}\n").into_bytes())).collect();
+        let mut listed: Vec<(&str, &[u8])> = vec![("config/agents/x.md", target), ("config/agents/sub.md", gitlink), ("state/link.json", target)];
+        listed.extend(plain.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+        let manifest = manifest_with(&dir, &listed);
+        let mut entries: Vec<(&str, &str, &[u8])> = vec![
+            ("config/agents/x.md", "120000", target),
+            ("config/agents/sub.md", "160000", gitlink),
+            ("state/link.json", "120000", target),
+            (".oc-sync/manifest.json", "100644", &manifest),
+        ];
+        entries.extend(plain.iter().map(|(k, v)| (k.as_str(), "100644", v.as_slice())));
+        g.commit_entries_as_other_machine(OWNER, REPO, "main", &entries).unwrap();
+        let (_, ls) = git(&dir, &["ls-tree", "-r", "main", "config/agents", "state"]);
+        assert!(ls.contains("120000 blob") && ls.contains("160000 commit"), "{ls}");
+        let link_sha = git(&dir, &["rev-parse", "main:config/agents/x.md"]).1.trim().to_string();
+
+        let check = |m: &Machine, name: &str, remote: &GithubRemote, first: bool| {
+            let before = home_snapshot::snapshot(&m.root);
+            g.clear_requests();
+            let r = m.syncer(name, &cfg, remote).sync(&SyncOptions::default()).unwrap();
+            let reqs = requests(&g);
+            for (key, what) in [("config/agents/x.md", "symbolic link"), ("config/agents/sub.md", "submodule"), ("state/link.json", "symbolic link")] {
+                assert!(r.refused.iter().any(|s| s.starts_with(&format!("{key}: ")) && s.contains(what)), "{key}: {r:?}");
+                assert!(std::fs::symlink_metadata(m.root.join(key)).is_err(), "{key} must not be written");
+            }
+            assert!(!reqs.iter().any(|q| q.contains(&link_sha) || q.contains(std::str::from_utf8(gitlink).unwrap())), "fetched as a blob: {reqs:?}");
+            assert_eq!(m.get("config/skills/s/f7.md").as_deref(), Some("skill 7\n"));
+            if first {
+                assert!(reqs.iter().any(|q| q.contains("/tarball/")), "{reqs:?}");
+            }
+            let after = home_snapshot::snapshot(&m.root);
+            let changed = home_snapshot::assert_only_changed_under(&before, &after, &["config/skills", "config/agents", "sync"]);
+            assert!(!changed.iter().any(|c| c.contains("agents/x.md") || c.contains("sub.md") || c.contains("link.json")), "{changed:?}");
+            r
+        };
+        // b: a first pull (tree listing + tarball).
+        let rb = open(&g, &t.path().join("cb"));
+        check(&b, "b", &rb, true);
+        // a: an incremental pull from its cached snapshot (compare).
+        check(&a, "a", &ra, false);
+        // A second sync: still refused, nothing fetched again, nothing written.
+        g.clear_requests();
+        let r = b.syncer("b", &cfg, &rb).sync(&SyncOptions::default()).unwrap();
+        assert_eq!(r.refused.len(), 3, "{r:?}");
+        assert!(!requests(&g).iter().any(|q| q.contains("/git/blobs/")), "{:?}", requests(&g));
+    })
+    .await;
+}

@@ -352,3 +352,68 @@ fn exit_codes_for_resolve() {
     assert_eq!(a.run(&["sync"]).0, 0);
     assert_eq!(a.run(&["conflicts", "--json"]).0, 0);
 }
+
+/// A hostile folder remote (entries committed as some other writer of the folder would): keys
+/// outside the synced set and outside a category's shape, next to one good item. The victim's
+/// HOME changes only in OpenCode's synced folders and oc-sync's own; the refusals are listed by
+/// name in `sync`, `sync --json` and `status`, and an idle sync downloads nothing again.
+#[test]
+fn a_hostile_folder_remote_changes_nothing_outside_the_synced_dirs_and_refusals_are_listed() {
+    use common::home_snapshot as hs;
+    use oc_sync::remote::{Changes, Entry, LocalRemote, Remote, sha256_hex};
+    let (shared, ms) = world(1, serde_json::json!({}));
+    let b = &ms[0];
+    b.write_cfg("agents/mine.md", "mine\n");
+    b.sync();
+    let remote = LocalRemote::open(remote_dir(&shared)).unwrap();
+    let head = remote.head().unwrap();
+    let mut changes = Changes { message: "mallory".into(), ..Default::default() };
+    let bad = [
+        "config/node_modules/evil/index.js",
+        "config/opencode-sync.json",
+        "sessions/evil.json",
+        "messages/p/s/x.json",
+        "projects/a/b.json",
+        "todos/p/s$.json",
+    ];
+    let good = "config/agents/theirs.md";
+    for key in bad.iter().chain([&good]) {
+        let bytes = format!("content of {key}\n").into_bytes();
+        let hash = sha256_hex(&bytes);
+        let mut clock = oc_sync::clock::VectorClock::new();
+        clock.bump("mallory");
+        let category = key.split('/').next().unwrap().to_string();
+        changes.entries.insert(
+            key.to_string(),
+            Entry { clock, hash: Some(hash.clone()), size: bytes.len() as u64, kind: "text".into(), category, modified_ms: 1, machine: "mallory".into(), deleted_ms: None },
+        );
+        changes.blobs.insert(hash, bytes);
+    }
+    remote.commit(head.as_ref(), changes).unwrap();
+
+    hs::plant_canaries(&b.home);
+    let before = hs::snapshot(&b.home);
+    let out = b.sync();
+    let after = hs::snapshot(&b.home);
+    let changed = hs::assert_only_changed_under(&before, &after, &[".config/opencode/agents", ".local/state/oc-sync"]);
+    assert!(changed.iter().any(|c| c.contains("agents/theirs.md")), "{changed:?}");
+    hs::assert_canaries_intact(&b.home);
+    assert!(!b.cfg_dir().join("node_modules").exists());
+    for key in ["config/node_modules/evil/index.js", "config/opencode-sync.json"] {
+        assert!(out.contains(&format!("refused from the remote: {key}: ")), "{key}: {out}");
+    }
+    assert_eq!(b.json("opencode-sync.json")["machineId"], "a", "oc-sync's own config is never taken");
+    // --json lists every refusal; the next sync downloads nothing and changes nothing.
+    let before = hs::snapshot(&b.home);
+    let v: Value = serde_json::from_str(&b.ok(&["sync", "--json"])).unwrap();
+    let refused: Vec<String> = v["refused"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+    for key in bad.iter().filter(|k| k.starts_with("config/")) {
+        assert!(refused.iter().any(|r| r.starts_with(&format!("{key}: "))), "{key}: {refused:?}");
+    }
+    assert!(v["pulled"].as_array().unwrap().is_empty(), "{v}");
+    hs::assert_only_changed_under(&before, &hs::snapshot(&b.home), &[".local/state/oc-sync"]);
+    let status = b.ok(&["status"]);
+    assert!(status.contains("refused    config/node_modules/evil/index.js: "), "{status}");
+    let v: Value = serde_json::from_str(&b.ok(&["status", "--json"])).unwrap();
+    assert!(v["refused"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().starts_with("config/opencode-sync.json: ")), "{v}");
+}

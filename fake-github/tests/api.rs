@@ -574,3 +574,62 @@ async fn put_contents_counts_toward_the_secondary_limit() {
     assert!(e["message"].as_str().unwrap().contains("secondary rate limit"));
     t.gh.stop().await;
 }
+
+/// Symbolic links and submodules, as GitHub shows them: trees list a link as a blob of mode
+/// 120000 (holding the target) and a submodule as type "commit", mode 160000; compare lists both
+/// like files (sha = the link's blob, the submodule's commit); the tarball holds a symlink entry
+/// and an empty folder; the submodule's commit is no blob of this repository.
+#[tokio::test]
+async fn symlink_and_submodule_entries_in_trees_compares_and_tarballs() {
+    let t = setup().await;
+    let (_, base) = t.get("/repos/me/r/git/ref/heads/main").await;
+    let base = base["object"]["sha"].as_str().unwrap().to_string();
+    let gitlink = "0123456789abcdef0123456789abcdef01234567";
+    let head = t
+        .gh
+        .commit_entries_as_other_machine(
+            "me",
+            "r",
+            "main",
+            &[("a/link.md", "120000", b"../../.ssh/id_rsa"), ("a/sub", "160000", gitlink.as_bytes()), ("a/plain.md", "100644", b"x\n")],
+        )
+        .unwrap();
+    assert!(t.gh.commit_entries_as_other_machine("me", "r", "main", &[("y", "160000", b"not-a-sha")]).is_err());
+    let (s, tree) = t.get("/repos/me/r/git/trees/main?recursive=1").await;
+    assert_eq!(s, 200);
+    let entry = |p: &str| tree["tree"].as_array().unwrap().iter().find(|e| e["path"] == p).cloned().unwrap();
+    assert_eq!((entry("a/link.md")["mode"].as_str(), entry("a/link.md")["type"].as_str()), (Some("120000"), Some("blob")));
+    assert_eq!((entry("a/sub")["mode"].as_str(), entry("a/sub")["type"].as_str()), (Some("160000"), Some("commit")));
+    assert_eq!(entry("a/sub")["sha"], gitlink);
+    assert!(entry("a/sub").get("size").is_none());
+    let link_sha = entry("a/link.md")["sha"].as_str().unwrap().to_string();
+    let (s, blob) = t.get(&format!("/repos/me/r/git/blobs/{link_sha}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(blob["content"].as_str().unwrap().trim(), "Li4vLi4vLnNzaC9pZF9yc2E=");
+    assert_eq!(t.get(&format!("/repos/me/r/git/blobs/{gitlink}")).await.0, 404);
+
+    let (s, cmp) = t.get(&format!("/repos/me/r/compare/{base}...{head}")).await;
+    assert_eq!(s, 200);
+    let files = cmp["files"].as_array().unwrap();
+    let f = |p: &str| files.iter().find(|e| e["filename"] == p).cloned().unwrap();
+    assert_eq!((f("a/link.md")["status"].as_str(), f("a/link.md")["sha"].as_str()), (Some("added"), Some(link_sha.as_str())));
+    assert_eq!((f("a/sub")["status"].as_str(), f("a/sub")["sha"].as_str()), (Some("added"), Some(gitlink)));
+    assert!(files.iter().all(|e| e.get("mode").is_none()), "compare carries no modes");
+
+    let resp = t.req(reqwest::Method::GET, &format!("/repos/me/r/tarball/{head}")).send().await.unwrap();
+    let loc = resp.headers()["location"].to_str().unwrap().to_string();
+    let data = reqwest::get(&loc).await.unwrap().bytes().await.unwrap();
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&data[..]));
+    let mut kinds = std::collections::BTreeMap::new();
+    for e in ar.entries().unwrap() {
+        let e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().to_string();
+        let name = name.split_once('/').map(|(_, r)| r.trim_end_matches('/').to_string()).unwrap_or_default();
+        let link = e.link_name().ok().flatten().map(|l| l.to_string_lossy().to_string());
+        kinds.insert(name, (e.header().entry_type(), link));
+    }
+    assert_eq!(kinds["a/link.md"], (tar::EntryType::Symlink, Some("../../.ssh/id_rsa".to_string())));
+    assert_eq!(kinds["a/sub"].0, tar::EntryType::Directory);
+    assert_eq!(kinds["a/plain.md"].0, tar::EntryType::Regular);
+    t.gh.stop().await;
+}

@@ -100,6 +100,25 @@ mod tests {
     }
 
     #[test]
+    fn links_and_folders_at_wanted_paths_are_never_taken() {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "o-r-abc1234/config/agents/x.md", "../../.ssh/id_rsa").unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        b.append_data(&mut h, "o-r-abc1234/config/sub/", &b""[..]).unwrap();
+        let gz = b.into_inner().unwrap().finish().unwrap();
+        // Wanted with the hash of the link target (what a blob read of a link returns).
+        let wanted: HashMap<String, String> =
+            [("config/agents/x.md".to_string(), sha(b"../../.ssh/id_rsa")), ("config/sub".to_string(), sha(b""))].into();
+        let out = extract(&gz[..], &wanted, 1 << 20, 1 << 20).unwrap();
+        assert!(out.blobs.is_empty());
+    }
+
+    #[test]
     fn size_limits_and_garbage() {
         let big = vec![7u8; 5000];
         let gz = tarball(&[("a", &big), ("b", b"bb")]);

@@ -360,3 +360,18 @@ fn status_github_part_before_the_first_sync_and_without_github() {
     assert!(r.out.contains("github     octo-user/opencode-sync"), "{}", r.out);
     assert!(r.out.contains("token      none"), "{}", r.out);
 }
+
+#[test]
+fn an_api_url_with_user_info_is_refused_before_any_request() {
+    let h = home();
+    let token = "ghp_SECRETSECRETSECRET1234";
+    write_config(h.path(), r#"{ "remote": "github" }"#);
+    for url in ["http://127.0.0.1:80@other.example", "http://127.0.0.1.evil.com/api/v3", "https://user:pw@ghe.example.com/api/v3"] {
+        let vars = [("GITHUB_TOKEN", token.to_string()), ("GITHUB_API_URL", url.to_string())];
+        let r = run_in(h.path(), &vars, &["sync"]);
+        let all = format!("{}\n{}", r.out, r.err);
+        assert_ne!(r.code, 0, "{url}: {all}");
+        assert!(all.contains("GITHUB_API_URL"), "{url}: {all}");
+        assert!(!all.contains(token), "{all}");
+    }
+}

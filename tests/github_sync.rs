@@ -731,3 +731,64 @@ async fn first_sync_with_a_configured_branch_does_not_wait_for_it() {
     assert!(polls <= 2, "{}", show(&reqs));
     assert!(started.elapsed() < std::time::Duration::from_secs(3), "took {:?}", started.elapsed());
 }
+
+/// A hostile commit in the sync repository: a symbolic link (aimed at the victim's `.bashrc`) and a
+/// submodule at item paths, listed in the manifest with the hash of what a blob read returns.
+/// The victim's HOME changes only where a sync may write; both are refused by name in `sync`,
+/// `sync --json` and `status`; neither is fetched; idle syncs stay one conditional request.
+#[tokio::test(flavor = "multi_thread")]
+async fn symlinks_and_submodules_in_the_repository_change_nothing_outside_the_synced_dirs() {
+    use common::home_snapshot as hs;
+    let gh = start(FakeOptions::default()).await;
+    let a = Machine::new(&gh, "a", serde_json::json!({}));
+    a.write_cfg("agents/ok.md", "ok\n");
+    a.sync().await;
+    let target: &[u8] = b"../../.bashrc";
+    let gitlink: &[u8] = b"89abcdef0123456789abcdef0123456789abcdef";
+    let manifest_text = repo_file(&gh, ".oc-sync/manifest.json").unwrap();
+    let mut manifest: Value = serde_json::from_slice(&manifest_text).unwrap();
+    let sha256 = |b: &[u8]| oc_sync::remote::sha256_hex(b);
+    for (key, content) in [("config/agents/x.md", target), ("config/agents/sub.md", gitlink)] {
+        let mut e = manifest["entries"]["config/agents/ok.md"].clone();
+        e["hash"] = sha256(content).into();
+        e["size"] = content.len().into();
+        e["clock"] = serde_json::json!({"mallory": 3});
+        e["machine"] = "mallory".into();
+        manifest["entries"][key] = e;
+    }
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    gh.commit_entries_as_other_machine(
+        gh.login(),
+        REPO,
+        "main",
+        &[("config/agents/x.md", "120000", target), ("config/agents/sub.md", "160000", gitlink), (".oc-sync/manifest.json", "100644", &manifest_bytes)],
+    )
+    .unwrap();
+    let link_blob = String::from_utf8_lossy(&git(&gh.repo_git_dir(gh.login(), REPO), &["rev-parse", "main:config/agents/x.md"]).1).trim().to_string();
+
+    for m in [Machine::new(&gh, "b", serde_json::json!({})), a] {
+        hs::plant_canaries(&m.home);
+        let before = hs::snapshot(&m.home);
+        gh.clear_requests();
+        let out = m.ok(&["sync"]).await;
+        let reqs = gh.requests();
+        assert!(out.contains("refused from the remote: config/agents/x.md: a symbolic link in the repository"), "{out}");
+        assert!(out.contains("refused from the remote: config/agents/sub.md: a submodule in the repository"), "{out}");
+        assert!(!reqs.iter().any(|r| r.path.contains(&link_blob) || r.path.contains("89abcdef0123")), "{}", show(&reqs));
+        let after = hs::snapshot(&m.home);
+        let changed = hs::assert_only_changed_under(&before, &after, &[".config/opencode/agents/ok.md", ".config/opencode/agents", ".local/state/oc-sync"]);
+        assert!(!changed.iter().any(|c| c.contains("x.md") || c.contains("sub.md")), "{changed:?}");
+        assert!(std::fs::symlink_metadata(m.cfg_dir().join("agents/x.md")).is_err());
+        hs::assert_canaries_intact(&m.home);
+        let v = m.sync().await;
+        assert_eq!(v["refused"].as_array().unwrap().len(), 2, "{v}");
+        let status = m.ok(&["status"]).await;
+        assert!(status.contains("refused    config/agents/x.md: a symbolic link"), "{status}");
+        // Idle: one conditional request, nothing downloaded again.
+        gh.clear_requests();
+        m.ok(&["sync"]).await;
+        let reqs = gh.requests();
+        assert_eq!(reqs.len(), 1, "{}", show(&reqs));
+        assert_eq!(reqs[0].status, 304, "{}", show(&reqs));
+    }
+}

@@ -31,7 +31,11 @@ pub(crate) const TOKEN_HELP: &str = "create a fine-grained personal access token
 
 /// The API base URL, checked: https, or plain http to a loopback address only.
 pub fn check_api_url(url: &str) -> Result<String, String> {
-    crate::net::check_secure_url(url, "token", "https://api.github.com or https://HOST/api/v3").map(|c| c.url)
+    secure_api_url(url).map(|c| c.url)
+}
+
+fn secure_api_url(url: &str) -> Result<crate::net::SecureUrl, String> {
+    crate::net::check_secure_url(url, "token", "https://api.github.com or https://HOST/api/v3")
 }
 
 /// The rate-limit figures of the last answer.
@@ -77,6 +81,8 @@ pub struct Http {
     octo: Octocrab,
     token: String,
     pub api_url: String,
+    /// The API's host (and port, when not the scheme's default), from the parsed URL.
+    pub api_host: String,
     /// Unit of the retry waits (1 s; tests shorten it with OC_SYNC_GITHUB_RETRY_MS).
     backoff: Duration,
     rate: Mutex<RateInfo>,
@@ -84,7 +90,12 @@ pub struct Http {
 
 impl Http {
     pub fn new(api_url: &str, token: &str) -> Result<Http, RemoteError> {
-        let api = check_api_url(api_url).map_err(|m| RemoteError::Denied(format!("githubApiUrl / GITHUB_API_URL: {m}")))?;
+        let secure = secure_api_url(api_url).map_err(|m| RemoteError::Denied(format!("githubApiUrl / GITHUB_API_URL: {m}")))?;
+        let api_host = match secure.parsed().port() {
+            Some(port) => format!("{}:{port}", secure.host),
+            None => secure.host.clone(),
+        };
+        let api = secure.url;
         let token = token.trim().to_owned();
         if token.is_empty() {
             return Err(RemoteError::Denied(format!("no GitHub token is configured: {TOKEN_HELP}")));
@@ -113,7 +124,7 @@ impl Http {
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
             .map_or(Duration::from_secs(1), Duration::from_millis);
-        Ok(Http { rt, octo, token, api_url: api, backoff, rate: Mutex::new(RateInfo::default()) })
+        Ok(Http { rt, octo, token, api_url: api, api_host, backoff, rate: Mutex::new(RateInfo::default()) })
     }
 
     /// Replaces the retry wait unit.

@@ -1407,19 +1407,9 @@ impl GithubRemote {
 
 impl Remote for GithubRemote {
     fn describe(&self) -> String {
-        let host = self
-            .http
-            .api_url
-            .split("://")
-            .nth(1)
-            .unwrap_or(&self.http.api_url)
-            .split('/')
-            .next()
-            .unwrap_or("");
-        let host = if host == "api.github.com" {
-            "github.com"
-        } else {
-            host
+        let host = match self.http.api_host.as_str() {
+            "api.github.com" => "github.com",
+            h => h,
         };
         format!(
             "GitHub repository {host}/{}/{} (branch {})",

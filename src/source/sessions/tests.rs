@@ -248,6 +248,9 @@ fn a_first_import_bigger_than_one_round_completes_parents_first() {
 // ---------------------------------------------------------------------------------------------
 // A hostile remote: documents whose content names another session or project than their key.
 
+#[path = "../../../tests/common/home_snapshot.rs"]
+mod home_snapshot;
+
 /// Puts `bytes` at `key` as a new version from a machine "mallory", as a hostile remote would.
 fn hostile_put(remote: &LocalRemote, key: &str, bytes: &[u8]) {
     use crate::remote::{Changes, CommitOutcome, Entry, sha256_hex};
@@ -335,8 +338,11 @@ fn a_document_naming_another_session_or_project_than_its_key_writes_nothing() {
     for (key, bytes) in &cases {
         hostile_put(&remote, key, bytes);
     }
+    let files_before = home_snapshot::snapshot(&b.dir);
     let r = b.sync("b", &remote);
     assert_eq!(db_dump(&b), before, "nothing may change locally");
+    // Files: only the database (its WAL) and oc-sync's own state.
+    home_snapshot::assert_only_changed_under(&files_before, &home_snapshot::snapshot(&b.dir), &["opencode.db", "opencode.db-wal", "opencode.db-shm", "state"]);
     for (key, _) in &cases {
         assert!(refused_names(&r, key), "{key} must be refused by name: {r:?}");
     }

@@ -87,6 +87,8 @@ pub const KEYS: &[KeySpec] = &[
     KeySpec { name: "include", kind: Kind::StringList, default: "[]", doc: "Extra globs (relative to OpenCode's config dir) to sync." },
     KeySpec { name: "exclude", kind: Kind::StringList, default: "[]", doc: "Globs never to sync, e.g. [\"agents/private-*.md\"]." },
     KeySpec { name: "credentialFiles", kind: Kind::StringList, default: "[]", doc: "Extra secret files in OpenCode's data dir to sync encrypted with auth.json and mcp-auth.json (names or globs, e.g. [\"my-provider.json\"])." },
+    KeySpec { name: "secretPaths", kind: Kind::StringList, default: "[]", doc: "Extra config values to treat as secrets (sealed with encryptionKey, or kept on this machine): dotted paths into OpenCode's JSON config files and markdown front matter, `*` for any one key, `**` for any keys, e.g. [\"provider.*.options.organization\"]." },
+    KeySpec { name: "notSecretPaths", kind: Kind::StringList, default: "[]", doc: "Config values that are never secrets, even when their key or look says so (same path syntax as secretPaths), e.g. [\"agent.*.options.tokenizer\"]." },
     KeySpec { name: "sessionMaxAgeDays", kind: Kind::Int { min: 0, max: 36_500 }, default: "0", doc: "Sync only sessions updated in the last N days (0: all). Older ones are left alone on every machine, never deleted." },
     KeySpec { name: "sessionProjects", kind: Kind::StringList, default: "[]", doc: "Sync only the sessions of these projects: project ids, names or worktree paths (empty: all)." },
     KeySpec { name: "sessionMaxMiB", kind: Kind::Int { min: 1, max: 200 }, default: "200", doc: "Sessions whose messages and parts take more than this many MiB are skipped with a warning (items over GitHub's 100 MB file limit are stored in parts)." },

@@ -519,6 +519,20 @@ pub fn pending(paths: &Paths, config: &Config) -> Result<std::collections::BTree
     Ok(out)
 }
 
+/// The secret values of this machine's config files (paths only), for `status`.
+pub fn config_secrets_status(paths: &Paths, config: &Config) -> Result<Vec<crate::secrets::ItemSecrets>, SyncError> {
+    if !config.sync.config {
+        return Ok(Vec::new());
+    }
+    let codec = config_secrets(config, None);
+    let (items, _) = FileSource::config(paths, config)?.read_all()?;
+    Ok(items
+        .iter()
+        .filter(|i| ConfigSecrets::applies_to(&i.meta.key))
+        .filter_map(|i| codec.report(&i.meta.key, &i.bytes))
+        .collect())
+}
+
 /// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format_ms(ms: u64) -> String {
     let secs = (ms / 1000) as i64;

@@ -389,3 +389,27 @@ async fn unchanged_secrets_keep_their_ciphertext_on_github() {
     assert!(changed[0].1.contains("claude-haiku"));
     assert_no_secret("the CLI output", log.join("\n").as_bytes());
 }
+
+/// After a passphrase change, `oc-sync rekey` seals the config secrets again with the new
+/// passphrase: a machine that knows only the new one reads them.
+#[tokio::test(flavor = "multi_thread")]
+async fn rekey_reseals_config_secrets_with_the_new_passphrase() {
+    const NEW: &str = "a completely different passphrase";
+    let t = tempfile::tempdir().unwrap();
+    let remote = Remote::Folder(t.path().join("remote"));
+    let mut log = Vec::new();
+    let a = Machine::new(t.path(), "a", &remote, true);
+    a.write("opencode.jsonc", &opencode_jsonc());
+    a.sync(&mut log).await;
+    let cfg = serde_json::json!({ "machineId": "a", "retryDelayMs": 0, "encryptionKey": NEW, "oldEncryptionKey": PASS, "secretPaths": ["provider.*.options.organization"] });
+    a.write("opencode-sync.json", &cfg.to_string());
+    let a = Machine { vars: a.vars.into_iter().filter(|(k, _)| k != "OC_SYNC_PASSPHRASE").collect(), ..a };
+    let r = a.run(&["rekey"], &mut log).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    let mut b = Machine::new(t.path(), "b", &remote, false);
+    b.vars.push(("OC_SYNC_PASSPHRASE".into(), NEW.into()));
+    b.sync(&mut log).await;
+    assert_eq!(b.read("opencode.jsonc"), opencode_jsonc());
+    assert_remote_clean(&remote, None);
+    assert_no_secret("the CLI output", log.join("\n").as_bytes());
+}

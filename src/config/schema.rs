@@ -72,7 +72,7 @@ pub const KEYS: &[KeySpec] = &[
     KeySpec { name: "branch", kind: Kind::String, default: "(the repository's default branch)", doc: "Branch that holds the synced data." },
     KeySpec { name: "githubApiUrl", kind: Kind::String, default: "\"https://api.github.com\"", doc: "GitHub API base URL; `https://HOST/api/v3` for GitHub Enterprise Server. Env: GITHUB_API_URL. Plain http only for loopback." },
     KeySpec { name: "machineId", kind: Kind::String, default: "(generated once: hostname + random suffix)", doc: "This machine's stable id in vector clocks; letters, digits, `.`, `_`, `-`, up to 64 characters." },
-    KeySpec { name: "encryptionKey", kind: Kind::Secret, default: "(none)", doc: "Passphrase (16+ characters) that encrypts credentials end to end. Env OC_SYNC_PASSPHRASE wins." },
+    KeySpec { name: "encryptionKey", kind: Kind::Secret, default: "(none)", doc: "Passphrase (16+ characters) that encrypts credentials and secret values in config files end to end. Env OC_SYNC_PASSPHRASE wins." },
     KeySpec { name: "oldEncryptionKey", kind: Kind::Secret, default: "(none)", doc: "The previous passphrase, to decrypt data it encrypted while rotating (`oc-sync rekey`)." },
     KeySpec { name: "autoSyncOnStartup", kind: Kind::Bool, default: "true", doc: "Sync shortly after OpenCode loads the plugin (in the background)." },
     KeySpec { name: "continuousSync", kind: Kind::Bool, default: "true", doc: "Watch synced files and sync on a timer while OpenCode runs." },

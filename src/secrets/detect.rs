@@ -16,7 +16,8 @@
 //! 6. a secret by shape, whatever the key: `sk-ant-…`, `sk-…`, `ghp_` / `gho_` / `ghu_` / `ghs_` /
 //!    `ghr_…`, `github_pat_…`, `xoxb-` / `xoxp-` / `xoxa-` / `xoxs-` / `xoxr-…`, `AKIA` / `ASIA`
 //!    + 16, `AIza` + 35, and long high-entropy strings (32+ characters of a token alphabet with
-//!    letters and digits and at least 4 bits of entropy per character; 40+ for hex).
+//!    letters and digits and at least 4 bits of entropy per character; 40+ for hex), except
+//!    subresource-integrity hashes (`sha512-…`).
 
 use std::collections::HashMap;
 
@@ -192,6 +193,10 @@ fn shape(value: &str) -> Option<Rule> {
                 return Some(Rule::Prefix(prefix));
             }
         }
+    }
+    // Subresource-integrity hashes (package-lock.json) are random-looking but public.
+    if ["sha1-", "sha256-", "sha384-", "sha512-"].iter().any(|p| v.starts_with(p)) {
+        return None;
     }
     high_entropy(v).then_some(Rule::HighEntropy)
 }

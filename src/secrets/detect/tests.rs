@@ -66,6 +66,7 @@ fn long_high_entropy_strings_are_secrets_ordinary_long_strings_are_not() {
         "550e8400-e29b-41d4-a716-446655440000",
         "You are a careful reviewer. Check every change twice before answering.",
         "openrouter/meta-llama/llama-3.1-405b-instruct",
+        "sha512-9Xq1zZ8B0K3vR7aTnWm4yL2cE5dH6jP0sU1gF8oQ3iN7bV4xC2kM9lA6eY5rT0uW1zS3hJ8fD2gK4pL6nB0vC7m==",
     ] {
         assert_eq!(check("x", v), None, "{v}");
     }

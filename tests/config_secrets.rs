@@ -413,3 +413,32 @@ async fn rekey_reseals_config_secrets_with_the_new_passphrase() {
     assert_remote_clean(&remote, None);
     assert_no_secret("the CLI output", log.join("\n").as_bytes());
 }
+
+/// Two passphrase machines change the same secret at once: the conflict is settled and kept, and
+/// neither `sync` nor `conflicts` prints either value.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conflict_on_a_secret_never_prints_it() {
+    let t = tempfile::tempdir().unwrap();
+    let remote = Remote::Folder(t.path().join("remote"));
+    let mut log = Vec::new();
+    let a = Machine::new(t.path(), "a", &remote, true);
+    let b = Machine::new(t.path(), "b", &remote, true);
+    a.write("opencode.jsonc", &opencode_jsonc());
+    a.sync(&mut log).await;
+    b.sync(&mut log).await;
+    a.write("opencode.jsonc", &opencode_jsonc().replace(ANT_A, ANT_B2));
+    b.write("opencode.jsonc", &opencode_jsonc().replace(ANT_A, ANT_C));
+    a.sync(&mut log).await;
+    let r = b.sync(&mut log).await;
+    let conflicts = r["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{r}");
+    assert!(conflicts[0]["details"][0].as_str().unwrap().contains("(secret, not shown)"), "{r}");
+    for args in [&["conflicts"][..], &["conflicts", "--json"], &["status"]] {
+        let out = b.run(args, &mut log).await;
+        assert_eq!(out.code, 0, "{}", out.all());
+    }
+    a.sync(&mut log).await;
+    assert_eq!(a.read("opencode.jsonc"), b.read("opencode.jsonc"));
+    assert_remote_clean(&remote, None);
+    assert_no_secret("the CLI output", log.join("\n").as_bytes());
+}

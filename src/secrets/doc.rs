@@ -63,6 +63,9 @@ pub fn replace(syntax: Syntax, text: &str, new: &[(Vec<String>, String)]) -> Res
     match syntax {
         Syntax::Json => {
             let Some(mut v) = parse_json(text)? else { return Ok(text.to_owned()) };
+            if let Some(out) = splice_json(text, new).filter(|out| means(out, &v, new)) {
+                return Ok(out);
+            }
             for (path, s) in new {
                 if let Some(slot) = at_mut(&mut v, path) {
                     *slot = Value::String(s.clone());
@@ -94,6 +97,60 @@ pub fn pointer(path: &[String]) -> String {
 /// A path as people read it (`provider.openai.options.apiKey`).
 pub fn dotted(path: &[String]) -> String {
     path.join(".")
+}
+
+/// `text` with the string literals at the given paths rewritten in place (every other byte kept).
+fn splice_json(text: &str, new: &[(Vec<String>, String)]) -> Option<String> {
+    use jsonc_parser::ast;
+    fn collect<'t>(v: &ast::Value<'_>, path: &mut Vec<String>, new: &'t [(Vec<String>, String)], out: &mut Vec<(usize, usize, &'t str)>) {
+        match v {
+            ast::Value::StringLit(lit) => {
+                if let Some((_, s)) = new.iter().find(|(p, _)| p == path) {
+                    out.push((lit.range.start, lit.range.end, s));
+                }
+            }
+            ast::Value::Array(a) => {
+                for (i, x) in a.elements.iter().enumerate() {
+                    path.push(i.to_string());
+                    collect(x, path, new, out);
+                    path.pop();
+                }
+            }
+            ast::Value::Object(o) => {
+                for prop in &o.properties {
+                    path.push(prop.name.as_str().to_owned());
+                    collect(&prop.value, path, new, out);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    let (bom, body) = match text.strip_prefix('\u{feff}') {
+        Some(rest) => ("\u{feff}", rest),
+        None => ("", text),
+    };
+    let opts = jsonc_parser::ParseOptions { allow_comments: true, allow_loose_object_property_names: false, allow_trailing_commas: true };
+    let parsed = jsonc_parser::parse_to_ast(body, &Default::default(), &opts).ok()?;
+    let mut edits = Vec::new();
+    collect(parsed.value.as_ref()?, &mut Vec::new(), new, &mut edits);
+    edits.sort_by_key(|(start, ..)| std::cmp::Reverse(*start));
+    let mut out = body.to_owned();
+    for (start, end, s) in edits {
+        out.replace_range(start..end, &serde_json::to_string(s).ok()?);
+    }
+    Some(format!("{bom}{out}"))
+}
+
+/// Whether `out` parses to `before` with the replacements made.
+fn means(out: &str, before: &Value, new: &[(Vec<String>, String)]) -> bool {
+    let mut want = before.clone();
+    for (path, s) in new {
+        if let Some(slot) = at_mut(&mut want, path) {
+            *slot = Value::String(s.clone());
+        }
+    }
+    matches!(crate::jsonc::parse(out), Ok(Some(v)) if v == want)
 }
 
 fn parse_json(text: &str) -> Result<Option<Value>, DocError> {
@@ -284,6 +341,13 @@ mod tests {
         assert_eq!(pointer(&s[1].path), "/provider/a/options/x/0");
         let out = replace(Syntax::Json, text, &[(s[0].path.clone(), "NEW".into())]).unwrap();
         assert!(out.contains("// the key") && out.contains("\"NEW\"") && !out.contains("k1"), "{out}");
+    }
+
+    #[test]
+    fn json_replace_keeps_every_other_byte() {
+        let text = "\u{feff}{ \"é\": [\n    \"a\", // why\n    \"ü-key\"\n  ], \"x\": \"keep\\u0041\" }";
+        let out = replace(Syntax::Json, text, &[(p("é.1"), "new \"q\"".into())]).unwrap();
+        assert_eq!(out, text.replace("\"ü-key\"", "\"new \\\"q\\\"\""));
     }
 
     #[test]

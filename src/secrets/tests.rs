@@ -188,3 +188,66 @@ fn conflicts_on_secrets_are_described_without_values() {
     c.redact(KEY, [local.as_bytes(), remote.as_bytes()], &mut other);
     assert_eq!(other.local.as_deref(), Some("\"a\""));
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A config with secrets under secret keys, MCP environments and well-known prefixes, next to
+    /// references and ordinary values; returns the text and its secret values.
+    fn config_strategy() -> impl Strategy<Value = (String, Vec<String>)> {
+        let secret = "S3cr[A-Za-z0-9_]{8,16}";
+        let provider = ("[a-z]{1,8}", secret, prop::bool::ANY, "[a-z/-]{0,12}");
+        let env = ("[A-Z_]{1,10}", secret);
+        (prop::collection::vec(provider, 0..4), prop::collection::vec(env, 0..3), "[A-Za-z0-9]{36}").prop_map(|(providers, envs, ghp)| {
+            let mut secrets = Vec::new();
+            let mut prov = serde_json::Map::new();
+            for (name, key, as_ref, model) in providers {
+                let key_value = if as_ref { "{env:KEY}".to_string() } else { key.clone() };
+                if !as_ref {
+                    secrets.push(key);
+                }
+                prov.insert(name, serde_json::json!({ "options": { "apiKey": key_value, "model": model } }));
+            }
+            let env: serde_json::Map<String, serde_json::Value> = envs
+                .into_iter()
+                .map(|(k, v)| {
+                    secrets.push(v.clone());
+                    (k, v.into())
+                })
+                .collect();
+            secrets.push(format!("ghp_{ghp}"));
+            let v = serde_json::json!({
+                "provider": prov,
+                "mcp": { "s": { "type": "local", "command": ["run", format!("ghp_{ghp}")], "environment": env } },
+            });
+            (format!("// header comment\n{}\n", serde_json::to_string_pretty(&v).unwrap()), secrets)
+        })
+    }
+
+    proptest! {
+        // No failure persistence: regression files would be written outside src/secrets/.
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Sealed: no secret left, opens back byte for byte, re-sealing reuses every ciphertext.
+        /// Held back: no secret left, and the local values survive the way back.
+        #[test]
+        fn seal_and_open_round_trip((plain, secrets) in config_strategy()) {
+            let c = with_pass();
+            let sealed = c.seal(KEY, plain.as_bytes(), None).unwrap();
+            let held = without().seal(KEY, plain.as_bytes(), None).unwrap();
+            for s in &secrets {
+                prop_assert!(!text(&sealed).contains(s.as_str()));
+                prop_assert!(!text(&held).contains(s.as_str()));
+            }
+            prop_assert!(text(&sealed).starts_with("// header comment\n"));
+            let opened = c.open(KEY, &sealed, None).unwrap();
+            prop_assert_eq!(text(&opened), plain.as_str());
+            prop_assert_eq!(&c.seal(KEY, plain.as_bytes(), Some(&sealed)).unwrap(), &sealed);
+            let kept = without().open(KEY, &held, Some(plain.as_bytes())).unwrap();
+            prop_assert_eq!(text(&kept), plain.as_str());
+            let carried = without().open(KEY, &sealed, Some(plain.as_bytes())).unwrap();
+            prop_assert_eq!(text(&carried), plain.as_str());
+        }
+    }
+}

@@ -33,13 +33,14 @@ const MCP_ENV: &str = "acme-org-name";
 const XOXB: &str = "xoxb-1234567890-abcdefghijkl";
 const PAT: &str = "github_pat_11ABCDEFG0123456789_abcdefghijkl";
 const MCP_HEADER: &str = "team-secret-header";
+const CLIENT_SECRET: &str = "oauth-client-secret-value";
 const FM_KEY: &str = "sk-proj-FrontMatterKey0123456789abcd";
 const FM_TOKEN: &str = "fm-token-value-123";
 const FM_TOKEN_A2: &str = "fm-token-changed-by-a";
 const CMD_KEY: &str = "command-front-matter-api-key";
 
 const ALL: &[&str] = &[
-    ANT_A, ANT_B2, ANT_C, MISTRAL_C, ORG, BEARER, XAPI, AIZA, AKIA, PASSWORD, ENTROPY, GHP, GHP_B2, MCP_ENV, XOXB, PAT, MCP_HEADER,
+    ANT_A, ANT_B2, ANT_C, MISTRAL_C, ORG, BEARER, XAPI, AIZA, AKIA, PASSWORD, ENTROPY, GHP, GHP_B2, MCP_ENV, XOXB, PAT, MCP_HEADER, CLIENT_SECRET,
     FM_KEY, FM_TOKEN, FM_TOKEN_A2, CMD_KEY,
 ];
 
@@ -71,7 +72,7 @@ fn opencode_jsonc() -> String {
       "environment": {{ "GITHUB_PERSONAL_ACCESS_TOKEN": "{GHP}", "GITHUB_ORG": "{MCP_ENV}" }}
     }},
     "slack": {{ "type": "local", "command": ["slack-mcp", "--token", "{XOXB}"] }},
-    "remote": {{ "type": "remote", "url": "https://mcp.example.com/mcp", "headers": {{ "Authorization": "Bearer {PAT}", "X-Team": "{MCP_HEADER}" }} }}
+    "remote": {{ "type": "remote", "url": "https://mcp.example.com/mcp", "headers": {{ "Authorization": "Bearer {PAT}", "X-Team": "{MCP_HEADER}" }}, "oauth": {{ "clientId": "oc-client", "clientSecret": "{CLIENT_SECRET}" }} }}
   }}
 }}
 "#
@@ -263,6 +264,7 @@ async fn three_machines(remote: Remote, gh: Option<&FakeGithub>, root: &Path) {
         "mcp.slack.command.2",
         "mcp.remote.headers.Authorization",
         "mcp.remote.headers.X-Team",
+        "mcp.remote.oauth.clientSecret",
     ] {
         assert!(is_sealed(at(&cj, p)), "{p} on C: {}", at(&cj, p));
     }
@@ -270,6 +272,7 @@ async fn three_machines(remote: Remote, gh: Option<&FakeGithub>, root: &Path) {
     assert_eq!(at(&cj, "provider.custom.options.tokenFile"), "{file:~/.custom-token}");
     assert_eq!(at(&cj, "provider.local.options.apiKey"), "ollama-dummy-key-not-secret");
     assert_eq!(at(&cj, "provider.bedrock.options.region"), "eu-west-1");
+    assert_eq!(at(&cj, "mcp.remote.oauth.clientId"), "oc-client");
     let c_text = c.read("opencode.jsonc");
     assert!(c_text.contains("// Providers, keys written inline") && c_text.contains("/* MCP servers */"), "{c_text}");
     assert!(c.read("agent/review.md").contains("  token: oc-sync:sealed:"));

@@ -407,8 +407,12 @@ async fn rekey_reseals_config_secrets_with_the_new_passphrase() {
     let cfg = serde_json::json!({ "machineId": "a", "retryDelayMs": 0, "encryptionKey": NEW, "oldEncryptionKey": PASS, "secretPaths": ["provider.*.options.organization"] });
     a.write("opencode-sync.json", &cfg.to_string());
     let a = Machine { vars: a.vars.into_iter().filter(|(k, _)| k != "OC_SYNC_PASSPHRASE").collect(), ..a };
-    let r = a.run(&["rekey"], &mut log).await;
+    a.write("tui.json", "{ \"theme\": \"opencode\" }");
+    a.sync(&mut log).await;
+    let r = a.run(&["rekey", "--json"], &mut log).await;
     assert_eq!(r.code, 0, "{}", r.all());
+    let v: Value = serde_json::from_str(&r.out).unwrap();
+    assert_eq!(v["pushed"], serde_json::json!(["config/opencode.jsonc"]), "only files with secrets are sent again: {v}");
     let mut b = Machine::new(t.path(), "b", &remote, false);
     b.vars.push(("OC_SYNC_PASSPHRASE".into(), NEW.into()));
     b.sync(&mut log).await;

@@ -73,6 +73,10 @@ pub trait Codec: Sync {
     fn wants_previous(&self, _key: &str, _plaintext: &[u8]) -> bool {
         false
     }
+    /// Whether a passphrase change means sending this item again (`oc-sync rekey`).
+    fn reseals(&self, _key: &str, _plaintext: &[u8]) -> bool {
+        true
+    }
     /// Hides secret values in the description of a merge conflict between `sides` (local, remote).
     fn redact(&self, _key: &str, _sides: [&[u8]; 2], _conflict: &mut merge::Conflict) {}
 }
@@ -543,8 +547,8 @@ impl<'a> Syncer<'a> {
             };
             // After a passphrase change: send sealed items again, encrypted with the current key.
             let action = match (action, l, remote) {
-                (Action::Nothing, Some(_), Some(r))
-                    if opts.reseal && !r.is_tombstone() && self.codec.is_some_and(|c| c.applies_to(key)) =>
+                (Action::Nothing, Some(i), Some(r))
+                    if opts.reseal && !r.is_tombstone() && self.codec.is_some_and(|c| c.applies_to(key) && c.reseals(key, &i.bytes)) =>
                 {
                     Action::Push { deletion: false }
                 }

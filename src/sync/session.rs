@@ -220,6 +220,9 @@ impl Codec for ConfigSecrets {
     fn wants_previous(&self, key: &str, plaintext: &[u8]) -> bool {
         self.find(key, plaintext).is_ok_and(|f| !f.is_empty())
     }
+    fn reseals(&self, key: &str, plaintext: &[u8]) -> bool {
+        self.wants_previous(key, plaintext)
+    }
     fn redact(&self, key: &str, sides: [&[u8]; 2], conflict: &mut crate::merge::Conflict) {
         ConfigSecrets::redact(self, key, sides, conflict)
     }
@@ -267,6 +270,9 @@ impl Codec for Codecs {
     }
     fn wants_previous(&self, key: &str, plaintext: &[u8]) -> bool {
         self.get(key).is_some_and(|c| c.wants_previous(key, plaintext))
+    }
+    fn reseals(&self, key: &str, plaintext: &[u8]) -> bool {
+        self.get(key).is_some_and(|c| c.reseals(key, plaintext))
     }
     fn redact(&self, key: &str, sides: [&[u8]; 2], conflict: &mut crate::merge::Conflict) {
         if let Some(c) = self.get(key) {

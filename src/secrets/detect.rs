@@ -15,9 +15,9 @@
 //!    (`mcp.<name>.environment.*`, `mcp.<name>.headers.*`);
 //! 6. a secret by shape, whatever the key: `sk-ant-…`, `sk-…`, `ghp_` / `gho_` / `ghu_` / `ghs_` /
 //!    `ghr_…`, `github_pat_…`, `xoxb-` / `xoxp-` / `xoxa-` / `xoxs-` / `xoxr-…`, `AKIA` / `ASIA`
-//!    + 16, `AIza` + 35, and long high-entropy strings (32+ characters of a token alphabet with
-//!    letters and digits and at least 4 bits of entropy per character; 40+ for hex), except
-//!    subresource-integrity hashes (`sha512-…`).
+//!    and 16 more, `AIza` and 35 more, and long high-entropy strings (32+ characters of a token
+//!    alphabet with letters and digits and at least 4 bits of entropy per character; 40+ for
+//!    hex), except subresource-integrity hashes (`sha512-…`).
 
 use std::collections::HashMap;
 
@@ -75,7 +75,7 @@ impl Detector {
 
     /// The rule that makes `value` at `path` a secret, if one does.
     pub fn check(&self, path: &[String], value: &str) -> Option<Rule> {
-        let Some(rest) = without_references(value) else { return None };
+        let rest = without_references(value)?;
         if rest.is_empty() || is_placeholder(value) {
             return None;
         }
@@ -151,7 +151,8 @@ fn mcp_place(path: &[String]) -> Option<Rule> {
 }
 
 /// Well-known prefixes: (prefix, fewest characters after it, allowed characters after it).
-const PREFIXES: &[(&str, usize, fn(char) -> bool)] = &[
+type PrefixRule = (&'static str, usize, fn(char) -> bool);
+const PREFIXES: &[PrefixRule] = &[
     ("sk-ant-", 20, token_char),
     ("sk-", 20, token_char),
     ("github_pat_", 20, word_char),
@@ -188,10 +189,11 @@ fn shape(value: &str) -> Option<Rule> {
     let v = value.trim();
     let v = ["Bearer ", "bearer ", "Token ", "token "].iter().fold(v, |v, p| v.strip_prefix(p).unwrap_or(v)).trim();
     for (prefix, min, ok) in PREFIXES {
-        if let Some(rest) = v.strip_prefix(prefix) {
-            if rest.chars().count() >= *min && rest.chars().all(ok) {
-                return Some(Rule::Prefix(prefix));
-            }
+        if let Some(rest) = v.strip_prefix(prefix)
+            && rest.chars().count() >= *min
+            && rest.chars().all(ok)
+        {
+            return Some(Rule::Prefix(prefix));
         }
     }
     // Subresource-integrity hashes (package-lock.json) are random-looking but public.

@@ -19,6 +19,7 @@ pub mod opensync;
 pub mod paths;
 pub mod remote;
 pub mod scheduler;
+pub mod secrets;
 pub mod source;
 pub mod status;
 pub mod sync;

@@ -33,6 +33,9 @@ pub struct StatusReport {
     pub autosync: Option<AutoSyncStatus>,
     /// The GitHub side (null when the remote is not GitHub and this machine never synced with it).
     pub github: Option<GithubStatus>,
+    /// Secret values found in config files (paths, never values) and whether they are sealed
+    /// (a passphrase is set) or held back on this machine.
+    pub config_secrets: ConfigSecretsStatus,
     /// The OpenSync export, when set up (from local files only).
     pub opensync: Option<OpenSyncStatus>,
     /// What the person should do next, if anything.
@@ -61,6 +64,15 @@ pub struct GithubStatus {
     pub token_source: Option<String>,
     /// Whether the facts above were recorded with another token than the current one.
     pub recorded_with_other_token: bool,
+}
+
+/// See [`StatusReport::config_secrets`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigSecretsStatus {
+    /// true: sealed with the passphrase on push; false: held back (the remote gets a marker).
+    pub sealed: bool,
+    pub items: Vec<crate::secrets::ItemSecrets>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -321,6 +333,11 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
             conflicts_waiting.len()
         ));
     }
+    let config_secrets = ConfigSecretsStatus {
+        sealed: cfg.encryption_key.is_some(),
+        items: crate::sync::session::config_secrets_status(paths, &cfg).unwrap_or_default(),
+    };
+    next_steps.extend(config_secrets_steps(&config_secrets));
     StatusReport {
         version: crate::VERSION.to_string(),
         config: config_status,
@@ -352,6 +369,27 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
         autosync: autosync_status(paths),
         github,
         opensync: opensync_status(paths, env),
+        config_secrets,
         next_steps,
     }
+}
+
+/// What to do about config secrets that do not sync.
+fn config_secrets_steps(s: &ConfigSecretsStatus) -> Vec<String> {
+    let count = |f: fn(&crate::secrets::ItemSecrets) -> usize| s.items.iter().map(f).sum::<usize>();
+    let (held, waiting) = (count(|i| i.secrets.len()), count(|i| i.waiting.len()));
+    let mut out = Vec::new();
+    if held > 0 && !s.sealed {
+        out.push(format!(
+            "{held} secret value(s) in config stay on this machine (the remote gets `{}`): set OC_SYNC_PASSPHRASE or encryptionKey (16+ characters, the same on every machine) to sync them encrypted; list values that are not secrets in notSecretPaths",
+            crate::secrets::HELD_BACK
+        ));
+    }
+    if waiting > 0 {
+        out.push(format!(
+            "{waiting} config value(s) are placeholders for secrets kept on another machine (see `secrets`): {}",
+            if s.sealed { "set them here, or sync with the passphrase on the machine that holds them" } else { "set the same passphrase as your other machines, or set the values on this machine" }
+        ));
+    }
+    out
 }

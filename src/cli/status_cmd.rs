@@ -80,6 +80,7 @@ pub fn run(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
     } else {
         writeln!(o, "auto-sync  not seen yet (starts when OpenCode loads the plugin)")?;
     }
+    write_secrets(o, &r.config_secrets)?;
     if r.conflicts_open > 0 {
         writeln!(o, "conflicts  {} open, {} waiting for you", r.conflicts_open, r.conflicts_waiting.len())?;
     }
@@ -99,6 +100,20 @@ pub fn run(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
         }
     }
     Ok(code)
+}
+
+/// The config secrets: paths only, and what happens to them.
+fn write_secrets(o: &mut dyn Write, s: &status::ConfigSecretsStatus) -> std::io::Result<()> {
+    let how = if s.sealed { "encrypted on push" } else { "held back: not uploaded" };
+    for i in &s.items {
+        if !i.secrets.is_empty() {
+            writeln!(o, "secrets    {} ({how}): {}", i.key, i.secrets.join(", "))?;
+        }
+        if !i.waiting.is_empty() {
+            writeln!(o, "secrets    {} (placeholders, value kept on another machine): {}", i.key, i.waiting.join(", "))?;
+        }
+    }
+    Ok(())
 }
 
 /// The GitHub lines: repository and account, last push, rate limit, token (all as of the last sync).

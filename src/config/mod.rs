@@ -139,6 +139,10 @@ pub struct Config {
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     pub credential_files: Vec<String>,
+    /// Extra paths (dotted patterns) of config values that are secrets.
+    pub secret_paths: Vec<String>,
+    /// Paths (dotted patterns) of config values that are never secrets.
+    pub not_secret_paths: Vec<String>,
     /// Sessions updated longer ago than this many days are not synced (0: all).
     pub session_max_age_days: u32,
     /// Only sessions of these projects (ids, names or worktree paths); empty: all.
@@ -183,6 +187,8 @@ impl Default for Config {
             include: Vec::new(),
             exclude: Vec::new(),
             credential_files: Vec::new(),
+            secret_paths: Vec::new(),
+            not_secret_paths: Vec::new(),
             session_max_age_days: 0,
             session_projects: Vec::new(),
             session_max_bytes: 200 << 20,
@@ -614,6 +620,17 @@ fn build(m: &Map<String, Value>, source_of: &dyn Fn(&str) -> Source) -> Result<C
                 "include" => c.include = globs,
                 "exclude" => c.exclude = globs,
                 _ => c.credential_files = globs,
+            }
+        }
+    }
+    for key in ["secretPaths", "notSecretPaths"] {
+        if let Some(paths) = list(key) {
+            if let Some(bad) = paths.iter().find(|p| p.is_empty() || p.split('.').any(str::is_empty)) {
+                issue(&mut issues, key, format!("\"{bad}\" is not a dotted path."), "use paths such as \"provider.*.options.apiKey\" (`*`: any one key, `**`: any keys).");
+            } else if key == "secretPaths" {
+                c.secret_paths = paths;
+            } else {
+                c.not_secret_paths = paths;
             }
         }
     }

@@ -66,8 +66,20 @@ impl Scope {
 /// onto another item or replayed as another version.
 pub trait Codec: Sync {
     fn applies_to(&self, key: &str) -> bool;
-    fn seal(&self, key: &str, clock: &VectorClock, plaintext: &[u8]) -> Result<Vec<u8>, SyncError>;
-    fn open(&self, key: &str, clock: &VectorClock, sealed: &[u8]) -> Result<Vec<u8>, SyncError>;
+    /// `previous`: the remote's current content of the item, when [`Codec::wants_previous`] asked.
+    fn seal(&self, key: &str, clock: &VectorClock, plaintext: &[u8], previous: Option<&[u8]>) -> Result<Vec<u8>, SyncError>;
+    /// `local`: this machine's current content of the item, if it has one.
+    fn open(&self, key: &str, clock: &VectorClock, sealed: &[u8], local: Option<&[u8]>) -> Result<Vec<u8>, SyncError>;
+    /// Whether sealing this plaintext needs the remote's current content (e.g. to reuse ciphertexts).
+    fn wants_previous(&self, _key: &str, _plaintext: &[u8]) -> bool {
+        false
+    }
+    /// Whether a passphrase change means sending this item again (`oc-sync rekey`).
+    fn reseals(&self, _key: &str, _plaintext: &[u8]) -> bool {
+        true
+    }
+    /// Hides secret values in the description of a merge conflict between `sides` (local, remote).
+    fn redact(&self, _key: &str, _sides: [&[u8]; 2], _conflict: &mut merge::Conflict) {}
 }
 
 /// The associated data that binds a sealed item to its key and version.
@@ -549,8 +561,8 @@ impl<'a> Syncer<'a> {
             };
             // After a passphrase change: send sealed items again, encrypted with the current key.
             let action = match (action, l, remote) {
-                (Action::Nothing, Some(_), Some(r))
-                    if opts.reseal && !r.is_tombstone() && self.codec.is_some_and(|c| c.applies_to(key)) =>
+                (Action::Nothing, Some(i), Some(r))
+                    if opts.reseal && !r.is_tombstone() && self.codec.is_some_and(|c| c.applies_to(key) && c.reseals(key, &i.bytes)) =>
                 {
                     Action::Push { deletion: false }
                 }
@@ -585,7 +597,7 @@ impl<'a> Syncer<'a> {
                         clock = clock.join(&r.clock);
                         clock.bump(me);
                     }
-                    let entry = self.push_entry(key, item, clock, &category, &mut plan)?;
+                    let entry = self.push_entry(key, item, clock, &category, remote, &mut plan)?;
                     plan.new_bases.insert(key.to_string(), (base_with(&entry, &item.hash, now), Some(self.local_bytes(item)?)));
                     plan.changes.entries.insert(key.to_string(), entry);
                     plan.report.pushed.push(key.to_string());
@@ -621,7 +633,7 @@ impl<'a> Syncer<'a> {
                             continue;
                         }
                         pulled_bytes += r.size;
-                        let bytes = self.fetch(key, r)?;
+                        let bytes = self.fetch(key, r, l)?;
                         if self.refuses_content(key, r, &bytes, &mut plan)? {
                             continue;
                         }
@@ -643,7 +655,7 @@ impl<'a> Syncer<'a> {
                         continue;
                     }
                     pulled_bytes += r.size;
-                    let remote_bytes = self.fetch(key, r)?;
+                    let remote_bytes = self.fetch(key, r, Some(item))?;
                     if self.refuses_content(key, r, &remote_bytes, &mut plan)? {
                         continue;
                     }
@@ -664,7 +676,7 @@ impl<'a> Syncer<'a> {
                                 bytes,
                                 unread: false,
                             };
-                            let entry = self.push_entry(key, &merged_item, clock, &category, &mut plan)?;
+                            let entry = self.push_entry(key, &merged_item, clock, &category, Some(r), &mut plan)?;
                             if merged_item.hash != item.hash {
                                 plan.remote_hashes.insert(key.to_string(), entry.hash.clone());
                                 plan.writes.push((
@@ -773,22 +785,30 @@ impl<'a> Syncer<'a> {
         }
     }
 
-    /// The remote content of an item, decrypted when it is sealed.
-    fn fetch(&self, key: &str, r: &Entry) -> Result<Vec<u8>, SyncError> {
+    /// The remote content of an item, decrypted when it is sealed (`local`: this machine's item).
+    fn fetch(&self, key: &str, r: &Entry, local: Option<&LocalItem>) -> Result<Vec<u8>, SyncError> {
         let hash = r.hash.as_deref().ok_or_else(|| SyncError::Other("internal: fetch of a tombstone".into()))?;
         let blob = self.remote.blob(hash)?;
         match self.codec {
-            Some(c) if c.applies_to(key) => c.open(key, &r.clock, &blob),
+            Some(c) if c.applies_to(key) => {
+                let local = local.map(|i| self.local_bytes(i)).transpose()?;
+                c.open(key, &r.clock, &blob, local.as_deref())
+            }
             _ => Ok(blob),
         }
     }
 
-    /// The remote entry (and blob) for pushing `item` with `clock`, sealed when the codec applies.
-    fn push_entry(&self, key: &str, item: &LocalItem, clock: VectorClock, category: &str, plan: &mut Plan) -> Result<Entry, SyncError> {
+    /// The remote entry (and blob) for pushing `item` with `clock` over `remote` (the remote's
+    /// current entry), sealed when the codec applies.
+    fn push_entry(&self, key: &str, item: &LocalItem, clock: VectorClock, category: &str, remote: Option<&Entry>, plan: &mut Plan) -> Result<Entry, SyncError> {
         let mut entry = self.entry_for(item, clock, category);
         match self.codec {
             Some(c) if c.applies_to(key) => {
-                let sealed = c.seal(key, &entry.clock, &item.bytes)?;
+                let previous = match remote.and_then(|r| r.hash.as_deref()) {
+                    Some(h) if c.wants_previous(key, &item.bytes) => Some(self.remote.blob(h)?),
+                    _ => None,
+                };
+                let sealed = c.seal(key, &entry.clock, &item.bytes, previous.as_deref())?;
                 let hash = sha256_hex(&sealed);
                 entry.hash = Some(hash.clone());
                 entry.size = sealed.len() as u64;
@@ -916,7 +936,18 @@ impl<'a> Syncer<'a> {
         let merged = merge::merge(common_kind(kind_from_name(&remote.kind), local.kind), base, &local.bytes, remote_bytes, prefer);
         let (result_bytes, details): (Vec<u8>, Vec<String>) = match merged {
             Ok(out) if out.conflicts.is_empty() => return Settled::Result { bytes: out.bytes, conflict: None },
-            Ok(out) => (out.bytes, out.conflicts.iter().map(describe_conflict).collect()),
+            Ok(out) => {
+                let codec = self.codec.filter(|c| c.applies_to(key));
+                let shown = |c: &merge::Conflict| match codec {
+                    Some(codec) => {
+                        let mut c = c.clone();
+                        codec.redact(key, [&local.bytes, remote_bytes], &mut c);
+                        describe_conflict(&c)
+                    }
+                    None => describe_conflict(c),
+                };
+                (out.bytes, out.conflicts.iter().map(shown).collect())
+            }
             Err(e) => {
                 let whole = if prefer == Side::Local { local.bytes.clone() } else { remote_bytes.to_vec() };
                 (whole, vec![format!("cannot merge: {e}; one whole side wins")])

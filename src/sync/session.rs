@@ -22,6 +22,9 @@ use super::overrides::Overrides;
 use super::run::{item_aad, Codec, SyncError, SyncOptions, SyncReport, Syncer};
 use crate::clock::VectorClock;
 use crate::crypto::{Passphrase, Sealer};
+use crate::secrets::detect::Detector;
+use crate::secrets::ConfigSecrets;
+use std::sync::Arc;
 use super::state::{BaseEntry, StateStore};
 
 /// How long a sync waits for another sync on this machine (CLI vs plugin) to finish.
@@ -150,9 +153,23 @@ pub fn credentials_off_reason(config: &Config) -> Option<&'static str> {
     }
 }
 
+/// The sealer of this configuration's passphrase (None without one).
+pub fn passphrase_sealer(config: &Config) -> Result<Option<Arc<Sealer>>, SyncError> {
+    let Some(key) = config.encryption_key.as_ref() else { return Ok(None) };
+    let pass = |s: &crate::config::Secret| Passphrase::new(s.expose()).map_err(|e| SyncError::Crypto(e.to_string()));
+    let current = pass(key)?;
+    let old = config.old_encryption_key.as_ref().map(pass).transpose()?;
+    let mut sealer = Sealer::new(current, old);
+    // Test knob: a lower PBKDF2 count (the envelope records the count used, so any machine opens it).
+    if let Some(n) = std::env::var("OC_SYNC_KDF_ITERATIONS").ok().and_then(|v| v.parse::<u32>().ok()) {
+        sealer = sealer.with_iterations(n.max(crate::crypto::MIN_ITERATIONS));
+    }
+    Ok(Some(Arc::new(sealer)))
+}
+
 /// Seals credential items with the passphrase (AES-256-GCM, key from PBKDF2).
 pub struct CredentialCodec {
-    sealer: Sealer,
+    sealer: Arc<Sealer>,
 }
 
 impl CredentialCodec {
@@ -161,19 +178,7 @@ impl CredentialCodec {
         if credentials_off_reason(config).is_some() {
             return Ok(None);
         }
-        let pass = |s: &crate::config::Secret| Passphrase::new(s.expose()).map_err(|e| SyncError::Crypto(e.to_string()));
-        let current = pass(config.encryption_key.as_ref().expect("checked above"))?;
-        let old = config.old_encryption_key.as_ref().map(pass).transpose()?;
-        let mut sealer = Sealer::new(current, old);
-        // Test knob: a lower PBKDF2 count (the envelope records the count used, so any machine opens it).
-        if let Some(n) = std::env::var("OC_SYNC_KDF_ITERATIONS").ok().and_then(|v| v.parse::<u32>().ok()) {
-            sealer = sealer.with_iterations(n.max(crate::crypto::MIN_ITERATIONS));
-        }
-        Ok(Some(CredentialCodec { sealer }))
-    }
-
-    pub fn with_iterations(self, n: u32) -> Self {
-        CredentialCodec { sealer: self.sealer.with_iterations(n) }
+        Ok(passphrase_sealer(config)?.map(|sealer| CredentialCodec { sealer }))
     }
 }
 
@@ -181,10 +186,10 @@ impl Codec for CredentialCodec {
     fn applies_to(&self, key: &str) -> bool {
         key.starts_with("credentials/")
     }
-    fn seal(&self, key: &str, clock: &VectorClock, plaintext: &[u8]) -> Result<Vec<u8>, SyncError> {
+    fn seal(&self, key: &str, clock: &VectorClock, plaintext: &[u8], _previous: Option<&[u8]>) -> Result<Vec<u8>, SyncError> {
         self.sealer.seal(plaintext, &item_aad(key, clock)).map_err(|e| SyncError::Crypto(format!("cannot encrypt {key}: {e}")))
     }
-    fn open(&self, key: &str, clock: &VectorClock, sealed: &[u8]) -> Result<Vec<u8>, SyncError> {
+    fn open(&self, key: &str, clock: &VectorClock, sealed: &[u8], _local: Option<&[u8]>) -> Result<Vec<u8>, SyncError> {
         self.sealer
             .open(sealed, &item_aad(key, clock))
             .map(|o| o.plaintext)
@@ -194,6 +199,85 @@ impl Codec for CredentialCodec {
                 }
                 e => SyncError::Crypto(format!("{key}: {e}")),
             })
+    }
+}
+
+/// The field-level codec of config items: secret values sealed with the passphrase, or held back.
+pub fn config_secrets(config: &Config, sealer: Option<Arc<Sealer>>) -> ConfigSecrets {
+    ConfigSecrets::new(Detector::new(&config.secret_paths, &config.not_secret_paths), sealer)
+}
+
+impl Codec for ConfigSecrets {
+    fn applies_to(&self, key: &str) -> bool {
+        ConfigSecrets::applies_to(key)
+    }
+    fn seal(&self, key: &str, _clock: &VectorClock, plaintext: &[u8], previous: Option<&[u8]>) -> Result<Vec<u8>, SyncError> {
+        ConfigSecrets::seal(self, key, plaintext, previous).map_err(|e| SyncError::Crypto(e.to_string()))
+    }
+    fn open(&self, key: &str, _clock: &VectorClock, sealed: &[u8], local: Option<&[u8]>) -> Result<Vec<u8>, SyncError> {
+        ConfigSecrets::open(self, key, sealed, local).map_err(|e| SyncError::Crypto(e.to_string()))
+    }
+    fn wants_previous(&self, key: &str, plaintext: &[u8]) -> bool {
+        self.find(key, plaintext).is_ok_and(|f| !f.is_empty())
+    }
+    fn reseals(&self, key: &str, plaintext: &[u8]) -> bool {
+        self.wants_previous(key, plaintext)
+    }
+    fn redact(&self, key: &str, sides: [&[u8]; 2], conflict: &mut crate::merge::Conflict) {
+        ConfigSecrets::redact(self, key, sides, conflict)
+    }
+}
+
+/// Every codec of a sync: each item goes through the first that applies to it.
+pub struct Codecs(Vec<Box<dyn Codec>>);
+
+impl Codecs {
+    /// Credentials (whole items, when they sync) and config secrets (field by field).
+    pub fn for_config(config: &Config) -> Result<Codecs, SyncError> {
+        let sealer = passphrase_sealer(config)?;
+        let mut all: Vec<Box<dyn Codec>> = Vec::new();
+        if credentials_off_reason(config).is_none()
+            && let Some(s) = &sealer
+        {
+            all.push(Box::new(CredentialCodec { sealer: s.clone() }));
+        }
+        if config.sync.config {
+            all.push(Box::new(config_secrets(config, sealer)));
+        }
+        Ok(Codecs(all))
+    }
+
+    fn get(&self, key: &str) -> Option<&dyn Codec> {
+        self.0.iter().find(|c| c.applies_to(key)).map(|c| c.as_ref())
+    }
+}
+
+impl Codec for Codecs {
+    fn applies_to(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+    fn seal(&self, key: &str, clock: &VectorClock, plaintext: &[u8], previous: Option<&[u8]>) -> Result<Vec<u8>, SyncError> {
+        match self.get(key) {
+            Some(c) => c.seal(key, clock, plaintext, previous),
+            None => Ok(plaintext.to_vec()),
+        }
+    }
+    fn open(&self, key: &str, clock: &VectorClock, sealed: &[u8], local: Option<&[u8]>) -> Result<Vec<u8>, SyncError> {
+        match self.get(key) {
+            Some(c) => c.open(key, clock, sealed, local),
+            None => Ok(sealed.to_vec()),
+        }
+    }
+    fn wants_previous(&self, key: &str, plaintext: &[u8]) -> bool {
+        self.get(key).is_some_and(|c| c.wants_previous(key, plaintext))
+    }
+    fn reseals(&self, key: &str, plaintext: &[u8]) -> bool {
+        self.get(key).is_some_and(|c| c.reseals(key, plaintext))
+    }
+    fn redact(&self, key: &str, sides: [&[u8]; 2], conflict: &mut crate::merge::Conflict) {
+        if let Some(c) = self.get(key) {
+            c.redact(key, sides, conflict)
+        }
     }
 }
 
@@ -288,7 +372,7 @@ pub fn sync_observed(
         .filter(|c| c.needs_person)
         .map(|c| c.key)
         .collect();
-    let codec = CredentialCodec::for_config(config)?;
+    let codec = Codecs::for_config(config)?;
     let syncer = Syncer {
         machine: machine.id.clone(),
         config,
@@ -298,7 +382,7 @@ pub fn sync_observed(
         blocked,
         now_ms: super::run::system_now_ms,
         on_local_write,
-        codec: codec.as_ref().map(|c| c as &dyn Codec),
+        codec: Some(&codec as &dyn Codec),
         on_progress,
     };
     let report = syncer.sync(opts)?;
@@ -439,6 +523,20 @@ pub fn pending(paths: &Paths, config: &Config) -> Result<std::collections::BTree
         out.insert(cat, n);
     }
     Ok(out)
+}
+
+/// The secret values of this machine's config files (paths only), for `status`.
+pub fn config_secrets_status(paths: &Paths, config: &Config) -> Result<Vec<crate::secrets::ItemSecrets>, SyncError> {
+    if !config.sync.config {
+        return Ok(Vec::new());
+    }
+    let codec = config_secrets(config, None);
+    let (items, _) = FileSource::config(paths, config)?.read_all()?;
+    Ok(items
+        .iter()
+        .filter(|i| ConfigSecrets::applies_to(&i.meta.key))
+        .filter_map(|i| codec.report(&i.meta.key, &i.bytes))
+        .collect())
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.

@@ -65,7 +65,7 @@ test("loads by bare name from OpenCode's own package cache (install way 1)", asy
 test("npm install in the config dir plus `oc-sync install` (install way 3)", async () => {
   const m = await createMachine("npm-install", { root: tmp.root, modelUrl: fake.url, plugins: [] })
   const cfg = path.join(m.dirs.config, "opencode")
-  await npmInstallPacked(tarballs, { cwd: cfg, run: m.run })
+  await npmInstallPacked(tarballs, { cwd: cfg, registry: true, run: m.run })
   const install = await m.run(path.join(cfg, "node_modules", ".bin", "oc-sync"), ["install"], { cwd: cfg })
   assert.equal(install.code, 0, install.stderr)
   assert.match(install.stdout, /add "oc-sync" to "plugin"/)

@@ -2,6 +2,8 @@
 // package and this platform's package with the native module built by scripts/setup.sh); they are
 // installed with npm (offline, never the work tree) on machines with a clean HOME, the ways the
 // README documents, and the real OpenCode 1.18.33 loads oc-sync from each and syncs between them.
+// The machines that sync together all use the bare name "oc-sync" (opencode.json is synced, so a
+// file:// URL on one machine would reach the others); opencode.e2e.test.mjs loads a file:// URL.
 import { test, before, after } from "node:test"
 import assert from "node:assert/strict"
 import { execFileSync } from "node:child_process"
@@ -19,7 +21,7 @@ import {
   DEFAULT_TEXT,
 } from "./harness/index.mjs"
 
-const HANG_MS = 30000 // a healthy run takes 3-8 s; this only catches hangs
+const HANG_MS = 60000 // a healthy run takes 3-8 s (much more on a loaded machine); this only catches hangs
 const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, "package.json"), "utf8"))
 const PLATFORMS = ["linux-x64-gnu", "linux-arm64-gnu", "darwin-x64", "darwin-arm64", "win32-x64-msvc"]
 
@@ -92,7 +94,7 @@ function readConfig(m, rel) {
   return fs.existsSync(p) ? fs.readFileSync(p, "utf8") : null
 }
 
-test("installed from the tarballs three ways on clean machines, OpenCode loads oc-sync and syncs between them", async () => {
+test("installed from the tarballs on clean machines (npm -g, OpenCode's cache, npm in the config dir), OpenCode loads oc-sync and syncs between them", async () => {
   const remote = path.join(tmp.root, "remote")
 
   // A, the Quick start: `npm install -g oc-sync && oc-sync install`, npm's prefix inside A's HOME.
@@ -113,11 +115,11 @@ test("installed from the tarballs three ways on clean machines, OpenCode loads o
   fs.mkdirSync(cache, { recursive: true })
   await npmInstallPacked(packed.tarballs, { cwd: cache, run: b.run })
 
-  // C, way 2: a file:// URL to a folder where the tarballs were installed.
-  const cDir = path.join(tmp.root, "c-folder")
-  fs.mkdirSync(cDir)
-  await npmInstallPacked(packed.tarballs, { cwd: cDir })
-  const c = await machine("c-file-url", remote, [`file://${path.join(cDir, "node_modules", "oc-sync")}`])
+  // C, way 3 in OpenCode's config dir: `npm install oc-sync && npx oc-sync install`.
+  const c = await machine("c-config-dir", remote, [])
+  await npmInstallPacked(packed.tarballs, { cwd: c.opencodeDirs.config, registry: true, run: c.run })
+  const registered = await c.run(path.join(c.opencodeDirs.config, "node_modules", ".bin", "oc-sync"), ["install"])
+  assert.equal(registered.code, 0, registered.stderr)
 
   a.writeConfigFile("agents/review.md", "# Reviewer\nfrom A\n")
   await runOpencode(a)

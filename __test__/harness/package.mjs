@@ -28,11 +28,13 @@ export function packTarballs(out) {
 /**
  * `npm install --offline` of the tarballs in `cwd`, or with `global: true` into the npm prefix `prefix`.
  * Nothing comes from the registry: the tarballs, and npm's cache (filled by `npm ci`) for anything
- * else the folder needs. `run` runs a command (default: spawnCollect; pass a machine's `run` to
+ * else the folder needs. OpenCode's config dir also names @opencode-ai/plugin, whose registry
+ * metadata `npm ci` does not cache: there pass `registry: true` (--prefer-offline; the registry only
+ * answers for that and for the other platforms' packages, which npm skips). `run` runs a command (default: spawnCollect; pass a machine's `run` to
  * install with that machine's HOME). Fails the test when npm fails.
  */
-export async function npmInstallPacked(tarballs, { cwd, global = false, prefix, run = defaultRun } = {}) {
-  const args = ["install", "--offline", "--no-audit", "--no-fund", ...(global ? ["--global"] : []), ...tarballs]
+export async function npmInstallPacked(tarballs, { cwd, global = false, prefix, registry = false, run = defaultRun } = {}) {
+  const args = ["install", registry ? "--prefer-offline" : "--offline", "--no-audit", "--no-fund", ...(global ? ["--global"] : []), ...tarballs]
   const env = {
     npm_config_cache: process.env.npm_config_cache ?? path.join(os.homedir(), ".npm"),
     npm_config_update_notifier: "false",

@@ -4,12 +4,13 @@
 # The floor is GLIBC_FLOOR (default 2.17, what scripts/setup.sh builds against with zig); the check
 # reads the versioned symbols the module imports (`objdump -T`), so it needs binutils.
 set -euo pipefail
+files=()
+for f in "$@"; do files+=("$(cd "$(dirname "$f")" 2>/dev/null && pwd)/$(basename "$f")"); done
 cd "$(dirname "$0")/.."
 
 floor="${GLIBC_FLOOR:-2.17}"
 command -v objdump >/dev/null || { echo "check-glibc: objdump not found; install binutils (apt-get install binutils)" >&2; exit 1; }
 
-files=("$@")
 if [ ${#files[@]} -eq 0 ]; then
   shopt -s nullglob
   files=(./*.linux-*-gnu*.node)

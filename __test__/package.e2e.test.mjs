@@ -18,6 +18,7 @@ import {
   npmInstallPacked,
   platformPackageName,
   repoRoot,
+  spawnCollect,
   DEFAULT_TEXT,
 } from "./harness/index.mjs"
 
@@ -144,4 +145,14 @@ test("without the platform package the launcher says what is missing and what to
   assert.equal(r.stdout, "")
   assert.match(r.stderr, new RegExp(`cannot load the native module for ${process.platform}-${process.arch}`))
   assert.match(r.stderr, /Reinstall with `npm install oc-sync` \(with optional dependencies enabled\)/)
+})
+
+test("the glibc check passes the built module at its floor and fails, naming the symbols, below it", async () => {
+  const module = path.join(repoRoot, `oc-sync.${platformPackageName().slice("oc-sync-".length)}.node`)
+  const ok = await spawnCollect("bash", [path.join(repoRoot, "scripts", "check-glibc.sh"), module], { env: { ...process.env, GLIBC_FLOOR: "2.17" } })
+  assert.equal(ok.code, 0, ok.stderr)
+  assert.match(ok.stdout, /needs glibc 2\.17 at most \(floor 2\.17\): ok/)
+  const low = await spawnCollect("bash", [path.join(repoRoot, "scripts", "check-glibc.sh"), module], { env: { ...process.env, GLIBC_FLOOR: "2.16" } })
+  assert.equal(low.code, 1)
+  assert.match(low.stderr, /needs glibc 2\.17, above the floor 2\.16; these symbols are too new:\n  GLIBC_2\.17 \S+/)
 })

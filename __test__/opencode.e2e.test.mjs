@@ -6,20 +6,20 @@ import assert from "node:assert/strict"
 import fs from "node:fs"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
-import { startFakeModel, createMachine, makeTempRoot, resolveOpencodeBin, packPlugin, DEFAULT_TEXT } from "./harness/index.mjs"
+import { startFakeModel, createMachine, makeTempRoot, resolveOpencodeBin, packPlugin, npmInstallPacked, DEFAULT_TEXT } from "./harness/index.mjs"
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const version = JSON.parse(fs.readFileSync(path.join(repo, "package.json"), "utf8")).version
 const HANG_MS = 30000 // a healthy run takes 3-5 s; this only catches hangs
 const LOADED = `oc-sync ${version} plugin loaded`
 
-let tmp, fake, tarball, unpacked
+let tmp, fake, tarballs, unpacked
 
 before(async () => {
   resolveOpencodeBin() // fails (never skips) when OpenCode is missing
   tmp = makeTempRoot("oc-sync-e2e-")
   fake = await startFakeModel()
-  ;({ tarball, dir: unpacked } = await packPlugin(tmp.root))
+  ;({ tarballs, dir: unpacked } = await packPlugin(tmp.root))
 })
 
 after(async () => {
@@ -54,18 +54,18 @@ test("loads from a file:// URL (install way 2)", async () => {
 
 test("loads by bare name from OpenCode's own package cache (install way 1)", async () => {
   const m = await createMachine("bare-name", { root: tmp.root, modelUrl: fake.url, plugins: ["oc-sync"] })
-  // What OpenCode's own install of "oc-sync" leaves behind (it downloads nothing when this exists).
-  const dest = path.join(m.dirs.cache, "opencode", "packages", "oc-sync@latest", "node_modules", "oc-sync")
-  fs.mkdirSync(path.dirname(dest), { recursive: true })
-  fs.cpSync(unpacked, dest, { recursive: true })
+  // What OpenCode's own install of "oc-sync" leaves behind (it downloads nothing when this exists):
+  // the package with its optional platform package, installed from the tarballs.
+  const cacheDir = path.join(m.dirs.cache, "opencode", "packages", "oc-sync@latest")
+  fs.mkdirSync(cacheDir, { recursive: true })
+  await npmInstallPacked(tarballs, { cwd: cacheDir, run: m.run })
   await runWithPlugin(m)
 })
 
 test("npm install in the config dir plus `oc-sync install` (install way 3)", async () => {
   const m = await createMachine("npm-install", { root: tmp.root, modelUrl: fake.url, plugins: [] })
   const cfg = path.join(m.dirs.config, "opencode")
-  const npm = await m.run("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", tarball], { cwd: cfg, timeoutMs: 180000, env: { npm_config_cache: process.env.npm_config_cache ?? path.join(process.env.HOME ?? "/root", ".npm") } })
-  assert.equal(npm.code, 0, npm.stderr)
+  await npmInstallPacked(tarballs, { cwd: cfg, registry: true, run: m.run })
   const install = await m.run(path.join(cfg, "node_modules", ".bin", "oc-sync"), ["install"], { cwd: cfg })
   assert.equal(install.code, 0, install.stderr)
   assert.match(install.stdout, /add "oc-sync" to "plugin"/)

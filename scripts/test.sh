@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 
 [ -n "$(ls ./*.node 2>/dev/null)" ] || { echo "test: the native addon is not built; run: bash scripts/setup.sh" >&2; exit 1; }
 
+echo "==> native module: glibc floor; release workflow: actionlint"
+if [ "$(uname -s)" = Linux ]; then bash scripts/check-glibc.sh; fi
+[ -x .tools/py/bin/actionlint ] || { echo "test: actionlint is not installed; run: bash scripts/setup.sh" >&2; exit 1; }
+.tools/py/bin/actionlint -no-color .github/workflows/*.yml
+
 echo "==> cargo test"
 cargo test --workspace --locked
 

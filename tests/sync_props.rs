@@ -628,3 +628,77 @@ fn history_lines_from_both_sides_are_kept_and_dry_run_changes_nothing() {
         }
     }
 }
+
+// ---------------------------------------------------------------- crashes and lost answers
+
+/// A folder remote whose next commit lands but whose answer is lost (`lose_next`), or that fails
+/// before committing (`fail_next`).
+struct Faulty {
+    inner: LocalRemote,
+    lose_next: std::sync::atomic::AtomicBool,
+    fail_next: std::sync::atomic::AtomicBool,
+}
+
+impl Faulty {
+    fn new(inner: LocalRemote) -> Faulty {
+        Faulty { inner, lose_next: false.into(), fail_next: false.into() }
+    }
+}
+
+impl Remote for Faulty {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn head(&self) -> Result<Option<oc_sync::remote::Version>, oc_sync::remote::RemoteError> {
+        self.inner.head()
+    }
+    fn manifest(&self, at: &oc_sync::remote::Version) -> Result<oc_sync::remote::Manifest, oc_sync::remote::RemoteError> {
+        self.inner.manifest(at)
+    }
+    fn blob(&self, hash: &str) -> Result<Vec<u8>, oc_sync::remote::RemoteError> {
+        self.inner.blob(hash)
+    }
+    fn commit(
+        &self,
+        expected: Option<&oc_sync::remote::Version>,
+        changes: oc_sync::remote::Changes,
+    ) -> Result<oc_sync::remote::CommitOutcome, oc_sync::remote::RemoteError> {
+        let lost = || oc_sync::remote::RemoteError::io("test fault", std::io::Error::other("the answer was lost"));
+        if self.fail_next.swap(false, Ordering::SeqCst) {
+            return Err(lost());
+        }
+        let out = self.inner.commit(expected, changes)?;
+        if self.lose_next.swap(false, Ordering::SeqCst) {
+            return Err(lost());
+        }
+        Ok(out)
+    }
+}
+
+/// The loss from issue #12: B edits, A edits and merges, the answer to A's commit is lost (the
+/// commit landed), A edits again and syncs: A's second edit must survive everywhere.
+#[test]
+fn an_edit_after_a_lost_commit_answer_survives() {
+    let cfg = config(ConflictStrategy::AutoMerge);
+    let w = World::new(2);
+    let remote = Faulty::new(LocalRemote::open(w._remote_dir.path().join("remote")).unwrap());
+    let (a, b) = (&w.machines[0], &w.machines[1]);
+    a.set_key("seed", Value::from("s"));
+    sync(a, &remote, &cfg);
+    sync(b, &remote, &cfg);
+    b.set_key("b1", Value::from("B"));
+    sync(b, &remote, &cfg);
+    a.set_key("a1", Value::from("A"));
+    remote.lose_next.store(true, Ordering::SeqCst);
+    assert!(sync_with(a, &remote, &cfg, BTreeSet::new(), &SyncOptions::default()).is_err(), "the lost answer fails the sync");
+    a.set_key("a2", Value::from("A2"));
+    sync(a, &remote, &cfg);
+    sync(b, &remote, &cfg);
+    sync(a, &remote, &cfg);
+    for m in [a, b] {
+        let j = m.json();
+        for (k, v) in [("seed", "s"), ("b1", "B"), ("a1", "A"), ("a2", "A2")] {
+            assert_eq!(get(&j, k), Some(v), "{k} on {}: {j:?}", m.id);
+        }
+    }
+}

@@ -145,6 +145,11 @@ pub trait Source {
     fn write(&self, key: &str, bytes: &[u8]) -> Result<(), SourceError>;
     /// Removes the item; succeeds when it is already absent.
     fn delete(&self, key: &str) -> Result<(), SourceError>;
+    /// Removes oc-sync's temp files an interrupted write left among the items (see
+    /// [`crate::fsutil::remove_stale_temps`]); returns how many. Called under the sync lock.
+    fn remove_stale_temps(&self) -> usize {
+        0
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

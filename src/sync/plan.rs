@@ -106,8 +106,11 @@ pub fn decide(local: &Local, base: Option<&Versioned>, remote: Option<&Versioned
                 Action::Nothing
             }
         }
-        ClockOrder::Before => Action::Pull { deletion: remote_hash.is_none() },
-        ClockOrder::Concurrent => match (local_hash, remote_hash) {
+        ClockOrder::Before if !local_changed => Action::Pull { deletion: remote_hash.is_none() },
+        // A local change is an event the remote cannot have seen (equal content was handled
+        // above): a remote that looks newer only means this machine's base is stale (a commit of
+        // its own landed unanswered). Never a pull over the change: merge it.
+        ClockOrder::Before | ClockOrder::Concurrent => match (local_hash, remote_hash) {
             (Some(_), Some(_)) => Action::Merge,
             (Some(_), None) => Action::EditWinsOverDeletion { keep_local: true },
             (None, Some(_)) => Action::EditWinsOverDeletion { keep_local: false },

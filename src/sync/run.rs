@@ -16,6 +16,8 @@ use crate::merge::{self, MergeKind, Side};
 use crate::remote::{sha256_hex, Changes, CommitOutcome, Entry, Manifest, Remote, RemoteError, Version};
 use crate::source::{Category, Source, SourceError};
 
+use super::fault;
+use super::intent::{Intent, IntentItem, IntentStore, INTENT_FORMAT};
 use super::plan::{decide, Action, Local, Versioned};
 use super::state::{BaseEntry, StateError, StateStore, SyncState};
 
@@ -155,6 +157,8 @@ pub enum SyncError {
     TooManyRetries(u32),
     #[error("{0}")]
     Crypto(String),
+    #[error(transparent)]
+    Fault(#[from] fault::Injected),
     #[error("{0}")]
     Other(String),
 }
@@ -277,7 +281,7 @@ pub fn kind_from_name(name: &str) -> MergeKind {
 }
 
 impl<'a> Syncer<'a> {
-    fn source_for(&self, key: &str) -> Option<&(dyn Source + 'a)> {
+    pub(crate) fn source_for(&self, key: &str) -> Option<&(dyn Source + 'a)> {
         let cat = Category::of_key(key)?;
         self.sources.iter().find(|s| s.category() == cat).map(|s| s.as_ref())
     }
@@ -285,6 +289,9 @@ impl<'a> Syncer<'a> {
     /// Runs one sync: rounds of at most [`ROUND_BYTES`] each until nothing is left, each round
     /// one commit (retrying lost races).
     pub fn sync(&self, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
+        if !opts.dry_run {
+            self.remove_stale_temps();
+        }
         let mut total: Option<SyncReport> = None;
         for round in 1..=MAX_ROUNDS {
             let (report, more) = self.sync_round(opts)?;
@@ -328,6 +335,10 @@ impl<'a> Syncer<'a> {
                 None => Manifest::default(),
             };
             let mut state = self.state.load_for(&self.remote.describe())?;
+            if !opts.dry_run {
+                // A commit of an earlier attempt may have landed unanswered: settle that first.
+                self.settle_intent(&manifest, &mut state)?;
+            }
             let mut plan = self.plan(&manifest, &state, opts)?;
             plan.report.attempts = attempt;
             plan.report.remote = self.remote.describe();
@@ -338,9 +349,14 @@ impl<'a> Syncer<'a> {
             let version = if plan.changes.entries.is_empty() && plan.changes.removed.is_empty() {
                 head.clone()
             } else {
+                self.record_intent(head.as_ref(), &plan)?;
+                fault::step(fault::BEFORE_COMMIT)?;
                 let changes = std::mem::take(&mut plan.changes);
                 match self.remote.commit(head.as_ref(), changes)? {
-                    CommitOutcome::Committed(v) => Some(v),
+                    CommitOutcome::Committed(v) => {
+                        fault::step(fault::AFTER_COMMIT)?;
+                        Some(v)
+                    }
                     CommitOutcome::Conflict { .. } => {
                         if attempt >= max_attempts {
                             return Err(SyncError::TooManyRetries(attempt));
@@ -366,7 +382,9 @@ impl<'a> Syncer<'a> {
             }
             state.version = version.as_ref().map(|v: &Version| v.0.clone());
             state.last_sync_ms = Some((self.now_ms)());
+            fault::step(fault::BEFORE_STATE_SAVE)?;
             self.state.save(&state)?;
+            IntentStore::new(&self.state).clear()?;
             self.state.prune_bases(&state);
             plan.report.version = state.version.clone();
             return Ok((plan.report, plan.more));
@@ -661,6 +679,45 @@ impl<'a> Syncer<'a> {
         Ok(plan)
     }
 
+    /// Journals what this attempt is about to commit (see [`super::intent`]), durably, with
+    /// the content of every base it implies already in the base store.
+    fn record_intent(&self, expected: Option<&Version>, plan: &Plan) -> Result<(), SyncError> {
+        let pending: BTreeMap<&str, &Option<String>> = plan
+            .writes
+            .iter()
+            .filter_map(|(w, exp)| match w {
+                LocalWrite::Write { key, .. } => Some((key.as_str(), exp)),
+                LocalWrite::Delete { .. } => None,
+            })
+            .collect();
+        let mut items = BTreeMap::new();
+        for key in plan.changes.entries.keys() {
+            let Some((base, bytes)) = plan.new_bases.get(key) else { continue };
+            if let Some(b) = bytes {
+                self.state.put_base(b)?;
+            }
+            let write_over = pending.get(key.as_str()).map(|e| (*e).clone());
+            items.insert(key.clone(), IntentItem { base: base.clone(), write_over });
+        }
+        let intent = Intent {
+            format: INTENT_FORMAT,
+            remote: self.remote.describe(),
+            expected: expected.map(|v| v.0.clone()),
+            items,
+            removed: plan.changes.removed.clone(),
+        };
+        IntentStore::new(&self.state).save(&intent)?;
+        Ok(())
+    }
+
+    /// Removes temp files an interrupted write left behind (callers hold the sync lock).
+    fn remove_stale_temps(&self) {
+        let n = self.sources.iter().map(|s| s.remove_stale_temps()).sum::<usize>() + self.state.remove_stale_temps();
+        if n > 0 {
+            tracing::info!("removed {n} temp files left by an interrupted write");
+        }
+    }
+
     fn entry_for(&self, item: &LocalItem, clock: VectorClock, category: &str) -> Entry {
         Entry {
             clock,
@@ -769,6 +826,7 @@ impl<'a> Syncer<'a> {
             match result {
                 Ok(()) => {
                     written.insert(key);
+                    fault::step(fault::LOCAL_WRITE)?;
                 }
                 // An item this machine must not write (outside the synced set, behind a symlink, too
                 // large): refuse it, keep syncing the rest, and leave its base alone.

@@ -277,6 +277,11 @@ impl OpencodeDb {
             }
         }
         let out = f(&tx)?; // dropping `tx` on error rolls back
+        crate::sync::fault::step(crate::sync::fault::DB_IMPORT).map_err(|e| DbError::Sqlite {
+            path: self.path.clone(),
+            context: e.to_string(),
+            source: rusqlite::Error::ExecuteReturnedResults,
+        })?;
         tx.commit().map_err(self.sql("committing"))?;
         Ok(out)
     }

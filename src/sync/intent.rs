@@ -1,0 +1,193 @@
+//! The commit journal: what a sync is about to commit, written durably before the
+//! compare-and-swap, so a sync that dies after its commit landed (killed, or the answer to the
+//! final ref update lost) does not leave this machine with a stale memory of the remote.
+//!
+//! The intent (`<oc-sync state dir>/sync/intent.json`, temp file + fsync + rename) holds the
+//! remote and the head the commit expects, and for every item in the commit the base it implies
+//! (the committed clock and the local content hash; the content itself is put in the base store
+//! first) and, for merged items, the local write still to do (with the local hash it replaces).
+//!
+//! The next attempt, before planning anything, settles it against the remote's manifest: the
+//! commit landed when the remote holds, for an item, a clock equal to or descending from the one
+//! committed, and that clock carried a counter of this machine that its sync state has not seen
+//! (only this machine makes those, and only in this commit). Landed: the bases are adopted and
+//! the pending local writes done where the local item is still what the commit expected (an item
+//! edited since keeps its old base, so the next sync merges the edit). Not landed: discarded.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::ClockOrder;
+use crate::fsutil;
+use crate::remote::{Manifest, sha256_hex};
+
+use super::run::{SyncError, Syncer};
+use super::state::{BaseEntry, StateError, StateStore, SyncState};
+
+pub const INTENT_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub format: u32,
+    /// The remote's description (an intent for another remote is dropped).
+    pub remote: String,
+    /// The head the compare-and-swap expects (None: an empty remote).
+    pub expected: Option<String>,
+    pub items: BTreeMap<String, IntentItem>,
+    /// Expired tombstones the commit drops (their bases go with them).
+    #[serde(default)]
+    pub removed: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentItem {
+    /// The base the commit implies: the committed clock, the local content hash (in the base store).
+    pub base: BaseEntry,
+    /// A local write still to do once the commit is in (merged items): the local content hash it
+    /// replaces (None: the item is absent locally). The content is `base.hash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_over: Option<Option<String>>,
+}
+
+/// How a pending intent was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The commit landed: bases adopted, this many local writes finished, this many items left
+    /// for a merge (edited since).
+    Adopted { written: usize, left: usize },
+    /// The commit did not land: dropped.
+    Discarded,
+}
+
+/// Where the intent lives: next to the sync state.
+#[derive(Debug, Clone)]
+pub struct IntentStore {
+    path: PathBuf,
+}
+
+impl IntentStore {
+    pub fn new(state: &StateStore) -> Self {
+        IntentStore { path: state.dir().join("intent.json") }
+    }
+
+    pub fn load(&self) -> Result<Option<Intent>, StateError> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StateError::Io { what: "read", path: self.path.clone(), source }),
+        };
+        match serde_json::from_slice::<Intent>(&bytes) {
+            Ok(i) if i.format == INTENT_FORMAT => Ok(Some(i)),
+            // A torn or foreign journal cannot be trusted: the plan's own rules still never pull over
+            // a local edit, so dropping it loses nothing.
+            _ => {
+                tracing::warn!("ignoring the unreadable commit journal {}", self.path.display());
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes the intent durably (temp file, fsync, rename, fsync of the folder).
+    pub fn save(&self, intent: &Intent) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(intent).expect("intent serialises");
+        fsutil::write_private(&self.path, &bytes).map_err(|source| StateError::Io { what: "write", path: self.path.clone(), source })
+    }
+
+    pub fn clear(&self) -> Result<(), StateError> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StateError::Io { what: "remove", path: self.path.clone(), source }),
+        }
+    }
+}
+
+/// Whether the commit of `intent` is in the remote whose manifest is `manifest`.
+pub fn landed(intent: &Intent, manifest: &Manifest, state: &SyncState) -> bool {
+    intent.items.iter().any(|(key, item)| {
+        let fresh = state.items.get(key).is_none_or(|b| matches!(item.base.clock.compare(&b.clock), ClockOrder::After | ClockOrder::Concurrent));
+        fresh
+            && manifest
+                .entries
+                .get(key)
+                .is_some_and(|r| matches!(r.clock.compare(&item.base.clock), ClockOrder::Equal | ClockOrder::After))
+    })
+}
+
+impl Syncer<'_> {
+    /// Settles a pending intent (see the module docs) against the remote's current manifest;
+    /// `state` is updated and saved when the commit landed. None: there was no intent.
+    pub(crate) fn settle_intent(&self, manifest: &Manifest, state: &mut SyncState) -> Result<Option<Settled>, SyncError> {
+        let store = IntentStore::new(&self.state);
+        let Some(intent) = store.load()? else { return Ok(None) };
+        if intent.remote != self.remote.describe() || !landed(&intent, manifest, state) {
+            tracing::info!("the last sync's commit did not reach the remote; nothing to adopt");
+            store.clear()?;
+            return Ok(Some(Settled::Discarded));
+        }
+        let (mut written, mut left) = (0, 0);
+        for (key, item) in &intent.items {
+            if state.items.get(key) == Some(&item.base) {
+                continue; // already adopted (the state was saved before the journal was cleared)
+            }
+            match &item.write_over {
+                None => {}
+                Some(expected) => match self.finish_write(key, &item.base, expected.as_deref())? {
+                    true => written += 1,
+                    false => {
+                        left += 1;
+                        continue;
+                    }
+                },
+            }
+            state.items.insert(key.clone(), item.base.clone());
+        }
+        for key in &intent.removed {
+            state.items.remove(key);
+        }
+        self.state.save(state)?;
+        store.clear()?;
+        tracing::info!("the last sync's commit had reached the remote: adopted it ({written} local writes finished, {left} left to merge)");
+        Ok(Some(Settled::Adopted { written, left }))
+    }
+
+    /// Writes the merged content of `key` (kept as base `base.hash`) if the local item is still
+    /// `expected` (or already the merged content). False: left alone (edited since, unreadable).
+    fn finish_write(&self, key: &str, base: &BaseEntry, expected: Option<&str>) -> Result<bool, SyncError> {
+        let Some(src) = self.source_for(key) else { return Ok(false) };
+        let Some(target) = base.hash.as_deref() else { return Ok(false) };
+        let now = match src.read(key) {
+            Ok(item) => item.map(|i| sha256_hex(&i.bytes)),
+            Err(e) => {
+                tracing::warn!("cannot finish the write of {key}: {e}; the next sync merges it");
+                return Ok(false);
+            }
+        };
+        if now.as_deref() == Some(target) {
+            return Ok(true);
+        }
+        if now.as_deref() != expected {
+            return Ok(false); // edited since: the plan merges it with the old base
+        }
+        let Some(bytes) = self.state.base(target) else { return Ok(false) };
+        if let Some(f) = self.on_local_write {
+            f(key, false);
+        }
+        let result = src.write(key, &bytes);
+        if let Some(f) = self.on_local_write {
+            f(key, true);
+        }
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                tracing::warn!("cannot finish the write of {key}: {e}; the next sync merges it");
+                Ok(false)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -702,3 +702,94 @@ fn an_edit_after_a_lost_commit_answer_survives() {
         }
     }
 }
+
+/// Every way one sync can be cut off: a lost answer to the commit (it landed), and a failure at
+/// each named step of the driver (as if the process died there).
+const FAULTS: &[&str] = &["lost-answer", "before-commit", "ref-update", "after-commit", "local-write", "before-state-save"];
+
+/// Runs `m`'s sync with `fault` injected; Err is expected (unless the step was not reached).
+fn faulty_sync(m: &Machine, remote: &Faulty, cfg: &Config, opts: &SyncOptions, fault: &str) -> Result<SyncReport, SyncError> {
+    let step: &'static str = FAULTS.iter().find(|f| **f == fault).copied().expect("a known fault");
+    let _hook = if step == "lost-answer" {
+        remote.lose_next.store(true, Ordering::SeqCst);
+        None
+    } else {
+        Some(oc_sync::sync::fault::inject(move |s| s == step))
+    };
+    let r = sync_with(m, remote, cfg, BTreeSet::new(), opts);
+    remote.lose_next.store(false, Ordering::SeqCst);
+    r
+}
+
+/// The fault matrix for files on the folder remote: A's sync that merges B's edits (keys, a
+/// history line, an agent file it must write locally) fails at each step; A then edits again.
+/// After everybody syncs, every edit is on every machine.
+#[test]
+fn every_edit_survives_a_sync_cut_off_at_any_step() {
+    let cfg = config(ConflictStrategy::AutoMerge);
+    let opts = SyncOptions::default();
+    let mut lost = Vec::new();
+    for fault in FAULTS {
+        let w = World::new(2);
+        let remote = Faulty::new(LocalRemote::open(w._remote_dir.path().join("remote")).unwrap());
+        let (a, b) = (&w.machines[0], &w.machines[1]);
+        a.set_key("seed", Value::from("s"));
+        a.append_line(HIST, "{\"text\":\"seed\"}");
+        a.write("config/agents/x.md", b"# x\none\ntwo\nthree\n");
+        a.write("config/agents/y.md", b"# y\n");
+        sync(a, &remote, &cfg);
+        sync(b, &remote, &cfg);
+        b.set_key("b1", Value::from("B"));
+        b.append_line(HIST, "{\"text\":\"b\"}");
+        b.write("config/agents/x.md", b"# x\nONE by b\ntwo\nthree\n");
+        sync(b, &remote, &cfg);
+        a.set_key("a1", Value::from("A"));
+        a.append_line(HIST, "{\"text\":\"a1\"}");
+        a.write("config/agents/y.md", b"# y\ntried\n");
+        let r = faulty_sync(a, &remote, &cfg, &opts, fault);
+        assert!(r.is_err(), "{fault}: the sync should have been cut off: {r:?}");
+        // Edits after the failure, on both machines.
+        a.set_key("a2", Value::from("A2"));
+        a.append_line(HIST, "{\"text\":\"a2\"}");
+        let mut x = String::from_utf8(a.read("config/agents/x.md").unwrap()).unwrap();
+        x = x.replace("three", "THREE by a");
+        a.write("config/agents/x.md", x.as_bytes());
+        a.write("config/agents/y.md", b"# y\n"); // and thought better of it
+        b.set_key("b2", Value::from("B2"));
+        for m in [a, b, a, b] {
+            sync(m, &remote, &cfg);
+        }
+        for m in [a, b] {
+            let j = m.json();
+            for (k, v) in [("seed", "s"), ("b1", "B"), ("a1", "A"), ("a2", "A2"), ("b2", "B2")] {
+                if get(&j, k) != Some(v) {
+                    lost.push(format!("{fault}: key {k} on {}", m.id));
+                }
+            }
+            let lines = m.lines(HIST);
+            for t in ["seed", "b", "a1", "a2"] {
+                let l = format!("{{\"text\":\"{t}\"}}");
+                if lines.iter().filter(|x| **x == l).count() != 1 {
+                    lost.push(format!("{fault}: history line {t} on {}", m.id));
+                }
+            }
+            let agent = String::from_utf8(m.read("config/agents/x.md").unwrap()).unwrap();
+            for edit in ["ONE by b", "THREE by a"] {
+                if !agent.contains(edit) {
+                    lost.push(format!("{fault}: agent line {edit:?} on {}", m.id));
+                }
+            }
+        }
+        if m_read(a, "config/agents/y.md") != "# y\n" || m_read(b, "config/agents/y.md") != "# y\n" {
+            lost.push(format!("{fault}: the revert of y.md"));
+        }
+        if a.files() != b.files() {
+            lost.push(format!("{fault}: the machines hold different files"));
+        }
+    }
+    assert!(lost.is_empty(), "{} edits lost over {} faults:\n{}", lost.len(), FAULTS.len(), lost.join("\n"));
+}
+
+fn m_read(m: &Machine, key: &str) -> String {
+    String::from_utf8(m.read(key).unwrap_or_default()).unwrap()
+}

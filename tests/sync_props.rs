@@ -139,14 +139,14 @@ fn changed(r: &SyncReport) -> bool {
 }
 
 /// The current remote bytes of `key` (None: absent or tombstone).
-fn remote_bytes(remote: &LocalRemote, key: &str) -> Option<Vec<u8>> {
+fn remote_bytes(remote: &dyn Remote, key: &str) -> Option<Vec<u8>> {
     let head = remote.head().unwrap()?;
     let m = remote.manifest(&head).unwrap();
     let e = m.entries.get(key)?;
     e.hash.as_deref().map(|h| remote.blob(h).unwrap())
 }
 
-fn remote_json(remote: &LocalRemote) -> Map<String, Value> {
+fn remote_json(remote: &dyn Remote) -> Map<String, Value> {
     match serde_json::from_slice(&remote_bytes(remote, OC).expect("remote has opencode.json")).unwrap() {
         Value::Object(m) => m,
         _ => panic!("not an object"),
@@ -155,14 +155,14 @@ fn remote_json(remote: &LocalRemote) -> Map<String, Value> {
 
 struct World {
     _remote_dir: tempfile::TempDir,
-    remote: LocalRemote,
+    remote: Faulty,
     machines: Vec<Machine>,
 }
 
 impl World {
     fn new(n: usize) -> World {
         let remote_dir = tempfile::tempdir().unwrap();
-        let remote = LocalRemote::open(remote_dir.path().join("remote")).unwrap();
+        let remote = Faulty::new(LocalRemote::open(remote_dir.path().join("remote")).unwrap());
         let machines = (0..n).map(|i| Machine::new(&format!("m{}", i + 1))).collect();
         World { _remote_dir: remote_dir, remote, machines }
     }
@@ -195,6 +195,8 @@ enum Op {
     AgentWrite { m: usize, name: usize, line: usize },
     AgentDelete { m: usize, name: usize },
     Sync { m: usize },
+    /// A sync cut off by `FAULTS[fault]` (a lost answer, or a failure at a step).
+    FaultySync { m: usize, fault: usize },
 }
 
 fn op_strategy(n: usize) -> impl Strategy<Value = Op> {
@@ -205,6 +207,7 @@ fn op_strategy(n: usize) -> impl Strategy<Value = Op> {
         2 => (0..n, 0..AGENTS.len(), 0..4usize).prop_map(|(m, name, line)| Op::AgentWrite { m, name, line }),
         1 => (0..n, 0..AGENTS.len()).prop_map(|(m, name)| Op::AgentDelete { m, name }),
         4 => (0..n).prop_map(|m| Op::Sync { m }),
+        2 => (0..n, 0..FAULTS.len()).prop_map(|(m, fault)| Op::FaultySync { m, fault }),
     ]
 }
 
@@ -213,6 +216,7 @@ fn scenario() -> impl Strategy<Value = (usize, Vec<Op>)> {
 }
 
 static CASES: AtomicUsize = AtomicUsize::new(0);
+static FAULTS_INJECTED: AtomicUsize = AtomicUsize::new(0);
 const PROP_CASES: u32 = 96;
 
 fn run_scenario(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {
@@ -271,6 +275,12 @@ fn run_scenario(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {
                 // (d): with auto-merge nothing errors.
                 sync_with(&w.machines[m], &w.remote, &cfg, BTreeSet::new(), &opts)
                     .map_err(|e| TestCaseError::fail(format!("sync of {} failed: {e}", w.machines[m].id)))?;
+            }
+            Op::FaultySync { m, fault } => {
+                // Fails, or succeeds when the step is not reached (nothing to commit or write).
+                if faulty_sync(&w.machines[m], &w.remote, &cfg, &opts, FAULTS[fault]).is_err() {
+                    FAULTS_INJECTED.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -332,7 +342,9 @@ fn random_edits_and_syncs_converge_without_losing_anything() {
     if let Err(e) = runner.run(&scenario(), |(n, ops)| run_scenario(n, &ops)) {
         panic!("{e}");
     }
-    assert!(CASES.load(Ordering::Relaxed) - before >= cases as usize);
+    let ran = CASES.load(Ordering::Relaxed) - before;
+    assert!(ran >= cases as usize);
+    eprintln!("{ran} cases, {} syncs cut off by a fault", FAULTS_INJECTED.load(Ordering::Relaxed));
 }
 
 // ---------------------------------------------------------------- strategies
@@ -681,20 +693,20 @@ impl Remote for Faulty {
 fn an_edit_after_a_lost_commit_answer_survives() {
     let cfg = config(ConflictStrategy::AutoMerge);
     let w = World::new(2);
-    let remote = Faulty::new(LocalRemote::open(w._remote_dir.path().join("remote")).unwrap());
+    let remote = &w.remote;
     let (a, b) = (&w.machines[0], &w.machines[1]);
     a.set_key("seed", Value::from("s"));
-    sync(a, &remote, &cfg);
-    sync(b, &remote, &cfg);
+    sync(a, remote, &cfg);
+    sync(b, remote, &cfg);
     b.set_key("b1", Value::from("B"));
-    sync(b, &remote, &cfg);
+    sync(b, remote, &cfg);
     a.set_key("a1", Value::from("A"));
     remote.lose_next.store(true, Ordering::SeqCst);
-    assert!(sync_with(a, &remote, &cfg, BTreeSet::new(), &SyncOptions::default()).is_err(), "the lost answer fails the sync");
+    assert!(sync_with(a, remote, &cfg, BTreeSet::new(), &SyncOptions::default()).is_err(), "the lost answer fails the sync");
     a.set_key("a2", Value::from("A2"));
-    sync(a, &remote, &cfg);
-    sync(b, &remote, &cfg);
-    sync(a, &remote, &cfg);
+    sync(a, remote, &cfg);
+    sync(b, remote, &cfg);
+    sync(a, remote, &cfg);
     for m in [a, b] {
         let j = m.json();
         for (k, v) in [("seed", "s"), ("b1", "B"), ("a1", "A"), ("a2", "A2")] {
@@ -731,22 +743,22 @@ fn every_edit_survives_a_sync_cut_off_at_any_step() {
     let mut lost = Vec::new();
     for fault in FAULTS {
         let w = World::new(2);
-        let remote = Faulty::new(LocalRemote::open(w._remote_dir.path().join("remote")).unwrap());
+        let remote = &w.remote;
         let (a, b) = (&w.machines[0], &w.machines[1]);
         a.set_key("seed", Value::from("s"));
         a.append_line(HIST, "{\"text\":\"seed\"}");
         a.write("config/agents/x.md", b"# x\none\ntwo\nthree\n");
         a.write("config/agents/y.md", b"# y\n");
-        sync(a, &remote, &cfg);
-        sync(b, &remote, &cfg);
+        sync(a, remote, &cfg);
+        sync(b, remote, &cfg);
         b.set_key("b1", Value::from("B"));
         b.append_line(HIST, "{\"text\":\"b\"}");
         b.write("config/agents/x.md", b"# x\nONE by b\ntwo\nthree\n");
-        sync(b, &remote, &cfg);
+        sync(b, remote, &cfg);
         a.set_key("a1", Value::from("A"));
         a.append_line(HIST, "{\"text\":\"a1\"}");
         a.write("config/agents/y.md", b"# y\ntried\n");
-        let r = faulty_sync(a, &remote, &cfg, &opts, fault);
+        let r = faulty_sync(a, remote, &cfg, &opts, fault);
         assert!(r.is_err(), "{fault}: the sync should have been cut off: {r:?}");
         // Edits after the failure, on both machines.
         a.set_key("a2", Value::from("A2"));
@@ -757,7 +769,7 @@ fn every_edit_survives_a_sync_cut_off_at_any_step() {
         a.write("config/agents/y.md", b"# y\n"); // and thought better of it
         b.set_key("b2", Value::from("B2"));
         for m in [a, b, a, b] {
-            sync(m, &remote, &cfg);
+            sync(m, remote, &cfg);
         }
         for m in [a, b] {
             let j = m.json();

@@ -134,7 +134,7 @@ impl Syncer<'_> {
             }
             match &item.write_over {
                 None => {}
-                Some(expected) => match self.finish_write(key, &item.base, expected.as_deref())? {
+                Some(expected) => match self.finish_write(key, &item.base, expected.as_deref(), state.items.get(key))? {
                     true => written += 1,
                     false => {
                         left += 1;
@@ -155,7 +155,7 @@ impl Syncer<'_> {
 
     /// Writes the merged content of `key` (kept as base `base.hash`) if the local item is still
     /// `expected` (or already the merged content). False: left alone (edited since, unreadable).
-    fn finish_write(&self, key: &str, base: &BaseEntry, expected: Option<&str>) -> Result<bool, SyncError> {
+    fn finish_write(&self, key: &str, base: &BaseEntry, expected: Option<&str>, old: Option<&BaseEntry>) -> Result<bool, SyncError> {
         let Some(src) = self.source_for(key) else { return Ok(false) };
         let Some(target) = base.hash.as_deref() else { return Ok(false) };
         let now = match src.read(key) {
@@ -175,7 +175,8 @@ impl Syncer<'_> {
         if let Some(f) = self.on_local_write {
             f(key, false);
         }
-        let result = src.write(key, &bytes);
+        let old_bytes = old.and_then(|b| b.hash.as_deref()).and_then(|h| self.state.base(h));
+        let result = src.write_over(key, &bytes, old_bytes.as_deref());
         if let Some(f) = self.on_local_write {
             f(key, true);
         }

@@ -817,7 +817,10 @@ impl<'a> Syncer<'a> {
                 f(&key, false);
             }
             let result = match write {
-                LocalWrite::Write { key, bytes } => src.write(&key, &bytes),
+                LocalWrite::Write { key, bytes } => {
+                    let base = state.items.get(&key).and_then(|b| b.hash.as_deref()).and_then(|h| self.state.base(h));
+                    src.write_over(&key, &bytes, base.as_deref())
+                }
                 LocalWrite::Delete { key } => src.delete(&key),
             };
             if let Some(f) = self.on_local_write {

@@ -805,3 +805,26 @@ fn every_edit_survives_a_sync_cut_off_at_any_step() {
 fn m_read(m: &Machine, key: &str) -> String {
     String::from_utf8(m.read(key).unwrap_or_default()).unwrap()
 }
+
+/// Found by the property test: a sync cut off after it pulled a file but before it saved its
+/// state; the machine then edits another key of that file. The pulled content is not a local
+/// edit: the other machine's newer value of the pulled key must win.
+#[test]
+fn a_pull_cut_off_before_the_state_save_is_not_mistaken_for_a_local_edit() {
+    let cfg = config(ConflictStrategy::AutoMerge);
+    let opts = SyncOptions::default();
+    let w = World::new(2);
+    let (a, b) = (&w.machines[0], &w.machines[1]);
+    a.set_key("seed", Value::from("s"));
+    w.settle(&cfg, &opts).unwrap();
+    b.set_key("k", Value::from("first"));
+    sync(b, &w.remote, &cfg);
+    b.set_key("k", Value::from("second"));
+    assert!(faulty_sync(a, &w.remote, &cfg, &opts, "local-write").is_err());
+    a.set_key("mine", Value::from("A"));
+    w.settle(&cfg, &opts).unwrap();
+    for m in [a, b] {
+        let j = m.json();
+        assert_eq!((get(&j, "k"), get(&j, "mine")), (Some("second"), Some("A")), "{}: {j:?}", m.id);
+    }
+}

@@ -1,20 +1,24 @@
-//! The commit journal: what a sync is about to commit, written durably before the
-//! compare-and-swap, so a sync that dies after its commit landed (killed, or the answer to the
-//! final ref update lost) does not leave this machine with a stale memory of the remote.
+//! The commit journal: what a sync is about to commit and write locally, written durably before
+//! the compare-and-swap, so a sync that dies after its commit landed (killed, or the answer to
+//! the final ref update lost) or in the middle of its local writes does not leave this machine
+//! with a stale memory of the remote.
 //!
 //! The intent (`<oc-sync state dir>/sync/intent.json`, temp file + fsync + rename) holds the
-//! remote and the head the commit expects, and for every item in the commit the base it implies
-//! (the committed clock and the local content hash; the content itself is put in the base store
-//! first) and, for merged items, the local write still to do (with the local hash it replaces).
+//! remote and the head the commit expects, and for every item committed or written locally the
+//! base it implies (clock and local content hash; the content itself is put in the base store
+//! first) and the local write still to do (with the local hash it replaces). Each local write,
+//! once done, is appended to `intent-applied.log` (one key per line).
 //!
 //! The next attempt, before planning anything, settles it against the remote's manifest: the
-//! commit landed when the remote holds, for an item, a clock equal to or descending from the one
-//! committed, and that clock carried a counter of this machine that its sync state has not seen
-//! (only this machine makes those, and only in this commit). Landed: the bases are adopted and
-//! the pending local writes done where the local item is still what the commit expected (an item
-//! edited since keeps its old base, so the next sync merges the edit). Not landed: discarded.
+//! commit landed when the remote holds, for a committed item, a clock equal to or descending from
+//! the one committed, and that clock carried a counter of this machine that its sync state has
+//! not seen (only this machine makes those, and only in this commit). Landed (or nothing to
+//! commit): an item takes its new base when its write is logged as done or the local item already
+//! holds the new content; a merged item whose local item is still what the commit expected gets
+//! its write now; any other item (edited before its write happened) keeps its old base, so the
+//! next sync merges the edit. Not landed: discarded (no local write happens before the commit).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -49,6 +53,9 @@ pub struct IntentItem {
     /// replaces (None: the item is absent locally). The content is `base.hash`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_over: Option<Option<String>>,
+    /// Part of the commit (else only a local write of remote content: a pull).
+    #[serde(default)]
+    pub committed: bool,
 }
 
 /// How a pending intent was settled.
@@ -72,6 +79,24 @@ impl IntentStore {
         IntentStore { path: state.dir().join("intent.json") }
     }
 
+    fn log_path(&self) -> PathBuf {
+        self.path.with_file_name("intent-applied.log")
+    }
+
+    /// Notes that the local write of `key` is done (appended; survives the process being killed).
+    pub fn log_applied(&self, key: &str) -> Result<(), StateError> {
+        use std::io::Write;
+        let path = self.log_path();
+        let io = |source| StateError::Io { what: "write", path: path.clone(), source };
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io)?;
+        f.write_all(format!("{key}\n").as_bytes()).map_err(io)
+    }
+
+    /// The keys whose local writes are logged as done.
+    fn applied(&self) -> BTreeSet<String> {
+        std::fs::read_to_string(self.log_path()).map(|s| s.lines().map(str::to_owned).collect()).unwrap_or_default()
+    }
+
     pub fn load(&self) -> Result<Option<Intent>, StateError> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
@@ -91,22 +116,37 @@ impl IntentStore {
 
     /// Writes the intent durably (temp file, fsync, rename, fsync of the folder).
     pub fn save(&self, intent: &Intent) -> Result<(), StateError> {
+        self.clear_log()?;
         let bytes = serde_json::to_vec(intent).expect("intent serialises");
         fsutil::write_private(&self.path, &bytes).map_err(|source| StateError::Io { what: "write", path: self.path.clone(), source })
     }
 
     pub fn clear(&self) -> Result<(), StateError> {
-        match std::fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StateError::Io { what: "remove", path: self.path.clone(), source }),
-        }
+        self.clear_log()?;
+        remove(&self.path)
+    }
+
+    fn clear_log(&self) -> Result<(), StateError> {
+        remove(&self.log_path())
+    }
+}
+
+fn remove(path: &std::path::Path) -> Result<(), StateError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StateError::Io { what: "remove", path: path.to_path_buf(), source }),
     }
 }
 
 /// Whether the commit of `intent` is in the remote whose manifest is `manifest`.
+/// An intent that commits nothing (only local writes of remote content) counts as landed.
 pub fn landed(intent: &Intent, manifest: &Manifest, state: &SyncState) -> bool {
-    intent.items.iter().any(|(key, item)| {
+    let mut committed = intent.items.iter().filter(|(_, i)| i.committed).peekable();
+    if committed.peek().is_none() {
+        return true;
+    }
+    committed.any(|(key, item)| {
         let fresh = state.items.get(key).is_none_or(|b| matches!(item.base.clock.compare(&b.clock), ClockOrder::After | ClockOrder::Concurrent));
         fresh
             && manifest
@@ -127,20 +167,22 @@ impl Syncer<'_> {
             store.clear()?;
             return Ok(Some(Settled::Discarded));
         }
+        let applied = store.applied();
         let (mut written, mut left) = (0, 0);
         for (key, item) in &intent.items {
             if state.items.get(key) == Some(&item.base) {
                 continue; // already adopted (the state was saved before the journal was cleared)
             }
-            match &item.write_over {
-                None => {}
-                Some(expected) => match self.finish_write(key, &item.base, expected.as_deref(), state.items.get(key))? {
+            if let Some(expected) = &item.write_over
+                && !applied.contains(key)
+            {
+                match self.finish_write(key, item, expected.as_deref(), state.items.get(key))? {
                     true => written += 1,
                     false => {
                         left += 1;
                         continue;
                     }
-                },
+                }
             }
             state.items.insert(key.clone(), item.base.clone());
         }
@@ -153,11 +195,12 @@ impl Syncer<'_> {
         Ok(Some(Settled::Adopted { written, left }))
     }
 
-    /// Writes the merged content of `key` (kept as base `base.hash`) if the local item is still
-    /// `expected` (or already the merged content). False: left alone (edited since, unreadable).
-    fn finish_write(&self, key: &str, base: &BaseEntry, expected: Option<&str>, old: Option<&BaseEntry>) -> Result<bool, SyncError> {
+    /// Whether the local item of `key` holds the intent's content: already (true), or written now
+    /// (a merge whose local item is still `expected`; pulls are left to the plan). False: left
+    /// alone (edited before the write happened, unreadable).
+    fn finish_write(&self, key: &str, item: &IntentItem, expected: Option<&str>, old: Option<&BaseEntry>) -> Result<bool, SyncError> {
         let Some(src) = self.source_for(key) else { return Ok(false) };
-        let Some(target) = base.hash.as_deref() else { return Ok(false) };
+        let target = item.base.hash.as_deref();
         let now = match src.read(key) {
             Ok(item) => item.map(|i| sha256_hex(&i.bytes)),
             Err(e) => {
@@ -165,13 +208,13 @@ impl Syncer<'_> {
                 return Ok(false);
             }
         };
-        if now.as_deref() == Some(target) {
+        if now.as_deref() == target {
             return Ok(true);
         }
-        if now.as_deref() != expected {
-            return Ok(false); // edited since: the plan merges it with the old base
+        if !item.committed || now.as_deref() != expected {
+            return Ok(false); // a pull (planned again), or edited since: merged with the old base
         }
-        let Some(bytes) = self.state.base(target) else { return Ok(false) };
+        let Some(bytes) = target.and_then(|t| self.state.base(t)) else { return Ok(false) };
         if let Some(f) = self.on_local_write {
             f(key, false);
         }

@@ -346,10 +346,13 @@ impl<'a> Syncer<'a> {
                 plan.report.version = head.map(|v| v.0);
                 return Ok((plan.report, plan.more));
             }
-            let version = if plan.changes.entries.is_empty() && plan.changes.removed.is_empty() {
+            let committing = !(plan.changes.entries.is_empty() && plan.changes.removed.is_empty());
+            if committing || !plan.writes.is_empty() {
+                self.record_intent(head.as_ref(), &plan)?;
+            }
+            let version = if !committing {
                 head.clone()
             } else {
-                self.record_intent(head.as_ref(), &plan)?;
                 fault::step(fault::BEFORE_COMMIT)?;
                 let changes = std::mem::take(&mut plan.changes);
                 match self.remote.commit(head.as_ref(), changes)? {
@@ -679,25 +682,25 @@ impl<'a> Syncer<'a> {
         Ok(plan)
     }
 
-    /// Journals what this attempt is about to commit (see [`super::intent`]), durably, with
-    /// the content of every base it implies already in the base store.
+    /// Journals what this attempt is about to commit and write locally (see [`super::intent`]),
+    /// durably, with the content of every base it implies already in the base store.
     fn record_intent(&self, expected: Option<&Version>, plan: &Plan) -> Result<(), SyncError> {
         let pending: BTreeMap<&str, &Option<String>> = plan
             .writes
             .iter()
-            .filter_map(|(w, exp)| match w {
-                LocalWrite::Write { key, .. } => Some((key.as_str(), exp)),
-                LocalWrite::Delete { .. } => None,
+            .map(|(w, exp)| match w {
+                LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => (key.as_str(), exp),
             })
             .collect();
         let mut items = BTreeMap::new();
-        for key in plan.changes.entries.keys() {
+        for key in plan.changes.entries.keys().map(String::as_str).chain(pending.keys().copied()) {
             let Some((base, bytes)) = plan.new_bases.get(key) else { continue };
             if let Some(b) = bytes {
                 self.state.put_base(b)?;
             }
-            let write_over = pending.get(key.as_str()).map(|e| (*e).clone());
-            items.insert(key.clone(), IntentItem { base: base.clone(), write_over });
+            let write_over = pending.get(key).map(|e| (*e).clone());
+            let committed = plan.changes.entries.contains_key(key);
+            items.insert(key.to_string(), IntentItem { base: base.clone(), write_over, committed });
         }
         let intent = Intent {
             format: INTENT_FORMAT,
@@ -793,6 +796,7 @@ impl<'a> Syncer<'a> {
             LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => category_rank(key),
         });
         let mut refused = BTreeSet::new();
+        let journal = IntentStore::new(&self.state);
         for (write, expected) in plan.writes.drain(..) {
             let key = match &write {
                 LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => key.clone(),
@@ -816,18 +820,19 @@ impl<'a> Syncer<'a> {
             if let Some(f) = self.on_local_write {
                 f(&key, false);
             }
-            let result = match write {
+            let result = match &write {
                 LocalWrite::Write { key, bytes } => {
-                    let base = state.items.get(&key).and_then(|b| b.hash.as_deref()).and_then(|h| self.state.base(h));
-                    src.write_over(&key, &bytes, base.as_deref())
+                    let base = state.items.get(key).and_then(|b| b.hash.as_deref()).and_then(|h| self.state.base(h));
+                    src.write_over(key, bytes, base.as_deref())
                 }
-                LocalWrite::Delete { key } => src.delete(&key),
+                LocalWrite::Delete { key } => src.delete(key),
             };
             if let Some(f) = self.on_local_write {
                 f(&key, true);
             }
             match result {
                 Ok(()) => {
+                    journal.log_applied(&key)?;
                     written.insert(key);
                     fault::step(fault::LOCAL_WRITE)?;
                 }

@@ -25,7 +25,7 @@ fn intent(c: &VectorClock) -> Intent {
         format: INTENT_FORMAT,
         remote: "r".into(),
         expected: None,
-        items: [("config/a.json".to_string(), IntentItem { base: base(c), write_over: None })].into(),
+        items: [("config/a.json".to_string(), IntentItem { base: base(c), write_over: None, committed: true })].into(),
         removed: vec![],
     }
 }

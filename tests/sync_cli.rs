@@ -352,3 +352,77 @@ fn exit_codes_for_resolve() {
     assert_eq!(a.run(&["sync"]).0, 0);
     assert_eq!(a.run(&["conflicts", "--json"]).0, 0);
 }
+
+impl Machine {
+    /// Runs `oc-sync sync` made to stop at `step` (OC_SYNC_TEST_PAUSE_AT) and kills it there
+    /// with SIGKILL. Panics if the process never reaches the step.
+    fn kill_sync_at(&self, step: &str) {
+        let mark = self.home.join("paused");
+        let _ = std::fs::remove_file(&mark);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_oc-sync"))
+            .args(["sync"])
+            .env_clear()
+            .env("HOME", &self.home)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("OC_SYNC_REMOTE", &self.remote)
+            .env("OC_SYNC_TEST_PAUSE_AT", step)
+            .env("OC_SYNC_TEST_PAUSE_MARK", &mark)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start oc-sync");
+        let started = std::time::Instant::now();
+        while !mark.exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("oc-sync finished ({status}) without reaching step {step}");
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "oc-sync never reached step {step}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+}
+
+/// Issue #12 with a real `kill -9`: a's sync (merging b's edits, writing locally) is killed at
+/// every step; a then edits again (and a temp file of an interrupted write is lying around).
+/// Every edit ends up on both machines; the next sync removes the stale temp file.
+#[test]
+fn every_edit_survives_a_kill_9_at_any_step() {
+    for step in ["before-commit", "ref-update", "after-commit", "local-write", "before-state-save"] {
+        let (_shared, ms) = world(2, serde_json::json!({}));
+        let (a, b) = (&ms[0], &ms[1]);
+        a.write_cfg("opencode.json", "{ \"seed\": \"s\" }\n");
+        a.write_state("prompt-history.jsonl", "{\"input\":\"seed\"}\n");
+        a.sync();
+        b.sync();
+        b.set_key("b1", "B");
+        b.write_state("prompt-history.jsonl", "{\"input\":\"seed\"}\n{\"input\":\"b\"}\n");
+        b.sync();
+        a.set_key("a1", "A");
+        a.write_state("prompt-history.jsonl", "{\"input\":\"seed\"}\n{\"input\":\"a1\"}\n");
+        a.kill_sync_at(step);
+        a.set_key("a2", "A2");
+        let hist = a.read_state("prompt-history.jsonl").unwrap();
+        a.write_state("prompt-history.jsonl", &format!("{hist}{{\"input\":\"a2\"}}\n"));
+        let tmp = a.cfg_dir().join(".opencode.json.oc-sync-tmp-0123456789ab");
+        std::fs::write(&tmp, "half written").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options().write(true).open(&tmp).unwrap().set_modified(old).unwrap();
+        for m in [a, b, a, b] {
+            m.sync();
+        }
+        assert!(!tmp.exists(), "{step}: the stale temp file is removed");
+        for m in [a, b] {
+            let j = m.json("opencode.json");
+            for (k, v) in [("seed", "s"), ("b1", "B"), ("a1", "A"), ("a2", "A2")] {
+                assert_eq!(j[k], v, "{step}: {k}: {j}");
+            }
+            let h = m.read_state("prompt-history.jsonl").unwrap();
+            for line in ["seed", "b", "a1", "a2"] {
+                assert_eq!(h.matches(&format!("{{\"input\":\"{line}\"}}")).count(), 1, "{step}: history line {line}: {h}");
+            }
+        }
+        assert_eq!(a.synced_files(), b.synced_files(), "{step}");
+    }
+}

@@ -220,7 +220,10 @@ static FAULTS_INJECTED: AtomicUsize = AtomicUsize::new(0);
 const PROP_CASES: u32 = 96;
 
 fn run_scenario(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {
-    CASES.fetch_add(1, Ordering::Relaxed);
+    let n_case = CASES.fetch_add(1, Ordering::Relaxed) + 1;
+    if n_case % 100 == 0 {
+        eprintln!("{n_case} cases, {} syncs cut off so far", FAULTS_INJECTED.load(Ordering::Relaxed));
+    }
     let cfg = config(ConflictStrategy::AutoMerge);
     // Random ops may delete most agent files; the deletion guard is tested separately.
     let opts = SyncOptions { allow_deletions: true, ..Default::default() };
@@ -826,5 +829,30 @@ fn a_pull_cut_off_before_the_state_save_is_not_mistaken_for_a_local_edit() {
     for m in [a, b] {
         let j = m.json();
         assert_eq!((get(&j, "k"), get(&j, "mine")), (Some("second"), Some("A")), "{}: {j:?}", m.id);
+    }
+}
+
+/// Found by the property test: a's merge lands unanswered; a edits the key it had merged before
+/// the merge was written locally, b edits another key. a's newest value wins over the value its
+/// own landed merge carried.
+#[test]
+fn an_edit_of_a_merged_key_after_a_lost_answer_keeps_the_newest_value() {
+    let cfg = config(ConflictStrategy::AutoMerge);
+    let opts = SyncOptions::default();
+    let w = World::new(2);
+    let (a, b) = (&w.machines[0], &w.machines[1]);
+    a.set_key("seed", Value::from("s"));
+    w.settle(&cfg, &opts).unwrap();
+    a.set_key("x", Value::from("a-old"));
+    b.set_key("y", Value::from("b-1"));
+    sync(b, &w.remote, &cfg);
+    assert!(faulty_sync(a, &w.remote, &cfg, &opts, "lost-answer").is_err());
+    a.set_key("x", Value::from("a-new"));
+    b.set_key("y", Value::from("b-2"));
+    sync(b, &w.remote, &cfg);
+    w.settle(&cfg, &opts).unwrap();
+    for m in [a, b] {
+        let j = m.json();
+        assert_eq!((get(&j, "x"), get(&j, "y")), (Some("a-new"), Some("b-2")), "{}: {j:?}", m.id);
     }
 }

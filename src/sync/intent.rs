@@ -15,8 +15,10 @@
 //! not seen (only this machine makes those, and only in this commit). Landed (or nothing to
 //! commit): an item takes its new base when its write is logged as done or the local item already
 //! holds the new content; a merged item whose local item is still what the commit expected gets
-//! its write now; any other item (edited before its write happened) keeps its old base, so the
-//! next sync merges the edit. Not landed: discarded (no local write happens before the commit).
+//! its write now; a merged item edited before its write happened takes as base the local side
+//! the commit merged (with its old clock), so the next sync merges just the edit; a pull not
+//! written keeps its old base (planned again). Not landed: discarded (no local write happens
+//! before the commit).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -180,6 +182,9 @@ impl Syncer<'_> {
                     true => written += 1,
                     false => {
                         left += 1;
+                        if let Some(b) = self.merged_side_base(item, expected.as_deref(), state.items.get(key)) {
+                            state.items.insert(key.clone(), b);
+                        }
                         continue;
                     }
                 }
@@ -193,6 +198,15 @@ impl Syncer<'_> {
         store.clear()?;
         tracing::info!("the last sync's commit had reached the remote: adopted it ({written} local writes finished, {left} left to merge)");
         Ok(Some(Settled::Adopted { written, left }))
+    }
+
+    /// For a merged item edited before its merge was written here: the base for merging that
+    /// edit. The commit already holds the local side it merged (`expected`), so that content,
+    /// with the old base's clock, is the base: the next sync merges only what changed since.
+    fn merged_side_base(&self, item: &IntentItem, expected: Option<&str>, old: Option<&BaseEntry>) -> Option<BaseEntry> {
+        let hash = expected.filter(|h| item.committed && self.state.base(h).is_some())?;
+        let clock = old.map(|b| b.clock.clone()).unwrap_or_default();
+        Some(BaseEntry { clock, hash: Some(hash.to_string()), fingerprint: None, ..item.base.clone() })
     }
 
     /// Whether the local item of `key` holds the intent's content: already (true), or written now

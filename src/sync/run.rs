@@ -641,6 +641,11 @@ impl<'a> Syncer<'a> {
                     }
                     pulled_bytes += r.size;
                     let remote_bytes = self.fetch(key, r)?;
+                    if !opts.dry_run {
+                        // The merge's local side: the base of a later merge if this sync is cut
+                        // off before its local write (see super::intent).
+                        self.state.put_base(&item.bytes)?;
+                    }
                     let base_bytes = base.and_then(|b| b.hash.as_deref()).and_then(|h| self.state.base(h));
                     let settled = self.settle(key, item, r, &remote_bytes, base_bytes.as_deref(), local_clock());
                     match settled {

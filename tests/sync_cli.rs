@@ -426,3 +426,72 @@ fn every_edit_survives_a_kill_9_at_any_step() {
         assert_eq!(a.synced_files(), b.synced_files(), "{step}");
     }
 }
+
+impl Machine {
+    fn db_path(&self) -> PathBuf {
+        self.home.join(".local/share/opencode/opencode.db")
+    }
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.db_path()).unwrap()
+    }
+    /// Adds a user + assistant message pair (one part each) to a session, tagged `tag`.
+    fn add_turn(&self, sid: &str, tag: &str, t: i64) {
+        let c = self.db();
+        for (i, role) in ["user", "assistant"].iter().enumerate() {
+            let mid = format!("msg_{tag}{i}");
+            let data = serde_json::json!({"role": role, "time": {"created": t}});
+            c.execute(
+                "INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES (?1, ?2, ?3, ?3, ?4)",
+                rusqlite::params![mid, sid, t + i as i64, data.to_string()],
+            )
+            .unwrap();
+            let pdata = serde_json::json!({"type": "text", "text": format!("{tag} {role}")});
+            c.execute(
+                "INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                rusqlite::params![format!("prt_{tag}{i}"), mid, sid, t + i as i64, pdata.to_string()],
+            )
+            .unwrap();
+        }
+        c.execute("UPDATE session SET time_updated = ?2 WHERE id = ?1", rusqlite::params![sid, t + 10]).unwrap();
+    }
+    fn has_row(&self, table: &str, id: &str) -> bool {
+        self.db().query_row(&format!("SELECT count(*) FROM {table} WHERE id = ?1"), [id], |r| r.get::<_, i64>(0)).unwrap() == 1
+    }
+}
+
+/// Sessions with a real `kill -9`: a's sync merging b's new turn with its own is killed at every
+/// step, including inside the database import; both machines then add another turn. Every
+/// message and part ends up in both databases.
+#[test]
+fn every_session_turn_survives_a_kill_9_at_any_step() {
+    use oc_sync::source::opencode_db::{create_test_db, insert_fake_session};
+    for step in ["before-commit", "after-commit", "db-import", "local-write", "before-state-save"] {
+        let (_shared, ms) = world(2, serde_json::json!({}));
+        let (a, b) = (&ms[0], &ms[1]);
+        for m in [a, b] {
+            std::fs::create_dir_all(m.db_path().parent().unwrap()).unwrap();
+            create_test_db(m.db_path()).unwrap();
+        }
+        insert_fake_session(&a.db(), "proj1", "ses_one", 2, 1, 50).unwrap();
+        a.sync();
+        b.sync();
+        assert!(b.has_row("session", "ses_one"), "the session reached b");
+        b.add_turn("ses_one", "b1", 1_000);
+        b.sync();
+        a.add_turn("ses_one", "a1", 2_000);
+        a.kill_sync_at(step);
+        a.add_turn("ses_one", "a2", 3_000);
+        b.add_turn("ses_one", "b2", 4_000);
+        for m in [a, b, a, b] {
+            m.sync();
+        }
+        for (m, n) in [(a, "a"), (b, "b")] {
+            for tag in ["b1", "a1", "a2", "b2"] {
+                for i in 0..2 {
+                    assert!(m.has_row("message", &format!("msg_{tag}{i}")), "{step}: message {tag}{i} on {n}");
+                    assert!(m.has_row("part", &format!("prt_{tag}{i}")), "{step}: part {tag}{i} on {n}");
+                }
+            }
+        }
+    }
+}

@@ -856,3 +856,36 @@ fn an_edit_of_a_merged_key_after_a_lost_answer_keeps_the_newest_value() {
         assert_eq!((get(&j, "x"), get(&j, "y")), (Some("a-new"), Some("b-2")), "{}: {j:?}", m.id);
     }
 }
+
+/// The same without any failure: a's sync merges, and the person edits the merged key while the
+/// sync runs (after the commit, before the local write). The edit is kept, and so is b's later one.
+#[test]
+fn an_edit_during_a_merging_sync_keeps_the_newest_values() {
+    let cfg = config(ConflictStrategy::AutoMerge);
+    let opts = SyncOptions::default();
+    let w = World::new(2);
+    let (a, b) = (&w.machines[0], &w.machines[1]);
+    a.set_key("seed", Value::from("s"));
+    w.settle(&cfg, &opts).unwrap();
+    a.set_key("x", Value::from("a-old"));
+    b.set_key("y", Value::from("b-1"));
+    sync(b, &w.remote, &cfg);
+    let path = a.path(OC);
+    let _hook = oc_sync::sync::fault::inject(move |step| {
+        if step == oc_sync::sync::fault::AFTER_COMMIT {
+            let text = std::fs::read_to_string(&path).unwrap().replace("a-old", "a-new");
+            std::fs::write(&path, text).unwrap();
+        }
+        false
+    });
+    let r = sync(a, &w.remote, &cfg);
+    drop(_hook);
+    assert_eq!(r.deferred, [OC], "{r:?}");
+    b.set_key("y", Value::from("b-2"));
+    sync(b, &w.remote, &cfg);
+    w.settle(&cfg, &opts).unwrap();
+    for m in [a, b] {
+        let j = m.json();
+        assert_eq!((get(&j, "x"), get(&j, "y")), (Some("a-new"), Some("b-2")), "{}: {j:?}", m.id);
+    }
+}

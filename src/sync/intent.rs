@@ -158,6 +158,17 @@ pub fn landed(intent: &Intent, manifest: &Manifest, state: &SyncState) -> bool {
     })
 }
 
+/// For a merged item edited here before the merge was written locally (the sync was cut off, or
+/// the person edited it during the sync): the base for merging that edit. The commit `merged`
+/// already holds the local side it merged (`local_hash`), so that content, with the old base's
+/// clock (`old`), is the base: the next sync merges just what changed since, and never mistakes
+/// this machine's own merged values for concurrent ones. None when that content was not kept.
+pub(super) fn merged_side_base(store: &StateStore, merged: &BaseEntry, local_hash: Option<&str>, old: Option<&BaseEntry>) -> Option<BaseEntry> {
+    let hash = local_hash.filter(|h| store.base(h).is_some())?;
+    let clock = old.map(|b| b.clock.clone()).unwrap_or_default();
+    Some(BaseEntry { clock, hash: Some(hash.to_string()), fingerprint: None, ..merged.clone() })
+}
+
 impl Syncer<'_> {
     /// Settles a pending intent (see the module docs) against the remote's current manifest;
     /// `state` is updated and saved when the commit landed. None: there was no intent.
@@ -182,7 +193,7 @@ impl Syncer<'_> {
                     true => written += 1,
                     false => {
                         left += 1;
-                        if let Some(b) = self.merged_side_base(item, expected.as_deref(), state.items.get(key)) {
+                        if let Some(b) = item.committed.then(|| merged_side_base(&self.state, &item.base, expected.as_deref(), state.items.get(key))).flatten() {
                             state.items.insert(key.clone(), b);
                         }
                         continue;
@@ -198,15 +209,6 @@ impl Syncer<'_> {
         store.clear()?;
         tracing::info!("the last sync's commit had reached the remote: adopted it ({written} local writes finished, {left} left to merge)");
         Ok(Some(Settled::Adopted { written, left }))
-    }
-
-    /// For a merged item edited before its merge was written here: the base for merging that
-    /// edit. The commit already holds the local side it merged (`expected`), so that content,
-    /// with the old base's clock, is the base: the next sync merges only what changed since.
-    fn merged_side_base(&self, item: &IntentItem, expected: Option<&str>, old: Option<&BaseEntry>) -> Option<BaseEntry> {
-        let hash = expected.filter(|h| item.committed && self.state.base(h).is_some())?;
-        let clock = old.map(|b| b.clock.clone()).unwrap_or_default();
-        Some(BaseEntry { clock, hash: Some(hash.to_string()), fingerprint: None, ..item.base.clone() })
     }
 
     /// Whether the local item of `key` holds the intent's content: already (true), or written now

@@ -17,7 +17,7 @@ use crate::remote::{sha256_hex, Changes, CommitOutcome, Entry, Manifest, Remote,
 use crate::source::{Category, Source, SourceError};
 
 use super::fault;
-use super::intent::{Intent, IntentItem, IntentStore, INTENT_FORMAT};
+use super::intent::{merged_side_base, Intent, IntentItem, IntentStore, INTENT_FORMAT};
 use super::plan::{decide, Action, Local, Versioned};
 use super::state::{BaseEntry, StateError, StateStore, SyncState};
 
@@ -794,7 +794,8 @@ impl<'a> Syncer<'a> {
     /// Returns the keys written or deleted locally.
     fn apply_locally(&self, plan: &mut Plan, state: &mut SyncState) -> Result<BTreeSet<String>, SyncError> {
         let mut written = BTreeSet::new();
-        let mut deferred = BTreeSet::new();
+        // Keys left alone because they changed during the sync, with the local hash planned on.
+        let mut deferred = BTreeMap::new();
         // Parents before children: categories in their declared order (a session before its
         // messages and todos), keys in order within one.
         plan.writes.sort_by_key(|w| match &w.0 {
@@ -819,7 +820,7 @@ impl<'a> Syncer<'a> {
             };
             if now_hash != expected {
                 tracing::info!("{key} changed during the sync; it will be merged on the next sync");
-                deferred.insert(key);
+                deferred.insert(key, expected);
                 continue;
             }
             if let Some(f) = self.on_local_write {
@@ -852,7 +853,14 @@ impl<'a> Syncer<'a> {
             }
         }
         for (key, (entry, bytes)) in std::mem::take(&mut plan.new_bases) {
-            if deferred.contains(&key) || refused.contains(&key) {
+            if let Some(local_hash) = deferred.get(&key)
+                && plan.report.merged.contains(&key)
+                && let Some(b) = merged_side_base(&self.state, &entry, local_hash.as_deref(), state.items.get(&key))
+            {
+                state.items.insert(key, b);
+                continue;
+            }
+            if deferred.contains_key(&key) || refused.contains(&key) {
                 continue;
             }
             if let Some(b) = bytes {
@@ -865,9 +873,9 @@ impl<'a> Syncer<'a> {
         }
         // The report lists what happened here: not what was refused or left for later.
         for list in [&mut plan.report.pulled, &mut plan.report.merged, &mut plan.report.deleted_local] {
-            list.retain(|k| !refused.contains(k) && !deferred.contains(k));
+            list.retain(|k| !refused.contains(k) && !deferred.contains_key(k));
         }
-        plan.report.deferred = deferred.into_iter().collect();
+        plan.report.deferred = deferred.into_keys().collect();
         Ok(written)
     }
 

@@ -852,6 +852,24 @@ impl<'a> Syncer<'a> {
                 Err(e) => return Err(e.into()),
             }
         }
+        self.take_new_bases(plan, state, &deferred, &refused)?;
+        // The report lists what happened here: not what was refused or left for later.
+        for list in [&mut plan.report.pulled, &mut plan.report.merged, &mut plan.report.deleted_local] {
+            list.retain(|k| !refused.contains(k) && !deferred.contains_key(k));
+        }
+        plan.report.deferred = deferred.into_keys().collect();
+        Ok(written)
+    }
+
+    /// Makes the planned bases this machine's memory, except for items refused or changed during
+    /// the sync (a merged one takes the local side the commit merged, see [`merged_side_base`]).
+    fn take_new_bases(
+        &self,
+        plan: &mut Plan,
+        state: &mut SyncState,
+        deferred: &BTreeMap<String, Option<String>>,
+        refused: &BTreeSet<String>,
+    ) -> Result<(), SyncError> {
         for (key, (entry, bytes)) in std::mem::take(&mut plan.new_bases) {
             if let Some(local_hash) = deferred.get(&key)
                 && plan.report.merged.contains(&key)
@@ -871,12 +889,7 @@ impl<'a> Syncer<'a> {
         for key in plan.dropped_bases.drain(..) {
             state.items.remove(&key);
         }
-        // The report lists what happened here: not what was refused or left for later.
-        for list in [&mut plan.report.pulled, &mut plan.report.merged, &mut plan.report.deleted_local] {
-            list.retain(|k| !refused.contains(k) && !deferred.contains_key(k));
-        }
-        plan.report.deferred = deferred.into_keys().collect();
-        Ok(written)
+        Ok(())
     }
 
     /// Merges one concurrently changed item and settles real conflicts by the strategy.

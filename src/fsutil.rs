@@ -70,6 +70,36 @@ pub fn set_private(_path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Temp files younger than this may belong to a write still under way (another oc-sync command):
+/// left alone.
+pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether `name` is one of oc-sync's own temp files: `.NAME.oc-sync-tmp-` and 12 hex digits.
+pub fn is_temp_name(name: &str) -> bool {
+    let Some((head, suffix)) = name.rsplit_once(".oc-sync-tmp-") else { return false };
+    head.len() > 1 && head.starts_with('.') && suffix.len() == 12 && suffix.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Removes oc-sync's temp files directly in `dir` that an interrupted write left behind (regular
+/// files older than [`STALE_TEMP_AGE`]; never anything else). Returns how many were removed.
+/// Only call while holding the sync lock.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        if !e.file_name().to_str().is_some_and(is_temp_name) {
+            continue;
+        }
+        let Ok(meta) = fs::symlink_metadata(e.path()) else { continue };
+        let old = meta.modified().ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= STALE_TEMP_AGE);
+        if meta.is_file() && old && fs::remove_file(e.path()).is_ok() {
+            tracing::info!("removed {}, left by an interrupted write", e.path().display());
+            removed += 1;
+        }
+    }
+    removed
+}
+
 fn temp_path(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut rnd = [0u8; 6];
@@ -129,6 +159,26 @@ mod tests {
         let p = tmp.path().join("secret.json");
         write_private(&p, b"{}").unwrap();
         assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn only_old_oc_sync_temp_files_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let names = [".a.json.oc-sync-tmp-0123456789ab", ".b.oc-sync-tmp-0123456789ab", "a.json", ".a.json.oc-sync-tmp-xyz", "x.oc-sync-tmp-0123456789ab"];
+        for n in names {
+            fs::write(d.join(n), b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temps(d), 0, "fresh temp files may belong to a write under way");
+        let old = std::time::SystemTime::now() - STALE_TEMP_AGE - std::time::Duration::from_secs(1);
+        for n in names {
+            File::options().write(true).open(d.join(n)).unwrap().set_modified(old).unwrap();
+        }
+        assert_eq!(remove_stale_temps(d), 2);
+        let mut left: Vec<String> = fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, [".a.json.oc-sync-tmp-xyz", "a.json", "x.oc-sync-tmp-0123456789ab"]);
+        assert!(is_temp_name(temp_path(&d.join("f.json")).file_name().unwrap().to_str().unwrap()));
     }
 
     #[test]

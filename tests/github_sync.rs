@@ -792,3 +792,111 @@ async fn symlinks_and_submodules_in_the_repository_change_nothing_outside_the_sy
         assert_eq!(reqs[0].status, 304, "{}", show(&reqs));
     }
 }
+
+impl Machine {
+    /// Runs `oc-sync sync` made to stop at `step` (OC_SYNC_TEST_PAUSE_AT) and kills it there with
+    /// SIGKILL.
+    async fn kill_sync_at(&self, step: &str) {
+        let mark = self.home.join("paused");
+        let _ = std::fs::remove_file(&mark);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_oc-sync"));
+        cmd.args(["sync"])
+            .env_clear()
+            .env("HOME", &self.home)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("GITHUB_TOKEN", &self.token)
+            .env("GITHUB_API_URL", &self.url)
+            .env("OC_SYNC_GITHUB_RETRY_MS", "5")
+            .env("OC_SYNC_TEST_PAUSE_AT", step)
+            .env("OC_SYNC_TEST_PAUSE_MARK", &mark)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let step = step.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut child = cmd.spawn().expect("start oc-sync");
+            let started = std::time::Instant::now();
+            while !mark.exists() {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!("oc-sync finished ({status}) without reaching step {step}");
+                }
+                assert!(started.elapsed() < std::time::Duration::from_secs(60), "oc-sync never reached step {step}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+        })
+        .await
+        .unwrap();
+    }
+}
+
+/// a and b share a config; b adds b1 and syncs; a adds a1 (its sync will merge). Returns them.
+async fn lost_answer_world(gh: &FakeGithub) -> (Machine, Machine) {
+    let a = Machine::new(gh, "a", serde_json::json!({}));
+    let b = Machine::new(gh, "b", serde_json::json!({}));
+    a.write_cfg("opencode.json", "{ \"seed\": \"s\" }\n");
+    a.sync().await;
+    b.sync().await;
+    b.set_key("b1", "B");
+    b.sync().await;
+    a.set_key("a1", "A");
+    (a, b)
+}
+
+/// After a's failed sync: a adds a2, everybody syncs; every key must be on both machines.
+async fn assert_nothing_lost(gh: &FakeGithub, a: &Machine, b: &Machine, what: &str) {
+    a.set_key("a2", "A2");
+    for m in [a, b, a, b] {
+        m.sync().await;
+    }
+    for m in [a, b] {
+        let j = m.json("opencode.json");
+        for (k, v) in [("seed", "s"), ("b1", "B"), ("a1", "A"), ("a2", "A2")] {
+            assert_eq!(j[k], v, "{what}: {k}: {j}");
+        }
+    }
+    assert_eq!(a.synced_files(), b.synced_files(), "{what}");
+    assert_fsck(gh);
+}
+
+/// Issue #12 on GitHub: the branch moves but every answer to `PATCH git/refs` is lost (the
+/// client's retries too), or the ref update never happens (dropped before it was applied: like a
+/// process killed between the commit object and the ref update). Nothing is lost either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edit_after_a_lost_or_failed_ref_update_survives() {
+    for applied in [true, false] {
+        let gh = start(FakeOptions::default()).await;
+        let (a, b) = lost_answer_world(&gh).await;
+        let before = head(&gh);
+        let fault = if applied { Fault::apply_then_drop("/repos/*/git/refs/heads/*") } else { Fault::drop_connection("/repos/*/git/refs/heads/*") };
+        gh.faults().inject(fault.method("PATCH").times(10));
+        let r = a.run(&["sync"]).await;
+        assert_eq!(r.code, 1, "applied {applied}: the sync fails\n{}", r.all());
+        assert_eq!(head(&gh) != before, applied, "the branch moved only when the update was applied");
+        gh.faults().clear();
+        assert_nothing_lost(&gh, &a, &b, &format!("ref update applied {applied}")).await;
+    }
+}
+
+/// A lost answer the client's own retry runs into: the retried PATCH is refused (not a fast
+/// forward of the head it expected, because its first try went through). The sync finds its
+/// own commit and succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ref_update_whose_first_answer_was_lost_is_recognised() {
+    let gh = start(FakeOptions::default()).await;
+    let (a, b) = lost_answer_world(&gh).await;
+    gh.faults().inject(Fault::apply_then_drop("/repos/*/git/refs/heads/*").method("PATCH"));
+    a.sync().await;
+    assert_nothing_lost(&gh, &a, &b, "one lost answer").await;
+}
+
+/// A real `kill -9` of oc-sync at every step of a sync to GitHub.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_edit_survives_a_kill_9_at_any_step_on_github() {
+    for step in ["before-commit", "after-commit", "local-write", "before-state-save"] {
+        let gh = start(FakeOptions::default()).await;
+        let (a, b) = lost_answer_world(&gh).await;
+        a.kill_sync_at(step).await;
+        assert_nothing_lost(&gh, &a, &b, step).await;
+    }
+}

@@ -417,3 +417,146 @@ fn a_hostile_folder_remote_changes_nothing_outside_the_synced_dirs_and_refusals_
     let v: Value = serde_json::from_str(&b.ok(&["status", "--json"])).unwrap();
     assert!(v["refused"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().starts_with("config/opencode-sync.json: ")), "{v}");
 }
+
+impl Machine {
+    /// Runs `oc-sync sync` made to stop at `step` (OC_SYNC_TEST_PAUSE_AT) and kills it there
+    /// with SIGKILL. Panics if the process never reaches the step.
+    fn kill_sync_at(&self, step: &str) {
+        let mark = self.home.join("paused");
+        let _ = std::fs::remove_file(&mark);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_oc-sync"))
+            .args(["sync"])
+            .env_clear()
+            .env("HOME", &self.home)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("OC_SYNC_REMOTE", &self.remote)
+            .env("OC_SYNC_TEST_PAUSE_AT", step)
+            .env("OC_SYNC_TEST_PAUSE_MARK", &mark)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start oc-sync");
+        let started = std::time::Instant::now();
+        while !mark.exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("oc-sync finished ({status}) without reaching step {step}");
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "oc-sync never reached step {step}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+}
+
+/// Issue #12 with a real `kill -9`: a's sync (merging b's edits, writing locally) is killed at
+/// every step; a then edits again (and a temp file of an interrupted write is lying around).
+/// Every edit ends up on both machines; the next sync removes the stale temp file.
+#[test]
+fn every_edit_survives_a_kill_9_at_any_step() {
+    for step in ["before-commit", "ref-update", "after-commit", "local-write", "before-state-save"] {
+        let (_shared, ms) = world(2, serde_json::json!({}));
+        let (a, b) = (&ms[0], &ms[1]);
+        a.write_cfg("opencode.json", "{ \"seed\": \"s\" }\n");
+        a.write_state("prompt-history.jsonl", "{\"input\":\"seed\"}\n");
+        a.sync();
+        b.sync();
+        b.set_key("b1", "B");
+        b.write_state("prompt-history.jsonl", "{\"input\":\"seed\"}\n{\"input\":\"b\"}\n");
+        b.sync();
+        a.set_key("a1", "A");
+        a.write_state("prompt-history.jsonl", "{\"input\":\"seed\"}\n{\"input\":\"a1\"}\n");
+        a.kill_sync_at(step);
+        a.set_key("a2", "A2");
+        let hist = a.read_state("prompt-history.jsonl").unwrap();
+        a.write_state("prompt-history.jsonl", &format!("{hist}{{\"input\":\"a2\"}}\n"));
+        let tmp = a.cfg_dir().join(".opencode.json.oc-sync-tmp-0123456789ab");
+        std::fs::write(&tmp, "half written").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options().write(true).open(&tmp).unwrap().set_modified(old).unwrap();
+        for m in [a, b, a, b] {
+            m.sync();
+        }
+        assert!(!tmp.exists(), "{step}: the stale temp file is removed");
+        for m in [a, b] {
+            let j = m.json("opencode.json");
+            for (k, v) in [("seed", "s"), ("b1", "B"), ("a1", "A"), ("a2", "A2")] {
+                assert_eq!(j[k], v, "{step}: {k}: {j}");
+            }
+            let h = m.read_state("prompt-history.jsonl").unwrap();
+            for line in ["seed", "b", "a1", "a2"] {
+                assert_eq!(h.matches(&format!("{{\"input\":\"{line}\"}}")).count(), 1, "{step}: history line {line}: {h}");
+            }
+        }
+        assert_eq!(a.synced_files(), b.synced_files(), "{step}");
+    }
+}
+
+impl Machine {
+    fn db_path(&self) -> PathBuf {
+        self.home.join(".local/share/opencode/opencode.db")
+    }
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.db_path()).unwrap()
+    }
+    /// Adds a user + assistant message pair (one part each) to a session, tagged `tag`.
+    fn add_turn(&self, sid: &str, tag: &str, t: i64) {
+        let c = self.db();
+        for (i, role) in ["user", "assistant"].iter().enumerate() {
+            let mid = format!("msg_{tag}{i}");
+            let data = serde_json::json!({"role": role, "time": {"created": t}});
+            c.execute(
+                "INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES (?1, ?2, ?3, ?3, ?4)",
+                rusqlite::params![mid, sid, t + i as i64, data.to_string()],
+            )
+            .unwrap();
+            let pdata = serde_json::json!({"type": "text", "text": format!("{tag} {role}")});
+            c.execute(
+                "INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                rusqlite::params![format!("prt_{tag}{i}"), mid, sid, t + i as i64, pdata.to_string()],
+            )
+            .unwrap();
+        }
+        c.execute("UPDATE session SET time_updated = ?2 WHERE id = ?1", rusqlite::params![sid, t + 10]).unwrap();
+    }
+    fn has_row(&self, table: &str, id: &str) -> bool {
+        self.db().query_row(&format!("SELECT count(*) FROM {table} WHERE id = ?1"), [id], |r| r.get::<_, i64>(0)).unwrap() == 1
+    }
+}
+
+/// Sessions with a real `kill -9`: a's sync merging b's new turn with its own is killed at every
+/// step, including inside the database import; both machines then add another turn. Every
+/// message and part ends up in both databases.
+#[test]
+fn every_session_turn_survives_a_kill_9_at_any_step() {
+    use oc_sync::source::opencode_db::{create_test_db, insert_fake_session};
+    for step in ["before-commit", "after-commit", "db-import", "local-write", "before-state-save"] {
+        let (_shared, ms) = world(2, serde_json::json!({}));
+        let (a, b) = (&ms[0], &ms[1]);
+        for m in [a, b] {
+            std::fs::create_dir_all(m.db_path().parent().unwrap()).unwrap();
+            create_test_db(m.db_path()).unwrap();
+        }
+        insert_fake_session(&a.db(), "proj1", "ses_one", 2, 1, 50).unwrap();
+        a.sync();
+        b.sync();
+        assert!(b.has_row("session", "ses_one"), "the session reached b");
+        b.add_turn("ses_one", "b1", 1_000);
+        b.sync();
+        a.add_turn("ses_one", "a1", 2_000);
+        a.kill_sync_at(step);
+        a.add_turn("ses_one", "a2", 3_000);
+        b.add_turn("ses_one", "b2", 4_000);
+        for m in [a, b, a, b] {
+            m.sync();
+        }
+        for (m, n) in [(a, "a"), (b, "b")] {
+            for tag in ["b1", "a1", "a2", "b2"] {
+                for i in 0..2 {
+                    assert!(m.has_row("message", &format!("msg_{tag}{i}")), "{step}: message {tag}{i} on {n}");
+                    assert!(m.has_row("part", &format!("prt_{tag}{i}")), "{step}: part {tag}{i} on {n}");
+                }
+            }
+        }
+    }
+}

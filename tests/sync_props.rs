@@ -139,14 +139,14 @@ fn changed(r: &SyncReport) -> bool {
 }
 
 /// The current remote bytes of `key` (None: absent or tombstone).
-fn remote_bytes(remote: &LocalRemote, key: &str) -> Option<Vec<u8>> {
+fn remote_bytes(remote: &dyn Remote, key: &str) -> Option<Vec<u8>> {
     let head = remote.head().unwrap()?;
     let m = remote.manifest(&head).unwrap();
     let e = m.entries.get(key)?;
     e.hash.as_deref().map(|h| remote.blob(h).unwrap())
 }
 
-fn remote_json(remote: &LocalRemote) -> Map<String, Value> {
+fn remote_json(remote: &dyn Remote) -> Map<String, Value> {
     match serde_json::from_slice(&remote_bytes(remote, OC).expect("remote has opencode.json")).unwrap() {
         Value::Object(m) => m,
         _ => panic!("not an object"),
@@ -155,14 +155,14 @@ fn remote_json(remote: &LocalRemote) -> Map<String, Value> {
 
 struct World {
     _remote_dir: tempfile::TempDir,
-    remote: LocalRemote,
+    remote: Faulty,
     machines: Vec<Machine>,
 }
 
 impl World {
     fn new(n: usize) -> World {
         let remote_dir = tempfile::tempdir().unwrap();
-        let remote = LocalRemote::open(remote_dir.path().join("remote")).unwrap();
+        let remote = Faulty::new(LocalRemote::open(remote_dir.path().join("remote")).unwrap());
         let machines = (0..n).map(|i| Machine::new(&format!("m{}", i + 1))).collect();
         World { _remote_dir: remote_dir, remote, machines }
     }
@@ -195,6 +195,8 @@ enum Op {
     AgentWrite { m: usize, name: usize, line: usize },
     AgentDelete { m: usize, name: usize },
     Sync { m: usize },
+    /// A sync cut off by `FAULTS[fault]` (a lost answer, or a failure at a step).
+    FaultySync { m: usize, fault: usize },
 }
 
 fn op_strategy(n: usize) -> impl Strategy<Value = Op> {
@@ -205,6 +207,7 @@ fn op_strategy(n: usize) -> impl Strategy<Value = Op> {
         2 => (0..n, 0..AGENTS.len(), 0..4usize).prop_map(|(m, name, line)| Op::AgentWrite { m, name, line }),
         1 => (0..n, 0..AGENTS.len()).prop_map(|(m, name)| Op::AgentDelete { m, name }),
         4 => (0..n).prop_map(|m| Op::Sync { m }),
+        2 => (0..n, 0..FAULTS.len()).prop_map(|(m, fault)| Op::FaultySync { m, fault }),
     ]
 }
 
@@ -213,10 +216,14 @@ fn scenario() -> impl Strategy<Value = (usize, Vec<Op>)> {
 }
 
 static CASES: AtomicUsize = AtomicUsize::new(0);
+static FAULTS_INJECTED: AtomicUsize = AtomicUsize::new(0);
 const PROP_CASES: u32 = 96;
 
 fn run_scenario(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {
-    CASES.fetch_add(1, Ordering::Relaxed);
+    let n_case = CASES.fetch_add(1, Ordering::Relaxed) + 1;
+    if n_case % 100 == 0 {
+        eprintln!("{n_case} cases, {} syncs cut off so far", FAULTS_INJECTED.load(Ordering::Relaxed));
+    }
     let cfg = config(ConflictStrategy::AutoMerge);
     // Random ops may delete most agent files; the deletion guard is tested separately.
     let opts = SyncOptions { allow_deletions: true, ..Default::default() };
@@ -271,6 +278,12 @@ fn run_scenario(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {
                 // (d): with auto-merge nothing errors.
                 sync_with(&w.machines[m], &w.remote, &cfg, BTreeSet::new(), &opts)
                     .map_err(|e| TestCaseError::fail(format!("sync of {} failed: {e}", w.machines[m].id)))?;
+            }
+            Op::FaultySync { m, fault } => {
+                // Fails, or succeeds when the step is not reached (nothing to commit or write).
+                if faulty_sync(&w.machines[m], &w.remote, &cfg, &opts, FAULTS[fault]).is_err() {
+                    FAULTS_INJECTED.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -332,7 +345,9 @@ fn random_edits_and_syncs_converge_without_losing_anything() {
     if let Err(e) = runner.run(&scenario(), |(n, ops)| run_scenario(n, &ops)) {
         panic!("{e}");
     }
-    assert!(CASES.load(Ordering::Relaxed) - before >= cases as usize);
+    let ran = CASES.load(Ordering::Relaxed) - before;
+    assert!(ran >= cases as usize);
+    eprintln!("{ran} cases, {} syncs cut off by a fault", FAULTS_INJECTED.load(Ordering::Relaxed));
 }
 
 // ---------------------------------------------------------------- strategies
@@ -626,5 +641,251 @@ fn history_lines_from_both_sides_are_kept_and_dry_run_changes_nothing() {
         for want in ["{\"text\":\"one\"}", "{\"text\":\"from a\"}", "{\"text\":\"from b\"}"] {
             assert_eq!(l.iter().filter(|x| *x == want).count(), 1, "{} on {}: {l:?}", want, m.id);
         }
+    }
+}
+
+// ---------------------------------------------------------------- crashes and lost answers
+
+/// A folder remote whose next commit lands but whose answer is lost (`lose_next`), or that fails
+/// before committing (`fail_next`).
+struct Faulty {
+    inner: LocalRemote,
+    lose_next: std::sync::atomic::AtomicBool,
+    fail_next: std::sync::atomic::AtomicBool,
+}
+
+impl Faulty {
+    fn new(inner: LocalRemote) -> Faulty {
+        Faulty { inner, lose_next: false.into(), fail_next: false.into() }
+    }
+}
+
+impl Remote for Faulty {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn head(&self) -> Result<Option<oc_sync::remote::Version>, oc_sync::remote::RemoteError> {
+        self.inner.head()
+    }
+    fn manifest(&self, at: &oc_sync::remote::Version) -> Result<oc_sync::remote::Manifest, oc_sync::remote::RemoteError> {
+        self.inner.manifest(at)
+    }
+    fn blob(&self, hash: &str) -> Result<Vec<u8>, oc_sync::remote::RemoteError> {
+        self.inner.blob(hash)
+    }
+    fn commit(
+        &self,
+        expected: Option<&oc_sync::remote::Version>,
+        changes: oc_sync::remote::Changes,
+    ) -> Result<oc_sync::remote::CommitOutcome, oc_sync::remote::RemoteError> {
+        let lost = || oc_sync::remote::RemoteError::io("test fault", std::io::Error::other("the answer was lost"));
+        if self.fail_next.swap(false, Ordering::SeqCst) {
+            return Err(lost());
+        }
+        let out = self.inner.commit(expected, changes)?;
+        if self.lose_next.swap(false, Ordering::SeqCst) {
+            return Err(lost());
+        }
+        Ok(out)
+    }
+}
+
+/// The loss from issue #12: B edits, A edits and merges, the answer to A's commit is lost (the
+/// commit landed), A edits again and syncs: A's second edit must survive everywhere.
+#[test]
+fn an_edit_after_a_lost_commit_answer_survives() {
+    let cfg = config(ConflictStrategy::AutoMerge);
+    let w = World::new(2);
+    let remote = &w.remote;
+    let (a, b) = (&w.machines[0], &w.machines[1]);
+    a.set_key("seed", Value::from("s"));
+    sync(a, remote, &cfg);
+    sync(b, remote, &cfg);
+    b.set_key("b1", Value::from("B"));
+    sync(b, remote, &cfg);
+    a.set_key("a1", Value::from("A"));
+    remote.lose_next.store(true, Ordering::SeqCst);
+    assert!(sync_with(a, remote, &cfg, BTreeSet::new(), &SyncOptions::default()).is_err(), "the lost answer fails the sync");
+    a.set_key("a2", Value::from("A2"));
+    sync(a, remote, &cfg);
+    sync(b, remote, &cfg);
+    sync(a, remote, &cfg);
+    for m in [a, b] {
+        let j = m.json();
+        for (k, v) in [("seed", "s"), ("b1", "B"), ("a1", "A"), ("a2", "A2")] {
+            assert_eq!(get(&j, k), Some(v), "{k} on {}: {j:?}", m.id);
+        }
+    }
+}
+
+/// Every way one sync can be cut off: a lost answer to the commit (it landed), and a failure at
+/// each named step of the driver (as if the process died there).
+const FAULTS: &[&str] = &["lost-answer", "before-commit", "ref-update", "after-commit", "local-write", "before-state-save"];
+
+/// Runs `m`'s sync with `fault` injected; Err is expected (unless the step was not reached).
+fn faulty_sync(m: &Machine, remote: &Faulty, cfg: &Config, opts: &SyncOptions, fault: &str) -> Result<SyncReport, SyncError> {
+    let step: &'static str = FAULTS.iter().find(|f| **f == fault).copied().expect("a known fault");
+    let _hook = if step == "lost-answer" {
+        remote.lose_next.store(true, Ordering::SeqCst);
+        None
+    } else {
+        Some(oc_sync::sync::fault::inject(move |s| s == step))
+    };
+    let r = sync_with(m, remote, cfg, BTreeSet::new(), opts);
+    remote.lose_next.store(false, Ordering::SeqCst);
+    r
+}
+
+/// The fault matrix for files on the folder remote: A's sync that merges B's edits (keys, a
+/// history line, an agent file it must write locally) fails at each step; A then edits again.
+/// After everybody syncs, every edit is on every machine.
+#[test]
+fn every_edit_survives_a_sync_cut_off_at_any_step() {
+    let cfg = config(ConflictStrategy::AutoMerge);
+    let opts = SyncOptions::default();
+    let mut lost = Vec::new();
+    for fault in FAULTS {
+        let w = World::new(2);
+        let remote = &w.remote;
+        let (a, b) = (&w.machines[0], &w.machines[1]);
+        a.set_key("seed", Value::from("s"));
+        a.append_line(HIST, "{\"text\":\"seed\"}");
+        a.write("config/agents/x.md", b"# x\none\ntwo\nthree\n");
+        a.write("config/agents/y.md", b"# y\n");
+        sync(a, remote, &cfg);
+        sync(b, remote, &cfg);
+        b.set_key("b1", Value::from("B"));
+        b.append_line(HIST, "{\"text\":\"b\"}");
+        b.write("config/agents/x.md", b"# x\nONE by b\ntwo\nthree\n");
+        sync(b, remote, &cfg);
+        a.set_key("a1", Value::from("A"));
+        a.append_line(HIST, "{\"text\":\"a1\"}");
+        a.write("config/agents/y.md", b"# y\ntried\n");
+        let r = faulty_sync(a, remote, &cfg, &opts, fault);
+        assert!(r.is_err(), "{fault}: the sync should have been cut off: {r:?}");
+        // Edits after the failure, on both machines.
+        a.set_key("a2", Value::from("A2"));
+        a.append_line(HIST, "{\"text\":\"a2\"}");
+        let mut x = String::from_utf8(a.read("config/agents/x.md").unwrap()).unwrap();
+        x = x.replace("three", "THREE by a");
+        a.write("config/agents/x.md", x.as_bytes());
+        a.write("config/agents/y.md", b"# y\n"); // and thought better of it
+        b.set_key("b2", Value::from("B2"));
+        for m in [a, b, a, b] {
+            sync(m, remote, &cfg);
+        }
+        for m in [a, b] {
+            let j = m.json();
+            for (k, v) in [("seed", "s"), ("b1", "B"), ("a1", "A"), ("a2", "A2"), ("b2", "B2")] {
+                if get(&j, k) != Some(v) {
+                    lost.push(format!("{fault}: key {k} on {}", m.id));
+                }
+            }
+            let lines = m.lines(HIST);
+            for t in ["seed", "b", "a1", "a2"] {
+                let l = format!("{{\"text\":\"{t}\"}}");
+                if lines.iter().filter(|x| **x == l).count() != 1 {
+                    lost.push(format!("{fault}: history line {t} on {}", m.id));
+                }
+            }
+            let agent = String::from_utf8(m.read("config/agents/x.md").unwrap()).unwrap();
+            for edit in ["ONE by b", "THREE by a"] {
+                if !agent.contains(edit) {
+                    lost.push(format!("{fault}: agent line {edit:?} on {}", m.id));
+                }
+            }
+        }
+        if m_read(a, "config/agents/y.md") != "# y\n" || m_read(b, "config/agents/y.md") != "# y\n" {
+            lost.push(format!("{fault}: the revert of y.md"));
+        }
+        if a.files() != b.files() {
+            lost.push(format!("{fault}: the machines hold different files"));
+        }
+    }
+    assert!(lost.is_empty(), "{} edits lost over {} faults:\n{}", lost.len(), FAULTS.len(), lost.join("\n"));
+}
+
+fn m_read(m: &Machine, key: &str) -> String {
+    String::from_utf8(m.read(key).unwrap_or_default()).unwrap()
+}
+
+/// Found by the property test: a sync cut off after it pulled a file but before it saved its
+/// state; the machine then edits another key of that file. The pulled content is not a local
+/// edit: the other machine's newer value of the pulled key must win.
+#[test]
+fn a_pull_cut_off_before_the_state_save_is_not_mistaken_for_a_local_edit() {
+    let cfg = config(ConflictStrategy::AutoMerge);
+    let opts = SyncOptions::default();
+    let w = World::new(2);
+    let (a, b) = (&w.machines[0], &w.machines[1]);
+    a.set_key("seed", Value::from("s"));
+    w.settle(&cfg, &opts).unwrap();
+    b.set_key("k", Value::from("first"));
+    sync(b, &w.remote, &cfg);
+    b.set_key("k", Value::from("second"));
+    assert!(faulty_sync(a, &w.remote, &cfg, &opts, "local-write").is_err());
+    a.set_key("mine", Value::from("A"));
+    w.settle(&cfg, &opts).unwrap();
+    for m in [a, b] {
+        let j = m.json();
+        assert_eq!((get(&j, "k"), get(&j, "mine")), (Some("second"), Some("A")), "{}: {j:?}", m.id);
+    }
+}
+
+/// Found by the property test: a's merge lands unanswered; a edits the key it had merged before
+/// the merge was written locally, b edits another key. a's newest value wins over the value its
+/// own landed merge carried.
+#[test]
+fn an_edit_of_a_merged_key_after_a_lost_answer_keeps_the_newest_value() {
+    let cfg = config(ConflictStrategy::AutoMerge);
+    let opts = SyncOptions::default();
+    let w = World::new(2);
+    let (a, b) = (&w.machines[0], &w.machines[1]);
+    a.set_key("seed", Value::from("s"));
+    w.settle(&cfg, &opts).unwrap();
+    a.set_key("x", Value::from("a-old"));
+    b.set_key("y", Value::from("b-1"));
+    sync(b, &w.remote, &cfg);
+    assert!(faulty_sync(a, &w.remote, &cfg, &opts, "lost-answer").is_err());
+    a.set_key("x", Value::from("a-new"));
+    b.set_key("y", Value::from("b-2"));
+    sync(b, &w.remote, &cfg);
+    w.settle(&cfg, &opts).unwrap();
+    for m in [a, b] {
+        let j = m.json();
+        assert_eq!((get(&j, "x"), get(&j, "y")), (Some("a-new"), Some("b-2")), "{}: {j:?}", m.id);
+    }
+}
+
+/// The same without any failure: a's sync merges, and the person edits the merged key while the
+/// sync runs (after the commit, before the local write). The edit is kept, and so is b's later one.
+#[test]
+fn an_edit_during_a_merging_sync_keeps_the_newest_values() {
+    let cfg = config(ConflictStrategy::AutoMerge);
+    let opts = SyncOptions::default();
+    let w = World::new(2);
+    let (a, b) = (&w.machines[0], &w.machines[1]);
+    a.set_key("seed", Value::from("s"));
+    w.settle(&cfg, &opts).unwrap();
+    a.set_key("x", Value::from("a-old"));
+    b.set_key("y", Value::from("b-1"));
+    sync(b, &w.remote, &cfg);
+    let path = a.path(OC);
+    let _hook = oc_sync::sync::fault::inject(move |step| {
+        if step == oc_sync::sync::fault::AFTER_COMMIT {
+            let text = std::fs::read_to_string(&path).unwrap().replace("a-old", "a-new");
+            std::fs::write(&path, text).unwrap();
+        }
+        false
+    });
+    let r = sync(a, &w.remote, &cfg);
+    drop(_hook);
+    assert_eq!(r.deferred, [OC], "{r:?}");
+    b.set_key("y", Value::from("b-2"));
+    sync(b, &w.remote, &cfg);
+    w.settle(&cfg, &opts).unwrap();
+    for m in [a, b] {
+        let j = m.json();
+        assert_eq!((get(&j, "x"), get(&j, "y")), (Some("a-new"), Some("b-2")), "{}: {j:?}", m.id);
     }
 }

@@ -101,6 +101,9 @@ pub enum FaultAction {
     Status(u16),
     /// Close the connection without answering.
     Drop,
+    /// Handle the request normally (its effects are applied), then close the connection without
+    /// sending the answer: the client never learns that, say, its ref update went through.
+    ApplyThenDrop,
     /// Wait this long, then handle the request normally.
     Delay(Duration),
 }
@@ -122,6 +125,9 @@ impl Fault {
     }
     pub fn drop_connection(path_glob: &str) -> Fault {
         Fault { method: None, path: path_glob.into(), times: 1, action: FaultAction::Drop }
+    }
+    pub fn apply_then_drop(path_glob: &str) -> Fault {
+        Fault { method: None, path: path_glob.into(), times: 1, action: FaultAction::ApplyThenDrop }
     }
     pub fn delay(d: Duration, path_glob: &str) -> Fault {
         Fault { method: None, path: path_glob.into(), times: 1, action: FaultAction::Delay(d) }
@@ -568,6 +574,7 @@ async fn serve(
             response_body: resp_body.to_vec(),
         });
     };
+    let drop_answer = matches!(action, Some(FaultAction::ApplyThenDrop));
     let response = match action {
         Some(FaultAction::Drop) => {
             record(0, b"");
@@ -578,7 +585,7 @@ async fn serve(
             None
         }
         Some(FaultAction::Status(s)) => Some(api::fault_response(&inner, s)),
-        None => None,
+        Some(FaultAction::ApplyThenDrop) | None => None,
     };
     let response = match response {
         Some(r) => r,
@@ -590,6 +597,10 @@ async fn serve(
                 .unwrap_or_else(|_| api::error(500, "Server Error"))
         }
     };
+    if drop_answer {
+        record(0, b"");
+        return Err(std::io::Error::other("fault: connection dropped after the request was applied"));
+    }
     record(response.status, &response.body);
     let mut builder = hyper::Response::builder().status(response.status);
     for (k, v) in &response.headers {

@@ -311,6 +311,15 @@ async fn faults() {
     f.drop_next("/user", 1);
     assert!(t.req(reqwest::Method::GET, "/user").send().await.is_err());
     assert_eq!(t.gh.requests().iter().filter(|r| r.status == 0).count(), 1);
+    // Applied, then the answer dropped: the tree exists although the client never heard.
+    f.inject(Fault::apply_then_drop("/repos/*/git/trees").method("POST"));
+    let lost = json!({"tree": [{"path": "lost", "mode": "100644", "type": "blob", "content": "lost answer"}]});
+    assert!(t.req(reqwest::Method::POST, "/repos/me/r/git/trees").json(&lost).send().await.is_err());
+    assert_eq!(t.gh.requests().iter().filter(|r| r.status == 0).count(), 2);
+    let (s, again) = t.post("/repos/me/r/git/trees", lost).await;
+    assert_eq!(s, 201, "the same tree again: already there");
+    let sha = again["sha"].as_str().unwrap().to_string();
+    assert_eq!(t.get(&format!("/repos/me/r/git/trees/{sha}")).await.0, 200);
     // Delay.
     f.delay_next("/user", 1, Duration::from_millis(300));
     let start = std::time::Instant::now();

@@ -406,6 +406,23 @@ impl FileSource {
         Ok(())
     }
 
+    /// Removes stale oc-sync temp files in `dir` and the folders the scan descends into (the only
+    /// places oc-sync writes files); symlinks are never followed.
+    fn remove_temps_in(&self, dir: &Path, prefix: &mut Vec<String>) -> usize {
+        let mut n = crate::fsutil::remove_stale_temps(dir);
+        let Ok(entries) = fs::read_dir(dir) else { return n };
+        for entry in entries.flatten() {
+            let Ok(name) = entry.file_name().into_string() else { continue };
+            prefix.push(name);
+            let parts: Vec<&str> = prefix.iter().map(String::as_str).collect();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) && self.may_descend(&parts) {
+                n += self.remove_temps_in(&entry.path(), prefix);
+            }
+            prefix.pop();
+        }
+        n
+    }
+
     fn skip(&self, rel: &str, path: PathBuf, reason: &str) -> Skipped {
         Skipped {
             key: format!("{}/{rel}", self.category.as_str()),
@@ -561,6 +578,10 @@ impl Source for FileSource {
         }
         crate::fsutil::atomic_write(&path, bytes, Some(NEW_FILE_MODE))
             .map_err(|e| SourceError::io(format!("cannot write {}", path.display()), e))
+    }
+
+    fn remove_stale_temps(&self) -> usize {
+        self.remove_temps_in(&self.root, &mut Vec::new())
     }
 
     fn delete(&self, key: &str) -> Result<(), SourceError> {

@@ -160,6 +160,17 @@ pub trait Source {
     fn write(&self, key: &str, bytes: &[u8]) -> Result<(), SourceError>;
     /// Removes the item; succeeds when it is already absent.
     fn delete(&self, key: &str) -> Result<(), SourceError>;
+    /// Writes content pulled or merged from the remote over an item whose last synced content
+    /// was `base` (None: never synced). A source whose items are sets of rows keeps the rows
+    /// added locally since `base`: the remote has not seen them, so it cannot have deleted them.
+    fn write_over(&self, key: &str, bytes: &[u8], _base: Option<&[u8]>) -> Result<(), SourceError> {
+        self.write(key, bytes)
+    }
+    /// Removes oc-sync's temp files an interrupted write left among the items (see
+    /// [`crate::fsutil::remove_stale_temps`]); returns how many. Called under the sync lock.
+    fn remove_stale_temps(&self) -> usize {
+        0
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -20,14 +20,14 @@
 //! with the reason, and reads go on).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::opencode_db::{DbError, OpencodeDb, SchemaStatus, SessionSignal};
+use super::opencode_db::{messages_doc_ids, DbError, OpencodeDb, SchemaStatus, SessionSignal};
 use super::{Category, Fingerprints, Item, ItemMeta, Source, SourceError};
 use crate::config::Config;
 use crate::merge::MergeKind;
@@ -159,6 +159,14 @@ fn schema_refusal(db: &OpencodeDb, status: &SchemaStatus) -> String {
             "OpenCode's database {} has no migration table (not an OpenCode database, or not initialised): sessions are not written here",
             db.path().display()
         ),
+    }
+}
+
+/// A document the database refused is refused for that item; other failures stop the sync.
+fn write_err(key: &str, e: DbError) -> SourceError {
+    match e {
+        DbError::InvalidDoc { .. } | DbError::SessionMissing { .. } => refused(key, e.to_string()),
+        e => db_err(e),
     }
 }
 
@@ -684,10 +692,21 @@ impl Source for DbSource {
             }
         };
         self.shared.changed(self.cat == Category::Projects);
-        result.map_err(|e| match e {
-            DbError::InvalidDoc { .. } | DbError::SessionMissing { .. } => refused(key, e.to_string()),
-            e => db_err(e),
-        })
+        result.map_err(|e| write_err(key, e))
+    }
+
+    /// A messages document keeps the rows added here since `base` (see
+    /// [`OpencodeDb::write_messages_doc_over`]); other items are written as usual.
+    fn write_over(&self, key: &str, bytes: &[u8], base: Option<&[u8]>) -> Result<(), SourceError> {
+        if self.cat != Category::Messages {
+            return self.write(key, bytes);
+        }
+        self.shared.write_guard(key)?;
+        session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
+        let deletable: HashSet<String> = base.map(messages_doc_ids).unwrap_or_default();
+        let result = self.shared.db.write_messages_doc_over(bytes, Some(&deletable));
+        self.shared.changed(false);
+        result.map_err(|e| write_err(key, e))
     }
 
     fn delete(&self, key: &str) -> Result<(), SourceError> {

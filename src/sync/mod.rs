@@ -3,6 +3,8 @@
 //! sources, applies merges and strategies and commits to a remote builds on it.
 
 pub mod conflicts;
+pub mod fault;
+pub mod intent;
 pub mod overrides;
 pub mod lock;
 pub mod plan;

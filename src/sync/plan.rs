@@ -11,6 +11,8 @@
 //! Equal content on both sides never needs a merge, whatever the clocks say: the machine then adopts
 //! the remote's clock (the remote's version already covers that content).
 //! A deletion concurrent with an edit keeps the edit.
+//! A local change is never pulled over: if the remote's clock looks newer than the changed local
+//! item, this machine's base is stale (a commit of its own landed unheard), so it is a merge.
 
 use crate::clock::{ClockOrder, VectorClock};
 
@@ -106,8 +108,11 @@ pub fn decide(local: &Local, base: Option<&Versioned>, remote: Option<&Versioned
                 Action::Nothing
             }
         }
-        ClockOrder::Before => Action::Pull { deletion: remote_hash.is_none() },
-        ClockOrder::Concurrent => match (local_hash, remote_hash) {
+        ClockOrder::Before if !local_changed => Action::Pull { deletion: remote_hash.is_none() },
+        // A local change is an event the remote cannot have seen (equal content was handled
+        // above): a remote that looks newer only means this machine's base is stale (a commit of
+        // its own landed unanswered). Never a pull over the change: merge it.
+        ClockOrder::Before | ClockOrder::Concurrent => match (local_hash, remote_hash) {
             (Some(_), Some(_)) => Action::Merge,
             (Some(_), None) => Action::EditWinsOverDeletion { keep_local: true },
             (None, Some(_)) => Action::EditWinsOverDeletion { keep_local: false },
@@ -214,6 +219,20 @@ mod tests {
         let b = v(&[("m1", 3)], Some("a"));
         let r = v(&[("m1", 2)], Some("old"));
         assert_eq!(decide(&present("a"), Some(&b), Some(&r), "m1"), Action::Push { deletion: false });
+    }
+
+    #[test]
+    fn a_local_change_is_never_pulled_over_even_when_the_remote_looks_newer() {
+        // This machine's merge {m1:2, m2:1} landed but its base stayed at {m1:1} (answer lost);
+        // then the person edited again: the remote looks newer than the edit. Merge, never pull.
+        let b = v(&[("m1", 1)], Some("a"));
+        let r = v(&[("m1", 2), ("m2", 1)], Some("merged"));
+        assert_eq!(decide(&present("edited"), Some(&b), Some(&r), "m1"), Action::Merge);
+        assert_eq!(decide(&Local::Absent, Some(&b), Some(&r), "m1"), Action::EditWinsOverDeletion { keep_local: false });
+        let tomb = v(&[("m1", 2), ("m2", 1)], None);
+        assert_eq!(decide(&present("edited"), Some(&b), Some(&tomb), "m1"), Action::EditWinsOverDeletion { keep_local: true });
+        // Unchanged here: a plain pull.
+        assert_eq!(decide(&present("a"), Some(&b), Some(&r), "m1"), Action::Pull { deletion: false });
     }
 
     #[test]

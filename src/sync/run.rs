@@ -16,6 +16,8 @@ use crate::merge::{self, MergeKind, Side};
 use crate::remote::{sha256_hex, Changes, CommitOutcome, Entry, Manifest, Remote, RemoteError, Version};
 use crate::source::{Category, Source, SourceError};
 
+use super::fault;
+use super::intent::{merged_side_base, Intent, IntentItem, IntentStore, INTENT_FORMAT};
 use super::plan::{decide, Action, Local, Versioned};
 use super::refusals::{self, Refusal};
 use super::state::{BaseEntry, StateError, StateStore, SyncState};
@@ -172,6 +174,8 @@ pub enum SyncError {
     TooManyRetries(u32),
     #[error("{0}")]
     Crypto(String),
+    #[error(transparent)]
+    Fault(#[from] fault::Injected),
     #[error("{0}")]
     Other(String),
 }
@@ -298,7 +302,7 @@ pub fn kind_from_name(name: &str) -> MergeKind {
 }
 
 impl<'a> Syncer<'a> {
-    fn source_for(&self, key: &str) -> Option<&(dyn Source + 'a)> {
+    pub(crate) fn source_for(&self, key: &str) -> Option<&(dyn Source + 'a)> {
         let cat = Category::of_key(key)?;
         self.sources.iter().find(|s| s.category() == cat).map(|s| s.as_ref())
     }
@@ -306,6 +310,9 @@ impl<'a> Syncer<'a> {
     /// Runs one sync: rounds of at most [`ROUND_BYTES`] each until nothing is left, each round
     /// one commit (retrying lost races).
     pub fn sync(&self, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
+        if !opts.dry_run {
+            self.remove_stale_temps();
+        }
         let mut total: Option<SyncReport> = None;
         for round in 1..=MAX_ROUNDS {
             let (report, more) = self.sync_round(opts)?;
@@ -349,6 +356,10 @@ impl<'a> Syncer<'a> {
                 None => Manifest::default(),
             };
             let mut state = self.state.load_for(&self.remote.describe())?;
+            if !opts.dry_run {
+                // A commit of an earlier attempt may have landed unanswered: settle that first.
+                self.settle_intent(&manifest, &mut state)?;
+            }
             let mut plan = self.plan(&manifest, &state, opts)?;
             plan.report.attempts = attempt;
             plan.report.remote = self.remote.describe();
@@ -356,12 +367,20 @@ impl<'a> Syncer<'a> {
                 plan.report.version = head.map(|v| v.0);
                 return Ok((plan.report, plan.more));
             }
-            let version = if plan.changes.entries.is_empty() && plan.changes.removed.is_empty() {
+            let committing = !(plan.changes.entries.is_empty() && plan.changes.removed.is_empty());
+            if committing || !plan.writes.is_empty() {
+                self.record_intent(head.as_ref(), &plan)?;
+            }
+            let version = if !committing {
                 head.clone()
             } else {
+                fault::step(fault::BEFORE_COMMIT)?;
                 let changes = std::mem::take(&mut plan.changes);
                 match self.remote.commit(head.as_ref(), changes)? {
-                    CommitOutcome::Committed(v) => Some(v),
+                    CommitOutcome::Committed(v) => {
+                        fault::step(fault::AFTER_COMMIT)?;
+                        Some(v)
+                    }
                     CommitOutcome::Conflict { .. } => {
                         if attempt >= max_attempts {
                             return Err(SyncError::TooManyRetries(attempt));
@@ -387,7 +406,9 @@ impl<'a> Syncer<'a> {
             }
             state.version = version.as_ref().map(|v: &Version| v.0.clone());
             state.last_sync_ms = Some((self.now_ms)());
+            fault::step(fault::BEFORE_STATE_SAVE)?;
             self.state.save(&state)?;
+            IntentStore::new(&self.state).clear()?;
             self.state.prune_bases(&state);
             plan.report.version = state.version.clone();
             return Ok((plan.report, plan.more));
@@ -659,6 +680,11 @@ impl<'a> Syncer<'a> {
                     if self.refuses_content(key, r, &remote_bytes, &mut plan)? {
                         continue;
                     }
+                    if !opts.dry_run {
+                        // The merge's local side: the base of a later merge if this sync is cut
+                        // off before its local write (see super::intent).
+                        self.state.put_base(&item.bytes)?;
+                    }
                     let base_bytes = base.and_then(|b| b.hash.as_deref()).and_then(|h| self.state.base(h));
                     let settled = self.settle(key, item, r, &remote_bytes, base_bytes.as_deref(), local_clock());
                     match settled {
@@ -772,6 +798,45 @@ impl<'a> Syncer<'a> {
         refusals::condition(self.config, &source)
     }
 
+    /// Journals what this attempt is about to commit and write locally (see [`super::intent`]),
+    /// durably, with the content of every base it implies already in the base store.
+    fn record_intent(&self, expected: Option<&Version>, plan: &Plan) -> Result<(), SyncError> {
+        let pending: BTreeMap<&str, &Option<String>> = plan
+            .writes
+            .iter()
+            .map(|(w, exp)| match w {
+                LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => (key.as_str(), exp),
+            })
+            .collect();
+        let mut items = BTreeMap::new();
+        for key in plan.changes.entries.keys().map(String::as_str).chain(pending.keys().copied()) {
+            let Some((base, bytes)) = plan.new_bases.get(key) else { continue };
+            if let Some(b) = bytes {
+                self.state.put_base(b)?;
+            }
+            let write_over = pending.get(key).map(|e| (*e).clone());
+            let committed = plan.changes.entries.contains_key(key);
+            items.insert(key.to_string(), IntentItem { base: base.clone(), write_over, committed });
+        }
+        let intent = Intent {
+            format: INTENT_FORMAT,
+            remote: self.remote.describe(),
+            expected: expected.map(|v| v.0.clone()),
+            items,
+            removed: plan.changes.removed.clone(),
+        };
+        IntentStore::new(&self.state).save(&intent)?;
+        Ok(())
+    }
+
+    /// Removes temp files an interrupted write left behind (callers hold the sync lock).
+    fn remove_stale_temps(&self) {
+        let n = self.sources.iter().map(|s| s.remove_stale_temps()).sum::<usize>() + self.state.remove_stale_temps();
+        if n > 0 {
+            tracing::info!("removed {n} temp files left by an interrupted write");
+        }
+    }
+
     fn entry_for(&self, item: &LocalItem, clock: VectorClock, category: &str) -> Entry {
         Entry {
             clock,
@@ -848,13 +913,15 @@ impl<'a> Syncer<'a> {
     /// Returns the keys written or deleted locally.
     fn apply_locally(&self, plan: &mut Plan, state: &mut SyncState) -> Result<BTreeSet<String>, SyncError> {
         let mut written = BTreeSet::new();
-        let mut deferred = BTreeSet::new();
+        // Keys left alone because they changed during the sync, with the local hash planned on.
+        let mut deferred = BTreeMap::new();
         // Parents before children: categories in their declared order (a session before its
         // messages and todos), keys in order within one.
         plan.writes.sort_by_key(|w| match &w.0 {
             LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => category_rank(key),
         });
         let mut refused = BTreeSet::new();
+        let journal = IntentStore::new(&self.state);
         for (write, expected) in std::mem::take(&mut plan.writes) {
             let key = match &write {
                 LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => key.clone(),
@@ -872,22 +939,27 @@ impl<'a> Syncer<'a> {
             };
             if now_hash != expected {
                 tracing::info!("{key} changed during the sync; it will be merged on the next sync");
-                deferred.insert(key);
+                deferred.insert(key, expected);
                 continue;
             }
             if let Some(f) = self.on_local_write {
                 f(&key, false);
             }
-            let result = match write {
-                LocalWrite::Write { key, bytes } => src.write(&key, &bytes),
-                LocalWrite::Delete { key } => src.delete(&key),
+            let result = match &write {
+                LocalWrite::Write { key, bytes } => {
+                    let base = state.items.get(key).and_then(|b| b.hash.as_deref()).and_then(|h| self.state.base(h));
+                    src.write_over(key, bytes, base.as_deref())
+                }
+                LocalWrite::Delete { key } => src.delete(key),
             };
             if let Some(f) = self.on_local_write {
                 f(&key, true);
             }
             match result {
                 Ok(()) => {
+                    journal.log_applied(&key)?;
                     written.insert(key);
+                    fault::step(fault::LOCAL_WRITE)?;
                 }
                 // An item this machine must not write (outside the synced set, behind a symlink, too
                 // large): refuse it, keep syncing the rest, and leave its base alone.
@@ -902,8 +974,33 @@ impl<'a> Syncer<'a> {
         plan.refusals.retain(|k, _| !written.contains(k));
         plan.report.refused = plan.refusals.iter().map(|(k, r)| r.line(k)).collect();
         state.refused = std::mem::take(&mut plan.refusals);
+        self.take_new_bases(plan, state, &deferred, &refused)?;
+        // The report lists what happened here: not what was refused or left for later.
+        for list in [&mut plan.report.pulled, &mut plan.report.merged, &mut plan.report.deleted_local] {
+            list.retain(|k| !refused.contains(k) && !deferred.contains_key(k));
+        }
+        plan.report.deferred = deferred.into_keys().collect();
+        Ok(written)
+    }
+
+    /// Makes the planned bases this machine's memory, except for items refused or changed during
+    /// the sync (a merged one takes the local side the commit merged, see [`merged_side_base`]).
+    fn take_new_bases(
+        &self,
+        plan: &mut Plan,
+        state: &mut SyncState,
+        deferred: &BTreeMap<String, Option<String>>,
+        refused: &BTreeSet<String>,
+    ) -> Result<(), SyncError> {
         for (key, (entry, bytes)) in std::mem::take(&mut plan.new_bases) {
-            if deferred.contains(&key) || refused.contains(&key) {
+            if let Some(local_hash) = deferred.get(&key)
+                && plan.report.merged.contains(&key)
+                && let Some(b) = merged_side_base(&self.state, &entry, local_hash.as_deref(), state.items.get(&key))
+            {
+                state.items.insert(key, b);
+                continue;
+            }
+            if deferred.contains_key(&key) || refused.contains(&key) {
                 continue;
             }
             if let Some(b) = bytes {
@@ -914,12 +1011,7 @@ impl<'a> Syncer<'a> {
         for key in plan.dropped_bases.drain(..) {
             state.items.remove(&key);
         }
-        // The report lists what happened here: not what was refused or left for later.
-        for list in [&mut plan.report.pulled, &mut plan.report.merged, &mut plan.report.deleted_local] {
-            list.retain(|k| !refused.contains(k) && !deferred.contains(k));
-        }
-        plan.report.deferred = deferred.into_iter().collect();
-        Ok(written)
+        Ok(())
     }
 
     /// Merges one concurrently changed item and settles real conflicts by the strategy.

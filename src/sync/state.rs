@@ -133,6 +133,16 @@ impl StateStore {
         (sha256_hex(&bytes) == hash).then_some(bytes)
     }
 
+    /// Removes temp files an interrupted write left in the state folder (see
+    /// [`fsutil::remove_stale_temps`]); returns how many.
+    pub fn remove_stale_temps(&self) -> usize {
+        let mut n = fsutil::remove_stale_temps(&self.dir);
+        if let Ok(dirs) = std::fs::read_dir(self.dir.join("base")) {
+            n += dirs.flatten().map(|d| fsutil::remove_stale_temps(&d.path())).sum::<usize>();
+        }
+        n
+    }
+
     /// Removes base contents no item refers to any more.
     pub fn prune_bases(&self, state: &SyncState) {
         let keep: std::collections::HashSet<&str> = state.items.values().filter_map(|e| e.hash.as_deref()).collect();

@@ -277,6 +277,11 @@ impl OpencodeDb {
             }
         }
         let out = f(&tx)?; // dropping `tx` on error rolls back
+        crate::sync::fault::step(crate::sync::fault::DB_IMPORT).map_err(|e| DbError::Sqlite {
+            path: self.path.clone(),
+            context: e.to_string(),
+            source: rusqlite::Error::ExecuteReturnedResults,
+        })?;
         tx.commit().map_err(self.sql("committing"))?;
         Ok(out)
     }
@@ -624,6 +629,13 @@ impl OpencodeDb {
     /// (upsert by id, delete the others), then the session's cost and token totals are recomputed
     /// from the messages. `session.time_updated` is not changed.
     pub fn write_messages_doc(&self, doc: &[u8]) -> Result<(), DbError> {
+        self.write_messages_doc_over(doc, None)
+    }
+
+    /// Like [`Self::write_messages_doc`], but deletes only rows whose ids are in `deletable` (when
+    /// given): the rows of the document last synced. Rows added here since (by OpenCode, even
+    /// while this write waited for the database) are not the remote's to delete.
+    pub fn write_messages_doc_over(&self, doc: &[u8], deletable: Option<&HashSet<String>>) -> Result<(), DbError> {
         let (sid, messages, parts) =
             parse_messages_doc(doc).map_err(self.invalid("a messages document"))?;
         self.write_tx(|tx| {
@@ -653,7 +665,8 @@ impl OpencodeDb {
                 let mut del = tx
                     .prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))
                     .map_err(self.sql(format!("deleting from {table}")))?;
-                for id in local.iter().filter(|id| !keep.contains(id.as_str())) {
+                let gone = |id: &&String| !keep.contains(id.as_str()) && deletable.is_none_or(|d| d.contains(*id));
+                for id in local.iter().filter(gone) {
                     del.execute([id])
                         .map_err(self.sql(format!("deleting {table} {id}")))?;
                 }
@@ -903,6 +916,12 @@ fn parse_session_doc(doc: &[u8]) -> Result<(Row, Option<Row>), DocProblem> {
         }
     };
     Ok((session, project))
+}
+
+/// The ids of the messages and parts of a messages document (empty when it does not parse).
+pub fn messages_doc_ids(doc: &[u8]) -> HashSet<String> {
+    let Ok((_, messages, parts)) = parse_messages_doc(doc) else { return HashSet::new() };
+    messages.iter().chain(&parts).filter_map(|r| r.get("id").and_then(Value::as_str)).map(str::to_owned).collect()
 }
 
 fn parse_messages_doc(doc: &[u8]) -> Result<(String, Vec<Row>, Vec<Row>), DocProblem> {

@@ -835,3 +835,34 @@ fn real_db_round_trip() {
         dst.project_signals().unwrap().len()
     );
 }
+
+#[test]
+fn a_messages_doc_written_over_a_base_deletes_only_rows_the_base_had() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = OpencodeDb::open(populated(dir.path())).unwrap();
+    let c = db.connection();
+    let [_, base, _] = docs_of(&db, S1);
+    let base_ids = messages_doc_ids(&base);
+    let mut v: Value = serde_json::from_slice(&base).unwrap();
+    let n_parts = v["parts"].as_array().unwrap().len() as i64;
+    // The remote deleted one part the base had...
+    let gone = v["parts"].as_array_mut().unwrap().pop().unwrap();
+    let gone_id = gone["id"].as_str().unwrap().to_string();
+    // ...while OpenCode added one here (not in the base, not in the pulled document).
+    let mut added = gone.clone();
+    added["id"] = "prt_zzzz_added_here".into();
+    let (mid, sid) = (added["message_id"].as_str().unwrap().to_string(), added["session_id"].as_str().unwrap().to_string());
+    c.execute(
+        "INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES ('prt_zzzz_added_here', ?1, ?2, 1, 1, '{}')",
+        [&mid, &sid],
+    )
+    .unwrap();
+    db.write_messages_doc_over(&serde_json::to_vec(&v).unwrap(), Some(&base_ids)).unwrap();
+    let parts = |id: &str| count(c, &format!("SELECT count(*) FROM part WHERE id = '{id}'"));
+    assert_eq!(parts(&gone_id), 0, "deleted on the remote: deleted here");
+    assert_eq!(parts("prt_zzzz_added_here"), 1, "added here since the base: kept");
+    assert_eq!(count(c, &format!("SELECT count(*) FROM part WHERE session_id = '{S1}'")), n_parts);
+    // The plain write makes the session exactly the document.
+    db.write_messages_doc(&serde_json::to_vec(&v).unwrap()).unwrap();
+    assert_eq!(parts("prt_zzzz_added_here"), 0);
+}

@@ -492,3 +492,71 @@ fn keys_outside_a_category_shape_are_listed_not_fetched_and_change_nothing() {
     let state = StateStore::new(b.dir.join("state/sync")).load().unwrap();
     assert!(bad.iter().all(|k| state.refused.contains_key(*k)), "kept for status: {:?}", state.refused);
 }
+
+/// The fault matrix for sessions: a's sync that merges b's new turn with its own is cut off at
+/// every step (a lost commit answer, and a failure at each driver step, including inside the
+/// database import); both machines then add another turn. Every message and part ends up on
+/// both machines.
+#[test]
+fn every_turn_survives_a_sync_cut_off_at_any_step() {
+    use crate::sync::fault::{self, LosingRemote};
+    use std::sync::atomic::Ordering;
+    let steps = ["lost-answer", fault::BEFORE_COMMIT, fault::REF_UPDATE, fault::AFTER_COMMIT, fault::DB_IMPORT, fault::LOCAL_WRITE, fault::BEFORE_STATE_SAVE];
+    let mut lost = Vec::new();
+    for step in steps {
+        let (_t, folder, a, b) = world();
+        let remote = LosingRemote::new(&folder);
+        insert_fake_session(&a.conn(), "proj1", "ses_one", 2, 1, 50).unwrap();
+        a.sync("a", &remote);
+        b.sync("b", &remote);
+        b.continue_session("ses_one", "b1", 1_000);
+        b.sync("b", &remote);
+        a.continue_session("ses_one", "a1", 2_000);
+        let _hook = if step == "lost-answer" {
+            remote.lose_next.store(true, Ordering::SeqCst);
+            None
+        } else {
+            Some(fault::inject(move |s| s == step))
+        };
+        let srcs = sources(&a.db(), &a.dir.join("state"), &Config::default(), system_now_ms()).unwrap();
+        let cfg = Config { retry_delay_ms: 0, ..Config::default() };
+        let syncer = Syncer {
+            machine: "a".into(),
+            config: &cfg,
+            remote: &remote,
+            sources: srcs.into_iter().map(|s| Box::new(s) as Box<dyn Source>).collect(),
+            state: StateStore::new(a.dir.join("state/sync")),
+            blocked: Default::default(),
+            now_ms: system_now_ms,
+            on_local_write: None,
+            codec: None,
+            on_progress: None,
+        };
+        assert!(syncer.sync(&SyncOptions::default()).is_err(), "{step}: the sync should have been cut off");
+        drop(syncer);
+        drop(_hook);
+        a.continue_session("ses_one", "a2", 3_000);
+        b.continue_session("ses_one", "b2", 4_000);
+        for (m, n) in [(&a, "a"), (&b, "b"), (&a, "a"), (&b, "b")] {
+            m.sync(n, &remote);
+        }
+        for (m, n) in [(&a, "a"), (&b, "b")] {
+            for tag in ["b1", "a1", "a2", "b2"] {
+                for i in 0..2 {
+                    let sql = format!("SELECT count(*) FROM message WHERE id = 'msg_{tag}{i}'");
+                    if m.count(&sql) != 1 {
+                        lost.push(format!("{step}: message {tag}{i} on {n}"));
+                    }
+                    let sql = format!("SELECT count(*) FROM part WHERE id = 'prt_{tag}{i}'");
+                    if m.count(&sql) != 1 {
+                        lost.push(format!("{step}: part {tag}{i} on {n}"));
+                    }
+                }
+            }
+        }
+        if a.open().read_messages_doc("ses_one").unwrap() != b.open().read_messages_doc("ses_one").unwrap() {
+            lost.push(format!("{step}: the machines' sessions differ"));
+        }
+    }
+    assert!(lost.is_empty(), "{} rows lost over {} faults:\n{}", lost.len(), steps.len(), lost.join("\n"));
+}

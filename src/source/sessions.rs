@@ -702,6 +702,8 @@ impl Source for DbSource {
             return self.write(key, bytes);
         }
         self.shared.write_guard(key)?;
+        check_matches_key(self.cat, key, bytes)?;
+        self.check_session_here(key)?;
         session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
         let deletable: HashSet<String> = base.map(messages_doc_ids).unwrap_or_default();
         let result = self.shared.db.write_messages_doc_over(bytes, Some(&deletable));

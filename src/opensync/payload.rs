@@ -267,7 +267,7 @@ fn map_parts(parts: &[Obj], opts: &Options) -> (Vec<Value>, Vec<String>) {
                 let state = data.get("state").cloned().unwrap_or(Value::Null);
                 let input = state
                     .get("input")
-                    .map(|v| truncate_value(v, max, &mut false))
+                    .map(|v| convex_safe(truncate_value(v, max, &mut false)))
                     .unwrap_or_else(|| Value::Object(Map::new()));
                 out.push(json!({"type": "tool-call",
                     "content": {"name": tool, "callId": call_id, "args": input}}));
@@ -283,7 +283,7 @@ fn map_parts(parts: &[Obj], opts: &Options) -> (Vec<Value>, Vec<String>) {
                         Value::String(truncated_string(s, max, &mut truncated))
                     }
                     Some(Value::Null) | None => Value::String(String::new()),
-                    Some(v) => truncate_value(v, max, &mut truncated),
+                    Some(v) => convex_safe(truncate_value(v, max, &mut truncated)),
                 };
                 let mut content = Map::new();
                 content.insert("name".into(), tool.into());
@@ -314,9 +314,19 @@ fn message_payload(session_id: &str, msg: &Obj, parts: &[Obj], opts: &Options) -
     );
     let role = map_role(data.get("role").and_then(Value::as_str));
     out.insert("role".into(), role.into());
-    let (parts_out, texts) = map_parts(parts, opts);
+    let (mut parts_out, texts) = map_parts(parts, opts);
+    if parts_out.len() > MAX_PARTS {
+        let cut = parts_out.len() - MAX_PARTS + 1;
+        parts_out.truncate(MAX_PARTS - 1);
+        parts_out.push(json!({"type": "text", "content": format!("[oc-sync: {cut} more parts of this message left out: OpenSync takes at most {MAX_PARTS}]")}));
+    }
+    for p in &mut parts_out {
+        fit_document(&mut p["content"]);
+    }
     if !texts.is_empty() {
-        out.insert("textContent".into(), texts.join("\n\n").into());
+        let mut text = Value::String(texts.join("\n\n"));
+        fit_document(&mut text);
+        out.insert("textContent".into(), text);
     }
     put_str(
         &mut out,
@@ -352,6 +362,22 @@ pub fn message_payloads(
     messages_doc: &[u8],
     opts: &Options,
 ) -> Result<Vec<Value>, String> {
+    Ok(message_outputs(session_id, messages_doc, opts)?.into_iter().map(|m| m.payload).collect())
+}
+
+/// A message payload (for `/sync/message`, with `createdAt`) and what the export needs to know.
+#[derive(Debug, Clone)]
+pub struct MessageOut {
+    pub id: String,
+    pub payload: Value,
+    /// Finished: not an assistant message still being written (no `time.completed`, no `error`).
+    pub complete: bool,
+    /// OpenCode's creation time (ms).
+    pub created_ms: Option<i64>,
+}
+
+/// [`message_payloads`] with each message's state.
+pub fn message_outputs(session_id: &str, messages_doc: &[u8], opts: &Options) -> Result<Vec<MessageOut>, String> {
     let m = parse_messages(messages_doc)?;
     if m.session_id != session_id {
         return Err(err(
@@ -365,9 +391,88 @@ pub fn message_payloads(
         .map(|msg| {
             let id = msg.get("id").and_then(Value::as_str).unwrap_or_default();
             let parts = m.parts.get(id).map(Vec::as_slice).unwrap_or_default();
-            message_payload(session_id, msg, parts, opts)
+            let mut payload = message_payload(session_id, msg, parts, opts);
+            // One request must stay under Convex's argument size: cut long strings harder.
+            let mut o = opts.clone();
+            while payload.to_string().len() > MAX_REQUEST_BYTES && o.max_part_chars > 1000 {
+                o.max_part_chars = if o.max_part_chars == 0 { 100_000 } else { o.max_part_chars / 4 };
+                payload = message_payload(session_id, msg, parts, &o);
+            }
+            let data = msg.get("data").cloned().unwrap_or(Value::Null);
+            let complete = str_at(&data, &["role"]) != Some("assistant") || get(&data, &["time", "completed"]).is_some_and(|v| !v.is_null()) || data.get("error").is_some_and(|v| !v.is_null());
+            let created_ms = payload["createdAt"].as_i64();
+            MessageOut { id: id.to_owned(), payload, complete, created_ms }
         })
         .collect())
+}
+
+/// The payload for `/sync/batch`, whose item validators have no `createdAt`.
+pub fn for_batch(payload: &Value) -> Value {
+    let mut v = payload.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("createdAt");
+    }
+    v
+}
+
+/// The session fields the server's dedup compares (sessions.ts `upsert`): an update that changes
+/// none of them within 10 s of the session's last write is skipped by the server.
+pub fn session_key(payload: &Value) -> String {
+    let k = ["title", "model", "projectPath", "promptTokens", "completionTokens"].map(|f| payload.get(f).cloned().unwrap_or(Value::Null));
+    Value::Array(k.to_vec()).to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convex's limits (see the notes: 8192 array elements, 1024 fields, field names, nesting depth
+// 16 counted from the mutation's arguments, 1 MiB per document)
+
+/// Most parts sent for one message (Convex arrays hold at most 8192 values).
+pub const MAX_PARTS: usize = 8000;
+/// Largest part content or `textContent` sent (a document is at most 1 MiB).
+pub const MAX_DOC_BYTES: usize = 900_000;
+/// Largest message request (Convex's argument limit).
+pub const MAX_REQUEST_BYTES: usize = 8 << 20;
+/// Deepest part content sent: the content sits 6 levels deep in a batch's arguments.
+const MAX_CONTENT_DEPTH: usize = 10;
+
+fn safe_at(v: &Value, depth: usize) -> bool {
+    match v {
+        Value::Array(a) => depth <= MAX_CONTENT_DEPTH && a.len() <= 8192 && a.iter().all(|x| safe_at(x, depth + 1)),
+        Value::Object(m) => {
+            depth <= MAX_CONTENT_DEPTH
+                && m.len() <= 1024
+                && m.iter().all(|(k, x)| !k.is_empty() && !k.starts_with('$') && !k.starts_with('_') && k.is_ascii() && safe_at(x, depth + 1))
+        }
+        _ => true,
+    }
+}
+
+/// `v` when Convex takes it as a value, else its JSON text (too deep, too many elements or
+/// fields, or field names Convex refuses).
+fn convex_safe(v: Value) -> Value {
+    if safe_at(&v, 1) { v } else { Value::String(v.to_string()) }
+}
+
+/// Cuts `v` so that it fits in one document: a string is cut (marked), anything else becomes
+/// its cut JSON text.
+fn fit_document(v: &mut Value) {
+    let text = match &*v {
+        Value::String(s) if s.len() <= MAX_DOC_BYTES => return,
+        Value::String(s) => s.clone(),
+        other => {
+            let t = other.to_string();
+            if t.len() <= MAX_DOC_BYTES {
+                return;
+            }
+            t
+        }
+    };
+    let mut cut = MAX_DOC_BYTES - 100;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let rest = text[cut..].chars().count();
+    *v = Value::String(format!("{}{TRUNCATION_MARKER}{rest} chars]", &text[..cut]));
 }
 
 // ---------------------------------------------------------------------------------------------

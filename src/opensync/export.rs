@@ -166,7 +166,9 @@ fn run_with(paths: &Paths, client: &OpenSyncClient, mode: Mode, opts: &Options, 
         Err(ExportError::OpenSync(e)) => Some(Backoff::after_failure(st.retry.as_ref(), now, e.to_string())),
         _ => None,
     };
-    st.problem = problem_of(&result, &report);
+    // A refusal stays the problem while refused sessions wait for their retry (one toast for it).
+    let still_refused = st.sessions.values().any(|m| m.retry.is_some());
+    st.problem = problem_of(&result, &report).or_else(|| st.problem.take().filter(|p| p.kind == "refused" && still_refused));
     state::save(&state_file, &st).map_err(|e| ExportError::Local(format!("cannot write {}: {e}", state_file.display())))?;
     result.map(|()| report)
 }

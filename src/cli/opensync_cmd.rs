@@ -164,10 +164,10 @@ pub fn sync(paths: &Paths, all: bool, force: bool, json: bool, io: &mut Io<'_>) 
         Ok(r) => r,
         Err(e) => return fail(io, json, &format!("export failed (what was not stored stays pending): {e}"), EXIT_FAILURE),
     };
-    let code = if r.refused.is_empty() { EXIT_OK } else { EXIT_FAILURE };
+    let code = if r.refused.is_empty() && r.unreadable.is_empty() { EXIT_OK } else { EXIT_FAILURE };
     if json {
         let mut v = serde_json::to_value(&r)?;
-        v["ok"] = r.refused.is_empty().into();
+        v["ok"] = (code == EXIT_OK).into();
         writeln!(io.out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(code);
     }
@@ -180,6 +180,9 @@ pub fn sync(paths: &Paths, all: bool, force: bool, json: bool, io: &mut Io<'_>) 
     }
     if !r.refused.is_empty() {
         writeln!(io.out, "Refused items are not stored; they stay pending and are retried later. If this repeats, update oc-sync or tell the server's operator.")?;
+    }
+    for x in r.unreadable.iter().take(5) {
+        writeln!(io.out, "not exported (cannot read it here): {x}")?;
     }
     if r.deferred > 0 {
         writeln!(io.out, "{} items wait for a later run (messages still being written, or changes the server would skip right now)", r.deferred)?;

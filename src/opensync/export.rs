@@ -78,6 +78,8 @@ pub struct ExportReport {
     pub backing_off: usize,
     /// Sessions not completely stored after this run.
     pub pending: usize,
+    /// Sessions this machine could not read or map (stay pending): "id: why".
+    pub unreadable: Vec<String>,
     /// Requests sent.
     pub requests: usize,
 }
@@ -219,6 +221,12 @@ fn export(paths: &Paths, client: &OpenSyncClient, mode: Mode, opts: &Options, as
     }
     let db = OpencodeDb::open(&paths.opencode_db).map_err(local)?;
     let signals = db.session_signals().map_err(local)?;
+    let changed = |st: &StoredState, s: &&crate::source::opencode_db::SessionSignal| {
+        mode != Mode::Changed || st.sessions.get(&s.id).and_then(|m| m.signal.as_ref()) != Some(&signal_of(s))
+    };
+    if !asked && !signals.iter().any(|s| changed(st, &s)) {
+        return Ok(()); // automatic run, nothing moved: no request at all
+    }
     // The server's list is the truth: a session it no longer holds is sent again.
     let on_server: BTreeSet<String> = client.session_ids()?.into_iter().collect();
     report.requests += 1;
@@ -228,10 +236,7 @@ fn export(paths: &Paths, client: &OpenSyncClient, mode: Mode, opts: &Options, as
         }
     }
     let now = now_ms();
-    let todo: Vec<_> = signals
-        .iter()
-        .filter(|s| mode != Mode::Changed || st.sessions.get(&s.id).and_then(|m| m.signal.as_ref()) != Some(&signal_of(s)))
-        .collect();
+    let todo: Vec<_> = signals.iter().filter(|s| changed(st, s)).collect();
     report.sessions_looked_at = todo.len();
     let workers = std::env::var("OC_SYNC_OPENSYNC_WORKERS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(WORKERS);
     let abort = AtomicBool::new(false);
@@ -269,7 +274,16 @@ fn export(paths: &Paths, client: &OpenSyncClient, mode: Mode, opts: &Options, as
                 report.backing_off += 1;
                 continue;
             }
-            let Some(plan) = plan_session(&db, s, &mark, mode, opts, now, report)? else { continue };
+            let plan = match plan_session(&db, s, &mark, mode, opts, now, report) {
+                Ok(Some(plan)) => plan,
+                Ok(None) => continue,
+                Err(e) => {
+                    // One unreadable session does not stop the others; it stays pending.
+                    tracing::warn!("opensync: cannot export session {}: {e}", s.id);
+                    report.unreadable.push(format!("{}: {e}", s.id));
+                    continue;
+                }
+            };
             match plan {
                 Plan::Batch(b) => batch.push(b),
                 Plan::Job(job) => {

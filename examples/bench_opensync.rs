@@ -76,8 +76,9 @@ fn main() {
     println!("first export of {n_sessions} sessions, {} messages; {latency} ms per request", n_sessions * n_messages);
     let t = Instant::now();
     let requests = batch_only(&paths, &client);
+    let secs = t.elapsed().as_secs_f64();
     let (s, m) = at_original_time(&fake, &db);
-    println!("batch only            {requests:>6} requests {:>7.2} s   at original time: {s} sessions, {m} messages", t.elapsed().as_secs_f64());
+    println!("batch only            {requests:>6} requests {secs:>7.2} s   at original time: {s} sessions, {m} messages");
     for w in [1, workers] {
         fake.reset();
         let _ = std::fs::remove_file(state::file(&paths));
@@ -85,11 +86,11 @@ fn main() {
         unsafe { std::env::set_var("OC_SYNC_OPENSYNC_WORKERS", w.to_string()) };
         let t = Instant::now();
         let r = export::run(&paths, &client, export::Mode::Changed, &payload::Options::default()).unwrap();
+        let secs = t.elapsed().as_secs_f64();
         let (s, m) = at_original_time(&fake, &db);
         println!(
-            "mix, {w} connection(s) {:>6} requests {:>7.2} s   at original time: {s} sessions, {m} messages (stored {} / {}, refused {})",
+            "mix, {w} connection(s) {:>6} requests {secs:>7.2} s   at original time: {s} sessions, {m} messages (stored {} / {}, refused {})",
             r.requests,
-            t.elapsed().as_secs_f64(),
             r.sessions_stored,
             r.messages_stored,
             r.refused.len()

@@ -286,8 +286,12 @@ impl Tables {
 
     /// `messages.upsert` (POST /sync/message).
     pub fn message_upsert(&mut self, a: &Map<String, Value>, now: u64, mut ids: impl FnMut() -> String) -> Result<String, String> {
-        let before = self.clone();
-        let r = (|| {
+        // What could fail is checked before anything is written (a failed mutation writes nothing).
+        for p in a.get("parts").and_then(Value::as_array).into_iter().flatten() {
+            check_document("parts", &json!({"messageId": "x".repeat(32), "type": p["type"], "content": p.get("content"), "order": 0}))?;
+        }
+        check_document("messages", &Value::Object(a.clone()))?;
+        {
             let existing = self.message_idx(&a["externalId"]);
             if let Some(i) = existing
                 && now.saturating_sub(num(self.messages[i].get("createdAt")) as u64) < MESSAGE_DEDUP_MS
@@ -311,11 +315,7 @@ impl Tables {
                 self.add_searchable(si, &text);
             }
             Ok(id)
-        })();
-        if r.is_err() {
-            *self = before;
         }
-        r
     }
 
     /// `messages.batchUpsert`: (inserted, updated, skipped, per-item errors). New messages get

@@ -1266,4 +1266,36 @@ mod tests {
             .collect();
         assert_eq!(m1, m2);
     }
+
+    #[test]
+    fn convex_limits_batch_shape_and_completion() {
+        // Too deep, refused field names: sent as JSON text; small values as they are.
+        let mut deep = json!("x");
+        for _ in 0..12 {
+            deep = json!({"k": deep});
+        }
+        assert!(convex_safe(deep.clone()).is_string());
+        assert_eq!(convex_safe(json!({"a": [1, {"b": null}]})), json!({"a": [1, {"b": null}]}));
+        assert!(convex_safe(json!({"$ref": 1})).is_string());
+        assert!(convex_safe(json!({"": 1})).is_string());
+        // Over a document: cut and marked.
+        let mut v = json!("é".repeat(MAX_DOC_BYTES));
+        fit_document(&mut v);
+        let t = v.as_str().unwrap();
+        assert!(t.len() <= MAX_DOC_BYTES && t.contains(TRUNCATION_MARKER), "{}", t.len());
+        let mut small = json!({"a": 1});
+        fit_document(&mut small);
+        assert_eq!(small, json!({"a": 1}));
+        // Batch items carry no createdAt.
+        assert_eq!(for_batch(&json!({"externalId": "s", "createdAt": 1})), json!({"externalId": "s"}));
+        // An assistant message without time.completed is not complete; a user message is.
+        let dir = tempfile::tempdir().unwrap();
+        let (db, c) = fake_db(dir.path());
+        add_message(&c, "msg_zz_open", 1_700_000_000_000, json!({"role": "assistant", "time": {"created": 1_700_000_000_000_i64}}));
+        let outs = message_outputs(SID, &db.read_messages_doc(SID).unwrap().unwrap(), &Options::default()).unwrap();
+        let open = outs.iter().find(|m| m.id == "msg_zz_open").unwrap();
+        assert!(!open.complete);
+        assert_eq!(open.created_ms, Some(1_700_000_000_000));
+        assert!(outs.iter().filter(|m| m.id != "msg_zz_open").all(|m| m.complete));
+    }
 }

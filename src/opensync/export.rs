@@ -227,14 +227,7 @@ fn export(paths: &Paths, client: &OpenSyncClient, mode: Mode, opts: &Options, as
     if !asked && !signals.iter().any(|s| changed(st, &s)) {
         return Ok(()); // automatic run, nothing moved: no request at all
     }
-    // The server's list is the truth: a session it no longer holds is sent again.
-    let on_server: BTreeSet<String> = client.session_ids()?.into_iter().collect();
-    report.requests += 1;
-    for (sid, mark) in st.sessions.iter_mut() {
-        if mark.fp.is_some() && !on_server.contains(sid) {
-            *mark = SessionMark::default();
-        }
-    }
+    forget_lost(client, st, report)?;
     let now = now_ms();
     let todo: Vec<_> = signals.iter().filter(|s| changed(st, s)).collect();
     report.sessions_looked_at = todo.len();
@@ -306,6 +299,18 @@ fn export(paths: &Paths, client: &OpenSyncClient, mode: Mode, opts: &Options, as
         send_batch(client, chunk, st, report)?;
     }
     report.pending = signals.iter().filter(|s| st.sessions.get(&s.id).and_then(|m| m.signal.as_ref()) != Some(&signal_of(s))).count();
+    Ok(())
+}
+
+/// The server's list is the truth: a session it no longer holds is sent again.
+fn forget_lost(client: &OpenSyncClient, st: &mut StoredState, report: &mut ExportReport) -> Result<(), OpenSyncError> {
+    let on_server: BTreeSet<String> = client.session_ids()?.into_iter().collect();
+    report.requests += 1;
+    for (sid, mark) in st.sessions.iter_mut() {
+        if mark.fp.is_some() && !on_server.contains(sid) {
+            *mark = SessionMark::default();
+        }
+    }
     Ok(())
 }
 
@@ -430,6 +435,9 @@ fn apply_result(r: JobResult, st: &mut StoredState, report: &mut ExportReport) -
     let now = now_ms();
     report.requests += r.requests;
     let job = r.job;
+    if r.session.is_none() && r.messages.is_empty() && (job.session.is_some() || !job.messages.is_empty()) {
+        return r.fatal; // not attempted (the run stopped): the session stays as it was
+    }
     let mark = st.sessions.entry(job.sid.clone()).or_default();
     let mut refused = Vec::new();
     match (&job.session, &r.session) {

@@ -4,7 +4,7 @@
 //! last run (for `oc-sync opensync status` and the plugin's toast).
 //!
 //! Only the server's answer moves an item in here: an item that was sent but not stored stays
-//! pending. (The file of oc-sync < 0.2, `opensync-sent.json`, recorded items as sent even when the
+//! pending. (The file of earlier builds, `opensync-sent.json`, recorded items as sent even when the
 //! server refused them; it is ignored, so everything is looked at again once.)
 
 use std::collections::BTreeMap;

@@ -370,7 +370,8 @@ pub fn message_payloads(
 pub struct MessageOut {
     pub id: String,
     pub payload: Value,
-    /// Finished: not an assistant message still being written (no `time.completed`, no `error`).
+    /// Finished: an assistant message with `time.completed` (or an `error`), any other message
+    /// once a later one exists (OpenCode writes the row before its parts).
     pub complete: bool,
     /// OpenCode's creation time (ms).
     pub created_ms: Option<i64>,
@@ -386,9 +387,11 @@ pub fn message_outputs(session_id: &str, messages_doc: &[u8], opts: &Options) ->
             format!("is {:?}, expected {session_id:?}", m.session_id),
         ));
     }
+    let n = m.messages.len();
     Ok(m.messages
         .iter()
-        .map(|msg| {
+        .enumerate()
+        .map(|(i, msg)| {
             let id = msg.get("id").and_then(Value::as_str).unwrap_or_default();
             let parts = m.parts.get(id).map(Vec::as_slice).unwrap_or_default();
             let mut payload = message_payload(session_id, msg, parts, opts);
@@ -399,7 +402,12 @@ pub fn message_outputs(session_id: &str, messages_doc: &[u8], opts: &Options) ->
                 payload = message_payload(session_id, msg, parts, &o);
             }
             let data = msg.get("data").cloned().unwrap_or(Value::Null);
-            let complete = str_at(&data, &["role"]) != Some("assistant") || get(&data, &["time", "completed"]).is_some_and(|v| !v.is_null()) || data.get("error").is_some_and(|v| !v.is_null());
+            // OpenCode writes a message's row before its parts: an assistant message is finished
+            // at `time.completed` (or an error), any other once the conversation went on past it.
+            let complete = match str_at(&data, &["role"]) {
+                Some("assistant") => get(&data, &["time", "completed"]).is_some_and(|v| !v.is_null()) || data.get("error").is_some_and(|v| !v.is_null()),
+                _ => i + 1 < n,
+            };
             let created_ms = payload["createdAt"].as_i64();
             MessageOut { id: id.to_owned(), payload, complete, created_ms }
         })
@@ -1288,7 +1296,8 @@ mod tests {
         assert_eq!(small, json!({"a": 1}));
         // Batch items carry no createdAt.
         assert_eq!(for_batch(&json!({"externalId": "s", "createdAt": 1})), json!({"externalId": "s"}));
-        // An assistant message without time.completed is not complete; a user message is.
+        // An assistant message without time.completed is not complete; a user message followed
+        // by another is.
         let dir = tempfile::tempdir().unwrap();
         let (db, c) = fake_db(dir.path());
         add_message(&c, "msg_zz_open", 1_700_000_000_000, json!({"role": "assistant", "time": {"created": 1_700_000_000_000_i64}}));
@@ -1296,6 +1305,6 @@ mod tests {
         let open = outs.iter().find(|m| m.id == "msg_zz_open").unwrap();
         assert!(!open.complete);
         assert_eq!(open.created_ms, Some(1_700_000_000_000));
-        assert!(outs.iter().filter(|m| m.id != "msg_zz_open").all(|m| m.complete));
+        assert!(outs.iter().filter(|m| m.id != "msg_zz_open").all(|m| m.complete), "{outs:?}");
     }
 }

@@ -244,7 +244,10 @@ fn export(paths: &Paths, client: &OpenSyncClient, mode: Mode, opts: &Options, as
         for _ in 0..workers {
             let (job_rx, res_tx, abort) = (&job_rx, res_tx.clone(), &abort);
             scope.spawn(move || {
-                while let Ok(job) = { let r = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv(); r } {
+                loop {
+                    // The lock is released before the job runs, so the workers run in parallel.
+                    let next = job_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(job) = next else { break };
                     let _ = res_tx.send(run_job(client, job, abort));
                 }
             });

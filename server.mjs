@@ -62,11 +62,27 @@ async function server(input, options) {
       p?.catch?.(() => {})
     } catch {}
   }
+  // A refused OpenSync export (items the server did not store, a refused key) shows a toast once
+  // per distinct problem, with what to do.
+  let toastedExport = ""
+  const notifyExport = () => {
+    try {
+      const p = engine.status()?.opensyncProblem
+      const signature = p ? `${p.kind}\n${p.message}` : ""
+      if (signature === toastedExport) return
+      toastedExport = signature
+      if (!p) return
+      const message = `${p.message}. ${p.hint.charAt(0).toUpperCase()}${p.hint.slice(1)}.`
+      const t = client?.tui?.showToast?.({ body: { title: "oc-sync: OpenSync export", message, variant: "error" } })
+      t?.catch?.(() => {})
+    } catch {}
+  }
   const flush = () => {
     try {
       for (const r of engine.takeLogs()) log(r.level, r.message)
     } catch {}
     notifyConflicts()
+    notifyExport()
   }
   const timer = setInterval(flush, LOG_FLUSH_MS)
   timer.unref?.()

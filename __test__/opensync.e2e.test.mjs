@@ -150,8 +150,8 @@ test("the CLI exports a real OpenCode session", async (t) => {
   assert.equal(s1.code, 0, s1.why)
   const rep1 = parseJson(s1)
   assert.equal(rep1.ok, true, s1.why)
-  assert.equal(rep1.sessionsSent, 1, s1.why)
-  assert.equal(rep1.messagesSent, dbCount, s1.why)
+  assert.equal(rep1.sessionsStored, 1, s1.why)
+  assert.equal(rep1.messagesStored, dbCount, s1.why)
   assert.deepEqual(rep1.refused ?? [], [], s1.why)
 
   const st = await os_.state()
@@ -190,11 +190,37 @@ test("the CLI exports a real OpenCode session", async (t) => {
     assert.equal(x.role, src.info.role, `role of ${x.externalId}`)
     assert.ok(Array.isArray(x.parts), `parts of ${x.externalId}: ${short(x)}`)
     assert.equal(x.sessionId, sess._id, "the message hangs off the session")
-    assert.equal(x.source, "opencode")
+    // The original time, and the message's own tokens.
+    const [row] = await a.db(`SELECT time_created AS t FROM message WHERE id = '${x.externalId}'`, { cwd: a.project })
+    assert.equal(x.createdAt, row.t, `createdAt of ${x.externalId} is OpenCode's`)
+    assert.equal(x.createdAt, src.info.time.created, `createdAt of ${x.externalId} = info.time.created`)
+    if (src.info.role === "assistant") {
+      assert.equal(x.promptTokens, src.info.tokens.input, `promptTokens of ${x.externalId}`)
+      assert.equal(x.completionTokens, src.info.tokens.output + (src.info.tokens.reasoning ?? 0), `completionTokens of ${x.externalId}`)
+      assert.equal(x.model, "m")
+    }
     // textContent = every text part of the message joined with a blank line.
     const texts = src.parts.filter((p) => p.type === "text" && p.text && !p.ignored).map((p) => p.text)
     if (texts.length) assert.equal(x.textContent, texts.join("\n\n"), `textContent of ${x.externalId}`)
   }
+  // The session at its original time (the dashboard lists it then), its messages in order.
+  assert.equal(sess.createdAt, sessRow.time_created, `session createdAt ${sess.createdAt} = OpenCode's ${sessRow.time_created}`)
+  assert.ok(sess.updatedAt >= sess.createdAt)
+  assert.equal(sess.messageCount, dbCount, "messageCount")
+  const byTime = [...msgs].sort((p, q) => p.createdAt - q.createdAt).map((x) => x.externalId)
+  assert.deepEqual(byTime, [...exp.messages].sort((p, q) => p.info.time.created - q.info.time.created).map((x) => x.info.id), "ordered as in OpenCode")
+  // Every part OpenCode shows (text and tool) arrived.
+  for (const src of exp.messages) {
+    const x = msgs.find((y) => y.externalId === src.info.id)
+    const kept = src.parts.filter((p) => (p.type === "text" && p.text?.trim() && !p.ignored) || p.type === "tool")
+    const expected = kept.flatMap((p) => (p.type === "tool" ? (["completed", "error"].includes(p.state?.status) ? ["tool-call", "tool-result"] : ["tool-call"]) : ["text"]))
+    assert.deepEqual(x.parts.map((p) => p.type), expected, `parts of ${x.externalId}`)
+  }
+  // Endpoint by endpoint: the session and each message one by one, accepted.
+  const posts = st.requests.filter((r) => r.method === "POST")
+  assert.deepEqual(posts.map((r) => r.path), ["/sync/session", ...exp.messages.map(() => "/sync/message")], short(posts.map((r) => r.path)))
+  assert.ok(posts.every((r) => r.status === 200), short(posts.map((r) => [r.path, r.status, r.response])))
+
   const users = msgs.filter((x) => x.role === "user")
   assert.ok(users.some((x) => x.textContent?.includes("hello")), short(users))
   assert.ok(users.some((x) => x.textContent?.includes("again")), short(users))
@@ -227,8 +253,8 @@ test("the CLI exports a real OpenCode session", async (t) => {
   const s2 = await cli(a, ["opensync", "sync", "--json"], "sync #2 (nothing changed)")
   assert.equal(s2.code, 0, s2.why)
   const rep2 = parseJson(s2)
-  assert.equal(rep2.messagesSent, 0, s2.why)
-  assert.equal(rep2.sessionsSent, 0, s2.why)
+  assert.equal(rep2.messagesStored, 0, s2.why)
+  assert.equal(rep2.sessionsStored, 0, s2.why)
   const st2 = await os_.state()
   const posted = st2.requests.slice(before2).filter((r) => r.method === "POST")
   assert.deepEqual(posted.map((r) => r.path), [], "no POST on a sync without changes")
@@ -245,6 +271,7 @@ test("the CLI exports a real OpenCode session", async (t) => {
   assert.notEqual(sj.key, os_.key)
   assert.ok(sj.key.startsWith("osk_") && sj.key.endsWith(os_.key.slice(-4)), `masked key: ${sj.key}`)
   assert.equal(sj.sessionsOnServer, 1, stat.why)
+  assert.deepEqual(sj.refused, [], stat.why)
   assert.equal(sj.sessionsSynced, 1, stat.why)
   assert.equal(sj.messagesSynced, dbCount, stat.why)
   assert.equal(sj.pendingSessions, 0, stat.why)
@@ -353,4 +380,61 @@ test("a wrong key is explained", async () => {
   // status then says: not set up.
   const s = await cli(c, ["opensync", "status", "--json"], "status (not set up)")
   assert.equal(s.code, 1, s.why)
+})
+
+// ---------------------------------------------------------------------------------------------
+// 4
+// ---------------------------------------------------------------------------------------------
+
+test("a server that refuses sessions: nothing is claimed, the CLI exits 1, the plugin shows one toast", async () => {
+  const d = await createMachine("D", { root: tmp.root, modelUrl: fake.url, env: { OC_SYNC_REMOTE: path.join(tmp.root, "remote-d") } })
+  d.project = await d.projectDir("demo-d")
+  await ocRun(d, ["hi"], "D")
+  const [{ id: sid }] = await d.db(`SELECT id FROM session`, { cwd: d.project })
+  const cf = credFile(d)
+  fs.mkdirSync(path.dirname(cf), { recursive: true })
+  fs.writeFileSync(cf, JSON.stringify({ url: os_.url, apiKey: os_.key }), { mode: 0o600 })
+  const reason = "ArgumentValidationError: Object contains extra field `createdAt` that is not in the validator."
+  await os_.refuse({ kind: "sessions", reason })
+  try {
+    const r = await cli(d, ["opensync", "sync"], "sync (sessions refused)")
+    assert.equal(r.code, 1, r.why)
+    assert.match(r.stdout, /stored 0 sessions and 0 messages/, r.why)
+    assert.ok(r.stdout.includes(`refused by OpenSync: session ${sid}`) && r.stdout.includes("extra field `createdAt`"), r.why)
+    const st = await os_.state()
+    assert.equal(st.sessions.some((s) => s.externalId === sid), false, "the fake stored nothing of D")
+    assert.equal(st.messages.some((m) => m.sessionExternalId === sid), false, "no message went without its session")
+    const stat = parseJson(await cli(d, ["opensync", "status", "--json"], "status (refused)"))
+    assert.equal(stat.sessionsSynced, 0, JSON.stringify(stat))
+    assert.equal(stat.pendingSessions, 1, JSON.stringify(stat))
+    assert.match(stat.refused[0]?.reason ?? "", /extra field/, JSON.stringify(stat))
+
+    // Inside OpenCode's process: the plugin's database process exports, the server refuses, one toast.
+    const script = `
+      const { default: p } = await import(${JSON.stringify(fileURLToPath(new URL("../server.mjs", import.meta.url)))})
+      const toasts = []
+      const client = { app: { log: async () => {} }, tui: { showToast: async ({ body }) => void toasts.push(body) } }
+      const h = await p.server({ client, directory: ${JSON.stringify(d.project)} }, {})
+      const until = Date.now() + 60000
+      while (Date.now() < until && toasts.length === 0) await new Promise((r) => setTimeout(r, 250))
+      await new Promise((r) => setTimeout(r, 4500)) // more flushes: still one toast
+      await h.dispose()
+      process.stdout.write(JSON.stringify(toasts))
+    `
+    const pr = await d.run(process.execPath, ["--input-type=module", "-e", script], { cwd: d.project, timeoutMs: 120000 })
+    const why = `plugin script → code ${pr.code}\nstdout: ${pr.stdout}\nstderr: ${pr.stderr}\noc-sync log tail:\n${ocSyncLog(d)}`
+    assert.equal(pr.code, 0, why)
+    const toasts = JSON.parse(pr.stdout)
+    assert.equal(toasts.length, 1, why)
+    assert.equal(toasts[0].variant, "error", why)
+    assert.match(toasts[0].message, /OpenSync refused 1 item/, why)
+    assert.match(toasts[0].message, /extra field/, why)
+    assert.match(toasts[0].message, /oc-sync opensync sync/, why)
+  } finally {
+    await os_.refuse({ kind: null })
+  }
+  // Accepted again: the CLI stores all of it.
+  const ok = await cli(d, ["opensync", "sync", "--json"], "sync (accepted)")
+  assert.equal(ok.code, 0, ok.why)
+  assert.equal(parseJson(ok).sessionsStored, 1, ok.why)
 })

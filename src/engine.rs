@@ -73,6 +73,9 @@ pub struct EngineStatus {
     pub watching: bool,
     /// Items whose conflicts wait for the person (`oc-sync resolve`); the plugin shows a toast.
     pub conflicts_waiting: Vec<String>,
+    /// What the last OpenSync export left for the person (refused items, a refused key), as the
+    /// database process recorded it; the plugin shows a toast once per distinct problem.
+    pub opensync_problem: Option<crate::opensync::state::Problem>,
 }
 
 pub struct Engine {
@@ -362,6 +365,7 @@ fn runner(ctx: Arc<SyncContext>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<O
         let (ctx, st, slot, own) = (ctx.clone(), st.clone(), slot.clone(), own.clone());
         Box::pin(async move {
             let c = ctx.clone();
+            let status = st.clone();
             let result = tokio::task::spawn_blocking(move || {
                 own.lock().unwrap_or_else(|e| e.into_inner()).clear();
                 let observe = |key: &str, done: bool| {
@@ -377,6 +381,9 @@ fn runner(ctx: Arc<SyncContext>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<O
                     && database_work(&c)
                 {
                     run_db_helper(helper);
+                    // Its export's outcome, as it recorded it (structured, in its state file).
+                    let problem = crate::opensync::state::load(&crate::opensync::state::file(&c.paths)).problem;
+                    lock(&status).opensync_problem = problem;
                 }
                 result
             })

@@ -154,8 +154,8 @@ fn opensync_status(paths: &Paths, env: &EnvSnapshot) -> Option<OpenSyncStatus> {
     Some(OpenSyncStatus {
         url: found.credentials.url.clone(),
         key: crate::opensync::client::mask_key(&found.credentials.api_key),
-        sessions_sent: st.sessions.len(),
-        messages_sent: st.messages.len(),
+        sessions_sent: st.stored_counts().0,
+        messages_sent: st.stored_counts().1,
         last_sync: st.last_sync_ms.map(crate::sync::session::format_ms),
         last_error: st.last_error,
     })

@@ -3,7 +3,8 @@
 //
 // The binary prints `url=…` and `key=…` on stdout and serves until SIGINT/SIGTERM. Helper routes
 // (no auth, not recorded): GET /_fake/state → {sessions, messages, requests, key};
-// POST /_fake/fault {"path":"<glob>","times":n,"status":s} (or "drop":true); POST /_fake/reset.
+// POST /_fake/fault {"path":"<glob>","times":n,"status":s} (or "drop":true); POST /_fake/refuse
+// {"kind":"sessions"|"messages"|null,"reason":"..."}; POST /_fake/reset.
 import { resolveWorkspaceBin, startServerBinary } from "./fake-server.mjs"
 
 /** Path of the fake-opensync binary ($FAKE_OPENSYNC_BIN, else built with cargo when missing). */
@@ -41,6 +42,8 @@ export async function startFakeOpensync({ key, port = 0 } = {}) {
     state: () => admin("GET", "state"),
     /** Make the next `times` requests whose path matches the glob answer `status` (or be dropped). */
     fault: ({ path: glob, times = 1, status, drop } = {}) => admin("POST", "fault", { path: glob, times, ...(status !== undefined ? { status } : {}), ...(drop ? { drop: true } : {}) }),
+    /** A server whose mutations of one kind ("sessions" | "messages") throw `reason`; kind null stops. */
+    refuse: ({ kind, reason } = {}) => admin("POST", "refuse", { kind: kind ?? null, reason }),
     /** Forget sessions, messages, requests and faults. */
     reset: () => admin("POST", "reset", {}),
     close: server.close,

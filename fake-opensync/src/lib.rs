@@ -1,23 +1,36 @@
 //! A fake of the OpenSync dashboard's HTTP sync API (the routes oc-sync uses), kept in memory,
-//! listening on 127.0.0.1 only. Start it in-process with [`FakeOpenSync::start`], or run the
-//! `fake-opensync` binary.
+//! listening on 127.0.0.1 only, that follows the real server's code (waynesutton/opensync
+//! `convex/http.ts`, `sessions.ts`, `messages.ts`): see [`store`] for the mutations and
+//! [`convex`] for Convex's argument validation and limits. Start it in-process with
+//! [`FakeOpenSync::start`], or run the `fake-opensync` binary.
 //!
 //! Routes (all answers are JSON; errors are `{"error": "<text>"}`):
 //! - `GET /health` (no auth) → `{"status":"ok","timestamp":<ms>}`
-//! - `POST /sync/session` → `{"ok":true,"sessionId":"<internal id>"}`
-//! - `POST /sync/message` → `{"ok":true,"messageId":"<internal id>"}`
-//! - `POST /sync/batch` → always 200 `{"ok":true,"sessions":n,"messages":n,"errors":[...]}`
+//! - `POST /sync/session` → `{"ok":true,"sessionId":"<internal id>"}`; no `externalId`/`sessionId`
+//!   → 400; the named fields (unknown ones dropped) go to `sessions.upsert`, whose validator
+//!   failure (a `null`, a wrong type) → 500 `{"error":"Error: ArgumentValidationError: ..."}`.
+//! - `POST /sync/message` → `{"ok":true,"messageId":"<internal id>"}`; validation as above.
+//! - `POST /sync/batch` → 200 `{"ok":true,"sessions":n,"messages":n,"errors":["..."]}`: `sessions`
+//!   and `messages` go AS THEY ARE to the batch mutations (`v.object` items without `createdAt`):
+//!   one bad item fails its whole kind (`"Sessions batch error: ..."`, nothing of that kind
+//!   stored); per-message failures are `"<externalId>: Error: ..."`; counts are inserted +
+//!   updated (deduplicated items are not counted).
 //! - `GET /sync/sessions/list` → `{"sessionIds":[...]}`
 //!
-//! Everything but `/health` needs `Authorization: Bearer <key>`: no header → 401
-//! `Missing Authorization header`, anything else than the one key → 401 `Invalid API key`.
-//! Missing required fields → 400; values of the wrong type (and unknown roles) → 500 with a
-//! Convex-like `ArgumentValidationError: ...` text, as the real server does.
+//! Auth as http.ts: no `Bearer ` header → 401 `Missing Authorization header`; `Bearer osk_…` not
+//! the key → 401 `Invalid API key`; another bearer token → 401 `Invalid or expired token`;
+//! `/sync/sessions/list` takes only API keys (`Invalid API key format`).
 //!
 //! For tests that run the binary, a few unauthenticated helper routes (not recorded, not subject
-//! to faults) expose the state: `GET /_fake/state` → `{"sessions":[..],"messages":[..],"requests":[..]}`,
+//! to faults) expose the state: `GET /_fake/state` → `{"sessions":[..],"messages":[..],"requests":[..]}`
+//! (messages with their `parts` and their session's `sessionExternalId`),
 //! `POST /_fake/fault` with `{"path":"<glob>","times":n,"status":s}` or `{"path":..,"times":n,"drop":true}`,
-//! `POST /_fake/reset` (forget sessions, messages, requests and faults).
+//! `POST /_fake/refuse` with `{"kind":"sessions"|"messages","reason":"..."}` (a server whose
+//! mutation of that kind throws; `{"kind":null}` stops), `POST /_fake/clock` with `{"advanceMs":n}`,
+//! `POST /_fake/reset` (forget everything).
+
+pub mod convex;
+pub mod store;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,9 +39,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+
+use convex::V;
 
 /// Options for [`FakeOpenSync::start`].
 #[derive(Debug, Clone, Default)]
@@ -37,6 +52,8 @@ pub struct FakeOptions {
     pub port: u16,
     /// The one valid API key; `None` generates a random `osk_` + 32 alphanumerics.
     pub key: Option<String>,
+    /// Delay before each answer (a deployment's round trip), for benchmarks.
+    pub latency_ms: u64,
 }
 
 /// One request as the fake saw it.
@@ -74,19 +91,29 @@ struct Fault {
 
 #[derive(Default)]
 struct State {
-    /// Stored sessions in insertion order (each has `_id` and `externalId`).
-    sessions: Vec<Value>,
-    /// Stored messages in insertion order (each has `_id`, `externalId`, `parts`).
-    messages: Vec<Value>,
+    tables: store::Tables,
     requests: Vec<Recorded>,
     faults: Vec<Fault>,
-    /// Message externalIds a batch refuses (listed in its `errors`), as a server-side validation
-    /// failure would.
+    /// Message externalIds whose mutation throws (a server-side failure of that one item).
     refuse: Vec<String>,
+    /// ("sessions" | "messages", reason): every mutation of that kind throws.
+    refuse_kind: Option<(String, String)>,
+    /// Added to the wall clock (tests of the dedup windows).
+    clock_offset_ms: u64,
+}
+
+impl State {
+    fn now(&self) -> u64 {
+        now_ms() + self.clock_offset_ms
+    }
+    fn kind_refused(&self, kind: &str) -> Option<String> {
+        self.refuse_kind.as_ref().filter(|(k, _)| k == kind).map(|(_, r)| r.clone())
+    }
 }
 
 struct Inner {
     key: String,
+    latency_ms: u64,
     state: Mutex<State>,
 }
 
@@ -110,7 +137,7 @@ impl FakeOpenSync {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], opts.port))).await?;
         let url = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
         let key = opts.key.unwrap_or_else(|| format!("osk_{}", random_alnum(32)));
-        let inner = Arc::new(Inner { key, state: Mutex::new(State::default()) });
+        let inner = Arc::new(Inner { key, latency_ms: opts.latency_ms, state: Mutex::new(State::default()) });
         let server_inner = inner.clone();
         let server = tokio::spawn(async move {
             let mut conns = JoinSet::new();
@@ -134,32 +161,44 @@ impl FakeOpenSync {
         &self.inner.key
     }
 
-    /// Stored sessions in insertion order. Each has `_id` (the internal id answered as
-    /// `sessionId`), `externalId`, the fields sent, `createdAt` and `updatedAt` (a bare session
-    /// created by a message for an unknown session has only `_id` and `externalId`).
+    /// Session documents in insertion order, as sessions.ts writes them (`_id`, `externalId`,
+    /// `title`, ..., `promptTokens`, `completionTokens`, `totalTokens`, `cost`, `messageCount`,
+    /// `searchableText`, `createdAt`, `updatedAt`; absent optional fields left out).
     pub fn sessions(&self) -> Vec<Value> {
-        self.inner.lock().sessions.clone()
+        self.inner.lock().tables.sessions.iter().cloned().map(Value::Object).collect()
     }
 
-    /// Stored messages in insertion order. Each has `_id`, `externalId`, `sessionExternalId`,
-    /// `sessionId` (internal id of its session), the fields sent, `createdAt`, `updatedAt` and
-    /// `parts` (an array of `{type, content}`; empty when the last upsert had no `parts`).
+    /// Message documents in insertion order (`_id`, `sessionId`, `externalId`, `role`, ...,
+    /// `createdAt`), each with its `parts` (`[{type, content}]` in order) and its session's
+    /// `sessionExternalId` added.
     pub fn messages(&self) -> Vec<Value> {
-        self.inner.lock().messages.clone()
+        let st = self.inner.lock();
+        st.tables.messages.iter().map(|m| st.tables.message_view(m)).collect()
     }
 
     pub fn session(&self, external_id: &str) -> Option<Value> {
-        self.inner.lock().sessions.iter().find(|s| s["externalId"] == external_id).cloned()
+        self.sessions().into_iter().find(|s| s["externalId"] == external_id)
     }
 
     pub fn message(&self, external_id: &str) -> Option<Value> {
-        self.inner.lock().messages.iter().find(|m| m["externalId"] == external_id).cloned()
+        self.messages().into_iter().find(|m| m["externalId"] == external_id)
     }
 
-    /// Stored messages of one session (by the session's externalId), in insertion order.
+    /// Messages of one session (by the session's externalId), in insertion order.
     pub fn messages_of(&self, session_external_id: &str) -> Vec<Value> {
-        let st = self.inner.lock();
-        st.messages.iter().filter(|m| m["sessionExternalId"] == session_external_id).cloned().collect()
+        self.messages().into_iter().filter(|m| m["sessionExternalId"] == session_external_id).collect()
+    }
+
+    /// Every mutation of `kind` ("sessions" or "messages") throws `reason` until
+    /// [`FakeOpenSync::accept_all`]: `/sync/session` (or `/sync/message`) answers 500 and a batch
+    /// reports `"Sessions batch error: ..."` (or `"Messages batch error: ..."`).
+    pub fn refuse_kind(&self, kind: &str, reason: &str) {
+        self.inner.lock().refuse_kind = Some((kind.into(), reason.into()));
+    }
+
+    /// Moves the server's clock forward (past a dedup window without sleeping).
+    pub fn advance_clock(&self, ms: u64) {
+        self.inner.lock().clock_offset_ms += ms;
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -175,20 +214,22 @@ impl FakeOpenSync {
         *self.inner.lock() = State::default();
     }
 
-    /// The next `times` requests whose path (without query) matches `path_glob` (`*` matches any
-    /// characters, including `/`) are answered with `status` and `{"error":"injected"}`.
-    /// Rules are checked in insertion order; the first with hits left wins.
-    /// Batches refuse the message with this externalId (it goes to the answer's `errors`) until
-    /// [`FakeOpenSync::accept_all`].
+    /// The mutation of the message with this externalId throws (`/sync/message` answers 500, a
+    /// batch lists it in `errors`) until [`FakeOpenSync::accept_all`].
     pub fn refuse_message(&self, external_id: &str) {
         self.inner.lock().refuse.push(external_id.into());
     }
 
-    /// Stops refusing messages.
+    /// Stops refusing (messages and kinds).
     pub fn accept_all(&self) {
-        self.inner.lock().refuse.clear();
+        let mut st = self.inner.lock();
+        st.refuse.clear();
+        st.refuse_kind = None;
     }
 
+    /// The next `times` requests whose path (without query) matches `path_glob` (`*` matches any
+    /// characters, including `/`) are answered with `status` and `{"error":"injected"}`.
+    /// Rules are checked in insertion order; the first with hits left wins.
     pub fn fail_next(&self, path_glob: &str, times: usize, status: u16) {
         self.inner.lock().faults.push(Fault { path: path_glob.into(), times, action: FaultAction::Status(status) });
     }
@@ -310,6 +351,9 @@ async fn serve(
         return Ok(respond(status, &v));
     }
 
+    if inner.latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(inner.latency_ms)).await;
+    }
     let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let record = |status: u16, response: Value| {
         inner.lock().requests.push(Recorded {
@@ -343,18 +387,30 @@ async fn serve(
 }
 
 fn admin(inner: &Inner, method: &str, rest: &str, body: &[u8]) -> (u16, Value) {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     match (method, rest) {
         ("GET", "state") => {
             let st = inner.lock();
             let requests: Vec<Value> = st.requests.iter().map(Recorded::to_json).collect();
-            (200, json!({"sessions": st.sessions, "messages": st.messages, "requests": requests, "key": inner.key}))
+            let sessions: Vec<Value> = st.tables.sessions.iter().cloned().map(Value::Object).collect();
+            let messages: Vec<Value> = st.tables.messages.iter().map(|m| st.tables.message_view(m)).collect();
+            (200, json!({"sessions": sessions, "messages": messages, "requests": requests, "key": inner.key}))
         }
         ("POST", "reset") => {
             *inner.lock() = State::default();
             (200, json!({"ok": true}))
         }
+        ("POST", "refuse") => {
+            let kind = v["kind"].as_str().map(str::to_owned);
+            let reason = v["reason"].as_str().unwrap_or("refused by the fake").to_owned();
+            inner.lock().refuse_kind = kind.map(|k| (k, reason));
+            (200, json!({"ok": true}))
+        }
+        ("POST", "clock") => {
+            inner.lock().clock_offset_ms += v["advanceMs"].as_u64().unwrap_or(0);
+            (200, json!({"ok": true}))
+        }
         ("POST", "fault") => {
-            let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
             let Some(path) = v["path"].as_str() else { return err(400, "fault needs a path glob") };
             let times = v["times"].as_u64().unwrap_or(1) as usize;
             let action = if v["drop"] == true {
@@ -372,6 +428,17 @@ fn admin(inner: &Inner, method: &str, rest: &str, body: &[u8]) -> (u16, Value) {
     }
 }
 
+/// http.ts's `authenticate` (JWT or API key) and `validateApiKey` (API key only).
+fn check_auth(inner: &Inner, auth: Option<&str>, api_key_only: bool) -> Result<(), (u16, Value)> {
+    let auth = auth.unwrap_or("");
+    match auth.strip_prefix("Bearer ") {
+        Some(k) if k.starts_with("osk_") => if k == inner.key { Ok(()) } else { Err(err(401, "Invalid API key")) },
+        _ if api_key_only => Err(err(401, "Invalid API key format")),
+        Some(_) => Err(err(401, "Invalid or expired token")),
+        None => Err(err(401, "Missing Authorization header")),
+    }
+}
+
 fn handle(inner: &Inner, method: &str, path: &str, auth: Option<&str>, body: &[u8]) -> (u16, Value) {
     const ROUTES: [&str; 5] = ["/health", "/sync/session", "/sync/message", "/sync/batch", "/sync/sessions/list"];
     let route = match (method, path) {
@@ -380,301 +447,132 @@ fn handle(inner: &Inner, method: &str, path: &str, auth: Option<&str>, body: &[u
         ("POST", "/sync/message") => "message",
         ("POST", "/sync/batch") => "batch",
         ("GET", "/sync/sessions/list") => "list",
-        ("OPTIONS", p) if ROUTES.contains(&p) => return (204, Value::Null),
+        ("OPTIONS", p) if ROUTES.contains(&p) || p.starts_with('/') => return (204, Value::Null),
         _ => return err(404, "No matching routes found"),
     };
     if route == "health" {
         return (200, json!({"status": "ok", "timestamp": now_ms()}));
     }
-
-    // Authentication.
-    let Some(auth) = auth else { return err(401, "Missing Authorization header") };
-    let token = auth.trim().strip_prefix("Bearer ").map(str::trim);
-    if token != Some(inner.key.as_str()) {
-        return err(401, "Invalid API key");
+    if let Err(e) = check_auth(inner, auth, route == "list") {
+        return e;
     }
-
+    let mut st = inner.lock();
     if route == "list" {
-        let st = inner.lock();
-        let ids: Vec<Value> = st.sessions.iter().map(|s| s["externalId"].clone()).collect();
+        let ids: Vec<Value> = st.tables.sessions.iter().map(|s| s["externalId"].clone()).collect();
         return (200, json!({ "sessionIds": ids }));
     }
-
+    // `await request.json()` inside the handler's try: a bad body is a 500.
     let body: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(e) => return err(500, &format!("SyntaxError: Unexpected end of JSON input or invalid JSON ({e})")),
+        Err(e) => return err(500, &format!("SyntaxError: Unexpected token in JSON ({e})")),
     };
-    let mut st = inner.lock();
     match route {
-        "session" => match check_session(&body) {
-            Ok(fields) => (200, json!({"ok": true, "sessionId": upsert_session(&mut st, fields)})),
-            Err(e) => e.answer(),
-        },
-        "message" => match check_message(&body) {
-            Ok(m) => (200, json!({"ok": true, "messageId": upsert_message(&mut st, m)})),
-            Err(e) => e.answer(),
-        },
+        "session" => single_session(&mut st, &body),
+        "message" => single_message(&mut st, &body),
         _ => batch(&mut st, &body),
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Validation (shaped like Convex's argument validators) and the store
-
-enum Invalid {
-    /// 400: a required field is missing (or falsy).
-    Missing(String),
-    /// 500: `ArgumentValidationError: ...`.
-    Type(String),
-}
-
-impl Invalid {
-    fn text(&self) -> &str {
-        match self {
-            Invalid::Missing(t) | Invalid::Type(t) => t,
-        }
-    }
-    fn answer(&self) -> (u16, Value) {
-        match self {
-            Invalid::Missing(t) => err(400, t),
-            Invalid::Type(t) => err(500, t),
-        }
-    }
-}
-
-fn mismatch(path: &str, value: &Value, validator: &str) -> Invalid {
-    Invalid::Type(format!(
-        "ArgumentValidationError: Value does not match validator.\nPath: .{path}\nValue: {value}\nValidator: {validator}"
-    ))
-}
-
-/// JavaScript truthiness of an optional JSON value.
-fn falsy(v: Option<&Value>) -> bool {
+/// JavaScript truthiness.
+fn truthy(v: Option<&Value>) -> bool {
     match v {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => true,
-        Some(Value::String(s)) => s.is_empty(),
-        Some(Value::Number(n)) => n.as_f64() == Some(0.0),
-        _ => false,
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+        _ => true,
     }
 }
 
-const SESSION_STRINGS: [&str; 6] = ["title", "projectPath", "projectName", "model", "provider", "source"];
-const SESSION_NUMBERS: [&str; 5] = ["promptTokens", "completionTokens", "cost", "durationMs", "createdAt"];
-const MESSAGE_STRINGS: [&str; 3] = ["textContent", "model", "source"];
-const MESSAGE_NUMBERS: [&str; 4] = ["promptTokens", "completionTokens", "durationMs", "createdAt"];
-const ROLES: [&str; 5] = ["user", "assistant", "system", "tool", "unknown"];
-const ROLE_VALIDATOR: &str =
-    "v.union(v.literal(\"user\"), v.literal(\"assistant\"), v.literal(\"system\"), v.literal(\"tool\"), v.literal(\"unknown\"))";
-
-fn copy_typed(obj: &Map<String, Value>, out: &mut Map<String, Value>, strings: &[&str], numbers: &[&str]) -> Result<(), Invalid> {
-    for &k in strings {
-        if let Some(v) = obj.get(k) {
-            if !v.is_string() {
-                return Err(mismatch(k, v, "v.optional(v.string())"));
-            }
-            out.insert(k.into(), v.clone());
-        }
-    }
-    for &k in numbers {
-        if let Some(v) = obj.get(k) {
-            if !v.is_number() {
-                return Err(mismatch(k, v, "v.optional(v.float64())"));
-            }
-            out.insert(k.into(), v.clone());
-        }
-    }
-    Ok(())
+/// A mutation error as the handler's `catch (e)` answers it.
+fn thrown(e: &str) -> (u16, Value) {
+    err(500, &format!("Error: {e}"))
 }
 
-fn empty_map() -> Map<String, Value> {
-    Map::new()
+fn single_session(st: &mut State, body: &Value) -> (u16, Value) {
+    // `const externalId = body.externalId || body.sessionId`
+    let ext = if truthy(body.get("externalId")) { body.get("externalId") } else { body.get("sessionId") };
+    if !truthy(ext) {
+        return err(400, "Missing externalId or sessionId");
+    }
+    let mut args = store::named_args(body, store::SESSION_FIELDS);
+    args["externalId"] = ext.cloned().unwrap_or_default();
+    if let Err(e) = store::check_args(&args, &store::session_v(true)) {
+        return thrown(&e);
+    }
+    if let Some(r) = st.kind_refused("sessions") {
+        return thrown(&r);
+    }
+    let now = st.now();
+    match st.tables.session_upsert(args.as_object().expect("object"), now, new_id()) {
+        Ok(id) => (200, json!({"ok": true, "sessionId": id})),
+        Err(e) => thrown(&e),
+    }
 }
 
-/// The session fields to store (externalId first), or why the body is refused.
-fn check_session(body: &Value) -> Result<Map<String, Value>, Invalid> {
-    let empty = empty_map();
-    let obj = body.as_object().unwrap_or(&empty);
-    let ext = match obj.get("externalId") {
-        Some(v) if !v.is_null() => Some(v),
-        _ => obj.get("sessionId"),
+fn single_message(st: &mut State, body: &Value) -> (u16, Value) {
+    let args = store::named_args(body, store::MESSAGE_FIELDS);
+    if let Err(e) = store::check_args(&args, &store::message_v(true)) {
+        return thrown(&e);
+    }
+    if let Some(r) = st.kind_refused("messages") {
+        return thrown(&r);
+    }
+    if st.refuse.iter().any(|r| args["externalId"] == r.as_str()) {
+        return thrown("refused by the fake");
+    }
+    let now = st.now();
+    match st.tables.message_upsert(args.as_object().expect("object"), now, new_id) {
+        Ok(id) => (200, json!({"ok": true, "messageId": id})),
+        Err(e) => thrown(&e),
+    }
+}
+
+/// The items of `body[key]` when http.ts would run that kind's mutation (`body.x && body.x.length
+/// > 0`), else None.
+fn batch_items(body: &Value, key: &str) -> Option<Value> {
+    let v = body.get(key)?;
+    let len = match v {
+        Value::Array(a) => a.len(),
+        Value::String(s) => s.encode_utf16().count(),
+        _ => 0,
     };
-    if falsy(ext) {
-        return Err(Invalid::Missing("Missing externalId".into()));
-    }
-    let ext = ext.cloned().unwrap_or_default();
-    if !ext.is_string() {
-        return Err(mismatch("externalId", &ext, "v.string()"));
-    }
-    let mut out = Map::new();
-    out.insert("externalId".into(), ext);
-    copy_typed(obj, &mut out, &SESSION_STRINGS, &SESSION_NUMBERS)?;
-    Ok(out)
-}
-
-struct MessageIn {
-    fields: Map<String, Value>,
-    parts: Option<Vec<Value>>,
-}
-
-fn check_message(body: &Value) -> Result<MessageIn, Invalid> {
-    let empty = empty_map();
-    let obj = body.as_object().unwrap_or(&empty);
-    if ["sessionExternalId", "externalId", "role"].iter().any(|k| falsy(obj.get(*k))) {
-        return Err(Invalid::Missing("Missing required fields: sessionExternalId, externalId, role".into()));
-    }
-    let mut fields = Map::new();
-    for k in ["sessionExternalId", "externalId"] {
-        let v = &obj[k];
-        if !v.is_string() {
-            return Err(mismatch(k, v, "v.string()"));
-        }
-        fields.insert(k.into(), v.clone());
-    }
-    let role = &obj["role"];
-    if !role.as_str().is_some_and(|r| ROLES.contains(&r)) {
-        return Err(mismatch("role", role, ROLE_VALIDATOR));
-    }
-    fields.insert("role".into(), role.clone());
-    copy_typed(obj, &mut fields, &MESSAGE_STRINGS, &MESSAGE_NUMBERS)?;
-    let parts = match obj.get("parts") {
-        None => None,
-        Some(Value::Array(items)) => {
-            let mut parts = Vec::with_capacity(items.len());
-            for (i, p) in items.iter().enumerate() {
-                let Some(po) = p.as_object() else {
-                    return Err(mismatch(&format!("parts[{i}]"), p, "v.object({ type: v.string(), content: v.any() })"));
-                };
-                let t = po.get("type").cloned().unwrap_or(Value::Null);
-                if !t.is_string() {
-                    return Err(mismatch(&format!("parts[{i}].type"), &t, "v.string()"));
-                }
-                let mut part = Map::new();
-                part.insert("type".into(), t);
-                if let Some(c) = po.get("content") {
-                    part.insert("content".into(), c.clone());
-                }
-                parts.push(Value::Object(part));
-            }
-            Some(parts)
-        }
-        Some(other) => {
-            return Err(mismatch("parts", other, "v.optional(v.array(v.object({ type: v.string(), content: v.any() })))"));
-        }
-    };
-    Ok(MessageIn { fields, parts })
-}
-
-/// Token counts of 0 never overwrite a stored non-zero value.
-const KEEP_NONZERO: [&str; 2] = ["promptTokens", "completionTokens"];
-
-fn is_zero(v: &Value) -> bool {
-    v.as_f64() == Some(0.0)
-}
-
-fn upsert_session(st: &mut State, fields: Map<String, Value>) -> String {
-    let now = now_ms();
-    if let Some(existing) = st.sessions.iter_mut().find(|s| s["externalId"] == fields["externalId"]) {
-        let obj = existing.as_object_mut().expect("stored sessions are objects");
-        for (k, v) in fields {
-            if KEEP_NONZERO.contains(&k.as_str()) && is_zero(&v) && obj.get(&k).is_some_and(|old| old.is_number() && !is_zero(old)) {
-                continue;
-            }
-            obj.insert(k, v);
-        }
-        obj.entry("createdAt").or_insert(json!(now));
-        obj.insert("updatedAt".into(), json!(now));
-        return obj["_id"].as_str().unwrap_or_default().to_string();
-    }
-    let id = new_id();
-    let mut obj = Map::new();
-    obj.insert("_id".into(), json!(id));
-    obj.extend(fields);
-    obj.entry("createdAt").or_insert(json!(now));
-    obj.insert("updatedAt".into(), json!(now));
-    st.sessions.push(Value::Object(obj));
-    id
-}
-
-/// The internal id of the session, creating a bare one (only `externalId`) if unknown.
-fn ensure_session(st: &mut State, external_id: &Value) -> String {
-    if let Some(s) = st.sessions.iter().find(|s| &s["externalId"] == external_id) {
-        return s["_id"].as_str().unwrap_or_default().to_string();
-    }
-    let id = new_id();
-    st.sessions.push(json!({"_id": id, "externalId": external_id}));
-    id
-}
-
-fn upsert_message(st: &mut State, m: MessageIn) -> String {
-    let now = now_ms();
-    let session_id = ensure_session(st, &m.fields["sessionExternalId"]);
-    let parts = Value::Array(m.parts.unwrap_or_default());
-    if let Some(existing) = st.messages.iter_mut().find(|x| x["externalId"] == m.fields["externalId"]) {
-        let obj = existing.as_object_mut().expect("stored messages are objects");
-        obj.extend(m.fields);
-        obj.insert("sessionId".into(), json!(session_id));
-        obj.entry("createdAt").or_insert(json!(now));
-        obj.insert("updatedAt".into(), json!(now));
-        obj.insert("parts".into(), parts);
-        return obj["_id"].as_str().unwrap_or_default().to_string();
-    }
-    let id = new_id();
-    let mut obj = Map::new();
-    obj.insert("_id".into(), json!(id));
-    obj.extend(m.fields);
-    obj.insert("sessionId".into(), json!(session_id));
-    obj.entry("createdAt").or_insert(json!(now));
-    obj.insert("updatedAt".into(), json!(now));
-    obj.insert("parts".into(), parts);
-    st.messages.push(Value::Object(obj));
-    id
+    (truthy(Some(v)) && len > 0).then(|| v.clone())
 }
 
 fn batch(st: &mut State, body: &Value) -> (u16, Value) {
-    let list = |key: &str| -> Result<Vec<Value>, Invalid> {
-        match body.get(key) {
-            None | Some(Value::Null) => Ok(vec![]),
-            Some(Value::Array(a)) => Ok(a.clone()),
-            Some(other) => Err(mismatch(key, other, "v.array(v.any())")),
-        }
-    };
-    let (sessions, messages) = match (list("sessions"), list("messages")) {
-        (Ok(s), Ok(m)) => (s, m),
-        (Err(e), _) | (_, Err(e)) => return e.answer(),
-    };
-    let mut errors = Vec::new();
-    let mut n_sessions = 0;
-    for s in &sessions {
-        match check_session(s) {
-            Ok(fields) => {
-                upsert_session(st, fields);
-                n_sessions += 1;
-            }
-            Err(e) => {
-                let ext = match s.get("externalId") {
-                    Some(v) if !v.is_null() => v.clone(),
-                    _ => s.get("sessionId").cloned().unwrap_or(Value::Null),
-                };
-                errors.push(json!({"type": "session", "externalId": ext, "error": e.text()}));
-            }
+    let mut errors: Vec<String> = Vec::new();
+    let (mut n_sessions, mut n_messages) = (0, 0);
+    let now = st.now();
+    if let Some(items) = batch_items(body, "sessions") {
+        let args = json!({ "sessions": items });
+        let r = store::check_args(&args, &V::Obj(vec![("sessions", V::arr(store::session_v(false)))]))
+            .and_then(|()| st.kind_refused("sessions").map_or(Ok(()), Err))
+            .and_then(|()| st.tables.session_batch(items.as_array().expect("validated"), now, new_id));
+        match r {
+            Ok((ins, upd, _)) => n_sessions = ins + upd,
+            Err(e) => errors.push(format!("Sessions batch error: Error: {e}")),
         }
     }
-    let mut n_messages = 0;
-    for m in &messages {
-        let ext = m.get("externalId").and_then(Value::as_str).unwrap_or("");
-        if st.refuse.iter().any(|r| r == ext) {
-            errors.push(json!({"type": "message", "externalId": ext, "error": "injected: refused"}));
-            continue;
-        }
-        match check_message(m) {
-            Ok(m) => {
-                upsert_message(st, m);
-                n_messages += 1;
+    if let Some(items) = batch_items(body, "messages") {
+        let args = json!({ "messages": items });
+        let refused = st.refuse.clone();
+        let r = store::check_args(&args, &V::Obj(vec![("messages", V::arr(store::message_v(false)))]))
+            .and_then(|()| st.kind_refused("messages").map_or(Ok(()), Err))
+            .and_then(|()| {
+                // Items the fake refuses fail inside the mutation, like a per-item error.
+                let list = items.as_array().expect("validated");
+                let (bad, good): (Vec<&Value>, Vec<&Value>) = list.iter().partition(|m| refused.iter().any(|r| m["externalId"] == r.as_str()));
+                let good: Vec<Value> = good.into_iter().cloned().collect();
+                let mut r = st.tables.message_batch(&good, now, new_id)?;
+                r.3.extend(bad.iter().map(|m| format!("{}: Error: refused by the fake", m["externalId"].as_str().unwrap_or_default())));
+                Ok(r)
+            });
+        match r {
+            Ok((ins, upd, _, errs)) => {
+                n_messages = ins + upd;
+                errors.extend(errs);
             }
-            Err(e) => {
-                let ext = m.get("externalId").cloned().unwrap_or(Value::Null);
-                errors.push(json!({"type": "message", "externalId": ext, "error": e.text()}));
-            }
+            Err(e) => errors.push(format!("Messages batch error: Error: {e}")),
         }
     }
     (200, json!({"ok": true, "sessions": n_sessions, "messages": n_messages, "errors": errors}))

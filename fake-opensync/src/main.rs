@@ -1,4 +1,4 @@
-//! `fake-opensync [--port N] [--key K]`
+//! `fake-opensync [--port N] [--key K] [--latency-ms N]`
 //! Serves the fake OpenSync API on 127.0.0.1 until SIGINT/SIGTERM. Prints `url=...` and
 //! `key=...` lines on stdout once it is listening.
 
@@ -7,7 +7,7 @@ use std::io::Write;
 use fake_opensync::{FakeOpenSync, FakeOptions};
 
 fn usage() -> ! {
-    eprintln!("usage: fake-opensync [--port N] [--key osk_KEY]");
+    eprintln!("usage: fake-opensync [--port N] [--key osk_KEY] [--latency-ms N]");
     std::process::exit(2)
 }
 
@@ -20,6 +20,7 @@ async fn main() {
         match a.as_str() {
             "--port" => opts.port = val().parse().unwrap_or_else(|_| usage()),
             "--key" => opts.key = Some(val()),
+            "--latency-ms" => opts.latency_ms = val().parse().unwrap_or_else(|_| usage()),
             "-h" | "--help" => usage(),
             _ => usage(),
         }

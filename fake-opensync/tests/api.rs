@@ -40,18 +40,21 @@ async fn health_and_auth() {
     assert_eq!(v["status"], "ok");
     assert!(v["timestamp"].as_u64().unwrap() > 1_600_000_000_000);
 
+    // /sync/sessions/list takes API keys only (validateApiKey); the others authenticate().
     let (s, v) = t.send(t.c.get(format!("{}/sync/sessions/list", t.fake.url))).await;
-    assert_eq!((s, v), (401, json!({"error": "Missing Authorization header"})));
+    assert_eq!((s, v), (401, json!({"error": "Invalid API key format"})));
     let (s, v) = t.send(t.c.post(format!("{}/sync/session", t.fake.url)).json(&json!({"externalId": "a"}))).await;
     assert_eq!((s, v), (401, json!({"error": "Missing Authorization header"})));
     let (s, v) = t.send(t.c.get(format!("{}/sync/sessions/list", t.fake.url)).bearer_auth("osk_wrongwrongwrongwrongwrongwrong12")).await;
     assert_eq!((s, v), (401, json!({"error": "Invalid API key"})));
     let (s, v) = t.send(t.c.get(format!("{}/sync/sessions/list", t.fake.url)).header("authorization", key.clone())).await;
-    assert_eq!((s, v), (401, json!({"error": "Invalid API key"})));
+    assert_eq!((s, v), (401, json!({"error": "Invalid API key format"})));
+    let (s, v) = t.send(t.c.post(format!("{}/sync/session", t.fake.url)).bearer_auth("eyJ.jwt").json(&json!({"externalId": "a"}))).await;
+    assert_eq!((s, v), (401, json!({"error": "Invalid or expired token"})));
     assert!(t.fake.sessions().is_empty());
 
     // A fixed key.
-    let f2 = FakeOpenSync::start(FakeOptions { port: 0, key: Some("osk_fixedfixedfixedfixedfixedfixed".into()) }).await.unwrap();
+    let f2 = FakeOpenSync::start(FakeOptions { key: Some("osk_fixedfixedfixedfixedfixedfixed".into()), ..Default::default() }).await.unwrap();
     assert_eq!(f2.key(), "osk_fixedfixedfixedfixedfixedfixed");
     let (s, _) = t.send(t.c.get(format!("{}/sync/sessions/list", f2.url)).bearer_auth(f2.key())).await;
     assert_eq!(s, 200);
@@ -65,197 +68,162 @@ async fn health_and_auth() {
 }
 
 #[tokio::test]
-async fn session_upsert_and_list() {
+async fn single_session_endpoint_validates_like_convex_and_keeps_created_at() {
     let t = T::new().await;
-    let body = json!({
-        "externalId": "ses_1", "title": "First", "projectPath": "/p", "projectName": "p",
-        "model": "m1", "provider": "anthropic", "source": "opencode",
-        "promptTokens": 100, "completionTokens": 50, "cost": 0.0123, "durationMs": 999, "createdAt": 1700000000000u64
-    });
+    let body = json!({"externalId": "ses_1", "title": "T", "projectPath": "/p", "projectName": "p", "model": "m", "provider": "x",
+        "source": "opencode", "promptTokens": 100, "completionTokens": 50, "cost": 0.0123, "durationMs": 999, "createdAt": 1700000000000u64,
+        "unknownField": "dropped by http.ts"});
     let (s, v) = t.post("/sync/session", body).await;
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["ok"], true);
-    let id = v["sessionId"].as_str().unwrap().to_string();
-    assert!(!id.is_empty());
+    assert_eq!((s, v["ok"].clone()), (200, json!(true)), "{v}");
     let stored = t.fake.session("ses_1").unwrap();
-    assert_eq!(stored["_id"], id.as_str());
-    assert_eq!(stored["title"], "First");
-    assert_eq!(stored["cost"], 0.0123);
-    assert_eq!(stored["createdAt"], 1700000000000u64);
-    assert_eq!(stored["promptTokens"], 100);
-
-    // Upsert: same id; fields replaced; tokens of 0 don't overwrite non-zero.
-    let (s, v) = t
-        .post("/sync/session", json!({"externalId": "ses_1", "title": "Renamed", "promptTokens": 0, "completionTokens": 70, "cost": 0}))
-        .await;
-    assert_eq!(s, 200);
-    assert_eq!(v["sessionId"], id.as_str());
-    let stored = t.fake.session("ses_1").unwrap();
-    assert_eq!(stored["title"], "Renamed");
-    assert_eq!(stored["promptTokens"], 100);
-    assert_eq!(stored["completionTokens"], 70);
-    assert_eq!(stored["cost"], 0, "cost is stored as sent");
-    assert_eq!(stored["model"], "m1", "fields not sent are kept");
-    assert_eq!(t.fake.sessions().len(), 1);
-
-    // sessionId alias; a session without createdAt.
-    let (s, _) = t.post("/sync/session", json!({"sessionId": "ses_2"})).await;
-    assert_eq!(s, 200);
-    assert!(t.fake.session("ses_2").unwrap()["createdAt"].is_number());
-
-    // Missing externalId → 400; type errors → 500.
-    assert_eq!(t.post("/sync/session", json!({"title": "x"})).await, (400, json!({"error": "Missing externalId"})));
-    assert_eq!(t.post("/sync/session", json!({"externalId": ""})).await.0, 400);
-    for bad in [
-        json!({"externalId": "ses_3", "promptTokens": "12"}),
-        json!({"externalId": "ses_3", "cost": "0.1"}),
-        json!({"externalId": "ses_3", "title": 5}),
-        json!({"externalId": 17}),
-    ] {
-        let (s, v) = t.post("/sync/session", bad.clone()).await;
-        assert_eq!(s, 500, "{bad}");
-        assert!(v["error"].as_str().unwrap().starts_with("ArgumentValidationError: "), "{v}");
-    }
-    let (_, v) = t.post("/sync/session", json!({"externalId": "ses_3", "promptTokens": "12"})).await;
-    assert!(v["error"].as_str().unwrap().contains("promptTokens"));
+    assert_eq!(stored["createdAt"], 1700000000000u64, "the source's time is kept");
+    assert!(stored["updatedAt"].as_u64().unwrap() > 1700000000000u64);
+    assert_eq!((stored["totalTokens"].as_f64(), stored["messageCount"].as_f64()), (Some(150.0), Some(0.0)));
+    assert!(stored.get("unknownField").is_none());
+    // sessionId alias; no createdAt → the server's clock.
+    assert_eq!(t.post("/sync/session", json!({"sessionId": "ses_2"})).await.0, 200);
+    assert!(t.fake.session("ses_2").unwrap()["createdAt"].as_u64().unwrap() > 1700000000000u64);
+    // No id → 400; null is not absent, wrong types → 500 with Convex's text; nothing stored.
+    assert_eq!(t.post("/sync/session", json!({"title": "x"})).await, (400, json!({"error": "Missing externalId or sessionId"})));
+    let (s, v) = t.post("/sync/session", json!({"externalId": "ses_3", "title": null})).await;
+    assert_eq!(s, 500);
+    assert!(v["error"].as_str().unwrap().contains("ArgumentValidationError") && v["error"].as_str().unwrap().contains(".title"), "{v}");
+    let (s, v) = t.post("/sync/session", json!({"externalId": "ses_3", "cost": "1"})).await;
+    assert!(s == 500 && v["error"].as_str().unwrap().contains("v.float64()"), "{v}");
     assert!(t.fake.session("ses_3").is_none());
-
-    let (s, v) = t.get("/sync/sessions/list").await;
-    assert_eq!((s, v), (200, json!({"sessionIds": ["ses_1", "ses_2"]})));
+    // Dedup (SESSION_DEDUP_MS 10 s): a cost-only change right away is skipped, later applied;
+    // tokens of 0 never overwrite.
+    t.post("/sync/session", json!({"externalId": "ses_1", "title": "T", "projectPath": "/p", "model": "m", "cost": 9.0})).await;
+    assert_eq!(t.fake.session("ses_1").unwrap()["cost"], 0.0123);
+    t.fake.advance_clock(10_001);
+    t.post("/sync/session", json!({"externalId": "ses_1", "title": "T", "projectPath": "/p", "model": "m", "cost": 9.0, "promptTokens": 0, "createdAt": 1})).await;
+    let s1 = t.fake.session("ses_1").unwrap();
+    assert_eq!((s1["cost"].as_f64(), s1["promptTokens"].as_f64(), s1["createdAt"].as_u64()), (Some(9.0), Some(100.0), Some(1700000000000)));
+    let (_, list) = t.get("/sync/sessions/list").await;
+    assert_eq!(list["sessionIds"], json!(["ses_1", "ses_2"]));
     t.fake.stop().await;
 }
 
 #[tokio::test]
-async fn message_upsert_parts_and_bare_session() {
+async fn single_message_endpoint_keeps_created_at_and_replaces_parts() {
     let t = T::new().await;
-    let msg = json!({
-        "sessionExternalId": "ses_x", "externalId": "msg_1", "role": "assistant",
-        "textContent": "hello", "model": "m", "promptTokens": 3, "completionTokens": 4, "durationMs": 5,
-        "source": "opencode", "createdAt": 1700000000001u64,
-        "parts": [{"type": "text", "content": "hello"}, {"type": "tool-call", "content": {"name": "bash"}}]
-    });
-    let (s, v) = t.post("/sync/message", msg.clone()).await;
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["ok"], true);
-    let mid = v["messageId"].as_str().unwrap().to_string();
-
-    // Unknown session → a bare session with only its externalId.
-    let bare = t.fake.session("ses_x").unwrap();
-    assert_eq!(bare["externalId"], "ses_x");
-    assert!(bare.get("title").is_none() && bare.get("createdAt").is_none());
-    let m = t.fake.message("msg_1").unwrap();
-    assert_eq!(m["_id"], mid.as_str());
-    assert_eq!(m["sessionId"], bare["_id"]);
-    assert_eq!(m["parts"].as_array().unwrap().len(), 2);
-    assert_eq!(m["parts"][1], json!({"type": "tool-call", "content": {"name": "bash"}}));
-    assert_eq!(t.fake.messages_of("ses_x").len(), 1);
-
-    // The session can be filled in later.
-    t.post("/sync/session", json!({"externalId": "ses_x", "title": "T"})).await;
-    assert_eq!(t.fake.session("ses_x").unwrap()["_id"], bare["_id"]);
-    assert_eq!(t.fake.sessions().len(), 1);
-
-    // Resend without parts: same id, parts deleted.
-    let mut again = msg.clone();
-    again.as_object_mut().unwrap().remove("parts");
-    again["textContent"] = json!("hello, edited");
-    let (s, v) = t.post("/sync/message", again).await;
-    assert_eq!(s, 200);
-    assert_eq!(v["messageId"], mid.as_str());
-    let m = t.fake.message("msg_1").unwrap();
-    assert_eq!(m["textContent"], "hello, edited");
-    assert_eq!(m["parts"], json!([]));
-    // Parts come back when given.
-    t.post("/sync/message", msg.clone()).await;
-    assert_eq!(t.fake.message("msg_1").unwrap()["parts"].as_array().unwrap().len(), 2);
-    assert_eq!(t.fake.messages().len(), 1);
-
-    // Every role in the list is accepted.
-    for (i, role) in ["user", "assistant", "system", "tool", "unknown"].iter().enumerate() {
-        let (s, _) = t.post("/sync/message", json!({"sessionExternalId": "ses_x", "externalId": format!("r{i}"), "role": role})).await;
-        assert_eq!(s, 200, "{role}");
-    }
-
-    // Missing required → 400.
-    for missing in ["sessionExternalId", "externalId", "role"] {
-        let mut b = msg.clone();
-        b.as_object_mut().unwrap().remove(missing);
-        let (s, v) = t.post("/sync/message", b).await;
-        assert_eq!(s, 400, "{missing}");
-        assert!(v["error"].is_string());
-    }
-    // Bad role / types → 500 ArgumentValidationError.
-    let (s, v) = t.post("/sync/message", json!({"sessionExternalId": "ses_x", "externalId": "bad", "role": "robot"})).await;
-    assert_eq!(s, 500);
-    let e = v["error"].as_str().unwrap();
-    assert!(e.starts_with("ArgumentValidationError: ") && e.contains("role"), "{e}");
+    let m = json!({"sessionExternalId": "ses_1", "externalId": "m1", "role": "assistant", "textContent": "hi", "model": "m",
+        "promptTokens": 5, "completionTokens": 7, "durationMs": 10, "source": "opencode", "createdAt": 1700000000001u64,
+        "parts": [{"type": "text", "content": "hi"}, {"type": "tool-call", "content": {"name": "read", "args": {"a": [1, {"b": null}]}}}]});
+    assert_eq!(t.post("/sync/message", m.clone()).await.0, 200);
+    let stored = t.fake.message("m1").unwrap();
+    assert_eq!(stored["createdAt"], 1700000000001u64);
+    assert_eq!(stored["parts"].as_array().unwrap().len(), 2);
+    // The unknown session was created bare, with the server's time.
+    let bare = t.fake.session("ses_1").unwrap();
+    assert!(bare.get("title").is_none() && bare["createdAt"].as_u64().unwrap() > 1700000000001u64);
+    assert_eq!(bare["messageCount"].as_f64(), Some(1.0));
+    // Re-sent with other parts: replaced (createdAt is old, so no dedup), count unchanged.
+    let mut m2 = m.clone();
+    m2["parts"] = json!([{"type": "text", "content": "bye"}]);
+    assert_eq!(t.post("/sync/message", m2).await.0, 200);
+    assert_eq!(t.fake.message("m1").unwrap()["parts"], json!([{"type": "text", "content": "bye"}]));
+    assert_eq!(t.fake.session("ses_1").unwrap()["messageCount"].as_f64(), Some(1.0));
+    // Dedup (MESSAGE_DEDUP_MS 5 s on createdAt): a message stamped now is not updated right away.
+    let now = t.fake.session("ses_1").unwrap()["updatedAt"].as_u64().unwrap();
+    t.post("/sync/message", json!({"sessionExternalId": "ses_1", "externalId": "m2", "role": "user", "createdAt": now, "textContent": "a"})).await;
+    t.post("/sync/message", json!({"sessionExternalId": "ses_1", "externalId": "m2", "role": "user", "createdAt": now, "textContent": "b"})).await;
+    assert_eq!(t.fake.message("m2").unwrap()["textContent"], "a");
+    // Validation: a part with an extra field, null, an unknown role, missing fields → 500.
     for bad in [
-        json!({"sessionExternalId": "s", "externalId": "bad", "role": "user", "parts": "nope"}),
-        json!({"sessionExternalId": "s", "externalId": "bad", "role": "user", "parts": [{"content": "no type"}]}),
-        json!({"sessionExternalId": "s", "externalId": "bad", "role": "user", "promptTokens": "1"}),
-        json!({"sessionExternalId": "s", "externalId": "bad", "role": "user", "textContent": 1}),
+        json!({"sessionExternalId": "s", "externalId": "x", "role": "user", "parts": [{"type": "text", "content": "a", "extra": 1}]}),
+        json!({"sessionExternalId": "s", "externalId": "x", "role": "user", "textContent": null}),
+        json!({"sessionExternalId": "s", "externalId": "x", "role": "robot"}),
+        json!({"externalId": "x", "role": "user"}),
     ] {
         let (s, v) = t.post("/sync/message", bad.clone()).await;
-        assert_eq!(s, 500, "{bad}");
-        assert!(v["error"].as_str().unwrap().starts_with("ArgumentValidationError: "), "{v}");
+        assert!(s == 500 && v["error"].as_str().unwrap().contains("ArgumentValidationError"), "{bad} → {s} {v}");
     }
-    assert!(t.fake.message("bad").is_none());
-    assert!(t.fake.session("s").is_none());
+    assert!(t.fake.message("x").is_none() && t.fake.session("s").is_none());
     t.fake.stop().await;
 }
 
 #[tokio::test]
-async fn batch_counts_and_errors() {
+async fn batch_fails_per_kind_stamps_now_and_drops_parts_of_updates() {
     let t = T::new().await;
-    t.post("/sync/session", json!({"externalId": "old", "promptTokens": 9})).await;
-    let (s, v) = t
-        .post(
-            "/sync/batch",
-            json!({
-                "sessions": [
-                    {"externalId": "b1", "title": "one"},
-                    {"title": "no id"},
-                    {"externalId": "b2", "promptTokens": "x"},
-                    {"externalId": "old", "promptTokens": 0, "title": "upd"},
-                ],
-                "messages": [
-                    {"sessionExternalId": "b1", "externalId": "m1", "role": "user", "textContent": "hi", "parts": [{"type": "text", "content": "hi"}]},
-                    {"sessionExternalId": "b1", "externalId": "m2", "role": "wizard"},
-                    {"sessionExternalId": "b1", "role": "user"},
-                    {"sessionExternalId": "new-session", "externalId": "m3", "role": "assistant"},
-                ]
-            }),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["ok"], true);
-    assert_eq!(v["sessions"], 2);
-    assert_eq!(v["messages"], 2);
+    // createdAt in a batch item: the whole sessions kind fails; the messages still go in.
+    let (s, v) = t.post("/sync/batch", json!({
+        "sessions": [{"externalId": "a"}, {"externalId": "b", "createdAt": 1}],
+        "messages": [{"sessionExternalId": "a", "externalId": "m1", "role": "user", "parts": [{"type": "text", "content": "x"}]}]
+    })).await;
+    assert_eq!((s, &v["sessions"], &v["messages"]), (200, &json!(0), &json!(1)), "{v}");
     let errors = v["errors"].as_array().unwrap();
-    assert_eq!(errors.len(), 4, "{v}");
-    assert_eq!(errors[0]["type"], "session");
-    assert_eq!(errors[0]["externalId"], Value::Null);
-    assert_eq!(errors[0]["error"], "Missing externalId");
-    assert_eq!(errors[1]["type"], "session");
-    assert_eq!(errors[1]["externalId"], "b2");
-    assert!(errors[1]["error"].as_str().unwrap().starts_with("ArgumentValidationError"));
-    assert_eq!((&errors[2]["type"], &errors[2]["externalId"]), (&json!("message"), &json!("m2")));
-    assert!(errors[2]["error"].as_str().unwrap().contains("role"));
-    assert_eq!(errors[3]["type"], "message");
-
-    assert!(t.fake.session("b1").is_some());
-    assert!(t.fake.session("b2").is_none());
-    let old = t.fake.session("old").unwrap();
-    assert_eq!((old["title"].clone(), old["promptTokens"].clone()), (json!("upd"), json!(9)));
-    assert_eq!(t.fake.message("m1").unwrap()["parts"][0]["content"], "hi");
-    assert!(t.fake.message("m2").is_none());
-    assert_eq!(t.fake.session("new-session").unwrap().as_object().unwrap().len(), 2, "bare: _id + externalId");
-
-    // Empty batch.
+    assert_eq!(errors.len(), 1, "{v}");
+    assert!(errors[0].as_str().unwrap().starts_with("Sessions batch error: Error: ArgumentValidationError: Object contains extra field `createdAt`"), "{v}");
+    assert_eq!(t.fake.sessions().len(), 1, "only the bare session of the message: {:?}", t.fake.sessions());
+    assert!(t.fake.session("b").is_none());
+    // New items are stamped with the server's clock.
+    let (_, v) = t.post("/sync/batch", json!({"sessions": [{"externalId": "c", "title": "C"}]})).await;
+    assert_eq!(v["sessions"], 1);
+    assert!(t.fake.session("c").unwrap()["createdAt"].as_u64().unwrap() > 1_600_000_000_000);
+    // A null, an extra field in a part: the messages kind fails whole.
+    for bad in [json!({"sessionExternalId": "a", "externalId": "m9", "role": "user", "model": null}),
+                json!({"sessionExternalId": "a", "externalId": "m9", "role": "user", "createdAt": 5})] {
+        let (_, v) = t.post("/sync/batch", json!({"messages": [{"sessionExternalId": "a", "externalId": "m8", "role": "user"}, bad]})).await;
+        assert_eq!(v["messages"], 0, "{v}");
+        assert!(v["errors"][0].as_str().unwrap().starts_with("Messages batch error: "), "{v}");
+        assert!(t.fake.message("m8").is_none());
+    }
+    // Re-sent through batch within 5 s: skipped, not counted. After the window: updated, and
+    // its parts are gone.
+    let again = json!({"messages": [{"sessionExternalId": "a", "externalId": "m1", "role": "user", "parts": [{"type": "text", "content": "y"}]}]});
+    let (_, v) = t.post("/sync/batch", again.clone()).await;
+    assert_eq!((v["messages"].clone(), v["errors"].clone()), (json!(0), json!([])));
+    t.fake.advance_clock(5_001);
+    let (_, v) = t.post("/sync/batch", again).await;
+    assert_eq!(v["messages"], 1);
+    assert_eq!(t.fake.message("m1").unwrap()["parts"], json!([]), "batchUpsert deletes the parts of an updated message");
+    // A per-item failure names the item; the others are stored.
+    t.fake.refuse_message("m3");
+    let (_, v) = t.post("/sync/batch", json!({"messages": [
+        {"sessionExternalId": "a", "externalId": "m2", "role": "user"}, {"sessionExternalId": "a", "externalId": "m3", "role": "user"}]})).await;
+    assert_eq!((v["messages"].clone(), v["errors"].clone()), (json!(1), json!(["m3: Error: refused by the fake"])));
+    // A server that refuses one kind.
+    t.fake.accept_all();
+    t.fake.refuse_kind("messages", "Error: messages are switched off");
+    let (_, v) = t.post("/sync/batch", json!({"sessions": [{"externalId": "d"}], "messages": [{"sessionExternalId": "d", "externalId": "m4", "role": "user"}]})).await;
+    assert_eq!((v["sessions"].clone(), v["messages"].clone()), (json!(1), json!(0)), "{v}");
+    assert_eq!(v["errors"], json!(["Messages batch error: Error: Error: messages are switched off"]));
+    let (s, _) = t.post("/sync/message", json!({"sessionExternalId": "d", "externalId": "m4", "role": "user"})).await;
+    assert_eq!(s, 500);
     assert_eq!(t.post("/sync/batch", json!({})).await, (200, json!({"ok": true, "sessions": 0, "messages": 0, "errors": []})));
+    t.fake.stop().await;
+}
 
-    let (_, list) = t.get("/sync/sessions/list").await;
-    assert_eq!(list["sessionIds"], json!(["old", "b1", "new-session"]));
+#[tokio::test]
+async fn convex_limits() {
+    let t = T::new().await;
+    let msg = |id: &str, parts: Value| json!({"sessionExternalId": "s", "externalId": id, "role": "user", "parts": parts});
+    let many: Vec<Value> = (0..8193).map(|_| json!({"type": "text", "content": "x"})).collect();
+    let (s, v) = t.post("/sync/message", msg("a", Value::Array(many[..8192].to_vec()))).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = t.post("/sync/message", msg("b", Value::Array(many))).await;
+    assert!(s == 500 && v["error"].as_str().unwrap().contains("8192"), "{v}");
+    let mut deep = json!("x");
+    for _ in 0..13 {
+        deep = json!({"k": deep});
+    }
+    // args (1) → parts (2) → part (3) → content: 13 more objects make 16 levels.
+    assert_eq!(t.post("/sync/message", msg("c", json!([{"type": "tool-call", "content": deep.clone()}]))).await.0, 200);
+    let (s, v) = t.post("/sync/message", msg("d", json!([{"type": "tool-call", "content": {"k": deep}}]))).await;
+    assert!(s == 500 && v["error"].as_str().unwrap().contains("nested"), "{v}");
+    let (s, v) = t.post("/sync/message", msg("e", json!([{"type": "tool-call", "content": {"$bad": 1}}]))).await;
+    assert_eq!(s, 500, "{v}");
+    // A document over 1 MiB: the single endpoint fails whole; in a batch the item fails and what
+    // it wrote before the part stays (the error is caught inside the mutation).
+    let big = json!([{"type": "text", "content": "x".repeat(1 << 20)}]);
+    let (s, v) = t.post("/sync/message", msg("f", big.clone())).await;
+    assert!(s == 500 && v["error"].as_str().unwrap().contains("too large"), "{v}");
+    assert!(t.fake.message("f").is_none());
+    let (_, v) = t.post("/sync/batch", json!({"messages": [msg("g", big)]})).await;
+    assert_eq!(v["messages"], 0);
+    assert!(v["errors"][0].as_str().unwrap().starts_with("g: Error: Value is too large"), "{v}");
+    assert_eq!(t.fake.message("g").unwrap()["parts"], json!([]));
     t.fake.stop().await;
 }
 

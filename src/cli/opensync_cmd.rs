@@ -84,11 +84,23 @@ pub fn status(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32>
     let c = &found.credentials;
     let connection = match OpenSyncClient::new(&c.url, &c.api_key) {
         Err(e) => Err(e.to_string()),
-        Ok(client) => client.health().and_then(|()| client.session_ids()).map(|ids| ids.len()).map_err(|e| e.to_string()),
+        Ok(client) => client.health().and_then(|()| client.session_ids()).map_err(|e| e.to_string()),
     };
     let st = state::load(&state::file(paths));
+    // Never more than the server holds: a session counts when the server lists it.
+    let (synced, messages, missing) = match &connection {
+        Ok(ids) => {
+            let on_server: std::collections::BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+            let stored = st.sessions.iter().filter(|(_, m)| m.fp.is_some());
+            let (held, gone): (Vec<_>, Vec<_>) = stored.partition(|(id, _)| on_server.contains(id.as_str()));
+            (Some(held.len()), Some(held.iter().map(|(_, m)| m.messages.len()).sum::<usize>()), gone.len())
+        }
+        Err(_) => (None, None, 0),
+    };
+    let refused: Vec<(&String, &state::Backoff)> = st.sessions.iter().filter_map(|(id, m)| m.retry.as_ref().map(|b| (id, b))).collect();
     let pending = export::pending(paths).map_err(|e| e.to_string());
     if json {
+        let refused_json: Vec<serde_json::Value> = refused.iter().map(|(id, b)| serde_json::json!({"session": id, "reason": b.reason, "failures": b.failures, "nextTry": crate::sync::session::format_ms(b.next_ms)})).collect();
         writeln!(
             io.out,
             "{}",
@@ -99,9 +111,11 @@ pub fn status(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32>
                 "credentialsFile": found.file,
                 "connected": connection.is_ok(),
                 "connectionError": connection.as_ref().err(),
-                "sessionsOnServer": connection.as_ref().ok(),
-                "sessionsSynced": st.sessions.len(),
-                "messagesSynced": st.messages.len(),
+                "sessionsOnServer": connection.as_ref().ok().map(Vec::len),
+                "sessionsSynced": synced,
+                "messagesSynced": messages,
+                "storedButNotOnServer": missing,
+                "refused": refused_json,
                 "pendingSessions": pending.as_ref().ok(),
                 "lastSync": st.last_sync_ms.map(crate::sync::session::format_ms),
                 "lastError": st.last_error,
@@ -112,13 +126,22 @@ pub fn status(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32>
     let o = &mut io.out;
     writeln!(o, "opensync   {} (key {}, from {})", c.url, mask_key(&c.api_key), found.file.display())?;
     match &connection {
-        Ok(n) => writeln!(o, "connection ok: the server holds {n} sessions of yours")?,
+        Ok(ids) => writeln!(o, "connection ok: the server holds {} sessions of yours", ids.len())?,
         Err(e) => writeln!(o, "connection FAILED: {e}")?,
     }
-    writeln!(o, "synced     {} sessions, {} messages", st.sessions.len(), st.messages.len())?;
+    match (synced, messages) {
+        (Some(s), Some(m)) => writeln!(o, "stored     {s} sessions, {m} messages from this machine (confirmed by the server)")?,
+        _ => writeln!(o, "stored     unknown (the server could not be asked)")?,
+    }
+    if missing > 0 {
+        writeln!(o, "           {missing} sessions stored earlier are no longer on the server: the next sync sends them again")?;
+    }
     match &pending {
-        Ok(n) => writeln!(o, "pending    {n} sessions changed since the last export")?,
+        Ok(n) => writeln!(o, "pending    {n} sessions not completely stored")?,
         Err(e) => writeln!(o, "pending    unknown ({e})")?,
+    }
+    for (id, b) in refused.iter().take(5) {
+        writeln!(o, "refused    {id}: {} (next try {})", b.reason, crate::sync::session::format_ms(b.next_ms))?;
     }
     writeln!(o, "last sync  {}", st.last_sync_ms.map(crate::sync::session::format_ms).unwrap_or_else(|| "never".into()))?;
     if let Some(e) = &st.last_error {
@@ -137,24 +160,35 @@ pub fn sync(paths: &Paths, all: bool, force: bool, json: bool, io: &mut Io<'_>) 
         Err(e) => return fail(io, json, &e.to_string(), EXIT_FAILURE),
     };
     let mode = if force { Mode::Force } else if all { Mode::All } else { Mode::Changed };
-    match export::run(paths, &client, mode, &Options::default()) {
-        Ok(r) => {
-            if json {
-                let mut v = serde_json::to_value(&r)?;
-                v["ok"] = r.refused.is_empty().into();
-                writeln!(io.out, "{}", serde_json::to_string_pretty(&v)?)?;
-            } else {
-                writeln!(
-                    io.out,
-                    "sent {} sessions and {} messages to {} ({} sessions looked at)",
-                    r.sessions_sent, r.messages_sent, r.url, r.sessions_looked_at
-                )?;
-                for x in r.refused.iter().take(10) {
-                    writeln!(io.out, "refused by OpenSync: {x}")?;
-                }
-            }
-            Ok(if r.refused.is_empty() { EXIT_OK } else { EXIT_FAILURE })
-        }
-        Err(e) => fail(io, json, &format!("export failed: {e}"), EXIT_FAILURE),
+    let r = match export::run(paths, &client, mode, &Options::default()) {
+        Ok(r) => r,
+        Err(e) => return fail(io, json, &format!("export failed (what was not stored stays pending): {e}"), EXIT_FAILURE),
+    };
+    let code = if r.refused.is_empty() && r.unreadable.is_empty() { EXIT_OK } else { EXIT_FAILURE };
+    if json {
+        let mut v = serde_json::to_value(&r)?;
+        v["ok"] = (code == EXIT_OK).into();
+        writeln!(io.out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(code);
     }
+    writeln!(io.out, "stored {} sessions and {} messages on {} ({} sessions looked at, {} requests)", r.sessions_stored, r.messages_stored, r.url, r.sessions_looked_at, r.requests)?;
+    for x in r.refused.iter().take(10) {
+        writeln!(io.out, "refused by OpenSync: {} {} (session {}): {}", x.kind, x.id, x.session, x.reason)?;
+    }
+    if r.refused.len() > 10 {
+        writeln!(io.out, "... and {} more refused", r.refused.len() - 10)?;
+    }
+    if !r.refused.is_empty() {
+        writeln!(io.out, "Refused items are not stored; they stay pending and are retried later. If this repeats, update oc-sync or tell the server's operator.")?;
+    }
+    for x in r.unreadable.iter().take(5) {
+        writeln!(io.out, "not exported (cannot read it here): {x}")?;
+    }
+    if r.deferred > 0 {
+        writeln!(io.out, "{} items wait for a later run (messages still being written, or changes the server would skip right now)", r.deferred)?;
+    }
+    if r.pending > 0 {
+        writeln!(io.out, "pending: {} sessions not completely stored", r.pending)?;
+    }
+    Ok(code)
 }

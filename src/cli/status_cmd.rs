@@ -35,7 +35,7 @@ pub fn run(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
     )?;
     if let Some(os) = &r.opensync {
         let last = os.last_sync.as_deref().unwrap_or("never");
-        writeln!(o, "opensync   {} (key {}): {} sessions, {} messages sent, last {last}", os.url, os.key, os.sessions_sent, os.messages_sent)?;
+        writeln!(o, "opensync   {} (key {}): {} sessions, {} messages stored (as the server confirmed), last {last}", os.url, os.key, os.sessions_sent, os.messages_sent)?;
         if let Some(e) = &os.last_error {
             writeln!(o, "           last error: {e}")?;
         }

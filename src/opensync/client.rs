@@ -1,8 +1,10 @@
 //! The OpenSync dashboard's HTTP API (`/health`, `/sync/session`, `/sync/message`, `/sync/batch`,
 //! `/sync/sessions/list`), with the key in `Authorization: Bearer osk_…`. Blocking (ureq, rustls).
 //!
-//! Connection errors and 5xx are retried (1, 2, 4 s); a 401 says the key is wrong; every message
-//! is scrubbed of the key.
+//! Connection errors and 5xx other than the handler's own answer are retried (1, 2, 4 s); a 401
+//! says the key is wrong; a 400, or a 500 carrying the handler's `{"error": ...}` (a mutation that
+//! threw, e.g. Convex refusing the arguments), is the server refusing that item
+//! ([`OpenSyncError::Refused`]); every message is scrubbed of the key.
 
 use std::time::Duration;
 
@@ -23,6 +25,10 @@ pub enum OpenSyncError {
     Server { url: String, detail: String },
     #[error("OpenSync refused the request ({0})")]
     Rejected(String),
+    /// The server's handler answered with its error for this item (400, or 500 with
+    /// `{"error": ...}`): not stored; trying the same payload again right away will not help.
+    #[error("OpenSync refused it: {0}")]
+    Refused(String),
     #[error("{0}")]
     Config(String),
 }
@@ -56,13 +62,40 @@ pub fn mask_key(key: &str) -> String {
     }
 }
 
-/// What a batch answered.
+/// What a batch answered (`/sync/batch` always answers 200; its `errors` say what failed).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchResult {
+    /// Sessions and messages stored (inserted + updated; deduplicated ones are not counted).
     pub sessions: u64,
     pub messages: u64,
-    /// (type, externalId, error) of the items OpenSync did not take.
-    pub errors: Vec<(String, String, String)>,
+    /// `Sessions batch error: ...`: the sessions mutation failed, none of them was stored.
+    pub sessions_error: Option<String>,
+    /// `Messages batch error: ...`: the messages mutation failed, none of them was stored.
+    pub messages_error: Option<String>,
+    /// Per-message failures `(externalId, error)` (the other messages were stored).
+    pub message_errors: Vec<(String, String)>,
+    /// Entries of `errors` of no known shape (kept whole).
+    pub other_errors: Vec<String>,
+}
+
+impl BatchResult {
+    /// Sorts the answer's `errors` strings (http.ts and messages.ts write them).
+    pub fn parse(v: &Value, sent_messages: &[&str]) -> BatchResult {
+        let mut r = BatchResult { sessions: v["sessions"].as_u64().unwrap_or(0), messages: v["messages"].as_u64().unwrap_or(0), ..Default::default() };
+        for e in v["errors"].as_array().into_iter().flatten() {
+            let text = e.as_str().map(str::to_owned).unwrap_or_else(|| e.to_string());
+            if let Some(rest) = text.strip_prefix("Sessions batch error: ") {
+                r.sessions_error = Some(rest.to_owned());
+            } else if let Some(rest) = text.strip_prefix("Messages batch error: ") {
+                r.messages_error = Some(rest.to_owned());
+            } else if let Some((id, why)) = text.split_once(": ").filter(|(id, _)| sent_messages.contains(id)) {
+                r.message_errors.push((id.to_owned(), why.to_owned()));
+            } else {
+                r.other_errors.push(text);
+            }
+        }
+        r
+    }
 }
 
 pub struct OpenSyncClient {
@@ -131,7 +164,7 @@ impl OpenSyncClient {
             })();
             let retry = match &result {
                 Err(_) => attempt < ATTEMPTS,
-                Ok((s, _)) => *s >= 500 && attempt < ATTEMPTS,
+                Ok((s, text)) => *s >= 500 && !handler_error(*s, text) && attempt < ATTEMPTS,
             };
             if retry {
                 std::thread::sleep(self.backoff * (1 << (attempt - 1)));
@@ -148,6 +181,8 @@ impl OpenSyncClient {
                     match status {
                         200..=299 => Ok((status, v)),
                         401 | 403 => Err(OpenSyncError::Unauthorized(detail())),
+                        400 => Err(OpenSyncError::Refused(self.scrub(v["error"].as_str().unwrap_or(&text)))),
+                        s if handler_error(s, &text) => Err(OpenSyncError::Refused(self.scrub(v["error"].as_str().unwrap_or_default()))),
                         s if s >= 500 => Err(OpenSyncError::Server { url: self.base.clone(), detail: detail() }),
                         _ => Err(OpenSyncError::Rejected(detail())),
                     }
@@ -172,23 +207,39 @@ impl OpenSyncClient {
         Ok(v["sessionIds"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default())
     }
 
-    /// `POST /sync/batch`. A 200 answer lists refused items in `errors`.
-    pub fn batch(&self, sessions: &[Value], messages: &[Value]) -> Result<BatchResult, OpenSyncError> {
-        let body = serde_json::json!({ "sessions": sessions, "messages": messages });
-        let (_, v) = self.call("POST", "/sync/batch", Some(&body), true)?;
-        let errors = v["errors"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|e| {
-                        let s = |k: &str| e[k].as_str().map(str::to_owned).unwrap_or_else(|| e[k].to_string());
-                        (s("type"), s("externalId"), s("error"))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(BatchResult { sessions: v["sessions"].as_u64().unwrap_or(0), messages: v["messages"].as_u64().unwrap_or(0), errors })
+    /// `POST /sync/session` (takes `createdAt`). Ok means stored (or already stored unchanged).
+    pub fn post_session(&self, session: &Value) -> Result<(), OpenSyncError> {
+        self.call("POST", "/sync/session", Some(session), true).map(drop)
     }
+
+    /// `POST /sync/message` (takes `createdAt`; replaces the message's parts with the ones sent).
+    pub fn post_message(&self, message: &Value) -> Result<(), OpenSyncError> {
+        self.call("POST", "/sync/message", Some(message), true).map(drop)
+    }
+
+    /// `POST /sync/batch` (items without `createdAt`). A 200 answer says in `errors` what failed.
+    pub fn batch(&self, sessions: &[Value], messages: &[Value]) -> Result<BatchResult, OpenSyncError> {
+        let mut body = serde_json::Map::new();
+        if !sessions.is_empty() {
+            body.insert("sessions".into(), Value::Array(sessions.to_vec()));
+        }
+        if !messages.is_empty() {
+            body.insert("messages".into(), Value::Array(messages.to_vec()));
+        }
+        let (_, v) = self.call("POST", "/sync/batch", Some(&Value::Object(body)), true)?;
+        let ids: Vec<&str> = messages.iter().filter_map(|m| m["externalId"].as_str()).collect();
+        let mut r = BatchResult::parse(&v, &ids);
+        for e in [&mut r.sessions_error, &mut r.messages_error].into_iter().flatten() {
+            *e = self.scrub(e);
+        }
+        Ok(r)
+    }
+}
+
+/// A 500 whose body is the handler's `{"error": "..."}` (http.ts catches what the mutation threw):
+/// the server's answer about this request, not a passing outage.
+fn handler_error(status: u16, text: &str) -> bool {
+    status == 500 && serde_json::from_str::<Value>(text).is_ok_and(|v| v["error"].is_string())
 }
 
 #[cfg(test)]
@@ -214,5 +265,24 @@ mod tests {
         assert_eq!(normalize_url("HTTPS://Happy-Cat.Convex.Cloud").unwrap(), "https://happy-cat.convex.site");
         assert_eq!(normalize_url("https://x.convex.cloud.evil.com").unwrap(), "https://x.convex.cloud.evil.com");
         assert_eq!(normalize_url("http://2130706433:3210/").unwrap(), "http://127.0.0.1:3210");
+    }
+
+    #[test]
+    fn batch_answers_are_sorted_by_kind_and_item() {
+        let v = serde_json::json!({"ok": true, "sessions": 0, "messages": 1, "errors": [
+            "Sessions batch error: Error: ArgumentValidationError: Object contains extra field `createdAt`",
+            "msg_2: Error: Value is too large",
+            "something else"
+        ]});
+        let r = BatchResult::parse(&v, &["msg_1", "msg_2"]);
+        assert!(r.sessions_error.as_deref().unwrap().contains("extra field `createdAt`"));
+        assert_eq!(r.messages_error, None);
+        assert_eq!(r.message_errors, vec![("msg_2".to_owned(), "Error: Value is too large".to_owned())]);
+        assert_eq!(r.other_errors, vec!["something else".to_owned()]);
+        assert_eq!((r.sessions, r.messages), (0, 1));
+        let m = BatchResult::parse(&serde_json::json!({"errors": ["Messages batch error: Error: x"]}), &[]);
+        assert_eq!(m.messages_error.as_deref(), Some("Error: x"));
+        assert!(handler_error(500, r#"{"error":"Error: ArgumentValidationError"}"#));
+        assert!(!handler_error(502, r#"{"error":"x"}"#) && !handler_error(500, "<html>"));
     }
 }

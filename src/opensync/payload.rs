@@ -267,7 +267,7 @@ fn map_parts(parts: &[Obj], opts: &Options) -> (Vec<Value>, Vec<String>) {
                 let state = data.get("state").cloned().unwrap_or(Value::Null);
                 let input = state
                     .get("input")
-                    .map(|v| truncate_value(v, max, &mut false))
+                    .map(|v| convex_safe(truncate_value(v, max, &mut false)))
                     .unwrap_or_else(|| Value::Object(Map::new()));
                 out.push(json!({"type": "tool-call",
                     "content": {"name": tool, "callId": call_id, "args": input}}));
@@ -283,7 +283,7 @@ fn map_parts(parts: &[Obj], opts: &Options) -> (Vec<Value>, Vec<String>) {
                         Value::String(truncated_string(s, max, &mut truncated))
                     }
                     Some(Value::Null) | None => Value::String(String::new()),
-                    Some(v) => truncate_value(v, max, &mut truncated),
+                    Some(v) => convex_safe(truncate_value(v, max, &mut truncated)),
                 };
                 let mut content = Map::new();
                 content.insert("name".into(), tool.into());
@@ -314,9 +314,19 @@ fn message_payload(session_id: &str, msg: &Obj, parts: &[Obj], opts: &Options) -
     );
     let role = map_role(data.get("role").and_then(Value::as_str));
     out.insert("role".into(), role.into());
-    let (parts_out, texts) = map_parts(parts, opts);
+    let (mut parts_out, texts) = map_parts(parts, opts);
+    if parts_out.len() > MAX_PARTS {
+        let cut = parts_out.len() - MAX_PARTS + 1;
+        parts_out.truncate(MAX_PARTS - 1);
+        parts_out.push(json!({"type": "text", "content": format!("[oc-sync: {cut} more parts of this message left out: OpenSync takes at most {MAX_PARTS}]")}));
+    }
+    for p in &mut parts_out {
+        fit_document(&mut p["content"]);
+    }
     if !texts.is_empty() {
-        out.insert("textContent".into(), texts.join("\n\n").into());
+        let mut text = Value::String(texts.join("\n\n"));
+        fit_document(&mut text);
+        out.insert("textContent".into(), text);
     }
     put_str(
         &mut out,
@@ -352,6 +362,23 @@ pub fn message_payloads(
     messages_doc: &[u8],
     opts: &Options,
 ) -> Result<Vec<Value>, String> {
+    Ok(message_outputs(session_id, messages_doc, opts)?.into_iter().map(|m| m.payload).collect())
+}
+
+/// A message payload (for `/sync/message`, with `createdAt`) and what the export needs to know.
+#[derive(Debug, Clone)]
+pub struct MessageOut {
+    pub id: String,
+    pub payload: Value,
+    /// Finished: an assistant message with `time.completed` (or an `error`), any other message
+    /// once a later one exists (OpenCode writes the row before its parts).
+    pub complete: bool,
+    /// OpenCode's creation time (ms).
+    pub created_ms: Option<i64>,
+}
+
+/// [`message_payloads`] with each message's state.
+pub fn message_outputs(session_id: &str, messages_doc: &[u8], opts: &Options) -> Result<Vec<MessageOut>, String> {
     let m = parse_messages(messages_doc)?;
     if m.session_id != session_id {
         return Err(err(
@@ -360,14 +387,100 @@ pub fn message_payloads(
             format!("is {:?}, expected {session_id:?}", m.session_id),
         ));
     }
+    let n = m.messages.len();
     Ok(m.messages
         .iter()
-        .map(|msg| {
+        .enumerate()
+        .map(|(i, msg)| {
             let id = msg.get("id").and_then(Value::as_str).unwrap_or_default();
             let parts = m.parts.get(id).map(Vec::as_slice).unwrap_or_default();
-            message_payload(session_id, msg, parts, opts)
+            let mut payload = message_payload(session_id, msg, parts, opts);
+            // One request must stay under Convex's argument size: cut long strings harder.
+            let mut o = opts.clone();
+            while payload.to_string().len() > MAX_REQUEST_BYTES && o.max_part_chars > 1000 {
+                o.max_part_chars = if o.max_part_chars == 0 { 100_000 } else { o.max_part_chars / 4 };
+                payload = message_payload(session_id, msg, parts, &o);
+            }
+            let data = msg.get("data").cloned().unwrap_or(Value::Null);
+            // OpenCode writes a message's row before its parts: an assistant message is finished
+            // at `time.completed` (or an error), any other once the conversation went on past it.
+            let complete = match str_at(&data, &["role"]) {
+                Some("assistant") => get(&data, &["time", "completed"]).is_some_and(|v| !v.is_null()) || data.get("error").is_some_and(|v| !v.is_null()),
+                _ => i + 1 < n,
+            };
+            let created_ms = payload["createdAt"].as_i64();
+            MessageOut { id: id.to_owned(), payload, complete, created_ms }
         })
         .collect())
+}
+
+/// The payload for `/sync/batch`, whose item validators have no `createdAt`.
+pub fn for_batch(payload: &Value) -> Value {
+    let mut v = payload.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("createdAt");
+    }
+    v
+}
+
+/// The session fields the server's dedup compares (sessions.ts `upsert`): an update that changes
+/// none of them within 10 s of the session's last write is skipped by the server.
+pub fn session_key(payload: &Value) -> String {
+    let k = ["title", "model", "projectPath", "promptTokens", "completionTokens"].map(|f| payload.get(f).cloned().unwrap_or(Value::Null));
+    Value::Array(k.to_vec()).to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convex's limits (see the notes: 8192 array elements, 1024 fields, field names, nesting depth
+// 16 counted from the mutation's arguments, 1 MiB per document)
+
+/// Most parts sent for one message (Convex arrays hold at most 8192 values).
+pub const MAX_PARTS: usize = 8000;
+/// Largest part content or `textContent` sent (a document is at most 1 MiB).
+pub const MAX_DOC_BYTES: usize = 900_000;
+/// Largest message request (Convex's argument limit).
+pub const MAX_REQUEST_BYTES: usize = 8 << 20;
+/// Deepest part content sent: the content sits 6 levels deep in a batch's arguments.
+const MAX_CONTENT_DEPTH: usize = 10;
+
+fn safe_at(v: &Value, depth: usize) -> bool {
+    match v {
+        Value::Array(a) => depth <= MAX_CONTENT_DEPTH && a.len() <= 8192 && a.iter().all(|x| safe_at(x, depth + 1)),
+        Value::Object(m) => {
+            depth <= MAX_CONTENT_DEPTH
+                && m.len() <= 1024
+                && m.iter().all(|(k, x)| !k.is_empty() && !k.starts_with('$') && !k.starts_with('_') && k.is_ascii() && safe_at(x, depth + 1))
+        }
+        _ => true,
+    }
+}
+
+/// `v` when Convex takes it as a value, else its JSON text (too deep, too many elements or
+/// fields, or field names Convex refuses).
+fn convex_safe(v: Value) -> Value {
+    if safe_at(&v, 1) { v } else { Value::String(v.to_string()) }
+}
+
+/// Cuts `v` so that it fits in one document: a string is cut (marked), anything else becomes
+/// its cut JSON text.
+fn fit_document(v: &mut Value) {
+    let text = match &*v {
+        Value::String(s) if s.len() <= MAX_DOC_BYTES => return,
+        Value::String(s) => s.clone(),
+        other => {
+            let t = other.to_string();
+            if t.len() <= MAX_DOC_BYTES {
+                return;
+            }
+            t
+        }
+    };
+    let mut cut = MAX_DOC_BYTES - 100;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let rest = text[cut..].chars().count();
+    *v = Value::String(format!("{}{TRUNCATION_MARKER}{rest} chars]", &text[..cut]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1160,5 +1273,38 @@ mod tests {
             .map(fingerprint)
             .collect();
         assert_eq!(m1, m2);
+    }
+
+    #[test]
+    fn convex_limits_batch_shape_and_completion() {
+        // Too deep, refused field names: sent as JSON text; small values as they are.
+        let mut deep = json!("x");
+        for _ in 0..12 {
+            deep = json!({"k": deep});
+        }
+        assert!(convex_safe(deep.clone()).is_string());
+        assert_eq!(convex_safe(json!({"a": [1, {"b": null}]})), json!({"a": [1, {"b": null}]}));
+        assert!(convex_safe(json!({"$ref": 1})).is_string());
+        assert!(convex_safe(json!({"": 1})).is_string());
+        // Over a document: cut and marked.
+        let mut v = json!("é".repeat(MAX_DOC_BYTES));
+        fit_document(&mut v);
+        let t = v.as_str().unwrap();
+        assert!(t.len() <= MAX_DOC_BYTES && t.contains(TRUNCATION_MARKER), "{}", t.len());
+        let mut small = json!({"a": 1});
+        fit_document(&mut small);
+        assert_eq!(small, json!({"a": 1}));
+        // Batch items carry no createdAt.
+        assert_eq!(for_batch(&json!({"externalId": "s", "createdAt": 1})), json!({"externalId": "s"}));
+        // An assistant message without time.completed is not complete; a user message followed
+        // by another is.
+        let dir = tempfile::tempdir().unwrap();
+        let (db, c) = fake_db(dir.path());
+        add_message(&c, "msg_zz_open", 1_700_000_000_000, json!({"role": "assistant", "time": {"created": 1_700_000_000_000_i64}}));
+        let outs = message_outputs(SID, &db.read_messages_doc(SID).unwrap().unwrap(), &Options::default()).unwrap();
+        let open = outs.iter().find(|m| m.id == "msg_zz_open").unwrap();
+        assert!(!open.complete);
+        assert_eq!(open.created_ms, Some(1_700_000_000_000));
+        assert!(outs.iter().filter(|m| m.id != "msg_zz_open").all(|m| m.complete), "{outs:?}");
     }
 }

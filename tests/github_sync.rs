@@ -813,17 +813,7 @@ impl Machine {
             .stderr(std::process::Stdio::null());
         let step = step.to_string();
         tokio::task::spawn_blocking(move || {
-            let mut child = cmd.spawn().expect("start oc-sync");
-            let started = std::time::Instant::now();
-            while !mark.exists() {
-                if let Some(status) = child.try_wait().unwrap() {
-                    panic!("oc-sync finished ({status}) without reaching step {step}");
-                }
-                assert!(started.elapsed() < std::time::Duration::from_secs(60), "oc-sync never reached step {step}");
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
+            common::kill_at_pause_mark(cmd.spawn().expect("start oc-sync"), &mark, &step);
         })
         .await
         .unwrap();

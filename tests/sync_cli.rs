@@ -424,7 +424,7 @@ impl Machine {
     fn kill_sync_at(&self, step: &str) {
         let mark = self.home.join("paused");
         let _ = std::fs::remove_file(&mark);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_oc-sync"))
+        let child = Command::new(env!("CARGO_BIN_EXE_oc-sync"))
             .args(["sync"])
             .env_clear()
             .env("HOME", &self.home)
@@ -436,16 +436,7 @@ impl Machine {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("start oc-sync");
-        let started = std::time::Instant::now();
-        while !mark.exists() {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("oc-sync finished ({status}) without reaching step {step}");
-            }
-            assert!(started.elapsed() < std::time::Duration::from_secs(60), "oc-sync never reached step {step}");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        common::kill_at_pause_mark(child, &mark, step);
     }
 }
 

@@ -53,3 +53,19 @@ pub fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Vec<u8>>) {
 }
 
 pub mod home_snapshot;
+
+/// Waits until an `oc-sync` started with `OC_SYNC_TEST_PAUSE_AT=<step>` and
+/// `OC_SYNC_TEST_PAUSE_MARK=<mark>` reaches the step (the mark file appears), then kills it with
+/// SIGKILL. Panics if the process ends first or never gets there within 60 s.
+pub fn kill_at_pause_mark(mut child: std::process::Child, mark: &Path, step: &str) {
+    let started = std::time::Instant::now();
+    while !mark.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("oc-sync finished ({status}) without reaching step {step}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "oc-sync never reached step {step}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}

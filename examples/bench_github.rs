@@ -177,7 +177,7 @@ impl Machine {
         (Machine { _dir: dir, home, paths, env, config }, made)
     }
     fn sync(&self) -> SyncReport {
-        oc_sync::sync::session::sync_now(&self.paths, &self.config, &self.env, &SyncOptions::default()).expect("sync")
+        oc_sync::sync::sync_now(&self.paths, &self.config, &self.env, &SyncOptions::default(), Default::default()).expect("sync")
     }
 }
 

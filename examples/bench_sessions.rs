@@ -319,7 +319,7 @@ fn measure(name: &'static str, m: &Machine, remote: &Path) -> Phase {
         }
     };
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        oc_sync::sync::session::sync_with_progress(&m.paths, &m.config, &m.env, &SyncOptions::default(), &progress)
+        oc_sync::sync::sync_now(&m.paths, &m.config, &m.env, &SyncOptions::default(), oc_sync::sync::Hooks { on_progress: Some(&progress), ..Default::default() })
     }));
     let report: SyncReport = match run {
         Ok(Ok(r)) => r,

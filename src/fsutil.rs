@@ -36,6 +36,21 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     set_private(path)
 }
 
+/// Writes `value` as pretty JSON to a private file (0600, atomic): stored tokens and credentials.
+pub fn save_private_json(path: &Path, value: &impl serde::Serialize) -> io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    write_private(path, &bytes)
+}
+
+/// Removes a file; returns whether it existed.
+pub fn remove_if_exists(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Creates `path` with `bytes` only if it does not exist yet (atomically: two racing processes
 /// cannot both create it). Returns false when it already existed.
 pub fn create_new_atomic(path: &Path, bytes: &[u8]) -> io::Result<bool> {

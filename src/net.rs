@@ -70,9 +70,19 @@ pub fn is_loopback(host: &Host<&str>) -> bool {
     }
 }
 
+/// The GitHub API base URL, checked: https, or plain http to a loopback address only.
+pub fn github_api_url(url: &str) -> Result<SecureUrl, String> {
+    check_secure_url(url, "token", "https://api.github.com or https://HOST/api/v3")
+}
+
+/// [`github_api_url`], as the normalised string.
+pub fn check_github_api_url(url: &str) -> Result<String, String> {
+    github_api_url(url).map(|c| c.url)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::check_secure_url;
+    use super::{check_github_api_url, check_secure_url};
 
     #[test]
     fn https_or_loopback_http() {
@@ -143,5 +153,19 @@ mod tests {
         assert!(ok("https://host/a#f").is_err());
         assert!(ok("file:///etc/passwd").is_err());
         assert!(ok("javascript:alert(1)").is_err());
+    }
+
+    #[test]
+    fn github_api_urls() {
+        let check = check_github_api_url;
+        assert!(check("https://api.github.com").is_ok());
+        assert_eq!(check("https://ghe.example.com/api/v3/").unwrap(), "https://ghe.example.com/api/v3");
+        assert!(check("http://127.0.0.1:8080").is_ok());
+        assert!(check("http://localhost:1/api/v3").is_ok());
+        assert!(check("http://[::1]:9").is_ok());
+        assert!(check("http://example.com").unwrap_err().contains("unencrypted"));
+        assert!(check("http://127.0.0.1.evil.com").is_err());
+        assert!(check("ftp://x").is_err());
+        assert!(check("api.github.com").is_err());
     }
 }

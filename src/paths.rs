@@ -151,6 +151,46 @@ impl Paths {
         })
     }
 
+    /// The sync state: base versions and clocks of every synced item (`<state>/sync/`).
+    pub fn sync_state_dir(&self) -> PathBuf {
+        self.state_dir.join("sync")
+    }
+
+    /// The machine-wide lock one sync holds at a time (CLI and plugin alike).
+    pub fn sync_lock_file(&self) -> PathBuf {
+        self.state_dir.join("sync.lock")
+    }
+
+    /// The conflict copies kept for the person (`<data>/conflicts/`).
+    pub fn conflicts_dir(&self) -> PathBuf {
+        self.data_dir.join("conflicts")
+    }
+
+    /// What the GitHub remote learned (repository id, rate limits, last push).
+    pub fn github_cache_file(&self) -> PathBuf {
+        self.state_dir.join("github.json")
+    }
+
+    /// Auto-sync's last state, written when the engine stops (for `status`).
+    pub fn autosync_file(&self) -> PathBuf {
+        self.state_dir.join("autosync.json")
+    }
+
+    /// The GitHub token `oc-sync login` stored (0600).
+    pub fn github_token_file(&self) -> PathBuf {
+        self.data_dir.join("github-token.json")
+    }
+
+    /// The OpenSync credentials `oc-sync opensync login` stored (0600).
+    pub fn opensync_credentials_file(&self) -> PathBuf {
+        self.data_dir.join("opensync.json")
+    }
+
+    /// What the OpenSync export stored on the server, per session.
+    pub fn opensync_stored_file(&self) -> PathBuf {
+        self.state_dir.join("opensync-stored.json")
+    }
+
     /// The labelled list `oc-sync paths` prints, in a stable order.
     pub fn entries(&self) -> Vec<(&'static str, String)> {
         let show = |p: &Path| p.display().to_string();

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::category::Category;
 use crate::config::{self, Config, RemoteSetting};
+use crate::token_store::find_token;
 use crate::machine_id;
 use crate::opencode_config;
 use crate::paths::{EnvSnapshot, Paths};
@@ -92,21 +94,16 @@ pub struct GithubRate {
     pub as_of: Option<String>,
 }
 
-/// Where the GitHub remote keeps what it learned (see `remote::github::cache`).
-pub fn github_cache_file(paths: &Paths) -> PathBuf {
-    paths.state_dir.join("github.json")
-}
-
 /// The GitHub part of the report: Some when the remote is GitHub or this machine has synced with
 /// GitHub before. Reads local files only.
 pub fn github_status(cfg: &Config, env: &EnvSnapshot, paths: &Paths, remote_is_github: bool) -> Option<GithubStatus> {
     use crate::remote::github::cache;
-    let persisted = cache::load(&github_cache_file(paths));
-    let facts = cache::read_facts(&github_cache_file(paths));
+    let persisted = cache::load(&paths.github_cache_file());
+    let facts = cache::read_facts(&paths.github_cache_file());
     if facts.is_none() && !remote_is_github {
         return None;
     }
-    let iso = |s: u64| crate::sync::session::format_ms(s.saturating_mul(1000));
+    let iso = |s: u64| crate::time::format_ms(s.saturating_mul(1000));
     let token = find_token(cfg, env, paths);
     let recorded_with_other_token = match (&persisted, &token, &facts) {
         (Some(p), Some((t, _)), Some(_)) => !p.key.token_id.is_empty() && p.key.token_id != cache::token_id(t.expose()),
@@ -156,7 +153,7 @@ fn opensync_status(paths: &Paths, env: &EnvSnapshot) -> Option<OpenSyncStatus> {
         key: crate::opensync::client::mask_key(&found.credentials.api_key),
         sessions_sent: st.stored_counts().0,
         messages_sent: st.stored_counts().1,
-        last_sync: st.last_sync_ms.map(crate::sync::session::format_ms),
+        last_sync: st.last_sync_ms.map(crate::time::format_ms),
         last_error: st.last_error,
     })
 }
@@ -168,11 +165,11 @@ pub struct AutoSyncStatus {
     /// Whether that OpenCode process is still running (Linux only; otherwise null).
     pub alive: Option<bool>,
     pub updated_ms: u64,
-    pub scheduler: Option<crate::scheduler::SchedulerState>,
+    pub scheduler: Option<crate::autosync::scheduler::SchedulerState>,
 }
 
 fn autosync_status(paths: &Paths) -> Option<AutoSyncStatus> {
-    let text = std::fs::read_to_string(paths.state_dir.join(crate::engine::AUTOSYNC_FILE)).ok()?;
+    let text = std::fs::read_to_string(paths.autosync_file()).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     let pid = v.get("pid")?.as_u64()? as u32;
     let alive = if cfg!(target_os = "linux") { Some(std::path::Path::new(&format!("/proc/{pid}")).exists()) } else { None };
@@ -212,20 +209,6 @@ pub struct PluginStatus {
     pub installed_for_bare_name: bool,
 }
 
-/// The GitHub token to use and where it came from: the config's `token`, else GITHUB_TOKEN, else
-/// GH_TOKEN, else the one `oc-sync login` stored.
-pub fn find_token(cfg: &Config, env: &EnvSnapshot, paths: &Paths) -> Option<(config::Secret, &'static str)> {
-    if let Some(t) = &cfg.token {
-        return Some((t.clone(), "config"));
-    }
-    for var in ["GITHUB_TOKEN", "GH_TOKEN"] {
-        if let Some(t) = env.var(var) {
-            return Some((config::Secret::new(t), var));
-        }
-    }
-    crate::token_store::load(paths).map(|t| (t, "oc-sync login"))
-}
-
 /// The remote this configuration resolves to.
 pub fn remote_status(cfg: &Config, env: &EnvSnapshot, paths: &Paths) -> RemoteStatus {
     let local = |p: &Path, why: &str, default: bool| {
@@ -241,7 +224,7 @@ pub fn remote_status(cfg: &Config, env: &EnvSnapshot, paths: &Paths) -> RemoteSt
         };
         RemoteStatus { kind: "local".into(), location: p.display().to_string(), reachable, detail }
     };
-    let facts = crate::remote::github::cache::read_facts(&paths.state_dir.join(crate::sync::session::GITHUB_CACHE_FILE));
+    let facts = crate::remote::github::cache::read_facts(&paths.github_cache_file());
     let github = |detail: String, reachable: bool| RemoteStatus {
         kind: "github".into(),
         location: match &facts {
@@ -253,7 +236,7 @@ pub fn remote_status(cfg: &Config, env: &EnvSnapshot, paths: &Paths) -> RemoteSt
     };
     let with_token = |t: &config::Secret, from: &str| {
         let seen = match &facts {
-            Some(f) => format!("last contacted {}", crate::sync::session::format_ms(f.checked_s * 1000)),
+            Some(f) => format!("last contacted {}", crate::time::format_ms(f.checked_s * 1000)),
             None => "not contacted yet; the first sync creates the private repository if it is missing".into(),
         };
         github(format!("token {} from {from}; {seen}", t.masked()), true)
@@ -321,11 +304,11 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
             plugin.opencode_config_file.display()
         ));
     }
-    let sync_state = crate::sync::session::state_store(paths).load().ok();
-    let last_sync = sync_state.as_ref().and_then(|s| s.last_sync_ms).map(crate::sync::session::format_ms);
+    let sync_state = crate::sync::state::StateStore::new(paths.sync_state_dir()).load().ok();
+    let last_sync = sync_state.as_ref().and_then(|s| s.last_sync_ms).map(crate::time::format_ms);
     let refused: Vec<String> = sync_state.iter().flat_map(|s| s.refused.iter().map(|(k, r)| r.line(k))).collect();
-    let pending = crate::sync::session::pending(paths, &cfg).ok();
-    let open = crate::sync::session::conflict_store(paths).list(false).unwrap_or_default();
+    let pending = crate::sync::pending::pending(paths, &cfg).ok();
+    let open = crate::sync::conflicts::ConflictStore::new(paths.conflicts_dir()).list(false).unwrap_or_default();
     let conflicts_waiting: Vec<String> = open.iter().filter(|c| c.needs_person).map(|c| c.key.clone()).collect();
     if !conflicts_waiting.is_empty() {
         next_steps.push(format!(
@@ -335,7 +318,7 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
     }
     let config_secrets = ConfigSecretsStatus {
         sealed: cfg.encryption_key.is_some(),
-        items: crate::sync::session::config_secrets_status(paths, &cfg).unwrap_or_default(),
+        items: crate::sync::pending::config_secrets_status(paths, &cfg).unwrap_or_default(),
     };
     next_steps.extend(config_secrets_steps(&config_secrets));
     StatusReport {
@@ -349,12 +332,14 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
             .sync
             .enabled()
             .iter()
-            .map(|c| match (*c, crate::sync::session::credentials_off_reason(&cfg)) {
-                ("credentials", Some(why)) => format!("credentials (not synced: {why})"),
-                (c @ ("sessions" | "messages" | "projects" | "todos"), _) => {
+            .map(|c| match (*c, crate::sync::sources::credentials_off_reason(&cfg)) {
+                (Category::Credentials, Some(why)) => format!("credentials (not synced: {why})"),
+                (c @ (Category::Sessions | Category::Messages | Category::Projects | Category::Todos), _) => {
                     match crate::source::sessions::unavailable_reason(&paths.opencode_db) {
                         Some(why) => format!("{c} (not synced yet: {why})"),
-                        None if c != "sessions" && c != "projects" && !cfg.sync.sessions => format!("{c} (not synced: needs sessions)"),
+                        None if matches!(c, Category::Messages | Category::Todos) && !cfg.sync.sessions => {
+                            format!("{c} (not synced: needs sessions)")
+                        }
                         None => c.to_string(),
                     }
                 }

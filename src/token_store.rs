@@ -1,13 +1,13 @@
 //! The GitHub token `oc-sync login` stores: one JSON file in oc-sync's own data dir
 //! (`$XDG_DATA_HOME/oc-sync/github-token.json`), mode 0600, written atomically, never synced.
-//! Tokens from the config or the environment take precedence over it (see `status::find_token`).
+//! Tokens from the config or the environment take precedence over it (see [`find_token`]).
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Secret;
-use crate::paths::Paths;
+use crate::config::{Config, Secret};
+use crate::paths::{EnvSnapshot, Paths};
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -23,7 +23,7 @@ struct Stored {
 
 /// Where the stored token lives.
 pub fn path(paths: &Paths) -> PathBuf {
-    paths.data_dir.join("github-token.json")
+    paths.github_token_file()
 }
 
 /// The stored token, if any (an unreadable or malformed file counts as none).
@@ -38,16 +38,25 @@ pub fn load(paths: &Paths) -> Option<Secret> {
 pub fn save(paths: &Paths, token: &Secret, login: Option<&str>, api_url: Option<&str>) -> std::io::Result<PathBuf> {
     let p = path(paths);
     let body = Stored { token: token.expose().trim().to_owned(), login: login.map(str::to_owned), api_url: api_url.map(str::to_owned) };
-    let bytes = serde_json::to_vec_pretty(&body).map_err(std::io::Error::other)?;
-    crate::fsutil::write_private(&p, &bytes)?;
+    crate::fsutil::save_private_json(&p, &body)?;
     Ok(p)
 }
 
 /// Removes the stored token. Returns whether there was one.
 pub fn remove(paths: &Paths) -> std::io::Result<bool> {
-    match std::fs::remove_file(path(paths)) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
+    crate::fsutil::remove_if_exists(&path(paths))
+}
+
+/// The GitHub token to use and where it came from: the config's `token`, else GITHUB_TOKEN, else
+/// GH_TOKEN, else the one `oc-sync login` stored.
+pub fn find_token(cfg: &Config, env: &EnvSnapshot, paths: &Paths) -> Option<(Secret, &'static str)> {
+    if let Some(t) = &cfg.token {
+        return Some((t.clone(), "config"));
     }
+    for var in ["GITHUB_TOKEN", "GH_TOKEN"] {
+        if let Some(t) = env.var(var) {
+            return Some((Secret::new(t), var));
+        }
+    }
+    load(paths).map(|t| (t, "oc-sync login"))
 }

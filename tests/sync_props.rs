@@ -9,7 +9,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use oc_sync::config::{Config, ConflictStrategy};
 use oc_sync::remote::{LocalRemote, Remote};
 use oc_sync::source::{Category, FileSource, Source};
-use oc_sync::sync::run::{SyncError, SyncOptions, SyncReport, Syncer, system_now_ms};
+use oc_sync::sync::run::{SyncOptions, SyncReport, Syncer};
+use oc_sync::sync::SyncError;
+use oc_sync::time::now_ms as system_now_ms;
 use oc_sync::sync::state::StateStore;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -729,7 +731,7 @@ fn faulty_sync(m: &Machine, remote: &Faulty, cfg: &Config, opts: &SyncOptions, f
         remote.lose_next.store(true, Ordering::SeqCst);
         None
     } else {
-        Some(oc_sync::sync::fault::inject(move |s| s == step))
+        Some(oc_sync::fault::inject(move |s| s == step))
     };
     let r = sync_with(m, remote, cfg, BTreeSet::new(), opts);
     remote.lose_next.store(false, Ordering::SeqCst);
@@ -871,8 +873,8 @@ fn an_edit_during_a_merging_sync_keeps_the_newest_values() {
     b.set_key("y", Value::from("b-1"));
     sync(b, &w.remote, &cfg);
     let path = a.path(OC);
-    let _hook = oc_sync::sync::fault::inject(move |step| {
-        if step == oc_sync::sync::fault::AFTER_COMMIT {
+    let _hook = oc_sync::fault::inject(move |step| {
+        if step == oc_sync::fault::AFTER_COMMIT {
             let text = std::fs::read_to_string(&path).unwrap().replace("a-old", "a-new");
             std::fs::write(&path, text).unwrap();
         }

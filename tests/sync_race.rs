@@ -9,7 +9,8 @@ use std::sync::{Arc, Barrier, Mutex};
 use oc_sync::config::Config;
 use oc_sync::remote::{Changes, CommitOutcome, LocalRemote, Manifest, Remote, RemoteError, Version};
 use oc_sync::source::{Category, FileSource, Source};
-use oc_sync::sync::run::{SyncOptions, SyncReport, Syncer, system_now_ms};
+use oc_sync::sync::run::{SyncOptions, SyncReport, Syncer};
+use oc_sync::time::now_ms as system_now_ms;
 use oc_sync::sync::state::StateStore;
 use serde_json::{Map, Value};
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use oc_sync::engine::{Engine as CoreEngine, EngineOptions};
+use oc_sync::autosync::engine::{Engine as CoreEngine, EngineOptions};
 use oc_sync::paths::{EnvSnapshot, Paths};
 
 static PANIC_HOOK: Once = Once::new();

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use super::{Io, EXIT_FAILURE, EXIT_OK};
 use crate::config;
 use crate::paths::Paths;
-use crate::sync::session::{self, Resolution};
+use crate::sync::conflicts::ConflictStore;
+use crate::sync::resolve::{self as resolving, Resolution};
 
 pub fn list(paths: &Paths, all: bool, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
-    let store = session::conflict_store(paths);
+    let store = ConflictStore::new(paths.conflicts_dir());
     let records = store.list(all)?;
     if json {
         writeln!(io.out, "{}", serde_json::to_string_pretty(&records)?)?;
@@ -51,7 +52,7 @@ pub fn resolve(paths: &Paths, target: &str, local: bool, remote: bool, file: Opt
             return Ok(EXIT_FAILURE);
         }
     };
-    match session::resolve(paths, &loaded.config, target, &how) {
+    match resolving::resolve(paths, &loaded.config, target, &how) {
         Ok(r) => {
             writeln!(io.out, "{} now holds the {} version; run `oc-sync sync` to send it to your other machines", r.key, r.how)?;
             Ok(EXIT_OK)

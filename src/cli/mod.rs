@@ -223,11 +223,11 @@ where
         Command::Status { json } => status_cmd::run(&paths, json, io),
         Command::Paths { json } => paths_cmd::run(&paths, json, io),
         Command::Sync { dry_run, allow_deletions, database_only, json } => {
-            let scope = if database_only { crate::sync::run::Scope::Database } else { crate::sync::run::Scope::All };
-            sync_cmd::run(&paths, crate::sync::run::SyncOptions { dry_run, allow_deletions, reseal: false, scope }, json, io)
+            let scope = if database_only { crate::sync::Scope::Database } else { crate::sync::Scope::All };
+            sync_cmd::run(&paths, crate::sync::SyncOptions { dry_run, allow_deletions, reseal: false, scope }, json, io)
         }
         Command::Rekey { json } => {
-            sync_cmd::run(&paths, crate::sync::run::SyncOptions { reseal: true, ..Default::default() }, json, io)
+            sync_cmd::run(&paths, crate::sync::SyncOptions { reseal: true, ..Default::default() }, json, io)
         }
         Command::Conflicts { all, json } => conflicts_cmd::list(&paths, all, json, io),
         Command::Resolve { target, local, remote, file } => conflicts_cmd::resolve(&paths, &target, local, remote, file, io),

@@ -100,7 +100,7 @@ pub fn status(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32>
     let refused: Vec<(&String, &state::Backoff)> = st.sessions.iter().filter_map(|(id, m)| m.retry.as_ref().map(|b| (id, b))).collect();
     let pending = export::pending(paths).map_err(|e| e.to_string());
     if json {
-        let refused_json: Vec<serde_json::Value> = refused.iter().map(|(id, b)| serde_json::json!({"session": id, "reason": b.reason, "failures": b.failures, "nextTry": crate::sync::session::format_ms(b.next_ms)})).collect();
+        let refused_json: Vec<serde_json::Value> = refused.iter().map(|(id, b)| serde_json::json!({"session": id, "reason": b.reason, "failures": b.failures, "nextTry": crate::time::format_ms(b.next_ms)})).collect();
         writeln!(
             io.out,
             "{}",
@@ -117,7 +117,7 @@ pub fn status(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32>
                 "storedButNotOnServer": missing,
                 "refused": refused_json,
                 "pendingSessions": pending.as_ref().ok(),
-                "lastSync": st.last_sync_ms.map(crate::sync::session::format_ms),
+                "lastSync": st.last_sync_ms.map(crate::time::format_ms),
                 "lastError": st.last_error,
             }))?
         )?;
@@ -141,9 +141,9 @@ pub fn status(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32>
         Err(e) => writeln!(o, "pending    unknown ({e})")?,
     }
     for (id, b) in refused.iter().take(5) {
-        writeln!(o, "refused    {id}: {} (next try {})", b.reason, crate::sync::session::format_ms(b.next_ms))?;
+        writeln!(o, "refused    {id}: {} (next try {})", b.reason, crate::time::format_ms(b.next_ms))?;
     }
-    writeln!(o, "last sync  {}", st.last_sync_ms.map(crate::sync::session::format_ms).unwrap_or_else(|| "never".into()))?;
+    writeln!(o, "last sync  {}", st.last_sync_ms.map(crate::time::format_ms).unwrap_or_else(|| "never".into()))?;
     if let Some(e) = &st.last_error {
         writeln!(o, "last error {e}")?;
     }

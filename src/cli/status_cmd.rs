@@ -54,7 +54,7 @@ pub fn run(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
         writeln!(o, "pending    {}", if parts.is_empty() { "nothing".to_string() } else { parts.join(", ") })?;
     }
     if let Some(a) = &r.autosync {
-        use crate::sync::session::format_ms;
+        use crate::time::format_ms;
         let who = match a.alive {
             Some(true) => format!("running in OpenCode (pid {})", a.pid),
             Some(false) => format!("not running (OpenCode pid {} has exited)", a.pid),

@@ -3,8 +3,8 @@
 use super::{Io, EXIT_FAILURE, EXIT_OK};
 use crate::config;
 use crate::paths::Paths;
-use crate::sync::run::{SyncError, SyncOptions};
-use crate::sync::session;
+use crate::sync::sources::credentials_off_reason;
+use crate::sync::{sync_now, Hooks, SyncError, SyncOptions};
 
 pub fn run(paths: &Paths, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
     let loaded = match config::load(paths, &io.env, None) {
@@ -19,7 +19,7 @@ pub fn run(paths: &Paths, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> any
     }
     crate::logging::init(&paths.log_dir, &loaded.config.log_level);
     if opts.reseal
-        && let Some(why) = session::credentials_off_reason(&loaded.config) {
+        && let Some(why) = credentials_off_reason(&loaded.config) {
             writeln!(io.err, "nothing to re-encrypt: credentials are not synced ({why})")?;
             return Ok(EXIT_FAILURE);
         }
@@ -35,9 +35,9 @@ pub fn run(paths: &Paths, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> any
                 r.merged.len()
             );
         };
-        session::sync_with_progress(paths, &loaded.config, &io.env, &opts, &progress)
+        sync_now(paths, &loaded.config, &io.env, &opts, Hooks { on_progress: Some(&progress), ..Default::default() })
     };
-    if opts.scope == crate::sync::run::Scope::Database && !opts.dry_run {
+    if opts.scope == crate::sync::Scope::Database && !opts.dry_run {
         crate::opensync::export::run_if_configured(paths, &io.env);
     }
     let report = match result {

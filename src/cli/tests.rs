@@ -293,7 +293,7 @@ fn write_github_facts(home: &std::path::Path, token: &str) {
         rate_s: Some(1_763_720_400),
     };
     let key = CacheKey { token_id: cache::token_id(token), ..Default::default() };
-    cache::save(&crate::status::github_cache_file(&paths), &Persisted { format: 1, key, facts, ..Default::default() });
+    cache::save(&paths.github_cache_file(), &Persisted { format: 1, key, facts, ..Default::default() });
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::category::Category;
 use crate::paths::{EnvSnapshot, Paths};
 use schema::{KeySpec, Kind, KEYS};
 
@@ -100,17 +101,39 @@ pub struct Categories {
 }
 
 impl Categories {
-    pub fn enabled(&self) -> Vec<&'static str> {
-        let all = [
-            ("config", self.config),
-            ("state", self.state),
-            ("credentials", self.credentials),
-            ("sessions", self.sessions),
-            ("messages", self.messages),
-            ("projects", self.projects),
-            ("todos", self.todos),
-        ];
-        all.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect()
+    /// Whether `c` syncs.
+    pub fn get(&self, c: Category) -> bool {
+        *self.field(c)
+    }
+
+    /// The switch of `c`.
+    pub fn get_mut(&mut self, c: Category) -> &mut bool {
+        match c {
+            Category::Config => &mut self.config,
+            Category::State => &mut self.state,
+            Category::Credentials => &mut self.credentials,
+            Category::Sessions => &mut self.sessions,
+            Category::Messages => &mut self.messages,
+            Category::Projects => &mut self.projects,
+            Category::Todos => &mut self.todos,
+        }
+    }
+
+    fn field(&self, c: Category) -> &bool {
+        match c {
+            Category::Config => &self.config,
+            Category::State => &self.state,
+            Category::Credentials => &self.credentials,
+            Category::Sessions => &self.sessions,
+            Category::Messages => &self.messages,
+            Category::Projects => &self.projects,
+            Category::Todos => &self.todos,
+        }
+    }
+
+    /// The categories that sync, in [`Category::ALL`] order.
+    pub fn enabled(&self) -> Vec<Category> {
+        Category::ALL.into_iter().filter(|c| self.get(*c)).collect()
     }
 }
 
@@ -694,7 +717,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn check_api_url(url: &str) -> Result<String, String> {
-    crate::remote::github::http::check_api_url(url)
+    crate::net::check_github_api_url(url)
 }
 
 pub fn valid_machine_id(id: &str) -> bool {

@@ -24,7 +24,7 @@ pub struct Found {
 }
 
 pub fn own_file(paths: &Paths) -> PathBuf {
-    paths.data_dir.join("opensync.json")
+    paths.opensync_credentials_file()
 }
 
 fn legacy_files(env: &EnvSnapshot) -> Vec<PathBuf> {
@@ -49,19 +49,14 @@ pub fn load(paths: &Paths, env: &EnvSnapshot) -> Option<Found> {
 /// Stores the credentials (0600, atomic).
 pub fn save(paths: &Paths, c: &Credentials) -> std::io::Result<PathBuf> {
     let p = own_file(paths);
-    let bytes = serde_json::to_vec_pretty(c).map_err(std::io::Error::other)?;
-    crate::fsutil::write_private(&p, &bytes)?;
+    crate::fsutil::save_private_json(&p, c)?;
     Ok(p)
 }
 
 /// Removes oc-sync's own credentials file. The original plugin's file is left alone (the
 /// caller tells the person about it). Returns whether there was one.
 pub fn remove(paths: &Paths) -> std::io::Result<bool> {
-    match std::fs::remove_file(own_file(paths)) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
+    crate::fsutil::remove_if_exists(&own_file(paths))
 }
 
 /// The original plugin's credentials files that exist (they are never deleted by oc-sync).

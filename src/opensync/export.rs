@@ -26,6 +26,7 @@ use super::payload::{self, Options};
 use super::state::{self, Backoff, Problem, SessionMark, StoredState};
 use crate::paths::Paths;
 use crate::source::opencode_db::OpencodeDb;
+use crate::time::now_ms;
 
 /// Sessions per batch request (metadata updates only).
 const BATCH_ITEMS: usize = 100;
@@ -92,10 +93,6 @@ pub enum ExportError {
     OpenSync(#[from] OpenSyncError),
     #[error("{0}")]
     Local(String),
-}
-
-fn now_ms() -> u64 {
-    crate::sync::run::system_now_ms()
 }
 
 /// Sends new and changed sessions when OpenSync credentials exist (oc-sync's own or the original

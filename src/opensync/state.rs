@@ -106,7 +106,7 @@ impl StoredState {
 }
 
 pub fn file(paths: &Paths) -> PathBuf {
-    paths.state_dir.join("opensync-stored.json")
+    paths.opensync_stored_file()
 }
 
 pub fn load(path: &Path) -> StoredState {

@@ -592,7 +592,7 @@ impl Remote for LocalRemote {
         self.write_immutable(&Self::manifest_rel(&hash), &bytes)?;
 
         // 2. compare-and-swap HEAD under the lock
-        crate::sync::fault::step(crate::sync::fault::REF_UPDATE)
+        crate::fault::step(crate::fault::REF_UPDATE)
             .map_err(|e| RemoteError::io("commit", std::io::Error::other(e)))?;
         let lock = self.lock()?;
         let result = (|| {

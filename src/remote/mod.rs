@@ -21,6 +21,7 @@ use crate::clock::VectorClock;
 
 pub mod github;
 pub mod local;
+pub mod open;
 
 #[cfg(test)]
 mod tests;

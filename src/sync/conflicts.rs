@@ -215,6 +215,11 @@ impl ConflictStore {
         Ok(out)
     }
 
+    /// The keys of the open conflicts that wait for the person (strategy "ask"), in `list` order.
+    pub fn waiting(&self) -> io::Result<Vec<String>> {
+        Ok(self.list(false)?.into_iter().filter(|r| r.needs_person).map(|r| r.key).collect())
+    }
+
     /// The newest open record that needs a person (an "ask" conflict) for `key`.
     pub fn open_for(&self, key: &str) -> io::Result<Option<ConflictRecord>> {
         Ok(self

@@ -29,7 +29,8 @@ use crate::clock::ClockOrder;
 use crate::fsutil;
 use crate::remote::{Manifest, sha256_hex};
 
-use super::run::{SyncError, Syncer};
+use super::error::SyncError;
+use super::run::Syncer;
 use super::state::{BaseEntry, StateError, StateStore, SyncState};
 
 pub const INTENT_FORMAT: u32 = 1;

@@ -7,31 +7,31 @@ use std::time::{Duration, Instant};
 
 use fs2::FileExt;
 
+use super::error::SyncError;
+
+/// How long a sync waits for another sync on this machine (CLI vs plugin) to finish.
+pub const LOCK_WAIT: Duration = Duration::from_secs(120);
+
 pub struct SyncLock {
     file: File,
 }
 
 impl SyncLock {
-    /// Waits up to `timeout` for the lock.
-    pub fn acquire(path: &Path, timeout: Duration) -> std::io::Result<SyncLock> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?;
+    /// Waits up to `timeout` for the lock: [`SyncError::Busy`] when another sync keeps it longer.
+    pub fn acquire(path: &Path, timeout: Duration) -> Result<SyncLock, SyncError> {
+        let open = || -> std::io::Result<File> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)
+        };
+        let file = open().map_err(|e| SyncError::local(format!("cannot open the sync lock {}", path.display()), e))?;
         let start = Instant::now();
         loop {
             match file.try_lock_exclusive() {
                 Ok(()) => return Ok(SyncLock { file }),
                 Err(_) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(50)),
-                Err(_) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::WouldBlock,
-                        format!(
-                            "another oc-sync sync is running on this machine (lock {}); wait for it to finish and retry",
-                            path.display()
-                        ),
-                    ));
-                }
+                Err(_) => return Err(SyncError::Busy(path.to_path_buf())),
             }
         }
     }
@@ -53,6 +53,7 @@ mod tests {
         let p = t.path().join("sync.lock");
         let a = SyncLock::acquire(&p, Duration::from_secs(1)).unwrap();
         let e = SyncLock::acquire(&p, Duration::from_millis(100)).err().unwrap();
+        assert!(matches!(e, SyncError::Busy(_)), "{e:?}");
         assert!(e.to_string().contains("another oc-sync sync is running"), "{e}");
         drop(a);
         assert!(SyncLock::acquire(&p, Duration::from_millis(100)).is_ok());

@@ -6,21 +6,25 @@
 //! alone (and its base kept), so the next sync merges that edit instead of overwriting it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::clock::VectorClock;
 use crate::config::{Config, ConflictStrategy};
 use crate::merge::{self, MergeKind, Side};
-use crate::remote::{sha256_hex, Changes, CommitOutcome, Entry, Manifest, Remote, RemoteError, Version};
+use crate::remote::{sha256_hex, Changes, CommitOutcome, Entry, Manifest, Remote, Version};
 use crate::source::{Category, Source, SourceError};
 
-use super::fault;
+use crate::fault;
+
+use super::codec::Codec;
+use super::error::SyncError;
 use super::intent::{merged_side_base, Intent, IntentItem, IntentStore, INTENT_FORMAT};
 use super::plan::{decide, Action, Local, Versioned};
 use super::refusals::{self, Refusal};
-use super::state::{BaseEntry, StateError, StateStore, SyncState};
+use super::sources::Scope;
+use super::state::{BaseEntry, StateStore, SyncState};
 
 /// Deleting at least this many items of a category, and more than half of it, needs --allow-deletions.
 pub const DELETION_SHARE_MIN: usize = 3;
@@ -37,58 +41,6 @@ pub struct SyncOptions {
     pub reseal: bool,
     /// Which categories this sync covers.
     pub scope: Scope,
-}
-
-/// Which categories a sync covers. Inside OpenCode the engine syncs only files: OpenCode's process
-/// has its own SQLite, and a second SQLite library in the same process does not see its locks
-/// (POSIX locks are per process), so the database is synced by a separate oc-sync process.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Scope {
-    #[default]
-    All,
-    /// config, state, credentials.
-    Files,
-    /// sessions, messages, projects, todos (OpenCode's database).
-    Database,
-}
-
-impl Scope {
-    pub fn covers(self, c: crate::source::Category) -> bool {
-        use crate::source::Category::*;
-        match self {
-            Scope::All => true,
-            Scope::Files => matches!(c, Config | State | Credentials),
-            Scope::Database => matches!(c, Sessions | Messages | Projects | Todos),
-        }
-    }
-}
-
-/// Encrypts the items it applies to before they reach the remote, and decrypts what comes back.
-/// The item key and its vector clock are bound in (associated data), so a ciphertext cannot be moved
-/// onto another item or replayed as another version.
-pub trait Codec: Sync {
-    fn applies_to(&self, key: &str) -> bool;
-    /// `previous`: the remote's current content of the item, when [`Codec::wants_previous`] asked.
-    fn seal(&self, key: &str, clock: &VectorClock, plaintext: &[u8], previous: Option<&[u8]>) -> Result<Vec<u8>, SyncError>;
-    /// `local`: this machine's current content of the item, if it has one.
-    fn open(&self, key: &str, clock: &VectorClock, sealed: &[u8], local: Option<&[u8]>) -> Result<Vec<u8>, SyncError>;
-    /// Whether sealing this plaintext needs the remote's current content (e.g. to reuse ciphertexts).
-    fn wants_previous(&self, _key: &str, _plaintext: &[u8]) -> bool {
-        false
-    }
-    /// Whether a passphrase change means sending this item again (`oc-sync rekey`).
-    fn reseals(&self, _key: &str, _plaintext: &[u8]) -> bool {
-        true
-    }
-    /// Hides secret values in the description of a merge conflict between `sides` (local, remote).
-    fn redact(&self, _key: &str, _sides: [&[u8]; 2], _conflict: &mut merge::Conflict) {}
-}
-
-/// The associated data that binds a sealed item to its key and version.
-pub fn item_aad(key: &str, clock: &VectorClock) -> Vec<u8> {
-    let mut aad = format!("oc-sync item\n{key}\n").into_bytes();
-    aad.extend(serde_json::to_vec(clock).expect("clock serialises"));
-    aad
 }
 
 /// A conflict this sync met (the losing side is kept by the caller's conflict store).
@@ -160,26 +112,6 @@ impl SyncReport {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error(transparent)]
-    Remote(#[from] RemoteError),
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error("this sync would delete {count} of {total} {category} items ({sample}); if that is intended, run `oc-sync sync --allow-deletions`")]
-    TooManyDeletions { category: String, count: usize, total: usize, sample: String },
-    #[error("the remote kept changing: gave up after {0} attempts; run `oc-sync sync` again")]
-    TooManyRetries(u32),
-    #[error("{0}")]
-    Crypto(String),
-    #[error(transparent)]
-    Fault(#[from] fault::Injected),
-    #[error("{0}")]
-    Other(String),
-}
-
 /// Everything a sync works with. The engine does not know where items come from or go to.
 pub struct Syncer<'a> {
     pub machine: String,
@@ -203,10 +135,6 @@ pub struct Syncer<'a> {
 
 /// Called with an item key before (`false`) and after (`true`) oc-sync writes or deletes it locally.
 pub type WriteObserver<'a> = dyn Fn(&str, bool) + Sync + 'a;
-
-pub fn system_now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 /// One local item as read at the start of the sync.
 struct LocalItem {
@@ -482,7 +410,7 @@ impl<'a> Syncer<'a> {
         }
         self.state
             .base(&item.hash)
-            .ok_or_else(|| SyncError::Other(format!("the sync state lost the base copy {}; run `oc-sync sync` again", item.hash)))
+            .ok_or_else(|| SyncError::LostBase(item.hash.clone()))
     }
 
     fn plan(&self, manifest: &Manifest, state: &SyncState, opts: &SyncOptions) -> Result<Plan, SyncError> {
@@ -852,7 +780,7 @@ impl<'a> Syncer<'a> {
 
     /// The remote content of an item, decrypted when it is sealed (`local`: this machine's item).
     fn fetch(&self, key: &str, r: &Entry, local: Option<&LocalItem>) -> Result<Vec<u8>, SyncError> {
-        let hash = r.hash.as_deref().ok_or_else(|| SyncError::Other("internal: fetch of a tombstone".into()))?;
+        let hash = r.hash.as_deref().ok_or(SyncError::Internal("fetch of a tombstone"))?;
         let blob = self.remote.blob(hash)?;
         match self.codec {
             Some(c) if c.applies_to(key) => {

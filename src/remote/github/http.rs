@@ -17,6 +17,7 @@ use octocrab::Octocrab;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::net::github_api_url;
 use crate::remote::{RemoteError, truncate};
 
 /// Attempts for a request that fails with a connection error or a 5xx.
@@ -28,15 +29,6 @@ pub(crate) const TOKEN_HELP: &str = "create a fine-grained personal access token
      Read and write\" and \"Administration: Read and write\" (to create the repository) \
      (github.com → Settings → Developer settings → Personal access tokens), or a classic token \
      with the \"repo\" scope, then run `oc-sync login` or set GITHUB_TOKEN";
-
-/// The API base URL, checked: https, or plain http to a loopback address only.
-pub fn check_api_url(url: &str) -> Result<String, String> {
-    secure_api_url(url).map(|c| c.url)
-}
-
-fn secure_api_url(url: &str) -> Result<crate::net::SecureUrl, String> {
-    crate::net::check_secure_url(url, "token", "https://api.github.com or https://HOST/api/v3")
-}
 
 /// The rate-limit figures of the last answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +82,7 @@ pub struct Http {
 
 impl Http {
     pub fn new(api_url: &str, token: &str) -> Result<Http, RemoteError> {
-        let secure = secure_api_url(api_url).map_err(|m| RemoteError::Denied(format!("githubApiUrl / GITHUB_API_URL: {m}")))?;
+        let secure = github_api_url(api_url).map_err(|m| RemoteError::Denied(format!("githubApiUrl / GITHUB_API_URL: {m}")))?;
         let api_host = match secure.parsed().port() {
             Some(port) => format!("{}:{port}", secure.host),
             None => secure.host.clone(),
@@ -363,21 +355,6 @@ impl Http {
 
 #[cfg(test)]
 mod tests {
-    use super::check_api_url;
-
-    #[test]
-    fn api_urls() {
-        assert!(check_api_url("https://api.github.com").is_ok());
-        assert_eq!(check_api_url("https://ghe.example.com/api/v3/").unwrap(), "https://ghe.example.com/api/v3");
-        assert!(check_api_url("http://127.0.0.1:8080").is_ok());
-        assert!(check_api_url("http://localhost:1/api/v3").is_ok());
-        assert!(check_api_url("http://[::1]:9").is_ok());
-        assert!(check_api_url("http://example.com").unwrap_err().contains("unencrypted"));
-        assert!(check_api_url("http://127.0.0.1.evil.com").is_err());
-        assert!(check_api_url("ftp://x").is_err());
-        assert!(check_api_url("api.github.com").is_err());
-    }
-
     #[test]
     fn the_client_refuses_user_info_before_any_request() {
         let e = super::Http::new("http://127.0.0.1:80@other.example", "ghp_abcdefghijklmnop").err().expect("refused");

@@ -12,7 +12,8 @@ use crate::clock::VectorClock;
 use crate::config::Config;
 use crate::remote::Entry;
 use crate::source::{Category, FileSource};
-use crate::sync::run::{SyncOptions, Syncer, system_now_ms};
+use crate::sync::run::{SyncOptions, Syncer};
+use crate::time::now_ms as system_now_ms;
 use crate::sync::state::StateStore;
 
 const OWNER: &str = "octo-user";

@@ -27,7 +27,7 @@ mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
@@ -144,9 +144,7 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    crate::time::now_ms() as i64
 }
 
 fn quote(ident: &str) -> String {
@@ -277,7 +275,7 @@ impl OpencodeDb {
             }
         }
         let out = f(&tx)?; // dropping `tx` on error rolls back
-        crate::sync::fault::step(crate::sync::fault::DB_IMPORT).map_err(|e| DbError::Sqlite {
+        crate::fault::step(crate::fault::DB_IMPORT).map_err(|e| DbError::Sqlite {
             path: self.path.clone(),
             context: e.to_string(),
             source: rusqlite::Error::ExecuteReturnedResults,

@@ -8,7 +8,8 @@ use super::*;
 use crate::remote::local::LocalRemote;
 use crate::remote::Remote;
 use crate::source::opencode_db::{create_test_db, insert_fake_session};
-use crate::sync::run::{SyncOptions, SyncReport, Syncer, system_now_ms};
+use crate::sync::run::{SyncOptions, SyncReport, Syncer};
+use crate::time::now_ms as system_now_ms;
 use crate::sync::state::StateStore;
 
 struct Machine {
@@ -499,7 +500,8 @@ fn keys_outside_a_category_shape_are_listed_not_fetched_and_change_nothing() {
 /// both machines.
 #[test]
 fn every_turn_survives_a_sync_cut_off_at_any_step() {
-    use crate::sync::fault::{self, LosingRemote};
+    use crate::fault;
+    use crate::sync::fault::LosingRemote;
     use std::sync::atomic::Ordering;
     let steps = ["lost-answer", fault::BEFORE_COMMIT, fault::REF_UPDATE, fault::AFTER_COMMIT, fault::DB_IMPORT, fault::LOCAL_WRITE, fault::BEFORE_STATE_SAVE];
     let mut lost = Vec::new();

@@ -7,7 +7,9 @@ use std::sync::Mutex;
 
 use super::*;
 use crate::remote::local::LocalRemote;
+use crate::remote::RemoteError;
 use crate::source::FileSource;
+use crate::time::now_ms as system_now_ms;
 
 struct Machine {
     root: PathBuf,

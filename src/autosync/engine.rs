@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -18,12 +18,13 @@ use crate::config::{self, Config};
 use crate::logging;
 use crate::machine_id;
 use crate::paths::{EnvSnapshot, Paths};
-use crate::remote::RemoteError;
-use crate::scheduler::{RunOutcome, Runner, Scheduler, SchedulerConfig, SchedulerHandle, SchedulerState, Trigger};
+use super::scheduler::{RunOutcome, Runner, Scheduler, SchedulerConfig, SchedulerHandle, SchedulerState, Trigger};
 use crate::source::FileSource;
-use crate::sync::run::{SyncError, SyncOptions};
-use crate::sync::session;
-use crate::watch::{WatchEvent, WatchRoot, Watcher, CONFIG_FOLDERS};
+use crate::sync::conflicts::ConflictStore;
+use crate::sync::sources::local_path;
+use crate::sync::{sync_now, Hooks, SyncOptions};
+use crate::time::now_ms;
+use super::watch::{WatchEvent, WatchRoot, Watcher, CONFIG_FOLDERS};
 
 /// Files oc-sync itself is writing (`None`) or has written (`Some(hash)`, `Some(None)` = deleted):
 /// the watcher ignores their events, so a pull does not trigger another sync.
@@ -84,10 +85,6 @@ pub struct Engine {
     shutdown: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
     finished: mpsc::Receiver<()>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Engine {
@@ -254,13 +251,7 @@ fn setup(opts: &EngineOptions, env: &EnvSnapshot, st: &Mutex<EngineStatus>) -> O
         tracing::warn!("{w}");
     }
     let machine = machine_id::get_or_create(loaded.config.machine_id.as_deref(), &paths.machine_id_file);
-    let waiting: Vec<String> = crate::sync::session::conflict_store(&paths)
-        .list(false)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c.needs_person)
-        .map(|c| c.key)
-        .collect();
+    let waiting = ConflictStore::new(paths.conflicts_dir()).waiting().unwrap_or_default();
     if !waiting.is_empty() {
         tracing::warn!("{} conflict(s) wait for you: run `oc-sync conflicts`", waiting.len());
     }
@@ -369,13 +360,13 @@ fn runner(ctx: Arc<SyncContext>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<O
             let result = tokio::task::spawn_blocking(move || {
                 own.lock().unwrap_or_else(|e| e.into_inner()).clear();
                 let observe = |key: &str, done: bool| {
-                    if let Some(path) = session::local_path(&c.paths, key) {
+                    if let Some(path) = local_path(&c.paths, key) {
                         let value = if done { Some(hash_of(&path)) } else { None };
                         own.lock().unwrap_or_else(|e| e.into_inner()).insert(path, value);
                     }
                 };
-                let files = SyncOptions { scope: crate::sync::run::Scope::Files, ..Default::default() };
-                let result = session::sync_observed(&c.paths, &c.config, &c.env, &files, Some(&observe), None);
+                let files = SyncOptions { scope: crate::sync::Scope::Files, ..Default::default() };
+                let result = sync_now(&c.paths, &c.config, &c.env, &files, Hooks { on_local_write: Some(&observe), ..Default::default() });
                 // OpenCode's database (sessions) and the OpenSync export: in a separate process.
                 if let Some(helper) = &c.db_helper
                     && database_work(&c)
@@ -404,18 +395,11 @@ fn runner(ctx: Arc<SyncContext>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<O
                     for c in report.conflicts.iter() {
                         tracing::warn!("conflict in {} ({}; {} kept)", c.key, c.strategy, c.winner);
                     }
-                    let waiting: Vec<String> = session::conflict_store(&ctx.paths)
-                        .list(false)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|c| c.needs_person)
-                        .map(|c| c.key)
-                        .collect();
-                    lock(&st).conflicts_waiting = waiting;
+                    lock(&st).conflicts_waiting = ConflictStore::new(ctx.paths.conflicts_dir()).waiting().unwrap_or_default();
                     RunOutcome::Ok
                 }
                 Ok(Err(e)) => {
-                    let retryable = is_retryable(&e);
+                    let retryable = e.is_retryable();
                     tracing::warn!("sync failed{}: {e}", if retryable { " (will retry)" } else { "" });
                     if retryable { RunOutcome::Retryable(e.to_string()) } else { RunOutcome::Failed(e.to_string()) }
                 }
@@ -432,25 +416,12 @@ fn runner(ctx: Arc<SyncContext>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<O
     })
 }
 
-/// Failures that go away by themselves (offline remote, a busy lock, a lost race).
-fn is_retryable(e: &SyncError) -> bool {
-    match e {
-        SyncError::Remote(RemoteError::Unreachable(_) | RemoteError::Busy(_) | RemoteError::RateLimited(_) | RemoteError::Io { .. }) => true,
-        SyncError::TooManyRetries(_) => true,
-        SyncError::Other(m) => m.contains("another oc-sync sync is running"),
-        _ => false,
-    }
-}
-
 /// Writes the scheduler's state for `oc-sync status` (a separate process) to read.
 fn persist_state(paths: &Paths, slot: &Arc<Mutex<Option<SchedulerHandle>>>) {
     let state = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|h| h.state());
     let v = serde_json::json!({ "pid": std::process::id(), "updatedMs": now_ms(), "scheduler": state });
-    let _ = crate::fsutil::atomic_write(&paths.state_dir.join(AUTOSYNC_FILE), v.to_string().as_bytes(), None);
+    let _ = crate::fsutil::atomic_write(&paths.autosync_file(), v.to_string().as_bytes(), None);
 }
-
-/// Where the running plugin leaves its scheduler state for `oc-sync status`.
-pub const AUTOSYNC_FILE: &str = "autosync.json";
 
 /// Watches exactly the synced paths; changes feed the debounced trigger, lost events a rescan.
 fn start_watcher(ctx: &SyncContext, handle: SchedulerHandle, own: OwnWrites) -> Option<Watcher> {
@@ -629,7 +600,7 @@ mod tests {
         let oenv = EnvSnapshot::new(&other, [("OC_SYNC_REMOTE", remote.to_string_lossy().into_owned())]);
         let opaths = Paths::resolve(&oenv).unwrap();
         let ocfg = config::load(&opaths, &oenv, None).unwrap().config;
-        session::sync_now(&opaths, &ocfg, &oenv, &SyncOptions::default()).unwrap();
+        sync_now(&opaths, &ocfg, &oenv, &SyncOptions::default(), Hooks::default()).unwrap();
 
         let home = tmp.path().join("me");
         std::fs::create_dir_all(home.join(".config/opencode")).unwrap();

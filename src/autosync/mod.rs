@@ -1,0 +1,7 @@
+//! Auto-sync: the background host that runs inside OpenCode (through the plugin). The [`engine`]
+//! owns a thread and runtime; the [`scheduler`] decides when to sync (debounce, timer, retries,
+//! hourly budget); [`watch`] turns file changes into triggers.
+
+pub mod engine;
+pub mod scheduler;
+pub mod watch;

@@ -1,0 +1,44 @@
+//! Opening the remote a configuration names: a folder when `remote` is a path; GitHub when `remote`
+//! is `github`, or unset and a token is found; else the default local folder.
+
+use crate::config::{Config, RemoteSetting};
+use crate::paths::{EnvSnapshot, Paths};
+use crate::token_store::find_token;
+
+use super::github::{GithubRemote, GithubSettings};
+use super::local::LocalRemote;
+use super::{Remote, RemoteError};
+
+/// The remote this configuration selects (blocking: never call from an async task).
+pub fn open_remote(config: &Config, paths: &Paths, env: &EnvSnapshot) -> Result<Box<dyn Remote>, RemoteError> {
+    let path = match &config.remote {
+        RemoteSetting::Local(p) => p.clone(),
+        RemoteSetting::Github | RemoteSetting::Auto => match find_token(config, env, paths) {
+            Some((token, _)) => return Ok(Box::new(open_github(config, paths, token.expose())?)),
+            None if config.remote == RemoteSetting::Github => {
+                return Err(RemoteError::Denied(
+                    "`remote` is \"github\" but no GitHub token was found: run `oc-sync login`, or set GITHUB_TOKEN (or GH_TOKEN, or `token` in the config)".into(),
+                ));
+            }
+            None => {
+                let parent = paths.default_local_remote.parent().expect("data dir");
+                std::fs::create_dir_all(parent).map_err(|e| RemoteError::io(format!("cannot create {}", parent.display()), e))?;
+                paths.default_local_remote.clone()
+            }
+        },
+    };
+    Ok(Box::new(LocalRemote::open(path)?))
+}
+
+/// The GitHub remote for this configuration (blocking: never call from an async task).
+pub fn open_github(config: &Config, paths: &Paths, token: &str) -> Result<GithubRemote, RemoteError> {
+    let settings = GithubSettings {
+        api_url: config.github_api_url.clone(),
+        token: token.to_owned(),
+        owner: config.repo_owner.clone(),
+        repo: config.repo_name.clone(),
+        branch: config.branch.clone(),
+        cache_file: Some(paths.github_cache_file()),
+    };
+    GithubRemote::open(&settings)
+}

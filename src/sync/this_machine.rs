@@ -1,0 +1,84 @@
+//! One sync of this machine, as the CLI and auto-sync run it: takes the machine-wide lock, opens
+//! the remote the config names, builds the sources and codecs, runs the [`Syncer`], and keeps the
+//! copies of every conflict it met where the person can get them back.
+
+use crate::config::Config;
+use crate::machine_id;
+use crate::paths::{EnvSnapshot, Paths};
+use crate::remote::open::open_remote;
+use crate::time::now_ms;
+
+use super::codec::{Codec, Codecs};
+use super::conflicts::{ConflictStore, NewConflict};
+use super::error::SyncError;
+use super::lock::{SyncLock, LOCK_WAIT};
+use super::run::{MetConflict, SyncOptions, SyncReport, Syncer, WriteObserver};
+use super::sources::scoped_sources;
+use super::state::StateStore;
+
+/// What the caller wants to hear about while a sync runs.
+#[derive(Clone, Copy, Default)]
+pub struct Hooks<'a> {
+    /// Told about each local write (see [`Syncer::on_local_write`]).
+    pub on_local_write: Option<&'a WriteObserver<'a>>,
+    /// Told the running totals after each round of a sync that needs several (a first sync of a
+    /// large database).
+    pub on_progress: Option<&'a dyn Fn(&SyncReport)>,
+}
+
+/// Runs one full sync on this machine, holding the machine-wide sync lock.
+pub fn sync_now(paths: &Paths, config: &Config, env: &EnvSnapshot, opts: &SyncOptions, hooks: Hooks<'_>) -> Result<SyncReport, SyncError> {
+    let machine = machine_id::get_or_create(config.machine_id.as_deref(), &paths.machine_id_file)
+        .map_err(|e| SyncError::local("cannot get this machine's id", e))?;
+    let _lock = SyncLock::acquire(&paths.sync_lock_file(), LOCK_WAIT)?;
+    let remote = open_remote(config, paths, env)?;
+    let state = StateStore::new(paths.sync_state_dir());
+    let conflicts = ConflictStore::new(paths.conflicts_dir());
+    let blocked = conflicts
+        .waiting()
+        .map_err(|e| SyncError::local(format!("cannot read {}", conflicts.root().display()), e))?
+        .into_iter()
+        .collect();
+    let codec = Codecs::for_config(config, env)?;
+    let syncer = Syncer {
+        machine: machine.id.clone(),
+        config,
+        remote: remote.as_ref(),
+        sources: scoped_sources(paths, config, &state, opts.scope)?,
+        state,
+        blocked,
+        now_ms,
+        on_local_write: hooks.on_local_write,
+        codec: Some(&codec as &dyn Codec),
+        on_progress: hooks.on_progress,
+    };
+    let report = syncer.sync(opts)?;
+    if !opts.dry_run {
+        for c in &report.conflicts {
+            keep_conflict(&conflicts, c, &machine.id)?;
+        }
+    }
+    Ok(report)
+}
+
+/// Keeps both sides (and the base) of a conflict the sync met, unless the same "ask" conflict is
+/// already waiting for the person.
+fn keep_conflict(conflicts: &ConflictStore, c: &MetConflict, local_machine: &str) -> Result<(), SyncError> {
+    if c.needs_person && conflicts.open_for(&c.key).ok().flatten().is_some() {
+        return Ok(());
+    }
+    let meta = NewConflict {
+        strategy: c.strategy.clone(),
+        winner: c.winner.clone(),
+        needs_person: c.needs_person,
+        local_clock: c.local_clock.clone(),
+        remote_clock: c.remote_clock.clone(),
+        local_machine: local_machine.to_string(),
+        remote_machine: c.remote_machine.clone(),
+        details: c.details.clone(),
+    };
+    conflicts
+        .record(&c.key, c.local.as_deref(), c.remote.as_deref(), c.base.as_deref(), meta)
+        .map_err(|e| SyncError::local(format!("cannot keep the conflict copies of {}", c.key), e))?;
+    Ok(())
+}

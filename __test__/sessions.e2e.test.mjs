@@ -47,10 +47,10 @@ after(async () => {
 const ocSyncLog = (m) => readOcSyncLog(m)
 
 /** `oc-sync sync --json` on machine m → the parsed report. Fails with the output and log tail. */
-async function ocSync(m, label) {
+async function ocSync(m, label, env = {}) {
   const r = await m.run(process.execPath, [CLI, "sync", "--json"], {
     cwd: m.project,
-    env: { OC_SYNC_REMOTE: remote },
+    env: { OC_SYNC_REMOTE: remote, ...env },
     timeoutMs: SYNC_MS,
   })
   timings.push([`sync ${label}`, r.ms])
@@ -382,16 +382,31 @@ test("writing while OpenCode holds the database", async () => {
 // extra: a third machine that syncs before OpenCode ever ran there
 // ---------------------------------------------------------------------------------------------
 
-test("a machine whose OpenCode has never run gets the sessions once it has", async () => {
+test("a machine whose OpenCode has never run gets the sessions on its first sync", async () => {
   assert.ok(S.sid, "needs the session of test 1 (it failed)")
   const c = await createMachine("C", { root: tmp.root, modelUrl: fake.url })
   c.project = await c.cloneProject(a.project, "third/demo-c")
-  // No OpenCode database yet: the sync succeeds and writes nothing of OpenCode's.
-  const r0 = await ocSync(c, "C without an OpenCode database")
+  // PATH without any `opencode`: the files sync, the sessions wait, and the person is told why.
+  const noOpencode = (process.env.PATH ?? "")
+    .split(path.delimiter)
+    .filter((d) => d && !fs.existsSync(path.join(d, "opencode")))
+    .join(path.delimiter)
+  const r0 = await ocSync(c, "C without OpenCode on PATH", { PATH: noOpencode })
+  assert.match(r0.sessionsWaiting ?? "", /no `opencode` program was found on PATH/, r0.why)
+  assert.equal(r0.databaseCreatedBy, null, r0.why)
   assert.deepEqual(r0.pulled.filter((k) => !k.startsWith("config/")), [], r0.why)
-  assert.equal(fs.existsSync(c.opencodeDirs.db), false, "oc-sync must not create OpenCode's database")
-  assert.deepEqual(await sessionList(c), []) // creates the database (and the project row)
-  const r1 = await ocSync(c, "C after OpenCode ran once")
+  assert.equal(fs.existsSync(c.opencodeDirs.db), false, "oc-sync must never create OpenCode's schema itself")
+  const plain = await c.run(process.execPath, [CLI, "sync"], { cwd: c.project, env: { OC_SYNC_REMOTE: remote, PATH: noOpencode }, timeoutMs: SYNC_MS })
+  assert.equal(plain.code, 0, plain.stderr)
+  assert.match(plain.stdout, /sessions waiting: .*no `opencode` program was found on PATH/, plain.stdout)
+  assert.doesNotMatch(plain.stdout, /already in sync/, plain.stdout)
+  // With OpenCode on PATH, the first sync has OpenCode create its database, then imports.
+  const binDir = path.join(tmp.root, "C-bin")
+  fs.mkdirSync(binDir, { recursive: true })
+  fs.symlinkSync(resolveOpencodeBin(), path.join(binDir, "opencode"))
+  const r1 = await ocSync(c, "C with OpenCode on PATH", { PATH: `${binDir}${path.delimiter}${noOpencode}` })
+  assert.equal(r1.databaseCreatedBy, path.join(binDir, "opencode"), r1.why)
+  assert.equal(r1.sessionsWaiting, null, r1.why)
   assert.ok(r1.pulled.includes(`sessions/${pid}/${S.sid}.json`), r1.why)
   const list = await sessionList(c)
   assert.equal(list.find((s) => s.id === S.sid)?.directory, c.project, JSON.stringify(list))

@@ -54,6 +54,11 @@ impl EnvSnapshot {
         self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
+    /// Every variable, for a child process that must see the same environment.
+    pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub fn home(&self) -> Option<&Path> {
         self.home.as_deref()
     }
@@ -154,6 +159,11 @@ impl Paths {
     /// The sync state: base versions and clocks of every synced item (`<state>/sync/`).
     pub fn sync_state_dir(&self) -> PathBuf {
         self.state_dir.join("sync")
+    }
+
+    /// The last failed sync of this machine (CLI or auto-sync): when, and why.
+    pub fn last_failure_file(&self) -> PathBuf {
+        self.state_dir.join("last-failure.json")
     }
 
     /// The machine-wide lock one sync holds at a time (CLI and plugin alike).

@@ -74,6 +74,9 @@ pub fn run(paths: &Paths, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> any
         let more = if keys.len() > 5 { format!(" (+{} more)", keys.len() - 5) } else { String::new() };
         format!("{}{more}", shown.join(", "))
     };
+    if let Some(program) = &report.database_created_by {
+        writeln!(o, "OpenCode's database did not exist: created by {program} (session list)")?;
+    }
     let mut any = false;
     for (label, keys) in [
         ("push", &report.pushed),
@@ -87,7 +90,9 @@ pub fn run(paths: &Paths, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> any
             writeln!(o, "{verb}{label} {}: {}", keys.len(), list(keys))?;
         }
     }
-    if !any {
+    if let Some(why) = &report.sessions_waiting {
+        writeln!(o, "sessions waiting: {why}")?;
+    } else if !any {
         writeln!(o, "{}", if report.dry_run { "nothing to sync" } else { "already in sync" })?;
     }
     for c in &report.conflicts {

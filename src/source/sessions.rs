@@ -102,7 +102,10 @@ pub struct DbSource {
 /// Why the database categories do not sync on this machine, if they do not (nothing to read yet).
 pub fn unavailable_reason(db_path: &Path) -> Option<String> {
     (!db_path.is_file()).then(|| {
-        format!("OpenCode's database {} does not exist yet (run OpenCode once on this machine)", db_path.display())
+        format!(
+            "OpenCode's database {} does not exist yet: `oc-sync sync` has OpenCode create it (needs `opencode` on PATH)",
+            db_path.display()
+        )
     })
 }
 

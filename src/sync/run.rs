@@ -90,6 +90,12 @@ pub struct SyncReport {
     /// content that does not match its key, items it cannot write here. Nothing was written.
     pub refused: Vec<String>,
     pub attempts: u32,
+    /// The `opencode` program that created OpenCode's database for this sync (a machine where
+    /// OpenCode had never run).
+    pub database_created_by: Option<String>,
+    /// Why the database categories could not sync on this machine yet (no database and no OpenCode
+    /// to create it): the sessions wait, and the person is told why.
+    pub sessions_waiting: Option<String>,
 }
 
 impl SyncReport {

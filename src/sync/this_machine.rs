@@ -2,15 +2,18 @@
 //! the remote the config names, builds the sources and codecs, runs the [`Syncer`], and keeps the
 //! copies of every conflict it met where the person can get them back.
 
+use crate::category::Category;
 use crate::config::Config;
 use crate::machine_id;
 use crate::paths::{EnvSnapshot, Paths};
 use crate::remote::open::open_remote;
+use crate::source::opencode_db::create::{have_opencode_create, Created};
 use crate::time::now_ms;
 
 use super::codec::{Codec, Codecs};
 use super::conflicts::{ConflictStore, NewConflict};
 use super::error::SyncError;
+use super::failure;
 use super::lock::{SyncLock, LOCK_WAIT};
 use super::run::{MetConflict, SyncOptions, SyncReport, Syncer, WriteObserver};
 use super::sources::scoped_sources;
@@ -26,8 +29,19 @@ pub struct Hooks<'a> {
     pub on_progress: Option<&'a dyn Fn(&SyncReport)>,
 }
 
-/// Runs one full sync on this machine, holding the machine-wide sync lock.
+/// Runs one full sync on this machine, holding the machine-wide sync lock. A failure is also
+/// recorded for `status` (see [`super::failure`]).
 pub fn sync_now(paths: &Paths, config: &Config, env: &EnvSnapshot, opts: &SyncOptions, hooks: Hooks<'_>) -> Result<SyncReport, SyncError> {
+    let result = sync_locked(paths, config, env, opts, hooks);
+    if let Err(e) = &result
+        && !opts.dry_run
+    {
+        failure::record(paths, e, now_ms());
+    }
+    result
+}
+
+fn sync_locked(paths: &Paths, config: &Config, env: &EnvSnapshot, opts: &SyncOptions, hooks: Hooks<'_>) -> Result<SyncReport, SyncError> {
     let machine = machine_id::get_or_create(config.machine_id.as_deref(), &paths.machine_id_file)
         .map_err(|e| SyncError::local("cannot get this machine's id", e))?;
     let _lock = SyncLock::acquire(&paths.sync_lock_file(), LOCK_WAIT)?;
@@ -39,6 +53,7 @@ pub fn sync_now(paths: &Paths, config: &Config, env: &EnvSnapshot, opts: &SyncOp
         .map_err(|e| SyncError::local(format!("cannot read {}", conflicts.root().display()), e))?
         .into_iter()
         .collect();
+    let database = prepare_database(paths, config, env, opts);
     let codec = Codecs::for_config(config, env)?;
     let syncer = Syncer {
         machine: machine.id.clone(),
@@ -52,13 +67,41 @@ pub fn sync_now(paths: &Paths, config: &Config, env: &EnvSnapshot, opts: &SyncOp
         codec: Some(&codec as &dyn Codec),
         on_progress: hooks.on_progress,
     };
-    let report = syncer.sync(opts)?;
+    let mut report = syncer.sync(opts)?;
+    match database {
+        Some(Created::By(program)) => report.database_created_by = Some(program.display().to_string()),
+        Some(Created::Waiting(why)) => report.sessions_waiting = Some(why),
+        None => {}
+    }
     if !opts.dry_run {
         for c in &report.conflicts {
             keep_conflict(&conflicts, c, &machine.id)?;
         }
     }
     Ok(report)
+}
+
+/// On a machine where OpenCode has never run, has OpenCode create its database so that this sync
+/// can import the sessions (None: nothing to do, the database exists or is not synced).
+fn prepare_database(paths: &Paths, config: &Config, env: &EnvSnapshot, opts: &SyncOptions) -> Option<Created> {
+    let wanted = [Category::Sessions, Category::Projects].into_iter().any(|c| config.sync.get(c) && opts.scope.covers(c));
+    let db = &paths.opencode_db;
+    if !wanted || db.is_file() || db.as_os_str() == ":memory:" {
+        return None;
+    }
+    if opts.dry_run {
+        return Some(Created::Waiting(format!(
+            "OpenCode's database {} does not exist yet: a sync that is not a dry run has OpenCode create it",
+            db.display()
+        )));
+    }
+    tracing::info!("OpenCode's database {} does not exist yet: having OpenCode create it", db.display());
+    let created = have_opencode_create(db, env);
+    match &created {
+        Created::By(program) => tracing::info!("{} created OpenCode's database", program.display()),
+        Created::Waiting(why) => tracing::warn!("sessions not synced: {why}"),
+    }
+    Some(created)
 }
 
 /// Keeps both sides (and the base) of a conflict the sync met, unless the same "ask" conflict is

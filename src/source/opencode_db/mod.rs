@@ -18,6 +18,7 @@
 //! - `projects/<pid>`: `{"format":1,"project":{row without time_updated}}\n` (`project.time_updated`
 //!   changes at every OpenCode start, so it is not synced; the local value is kept)
 
+pub mod create;
 pub mod docs;
 mod fixtures;
 mod json;

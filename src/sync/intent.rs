@@ -19,6 +19,8 @@
 //! the commit merged (with its old clock), so the next sync merges just the edit; a pull not
 //! written keeps its old base (planned again). Not landed: discarded (no local write happens
 //! before the commit).
+//!
+//! This module is the journal store; the sync writes and settles it in `sync/run/recover.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

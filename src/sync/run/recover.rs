@@ -11,7 +11,7 @@ use crate::sync::state::{BaseEntry, SyncState};
 use super::{LocalWrite, Plan, SyncError, Syncer};
 
 impl Syncer<'_> {
-    /// Journals what this attempt is about to commit and write locally (see [`super::intent`]),
+    /// Journals what this attempt is about to commit and write locally (see [`crate::sync::intent`]),
     /// durably, with the content of every base it implies already in the base store.
     pub(super) fn record_intent(&self, expected: Option<&Version>, plan: &Plan) -> Result<(), SyncError> {
         let pending: BTreeMap<&str, &Option<String>> = plan
@@ -42,7 +42,7 @@ impl Syncer<'_> {
         Ok(())
     }
 
-    /// Settles a pending intent (see the module docs) against the remote's current manifest;
+    /// Settles a pending intent (see [`crate::sync::intent`]) against the remote's current manifest;
     /// `state` is updated and saved when the commit landed. None: there was no intent.
     pub(crate) fn settle_intent(&self, manifest: &Manifest, state: &mut SyncState) -> Result<Option<Settled>, SyncError> {
         let store = IntentStore::new(&self.state);

@@ -298,67 +298,11 @@ fn shown(s: &str) -> String {
 }
 
 fn parse(bytes: &[u8]) -> Result<Envelope, CryptoError> {
-    use serde_json::Value;
-    // serde_json's syntax errors give only a category and a position, never the input.
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| malformed(format!("not an oc-sync envelope (not valid JSON: {e})")))?;
-    let Value::Object(map) = value else {
-        return Err(malformed("not an oc-sync envelope (not a JSON object)"));
-    };
-    let Some(version) = map.get(VERSION_FIELD) else {
-        return Err(malformed(format!(
-            "not an oc-sync envelope (no \"{VERSION_FIELD}\" field)"
-        )));
-    };
-    match version.as_u64() {
-        Some(1) => {}
-        Some(v) => {
-            return Err(malformed(format!(
-                "envelope version {v} is not supported by this oc-sync (it reads version {ENVELOPE_VERSION}); \
-                 upgrade oc-sync on this machine"
-            )));
-        }
-        None => {
-            return Err(malformed(format!(
-                "the \"{VERSION_FIELD}\" field is not a version number"
-            )));
-        }
-    }
-    let text = |name: &str| -> Result<&str, CryptoError> {
-        match map.get(name) {
-            Some(Value::String(s)) => Ok(s),
-            Some(_) => Err(malformed(format!("field \"{name}\" is not a string"))),
-            None => Err(malformed(format!("field \"{name}\" is missing"))),
-        }
-    };
-    let alg = text("alg")?;
-    if alg != ALG {
-        return Err(malformed(format!(
-            "unsupported cipher {} (expected {ALG})",
-            shown(alg)
-        )));
-    }
-    let kdf = text("kdf")?;
-    if kdf != KDF {
-        return Err(malformed(format!(
-            "unsupported key derivation {} (expected {KDF})",
-            shown(kdf)
-        )));
-    }
-    let iterations = match map.get("iterations") {
-        None => return Err(malformed("field \"iterations\" is missing")),
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| malformed("field \"iterations\" is not a whole non-negative number"))?,
-    };
-    if !(u64::from(MIN_ITERATIONS)..=u64::from(MAX_ITERATIONS)).contains(&iterations) {
-        return Err(malformed(format!(
-            "iteration count {iterations} is outside the accepted range {MIN_ITERATIONS}..={MAX_ITERATIONS}"
-        )));
-    }
-    let iterations = iterations as u32; // in range, checked above
+    let map = envelope_object(bytes)?;
+    check_algorithms(&map)?;
+    let iterations = iterations_of(&map)?;
     let decode = |name: &str| -> Result<Vec<u8>, CryptoError> {
-        B64.decode(text(name)?)
+        B64.decode(text_field(&map, name)?)
             .map_err(|_| malformed(format!("field \"{name}\" is not valid base64")))
     };
     let salt: [u8; SALT_LEN] = decode("salt")?.try_into().map_err(|v: Vec<u8>| {
@@ -386,6 +330,81 @@ fn parse(bytes: &[u8]) -> Result<Envelope, CryptoError> {
         nonce,
         ciphertext,
     })
+}
+
+/// The envelope's JSON object, after checking it is one of a version this oc-sync reads.
+fn envelope_object(bytes: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, CryptoError> {
+    use serde_json::Value;
+    // serde_json's syntax errors give only a category and a position, never the input.
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| malformed(format!("not an oc-sync envelope (not valid JSON: {e})")))?;
+    let Value::Object(map) = value else {
+        return Err(malformed("not an oc-sync envelope (not a JSON object)"));
+    };
+    let Some(version) = map.get(VERSION_FIELD) else {
+        return Err(malformed(format!(
+            "not an oc-sync envelope (no \"{VERSION_FIELD}\" field)"
+        )));
+    };
+    match version.as_u64() {
+        Some(1) => {}
+        Some(v) => {
+            return Err(malformed(format!(
+                "envelope version {v} is not supported by this oc-sync (it reads version {ENVELOPE_VERSION}); \
+                 upgrade oc-sync on this machine"
+            )));
+        }
+        None => {
+            return Err(malformed(format!(
+                "the \"{VERSION_FIELD}\" field is not a version number"
+            )));
+        }
+    }
+    Ok(map)
+}
+
+/// A string field of the envelope.
+fn text_field<'m>(map: &'m serde_json::Map<String, serde_json::Value>, name: &str) -> Result<&'m str, CryptoError> {
+    match map.get(name) {
+        Some(serde_json::Value::String(s)) => Ok(s),
+        Some(_) => Err(malformed(format!("field \"{name}\" is not a string"))),
+        None => Err(malformed(format!("field \"{name}\" is missing"))),
+    }
+}
+
+/// The cipher and key derivation must be the ones this oc-sync uses.
+fn check_algorithms(map: &serde_json::Map<String, serde_json::Value>) -> Result<(), CryptoError> {
+    let alg = text_field(map, "alg")?;
+    if alg != ALG {
+        return Err(malformed(format!(
+            "unsupported cipher {} (expected {ALG})",
+            shown(alg)
+        )));
+    }
+    let kdf = text_field(map, "kdf")?;
+    if kdf != KDF {
+        return Err(malformed(format!(
+            "unsupported key derivation {} (expected {KDF})",
+            shown(kdf)
+        )));
+    }
+    Ok(())
+}
+
+/// The key derivation's iteration count, within the accepted range.
+fn iterations_of(map: &serde_json::Map<String, serde_json::Value>) -> Result<u32, CryptoError> {
+    let iterations = match map.get("iterations") {
+        None => return Err(malformed("field \"iterations\" is missing")),
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| malformed("field \"iterations\" is not a whole non-negative number"))?,
+    };
+    if !(u64::from(MIN_ITERATIONS)..=u64::from(MAX_ITERATIONS)).contains(&iterations) {
+        return Err(malformed(format!(
+            "iteration count {iterations} is outside the accepted range {MIN_ITERATIONS}..={MAX_ITERATIONS}"
+        )));
+    }
+    Ok(iterations as u32) // in range, checked above
 }
 
 fn derive_key(pass: &[u8], salt: &[u8], iterations: u32) -> [u8; KEY_LEN] {

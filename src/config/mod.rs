@@ -47,7 +47,9 @@ impl fmt::Debug for Secret {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How real conflicts are settled. Serialised (reports, conflict records) as in the config:
+/// `"auto-merge"`, `"local-wins"`, `"remote-wins"`, `"newest-wins"`, `"ask"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConflictStrategy {
     AutoMerge,
@@ -76,6 +78,19 @@ impl ConflictStrategy {
             Self::NewestWins => "newest-wins",
             Self::Ask => "ask",
         }
+    }
+}
+
+impl fmt::Display for ConflictStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the config spelling, e.g. `strategy == "ask"`.
+impl PartialEq<&str> for ConflictStrategy {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }
 

@@ -107,40 +107,8 @@ pub fn merge_rows(
     let l = parse_doc(local, Input::Local)?;
     let r = parse_doc(remote, Input::Remote)?;
 
-    // Formats: never merged across.
-    let (fb, fl, fr) = (
-        b.as_ref().and_then(|b| b.get("format")),
-        l.get("format"),
-        r.get("format"),
-    );
-    if let (Some(fl), Some(fr)) = (fl, fr)
-        && !same_value(fl, fr)
-    {
-        let (side, theirs, ours) = if fb.is_some_and(|fb| same_value(fb, fr)) {
-            (Input::Local, fl, fr)
-        } else {
-            (Input::Remote, fr, fl)
-        };
-        let other = if side == Input::Local {
-            "remote"
-        } else {
-            "local"
-        };
-        return Err(MergeError::InvalidJson {
-            side,
-            message: format!(
-                "document format {} differs from the {other} side's format {}; documents of \
-                 different formats are never merged",
-                render(theirs),
-                render(ours)
-            ),
-        });
-    }
-    let agreed = fl.or(fr);
-    let b = match (b, agreed) {
-        (Some(b), Some(f)) if b.get("format").is_some_and(|fb| !same_value(fb, f)) => None,
-        (b, _) => b,
-    };
+    check_formats(b.as_ref(), &l, &r)?;
+    let b = base_of_agreed_format(b, &l, &r);
     let empty = Map::new();
     let bm = b.as_ref().unwrap_or(&empty);
 
@@ -180,6 +148,58 @@ pub fn merge_rows(
         bytes: render_doc(&out),
         conflicts,
     })
+}
+
+/// Formats are never merged across: local and remote carrying different formats is an error
+/// naming the side that moved away from the base (or remote).
+fn check_formats(
+    b: Option<&Map<String, Value>>,
+    l: &Map<String, Value>,
+    r: &Map<String, Value>,
+) -> Result<(), MergeError> {
+    let (fb, fl, fr) = (
+        b.and_then(|b| b.get("format")),
+        l.get("format"),
+        r.get("format"),
+    );
+    if let (Some(fl), Some(fr)) = (fl, fr)
+        && !same_value(fl, fr)
+    {
+        let (side, theirs, ours) = if fb.is_some_and(|fb| same_value(fb, fr)) {
+            (Input::Local, fl, fr)
+        } else {
+            (Input::Remote, fr, fl)
+        };
+        let other = if side == Input::Local {
+            "remote"
+        } else {
+            "local"
+        };
+        return Err(MergeError::InvalidJson {
+            side,
+            message: format!(
+                "document format {} differs from the {other} side's format {}; documents of \
+                 different formats are never merged",
+                render(theirs),
+                render(ours)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The base, unless it is of another format than the (agreed) sides': then none, as if the item
+/// had never synced.
+fn base_of_agreed_format(
+    b: Option<Map<String, Value>>,
+    l: &Map<String, Value>,
+    r: &Map<String, Value>,
+) -> Option<Map<String, Value>> {
+    let agreed = l.get("format").or(r.get("format"));
+    match (b, agreed) {
+        (Some(b), Some(f)) if b.get("format").is_some_and(|fb| !same_value(fb, f)) => None,
+        (b, _) => b,
+    }
 }
 
 /// Merges one top-level key; `None` = absent on that side / in the result.

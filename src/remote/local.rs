@@ -556,6 +556,24 @@ impl Remote for LocalRemote {
             Some(v) => self.manifest(v)?,
             None => Manifest::default(),
         };
+        self.check_blobs_known(&changes)?;
+        let new = base.apply(&changes);
+        // 1. immutable blobs and manifest (crash here = only unreferenced garbage)
+        let hash = self.write_snapshot(expected, &changes, new)?;
+        // 2. compare-and-swap HEAD under the lock
+        crate::fault::step(crate::fault::REF_UPDATE)
+            .map_err(|e| RemoteError::io("commit", std::io::Error::other(e)))?;
+        let result = self.swap_head(expected, hash);
+        if let Ok(CommitOutcome::Committed(v)) = &result {
+            self.collect_garbage(v);
+        }
+        result
+    }
+}
+
+impl LocalRemote {
+    /// Refuses entries naming a blob that is neither in the change set nor on the remote.
+    fn check_blobs_known(&self, changes: &Changes) -> Result<(), RemoteError> {
         for (key, e) in &changes.entries {
             if let Some(h) = &e.hash
                 && !changes.blobs.contains_key(h)
@@ -566,9 +584,17 @@ impl Remote for LocalRemote {
                 )));
             }
         }
-        let new = base.apply(&changes);
+        Ok(())
+    }
 
-        // 1. immutable blobs and manifest (crash here = only unreferenced garbage)
+    /// Writes the changes' blobs and the new manifest (immutable files); returns the manifest's
+    /// hash, the version it becomes once HEAD names it.
+    fn write_snapshot(
+        &self,
+        expected: Option<&Version>,
+        changes: &Changes,
+        new: Manifest,
+    ) -> Result<String, RemoteError> {
         for (hash, bytes) in &changes.blobs {
             self.write_immutable(&Self::object_rel(hash), bytes)?;
         }
@@ -590,10 +616,12 @@ impl Remote for LocalRemote {
         }
         let hash = sha256_hex(&bytes);
         self.write_immutable(&Self::manifest_rel(&hash), &bytes)?;
+        Ok(hash)
+    }
 
-        // 2. compare-and-swap HEAD under the lock
-        crate::fault::step(crate::fault::REF_UPDATE)
-            .map_err(|e| RemoteError::io("commit", std::io::Error::other(e)))?;
+    /// The compare-and-swap: under the lock, points HEAD at manifest `hash` if it still names
+    /// `expected`.
+    fn swap_head(&self, expected: Option<&Version>, hash: String) -> Result<CommitOutcome, RemoteError> {
         let lock = self.lock()?;
         let result = (|| {
             let current = self.read_head()?;
@@ -615,9 +643,6 @@ impl Remote for LocalRemote {
         })();
         let _ = fs2::FileExt::unlock(&lock);
         drop(lock);
-        if let Ok(CommitOutcome::Committed(v)) = &result {
-            self.collect_garbage(v);
-        }
         result
     }
 }

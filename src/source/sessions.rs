@@ -461,6 +461,89 @@ impl DbSource {
     }
 }
 
+/// A database write: Err(refusal or failure before writing), Ok(the database's own answer).
+type DbWrite = Result<(), DbError>;
+
+impl DbSource {
+    /// Writes a project document over the local project row, keeping this machine's own columns.
+    fn write_project(&self, key: &str, bytes: &[u8]) -> Result<DbWrite, SourceError> {
+        let db = &self.shared.db;
+        let pid = project_key(key).ok_or_else(|| refused(key, "not a project key"))?;
+        let mut doc = parse_doc(key, bytes)?;
+        // Only projects this machine has (its worktree is its own); a session of the
+        // project creates it here first.
+        let Some(local) = db.read_project_doc(pid).map_err(db_err)? else {
+            return Err(refused(key, "the project is not on this machine yet (it is added with its first synced session)"));
+        };
+        let local = parse_doc(key, &local)?;
+        if let (Some(Value::Object(p)), Some(Value::Object(l))) = (doc.get_mut("project"), local.get("project")) {
+            for col in MACHINE_PROJECT_COLUMNS {
+                match l.get(*col) {
+                    Some(v) => p.insert((*col).to_string(), v.clone()),
+                    None => p.shift_remove(*col),
+                };
+            }
+        }
+        let r = db.write_project_doc(&render_doc(&doc), None);
+        if r.is_ok() {
+            self.shared.set_synthesized(pid, false);
+        }
+        Ok(r)
+    }
+
+    /// Writes a session document, its directory mapped to this machine (a minimal project row is
+    /// made when the project is not here yet).
+    fn write_session(&self, key: &str, bytes: &[u8]) -> Result<DbWrite, SourceError> {
+        let db = &self.shared.db;
+        let (pid, sid) = session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
+        let doc = parse_doc(key, bytes)?;
+        let session = doc.get("session").and_then(Value::as_object).ok_or_else(|| refused(key, "no session row"))?;
+        if session.get("id").and_then(Value::as_str) != Some(sid) || session.get("project_id").and_then(Value::as_str) != Some(pid) {
+            return Err(refused(key, "the session row's id or project does not match its key"));
+        }
+        let shared_dir = session.get("directory").and_then(Value::as_str).unwrap_or("").to_owned();
+        let rel = session.get("path").and_then(Value::as_str).unwrap_or("");
+        let projects = self.shared.local_projects()?;
+        // The other machine's worktree: the session directory without its relative path.
+        let shared_w = doc
+            .get("project")
+            .and_then(|p| p.get("worktree"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| strip_rel(&shared_dir, rel));
+        let (local_dir, local_w) = match projects.get(pid) {
+            // The project is here: the session goes into its local worktree.
+            Some((_, w)) if !w.is_empty() && pid != "global" => (Some(join_rel(w, rel)), None),
+            _ => (self.shared.map_path(&shared_dir), self.shared.map_path(&shared_w)),
+        };
+        let mut doc = doc.clone();
+        let synthesize = !projects.contains_key(pid) && !doc.get("project").is_some_and(Value::is_object);
+        if synthesize {
+            // A minimal project row so the session can be inserted; the `projects` item
+            // (when synced) fills in the rest.
+            let created = session.get("time_created").cloned().unwrap_or(Value::from(0));
+            let mut p = Map::new();
+            p.insert("id".into(), Value::from(pid));
+            p.insert("worktree".into(), Value::from(shared_w.clone()));
+            p.insert("vcs".into(), if pid == "global" { Value::Null } else { Value::from("git") });
+            p.insert("time_created".into(), created);
+            p.insert("sandboxes".into(), Value::from("[]"));
+            doc.insert("project".into(), Value::Object(p));
+        }
+        let r = db.write_session_doc(&render_doc(&doc), local_dir.as_deref(), local_w.as_deref());
+        if r.is_ok() && synthesize {
+            self.shared.set_synthesized(pid, true);
+            self.shared.changed(true);
+        }
+        if r.is_ok()
+            && let Some(l) = local_dir
+        {
+            self.shared.remember(sid, Mapped { shared: shared_dir.clone(), local: l });
+        }
+        Ok(r)
+    }
+}
+
 impl Source for DbSource {
     fn category(&self) -> Category {
         self.cat
@@ -614,77 +697,8 @@ impl Source for DbSource {
         self.check_session_here(key)?;
         let db = &self.shared.db;
         let result = match self.cat {
-            Category::Projects => {
-                let pid = project_key(key).ok_or_else(|| refused(key, "not a project key"))?;
-                let mut doc = parse_doc(key, bytes)?;
-                // Only projects this machine has (its worktree is its own); a session of the
-                // project creates it here first.
-                let Some(local) = db.read_project_doc(pid).map_err(db_err)? else {
-                    return Err(refused(key, "the project is not on this machine yet (it is added with its first synced session)"));
-                };
-                let local = parse_doc(key, &local)?;
-                if let (Some(Value::Object(p)), Some(Value::Object(l))) = (doc.get_mut("project"), local.get("project")) {
-                    for col in MACHINE_PROJECT_COLUMNS {
-                        match l.get(*col) {
-                            Some(v) => p.insert((*col).to_string(), v.clone()),
-                            None => p.shift_remove(*col),
-                        };
-                    }
-                }
-                let r = db.write_project_doc(&render_doc(&doc), None);
-                if r.is_ok() {
-                    self.shared.set_synthesized(pid, false);
-                }
-                r
-            }
-            Category::Sessions => {
-                let (pid, sid) = session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
-                let doc = parse_doc(key, bytes)?;
-                let session = doc.get("session").and_then(Value::as_object).ok_or_else(|| refused(key, "no session row"))?;
-                if session.get("id").and_then(Value::as_str) != Some(sid) || session.get("project_id").and_then(Value::as_str) != Some(pid) {
-                    return Err(refused(key, "the session row's id or project does not match its key"));
-                }
-                let shared_dir = session.get("directory").and_then(Value::as_str).unwrap_or("").to_owned();
-                let rel = session.get("path").and_then(Value::as_str).unwrap_or("");
-                let projects = self.shared.local_projects()?;
-                // The other machine's worktree: the session directory without its relative path.
-                let shared_w = doc
-                    .get("project")
-                    .and_then(|p| p.get("worktree"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| strip_rel(&shared_dir, rel));
-                let (local_dir, local_w) = match projects.get(pid) {
-                    // The project is here: the session goes into its local worktree.
-                    Some((_, w)) if !w.is_empty() && pid != "global" => (Some(join_rel(w, rel)), None),
-                    _ => (self.shared.map_path(&shared_dir), self.shared.map_path(&shared_w)),
-                };
-                let mut doc = doc.clone();
-                let synthesize = !projects.contains_key(pid) && !doc.get("project").is_some_and(Value::is_object);
-                if synthesize {
-                    // A minimal project row so the session can be inserted; the `projects` item
-                    // (when synced) fills in the rest.
-                    let created = session.get("time_created").cloned().unwrap_or(Value::from(0));
-                    let mut p = Map::new();
-                    p.insert("id".into(), Value::from(pid));
-                    p.insert("worktree".into(), Value::from(shared_w.clone()));
-                    p.insert("vcs".into(), if pid == "global" { Value::Null } else { Value::from("git") });
-                    p.insert("time_created".into(), created);
-                    p.insert("sandboxes".into(), Value::from("[]"));
-                    doc.insert("project".into(), Value::Object(p));
-                }
-                let r = db.write_session_doc(&render_doc(&doc), local_dir.as_deref(), local_w.as_deref());
-                if r.is_ok() && synthesize {
-                    self.shared.set_synthesized(pid, true);
-                    self.shared.changed(true);
-                }
-                if r.is_ok()
-                    && let Some(l) = local_dir
-                {
-                    self.shared.remember(sid, Mapped { shared: shared_dir.clone(), local: l });
-                }
-                r
-            }
+            Category::Projects => self.write_project(key, bytes)?,
+            Category::Sessions => self.write_session(key, bytes)?,
             Category::Messages => {
                 session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
                 db.write_messages_doc(bytes)

@@ -28,9 +28,82 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::VectorClock;
+use crate::config::ConflictStrategy;
 
 const META: &str = "meta.json";
-const SIDES: [&str; 3] = ["local", "remote", "base"];
+/// The folder names of the kept copies.
+const SIDES: [&str; 3] = [CopySide::Local.as_str(), CopySide::Remote.as_str(), CopySide::Base.as_str()];
+
+/// Which side a conflict kept: `"local" | "remote" | "merged" | "none"` (ask: nothing applied yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Winner {
+    Local,
+    Remote,
+    /// A merge of both sides.
+    Merged,
+    /// Nothing applied: the item waits for the person (strategy "ask").
+    None,
+}
+
+impl Winner {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Winner::Local => "local",
+            Winner::Remote => "remote",
+            Winner::Merged => "merged",
+            Winner::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for Winner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with the stored spelling, e.g. `winner == "local"`.
+impl PartialEq<&str> for Winner {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// One of the copies kept for a conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopySide {
+    /// This machine's copy.
+    Local,
+    /// The remote's copy.
+    Remote,
+    /// The last synced copy.
+    Base,
+}
+
+impl CopySide {
+    pub const ALL: [CopySide; 3] = [CopySide::Local, CopySide::Remote, CopySide::Base];
+
+    /// Its folder name in a conflict's folder.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CopySide::Local => "local",
+            CopySide::Remote => "remote",
+            CopySide::Base => "base",
+        }
+    }
+
+    /// The inverse of [`CopySide::as_str`].
+    pub fn parse(s: &str) -> Option<CopySide> {
+        CopySide::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for CopySide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One conflict, as stored in `meta.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -41,9 +114,9 @@ pub struct ConflictRecord {
     pub key: String,
     pub created_ms: u64,
     /// `"auto-merge" | "local-wins" | "remote-wins" | "newest-wins" | "ask"`.
-    pub strategy: String,
+    pub strategy: ConflictStrategy,
     /// `"local" | "remote" | "merged" | "none"` (ask: nothing applied yet).
-    pub winner: String,
+    pub winner: Winner,
     /// True for "ask": the item is blocked until resolved.
     pub needs_person: bool,
     /// `None` = open; `Some("local" | "remote" | "file")` once resolved.
@@ -75,10 +148,10 @@ impl ConflictRecord {
 
 /// The fields of a new record that the caller decides (the store adds id, key, time, dir and
 /// `resolved: None`).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewConflict {
-    pub strategy: String,
-    pub winner: String,
+    pub strategy: ConflictStrategy,
+    pub winner: Winner,
     pub needs_person: bool,
     pub local_clock: VectorClock,
     pub remote_clock: VectorClock,
@@ -128,7 +201,7 @@ impl ConflictStore {
         };
         set_dir_private(&dir)?;
         let result = (|| {
-            for (side, bytes) in SIDES.iter().zip([local, remote, base]) {
+            for (side, bytes) in SIDES.into_iter().zip([local, remote, base]) {
                 if let Some(bytes) = bytes {
                     let side_dir = dir.join(side);
                     create_private_dir_all(&side_dir)?;
@@ -238,17 +311,22 @@ impl ConflictStore {
             .collect())
     }
 
-    /// The saved copy of one side (`"local" | "remote" | "base"`); `None` if that side was not
-    /// saved (absent at the time).
+    /// The saved copy of one side (`"local" | "remote" | "base"`, see [`CopySide`]); `None` if
+    /// that side was not saved (absent at the time).
     pub fn read_copy(&self, rec: &ConflictRecord, side: &str) -> io::Result<Option<Vec<u8>>> {
-        if !SIDES.contains(&side) {
+        let Some(side) = CopySide::parse(side) else {
             return Err(invalid(format!(
                 "unknown conflict side {side:?} (expected local, remote or base)"
             )));
-        }
+        };
+        self.read_side(rec, side)
+    }
+
+    /// The saved copy of one side; `None` if that side was not saved (absent at the time).
+    pub fn read_side(&self, rec: &ConflictRecord, side: CopySide) -> io::Result<Option<Vec<u8>>> {
         let path = self
             .record_dir(rec)?
-            .join(side)
+            .join(side.as_str())
             .join(file_name_of(&rec.key)?);
         match fs::read(&path) {
             Ok(b) => Ok(Some(b)),
@@ -370,8 +448,8 @@ mod tests {
 
     fn meta(strategy: &str, winner: &str, needs_person: bool) -> NewConflict {
         NewConflict {
-            strategy: strategy.into(),
-            winner: winner.into(),
+            strategy: serde_json::from_value(strategy.into()).unwrap(),
+            winner: serde_json::from_value(winner.into()).unwrap(),
             needs_person,
             local_clock: [("laptop".to_string(), 2)].into_iter().collect(),
             remote_clock: [("desktop".to_string(), 1)].into_iter().collect(),
@@ -493,8 +571,8 @@ mod tests {
             id: "../../etc".into(),
             key: "passwd".into(),
             created_ms: 0,
-            strategy: "ask".into(),
-            winner: "none".into(),
+            strategy: ConflictStrategy::Ask,
+            winner: Winner::None,
             needs_person: true,
             resolved: None,
             local_clock: VectorClock::new(),

@@ -19,6 +19,8 @@
 //! the commit merged (with its old clock), so the next sync merges just the edit; a pull not
 //! written keeps its old base (planned again). Not landed: discarded (no local write happens
 //! before the commit).
+//!
+//! This module is the journal store; the sync writes and settles it in `sync/run/recover.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -27,10 +29,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::ClockOrder;
 use crate::fsutil;
-use crate::remote::{Manifest, sha256_hex};
+use crate::remote::Manifest;
 
-use super::error::SyncError;
-use super::run::Syncer;
 use super::state::{BaseEntry, StateError, StateStore, SyncState};
 
 pub const INTENT_FORMAT: u32 = 1;
@@ -96,7 +96,7 @@ impl IntentStore {
     }
 
     /// The keys whose local writes are logged as done.
-    fn applied(&self) -> BTreeSet<String> {
+    pub fn applied(&self) -> BTreeSet<String> {
         std::fs::read_to_string(self.log_path()).map(|s| s.lines().map(str::to_owned).collect()).unwrap_or_default()
     }
 
@@ -168,86 +168,6 @@ pub(super) fn merged_side_base(store: &StateStore, merged: &BaseEntry, local_has
     let hash = local_hash.filter(|h| store.base(h).is_some())?;
     let clock = old.map(|b| b.clock.clone()).unwrap_or_default();
     Some(BaseEntry { clock, hash: Some(hash.to_string()), fingerprint: None, ..merged.clone() })
-}
-
-impl Syncer<'_> {
-    /// Settles a pending intent (see the module docs) against the remote's current manifest;
-    /// `state` is updated and saved when the commit landed. None: there was no intent.
-    pub(crate) fn settle_intent(&self, manifest: &Manifest, state: &mut SyncState) -> Result<Option<Settled>, SyncError> {
-        let store = IntentStore::new(&self.state);
-        let Some(intent) = store.load()? else { return Ok(None) };
-        if intent.remote != self.remote.describe() || !landed(&intent, manifest, state) {
-            tracing::info!("the last sync's commit did not reach the remote; nothing to adopt");
-            store.clear()?;
-            return Ok(Some(Settled::Discarded));
-        }
-        let applied = store.applied();
-        let (mut written, mut left) = (0, 0);
-        for (key, item) in &intent.items {
-            if state.items.get(key) == Some(&item.base) {
-                continue; // already adopted (the state was saved before the journal was cleared)
-            }
-            if let Some(expected) = &item.write_over
-                && !applied.contains(key)
-            {
-                match self.finish_write(key, item, expected.as_deref(), state.items.get(key))? {
-                    true => written += 1,
-                    false => {
-                        left += 1;
-                        if let Some(b) = item.committed.then(|| merged_side_base(&self.state, &item.base, expected.as_deref(), state.items.get(key))).flatten() {
-                            state.items.insert(key.clone(), b);
-                        }
-                        continue;
-                    }
-                }
-            }
-            state.items.insert(key.clone(), item.base.clone());
-        }
-        for key in &intent.removed {
-            state.items.remove(key);
-        }
-        self.state.save(state)?;
-        store.clear()?;
-        tracing::info!("the last sync's commit had reached the remote: adopted it ({written} local writes finished, {left} left to merge)");
-        Ok(Some(Settled::Adopted { written, left }))
-    }
-
-    /// Whether the local item of `key` holds the intent's content: already (true), or written now
-    /// (a merge whose local item is still `expected`; pulls are left to the plan). False: left
-    /// alone (edited before the write happened, unreadable).
-    fn finish_write(&self, key: &str, item: &IntentItem, expected: Option<&str>, old: Option<&BaseEntry>) -> Result<bool, SyncError> {
-        let Some(src) = self.source_for(key) else { return Ok(false) };
-        let target = item.base.hash.as_deref();
-        let now = match src.read(key) {
-            Ok(item) => item.map(|i| sha256_hex(&i.bytes)),
-            Err(e) => {
-                tracing::warn!("cannot finish the write of {key}: {e}; the next sync merges it");
-                return Ok(false);
-            }
-        };
-        if now.as_deref() == target {
-            return Ok(true);
-        }
-        if !item.committed || now.as_deref() != expected {
-            return Ok(false); // a pull (planned again), or edited since: merged with the old base
-        }
-        let Some(bytes) = target.and_then(|t| self.state.base(t)) else { return Ok(false) };
-        if let Some(f) = self.on_local_write {
-            f(key, false);
-        }
-        let old_bytes = old.and_then(|b| b.hash.as_deref()).and_then(|h| self.state.base(h));
-        let result = src.write_over(key, &bytes, old_bytes.as_deref());
-        if let Some(f) = self.on_local_write {
-            f(key, true);
-        }
-        match result {
-            Ok(()) => Ok(true),
-            Err(e) => {
-                tracing::warn!("cannot finish the write of {key}: {e}; the next sync merges it");
-                Ok(false)
-            }
-        }
-    }
 }
 
 #[cfg(test)]

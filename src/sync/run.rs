@@ -19,10 +19,10 @@ use crate::source::{Category, Source, SourceError};
 use crate::fault;
 
 use super::codec::Codec;
+use super::conflicts::{NewConflict, Winner};
 use super::error::SyncError;
-use super::intent::{merged_side_base, Intent, IntentItem, IntentStore, INTENT_FORMAT};
-use super::plan::{decide, Action, Local, Versioned};
-use super::refusals::{self, Refusal};
+use super::intent::{merged_side_base, IntentStore};
+use super::refusals::Refusal;
 use super::sources::Scope;
 use super::state::{BaseEntry, StateStore, SyncState};
 
@@ -48,9 +48,9 @@ pub struct SyncOptions {
 #[serde(rename_all = "camelCase")]
 pub struct MetConflict {
     pub key: String,
-    pub strategy: String,
+    pub strategy: ConflictStrategy,
     /// "local", "remote", "merged" or "none" (ask: nothing applied until resolved).
-    pub winner: String,
+    pub winner: Winner,
     pub needs_person: bool,
     pub details: Vec<String>,
     #[serde(skip)]
@@ -62,6 +62,22 @@ pub struct MetConflict {
     pub local_clock: VectorClock,
     pub remote_clock: VectorClock,
     pub remote_machine: String,
+}
+
+impl MetConflict {
+    /// The record of this conflict for the conflict store (`local_machine`: this machine's id).
+    pub fn to_record(&self, local_machine: &str) -> NewConflict {
+        NewConflict {
+            strategy: self.strategy,
+            winner: self.winner,
+            needs_person: self.needs_person,
+            local_clock: self.local_clock.clone(),
+            remote_clock: self.remote_clock.clone(),
+            local_machine: local_machine.to_string(),
+            remote_machine: self.remote_machine.clone(),
+            details: self.details.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -419,350 +435,6 @@ impl<'a> Syncer<'a> {
             .ok_or_else(|| SyncError::LostBase(item.hash.clone()))
     }
 
-    fn plan(&self, manifest: &Manifest, state: &SyncState, opts: &SyncOptions) -> Result<Plan, SyncError> {
-        let me = self.machine.as_str();
-        let now = (self.now_ms)();
-        let mut skipped = Vec::new();
-        let mut later = BTreeSet::new();
-        let mut fresh = FreshPrints::new();
-        let (local, over_budget) = self.read_local(state, &mut skipped, &mut later, &mut fresh)?;
-        // Files present but not syncable (symlinks, too large) are neither deletions nor pull
-        // targets; items left for a later round are not touched in this one.
-        let untouchable: BTreeSet<String> = skipped.iter().map(|(k, _)| k.clone()).chain(later).collect();
-        let skipped: Vec<String> = skipped.into_iter().map(|(k, r)| format!("{k}: {r}")).collect();
-        let outright = self.outright_refusals(manifest);
-        let synced = |key: &str| match (self.source_for(key), manifest.entries.get(key)) {
-            (None, _) => false,
-            _ if outright.contains_key(key) => false,
-            (Some(src), Some(e)) if !local.contains_key(key) => src.wants_remote(key, e.modified_ms, e.size),
-            (Some(_), _) => true,
-        };
-        let keys: BTreeSet<&String> = local
-            .keys()
-            .chain(state.items.keys().filter(|k| synced(k)))
-            .chain(manifest.entries.keys().filter(|k| synced(k)))
-            .collect();
-        // Parents first (a session before its messages): when the round's byte budget runs out,
-        // what was taken can be written.
-        let mut keys: Vec<&String> = keys.into_iter().collect();
-        keys.sort_by_key(|k| (category_rank(k), *k));
-        let mut plan = Plan {
-            more: over_budget,
-            fresh,
-            changes: Changes { message: format!("oc-sync from {me}"), ..Default::default() },
-            writes: Vec::new(),
-            new_bases: BTreeMap::new(),
-            dropped_bases: Vec::new(),
-            report: SyncReport { dry_run: opts.dry_run, skipped, ..Default::default() },
-            refusals: Self::carried_refusals(manifest, state).chain(outright.clone()).collect(),
-            remote_hashes: BTreeMap::new(),
-        };
-        let grace_ms = u64::from(self.config.tombstone_grace_days) * 86_400_000;
-        let mut pulled_bytes = 0u64;
-
-        // Blobs this sync will download (remote content this machine has neither synced nor
-        // holds): a remote may fetch them in bulk.
-        if !opts.dry_run {
-            let mut budget = 0u64;
-            let wanted: BTreeSet<String> = manifest
-                .entries
-                .iter()
-                .filter(|(k, _)| synced(k) && !self.blocked.contains(*k) && !untouchable.contains(*k))
-                .filter_map(|(k, e)| {
-                    let h = e.hash.as_ref()?;
-                    let seen = state.items.get(k).and_then(|b| b.hash.as_ref()) == Some(h)
-                        || local.get(k).is_some_and(|i| &i.hash == h);
-                    (!seen).then(|| (h.clone(), e.size))
-                })
-                .take_while(|(_, size)| {
-                    budget += size;
-                    budget <= round_bytes()
-                })
-                .map(|(h, _)| h)
-                .collect();
-            if !wanted.is_empty() {
-                self.remote.prefetch(&wanted.into_iter().collect::<Vec<_>>())?;
-            }
-        }
-
-        for key in keys {
-            let key = key.as_str();
-            if self.blocked.contains(key) {
-                plan.report.blocked.push(key.to_string());
-                continue;
-            }
-            if untouchable.contains(key) {
-                continue;
-            }
-            plan.refusals.remove(key);
-            let l = local.get(key);
-            let base = state.items.get(key);
-            let remote = manifest.entries.get(key);
-            let local_obs = match l {
-                Some(i) => Local::Present { hash: i.hash.clone() },
-                None => Local::Absent,
-            };
-            let base_v = base.map(|b| Versioned { clock: b.clock.clone(), hash: b.hash.clone() });
-            let remote_v = remote.map(|r| Versioned { clock: r.clock.clone(), hash: r.hash.clone() });
-            let action = decide(&local_obs, base_v.as_ref(), remote_v.as_ref(), me);
-            let category = Category::of_key(key).map(|c| c.as_str()).unwrap_or("config").to_string();
-            let local_clock = || -> VectorClock {
-                let mut c = base.map(|b| b.clock.clone()).unwrap_or_default();
-                let changed = l.map(|i| Some(i.hash.as_str())) != base.map(|b| b.hash.as_deref());
-                if changed || base.is_none() {
-                    c.bump(me);
-                }
-                c
-            };
-            // After a passphrase change: send sealed items again, encrypted with the current key.
-            let action = match (action, l, remote) {
-                (Action::Nothing, Some(i), Some(r))
-                    if opts.reseal && !r.is_tombstone() && self.codec.is_some_and(|c| c.applies_to(key) && c.reseals(key, &i.bytes)) =>
-                {
-                    Action::Push { deletion: false }
-                }
-                (a, _, _) => a,
-            };
-            match action {
-                Action::Nothing => {
-                    // Expire old tombstones this machine has already applied.
-                    if let (Some(r), None) = (remote, l)
-                        && r.is_tombstone()
-                        && r.deleted_ms.is_some_and(|d| now.saturating_sub(d) > grace_ms)
-                    {
-                        plan.changes.removed.push(key.to_string());
-                        plan.dropped_bases.push(key.to_string());
-                        plan.report.expired.push(key.to_string());
-                    }
-                }
-                Action::Adopt => {
-                    let r = remote.expect("adopt needs a remote entry");
-                    let bytes = l.map(|i| self.local_bytes(i)).transpose()?;
-                    plan.new_bases.insert(key.to_string(), (base_of(r, now), bytes));
-                }
-                Action::Push { deletion: false } | Action::EditWinsOverDeletion { keep_local: true } => {
-                    let item = l.expect("push needs a local item");
-                    let mut clock = local_clock();
-                    if remote.is_some_and(|r| r.clock == clock) {
-                        clock.bump(me); // a re-send of unchanged content (reseal) is still a new version
-                    }
-                    if let Some(r) = remote
-                        && matches!(action, Action::EditWinsOverDeletion { .. })
-                    {
-                        clock = clock.join(&r.clock);
-                        clock.bump(me);
-                    }
-                    let entry = self.push_entry(key, item, clock, &category, remote, &mut plan)?;
-                    plan.new_bases.insert(key.to_string(), (base_with(&entry, &item.hash, now), Some(self.local_bytes(item)?)));
-                    plan.changes.entries.insert(key.to_string(), entry);
-                    plan.report.pushed.push(key.to_string());
-                }
-                Action::Push { deletion: true } => {
-                    let entry = Entry {
-                        clock: local_clock(),
-                        hash: None,
-                        size: 0,
-                        kind: base.map(|b| b.kind.clone()).unwrap_or_else(|| "binary".into()),
-                        category: category.clone(),
-                        modified_ms: now,
-                        machine: me.to_string(),
-                        deleted_ms: Some(now),
-                    };
-                    plan.new_bases.insert(key.to_string(), (base_of(&entry, now), None));
-                    plan.changes.entries.insert(key.to_string(), entry);
-                    plan.report.deleted_remote.push(key.to_string());
-                }
-                Action::Pull { .. } | Action::EditWinsOverDeletion { keep_local: false } => {
-                    let r = remote.expect("pull needs a remote entry");
-                    let deletion = matches!(action, Action::Pull { deletion: true });
-                    if deletion {
-                        plan.writes.push((LocalWrite::Delete { key: key.to_string() }, l.map(|i| i.hash.clone())));
-                        plan.new_bases.insert(key.to_string(), (base_of(r, now), None));
-                        plan.report.deleted_local.push(key.to_string());
-                    } else {
-                        if pulled_bytes > 0 && pulled_bytes + r.size > round_bytes() {
-                            plan.more = true;
-                            continue;
-                        }
-                        if self.still_refused(key, r, state, &mut plan) {
-                            continue;
-                        }
-                        pulled_bytes += r.size;
-                        let bytes = self.fetch(key, r, l)?;
-                        if self.refuses_content(key, r, &bytes, &mut plan)? {
-                            continue;
-                        }
-                        plan.remote_hashes.insert(key.to_string(), r.hash.clone());
-                        plan.writes.push((LocalWrite::Write { key: key.to_string(), bytes: bytes.clone() }, l.map(|i| i.hash.clone())));
-                        plan.new_bases.insert(key.to_string(), (base_with(r, &sha256_hex(&bytes), now), Some(bytes)));
-                        plan.report.pulled.push(key.to_string());
-                    }
-                }
-                Action::Merge => {
-                    let item = l.expect("merge needs a local item");
-                    debug_assert!(!item.unread, "an unread item equals its base, so it never needs a merge");
-                    let r = remote.expect("merge needs a remote entry");
-                    if pulled_bytes > 0 && pulled_bytes + r.size > round_bytes() {
-                        plan.more = true;
-                        continue;
-                    }
-                    if self.still_refused(key, r, state, &mut plan) {
-                        continue;
-                    }
-                    pulled_bytes += r.size;
-                    let remote_bytes = self.fetch(key, r, Some(item))?;
-                    if self.refuses_content(key, r, &remote_bytes, &mut plan)? {
-                        continue;
-                    }
-                    if !opts.dry_run {
-                        // The merge's local side: the base of a later merge if this sync is cut
-                        // off before its local write (see super::intent).
-                        self.state.put_base(&item.bytes)?;
-                    }
-                    let base_bytes = base.and_then(|b| b.hash.as_deref()).and_then(|h| self.state.base(h));
-                    let settled = self.settle(key, item, r, &remote_bytes, base_bytes.as_deref(), local_clock());
-                    match settled {
-                        Settled::Blocked(conflict) => {
-                            plan.report.blocked.push(key.to_string());
-                            plan.report.conflicts.push(conflict);
-                        }
-                        Settled::Result { bytes, conflict } => {
-                            let mut clock = local_clock().join(&r.clock);
-                            clock.bump(me);
-                            let merged_item = LocalItem {
-                                hash: sha256_hex(&bytes),
-                                kind: item.kind,
-                                modified_ms: now,
-                                bytes,
-                                unread: false,
-                            };
-                            let entry = self.push_entry(key, &merged_item, clock, &category, Some(r), &mut plan)?;
-                            if merged_item.hash != item.hash {
-                                plan.remote_hashes.insert(key.to_string(), entry.hash.clone());
-                                plan.writes.push((
-                                    LocalWrite::Write { key: key.to_string(), bytes: merged_item.bytes.clone() },
-                                    Some(item.hash.clone()),
-                                ));
-                            }
-                            plan.new_bases.insert(key.to_string(), (base_with(&entry, &merged_item.hash, now), Some(merged_item.bytes)));
-                            plan.changes.entries.insert(key.to_string(), entry);
-                            plan.report.merged.push(key.to_string());
-                            if let Some(c) = conflict {
-                                plan.report.conflicts.push(c);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if !opts.allow_deletions {
-            self.check_deletions(&plan.report, &local, state)?;
-        }
-        plan.report.refused = plan.refusals.iter().map(|(k, r)| r.line(k)).collect();
-        Ok(plan)
-    }
-
-    /// The refusals remembered for remote entries that have not changed since.
-    fn carried_refusals<'m>(manifest: &'m Manifest, state: &'m SyncState) -> impl Iterator<Item = (String, Refusal)> + 'm {
-        state
-            .refused
-            .iter()
-            .filter(|(k, r)| manifest.entries.get(*k).is_some_and(|e| e.hash == r.hash))
-            .map(|(k, r)| (k.clone(), r.clone()))
-    }
-
-    /// The live remote keys refused outright, never fetched: keys the remote itself will not
-    /// serve (not plain files there) and keys outside their category's shape or synced set.
-    fn outright_refusals(&self, manifest: &Manifest) -> BTreeMap<String, Refusal> {
-        let condition = refusals::condition(self.config, "");
-        let mut out = BTreeMap::new();
-        let from_remote = self.remote.refused_keys().into_iter().filter(|(k, _)| self.source_for(k).is_some());
-        let by_shape = manifest
-            .entries
-            .iter()
-            .filter(|(_, e)| !e.is_tombstone())
-            .filter_map(|(k, _)| Some((k.clone(), self.source_for(k)?.refuse_key(k)?)));
-        for (key, reason) in from_remote.chain(by_shape) {
-            let Some(e) = manifest.entries.get(&key) else { continue };
-            if out.contains_key(&key) {
-                continue;
-            }
-            tracing::warn!("refusing remote item {key}: {reason}");
-            out.insert(key, Refusal { hash: e.hash.clone(), reason, condition: condition.clone() });
-        }
-        out
-    }
-
-    /// Whether `key` was refused before at this remote hash, with nothing changed here since: then
-    /// it is listed again and not downloaded.
-    fn still_refused(&self, key: &str, r: &Entry, state: &SyncState, plan: &mut Plan) -> bool {
-        let Some(old) = state.refused.get(key) else { return false };
-        if !old.holds(r.hash.as_ref(), &self.refusal_condition(key)) {
-            return false;
-        }
-        plan.refusals.insert(key.to_string(), old.clone());
-        true
-    }
-
-    /// Checks fetched remote content against its key; a mismatch refuses the item (nothing of
-    /// it is merged, written or pushed).
-    fn refuses_content(&self, key: &str, r: &Entry, bytes: &[u8], plan: &mut Plan) -> Result<bool, SyncError> {
-        let Some(src) = self.source_for(key) else { return Ok(false) };
-        match src.check_content(key, bytes) {
-            Ok(()) => Ok(false),
-            Err(e) if refusable(&e) => {
-                self.remember_refusal(key, r.hash.clone(), &e, plan);
-                Ok(true)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    fn remember_refusal(&self, key: &str, hash: Option<String>, e: &SourceError, plan: &mut Plan) {
-        tracing::warn!("refusing remote item {key}: {e}");
-        let reason = match e {
-            SourceError::KeyRefused { reason, .. } => reason.clone(),
-            e => e.to_string(),
-        };
-        plan.refusals.insert(key.to_string(), Refusal { hash, reason, condition: self.refusal_condition(key) });
-    }
-
-    fn refusal_condition(&self, key: &str) -> String {
-        let source = self.source_for(key).map(|s| s.write_condition(key)).unwrap_or_default();
-        refusals::condition(self.config, &source)
-    }
-
-    /// Journals what this attempt is about to commit and write locally (see [`super::intent`]),
-    /// durably, with the content of every base it implies already in the base store.
-    fn record_intent(&self, expected: Option<&Version>, plan: &Plan) -> Result<(), SyncError> {
-        let pending: BTreeMap<&str, &Option<String>> = plan
-            .writes
-            .iter()
-            .map(|(w, exp)| match w {
-                LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => (key.as_str(), exp),
-            })
-            .collect();
-        let mut items = BTreeMap::new();
-        for key in plan.changes.entries.keys().map(String::as_str).chain(pending.keys().copied()) {
-            let Some((base, bytes)) = plan.new_bases.get(key) else { continue };
-            if let Some(b) = bytes {
-                self.state.put_base(b)?;
-            }
-            let write_over = pending.get(key).map(|e| (*e).clone());
-            let committed = plan.changes.entries.contains_key(key);
-            items.insert(key.to_string(), IntentItem { base: base.clone(), write_over, committed });
-        }
-        let intent = Intent {
-            format: INTENT_FORMAT,
-            remote: self.remote.describe(),
-            expected: expected.map(|v| v.0.clone()),
-            items,
-            removed: plan.changes.removed.clone(),
-        };
-        IntentStore::new(&self.state).save(&intent)?;
-        Ok(())
-    }
-
     /// Removes temp files an interrupted write left behind (callers hold the sync lock).
     fn remove_stale_temps(&self) {
         let n = self.sources.iter().map(|s| s.remove_stale_temps()).sum::<usize>() + self.state.remove_stale_temps();
@@ -979,10 +651,10 @@ impl<'a> Syncer<'a> {
                 (whole, vec![format!("cannot merge: {e}; one whole side wins")])
             }
         };
-        let conflict = |winner: &str, needs_person: bool| MetConflict {
+        let conflict = |winner: Winner, needs_person: bool| MetConflict {
             key: key.to_string(),
-            strategy: strategy.as_str().to_string(),
-            winner: winner.to_string(),
+            strategy,
+            winner,
             needs_person,
             details: details.clone(),
             local: Some(local.bytes.clone()),
@@ -993,18 +665,18 @@ impl<'a> Syncer<'a> {
             remote_machine: remote.machine.clone(),
         };
         match strategy {
-            ConflictStrategy::Ask => Settled::Blocked(conflict("none", true)),
+            ConflictStrategy::Ask => Settled::Blocked(conflict(Winner::None, true)),
             ConflictStrategy::NewestWins => {
-                let (bytes, winner) = if newest == Side::Local { (local.bytes.clone(), "local") } else { (remote_bytes.to_vec(), "remote") };
+                let (bytes, winner) = if newest == Side::Local { (local.bytes.clone(), Winner::Local) } else { (remote_bytes.to_vec(), Winner::Remote) };
                 Settled::Result { bytes, conflict: Some(conflict(winner, false)) }
             }
             _ => {
                 let winner = if result_bytes == local.bytes {
-                    "local"
+                    Winner::Local
                 } else if result_bytes == remote_bytes {
-                    "remote"
+                    Winner::Remote
                 } else {
-                    "merged"
+                    Winner::Merged
                 };
                 Settled::Result { bytes: result_bytes, conflict: Some(conflict(winner, false)) }
             }
@@ -1061,6 +733,9 @@ fn common_kind(a: MergeKind, b: MergeKind) -> MergeKind {
     };
     if rank(a) >= rank(b) { a } else { b }
 }
+
+mod planning;
+mod recover;
 
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@ use crate::source::opencode_db::create::{have_opencode_create, Created};
 use crate::time::now_ms;
 
 use super::codec::{Codec, Codecs};
-use super::conflicts::{ConflictStore, NewConflict};
+use super::conflicts::ConflictStore;
 use super::error::SyncError;
 use super::failure;
 use super::lock::{SyncLock, LOCK_WAIT};
@@ -110,16 +110,7 @@ fn keep_conflict(conflicts: &ConflictStore, c: &MetConflict, local_machine: &str
     if c.needs_person && conflicts.open_for(&c.key).ok().flatten().is_some() {
         return Ok(());
     }
-    let meta = NewConflict {
-        strategy: c.strategy.clone(),
-        winner: c.winner.clone(),
-        needs_person: c.needs_person,
-        local_clock: c.local_clock.clone(),
-        remote_clock: c.remote_clock.clone(),
-        local_machine: local_machine.to_string(),
-        remote_machine: c.remote_machine.clone(),
-        details: c.details.clone(),
-    };
+    let meta = c.to_record(local_machine);
     conflicts
         .record(&c.key, c.local.as_deref(), c.remote.as_deref(), c.base.as_deref(), meta)
         .map_err(|e| SyncError::local(format!("cannot keep the conflict copies of {}", c.key), e))?;

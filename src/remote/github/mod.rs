@@ -283,7 +283,10 @@ impl GithubRemote {
     /// need no request until something is read or written: an idle sync costs one conditional
     /// request. Refuses a public repository.
     pub fn open(s: &GithubSettings) -> Result<Self, RemoteError> {
-        let http = Http::new(&s.api_url, &s.token)?;
+        let mut http = Http::new(&s.api_url, &s.token)?;
+        // Interim: GithubSettings is built in sync/session.rs, which does not pass the env
+        // snapshot yet; once it does, this becomes a GithubSettings field filled from it.
+        http.set_backoff(self::http::retry_unit(&crate::paths::EnvSnapshot::from_process()));
         if let Some(o) = &s.owner {
             check_names(o, &s.repo, s.branch.as_deref())?;
         } else {

@@ -16,7 +16,7 @@
 use std::time::Instant;
 
 use fake_opensync::{FakeOpenSync, FakeOptions};
-use oc_sync::opensync::client::OpenSyncClient;
+use oc_sync::opensync::client::{self, OpenSyncClient};
 use oc_sync::opensync::{export, payload, state};
 use oc_sync::paths::{EnvSnapshot, Paths};
 use oc_sync::source::opencode_db::{OpencodeDb, create_test_db, insert_fake_session};
@@ -72,7 +72,7 @@ fn main() {
     for i in 0..n_sessions {
         insert_fake_session(&db, &format!("proj{}", i % 20), &format!("ses_{i:05}"), n_messages, 3, 200).unwrap();
     }
-    let client = OpenSyncClient::new(&fake.url, fake.key()).unwrap();
+    let client = OpenSyncClient::new(&fake.url, fake.key(), client::retry_delay(&env)).unwrap();
     println!("first export of {n_sessions} sessions, {} messages; {latency} ms per request", n_sessions * n_messages);
     let t = Instant::now();
     let requests = batch_only(&paths, &client);
@@ -82,10 +82,8 @@ fn main() {
     for w in [1, workers] {
         fake.reset();
         let _ = std::fs::remove_file(state::file(&paths));
-        // SAFETY: single-threaded at this point (the export's threads are not running).
-        unsafe { std::env::set_var("OC_SYNC_OPENSYNC_WORKERS", w.to_string()) };
         let t = Instant::now();
-        let r = export::run(&paths, &client, export::Mode::Changed, &payload::Options::default()).unwrap();
+        let r = export::run(&paths, &client, export::Mode::Changed, &payload::Options::default(), w).unwrap();
         let secs = t.elapsed().as_secs_f64();
         let (s, m) = at_original_time(&fake, &db);
         println!(

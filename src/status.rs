@@ -268,29 +268,7 @@ pub fn plugin_status(paths: &Paths) -> PluginStatus {
 /// Builds the whole report.
 pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
     let mut next_steps = Vec::new();
-    let loaded = config::load(paths, env, None);
-    let (cfg, config_status) = match loaded {
-        Ok(l) => {
-            let st = ConfigStatus {
-                file: paths.config_file.clone(),
-                found: l.file.is_some(),
-                error: None,
-                warnings: l.warnings.iter().map(|w| w.to_string()).collect(),
-            };
-            (l.config, st)
-        }
-        Err(e) => {
-            next_steps.push(format!("fix the config: {e}"));
-            let st = ConfigStatus { file: paths.config_file.clone(), found: paths.config_file.exists(), error: Some(e.to_string()), warnings: vec![] };
-            (Config::default(), st)
-        }
-    };
-    if !config_status.found {
-        next_steps.push(format!(
-            "optional: run `oc-sync init` to write a commented config at {} (the defaults work without one)",
-            paths.config_file.display()
-        ));
-    }
+    let (cfg, config_status) = config_status(paths, env, &mut next_steps);
     let machine = machine_id::peek(cfg.machine_id.as_deref(), &paths.machine_id_file);
     let remote = remote_status(&cfg, env, paths);
     if !remote.reachable {
@@ -328,24 +306,7 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
         machine_id_origin: machine.map(|m| m.origin.to_string()),
         remote,
         plugin,
-        categories: cfg
-            .sync
-            .enabled()
-            .iter()
-            .map(|c| match (*c, crate::sync::sources::credentials_off_reason(&cfg)) {
-                (Category::Credentials, Some(why)) => format!("credentials (not synced: {why})"),
-                (c @ (Category::Sessions | Category::Messages | Category::Projects | Category::Todos), _) => {
-                    match crate::source::sessions::unavailable_reason(&paths.opencode_db) {
-                        Some(why) => format!("{c} (not synced yet: {why})"),
-                        None if matches!(c, Category::Messages | Category::Todos) && !cfg.sync.sessions => {
-                            format!("{c} (not synced: needs sessions)")
-                        }
-                        None => c.to_string(),
-                    }
-                }
-                (c, _) => c.to_string(),
-            })
-            .collect(),
+        categories: categories(&cfg, paths),
         last_sync,
         pending,
         conflicts_open: open.len(),
@@ -357,6 +318,55 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
         config_secrets,
         next_steps,
     }
+}
+
+/// The config (the defaults when it is broken) and its status; adds what to do about it to
+/// `next_steps`.
+fn config_status(paths: &Paths, env: &EnvSnapshot, next_steps: &mut Vec<String>) -> (Config, ConfigStatus) {
+    let (cfg, st) = match config::load(paths, env, None) {
+        Ok(l) => {
+            let st = ConfigStatus {
+                file: paths.config_file.clone(),
+                found: l.file.is_some(),
+                error: None,
+                warnings: l.warnings.iter().map(|w| w.to_string()).collect(),
+            };
+            (l.config, st)
+        }
+        Err(e) => {
+            next_steps.push(format!("fix the config: {e}"));
+            let st = ConfigStatus { file: paths.config_file.clone(), found: paths.config_file.exists(), error: Some(e.to_string()), warnings: vec![] };
+            (Config::default(), st)
+        }
+    };
+    if !st.found {
+        next_steps.push(format!(
+            "optional: run `oc-sync init` to write a commented config at {} (the defaults work without one)",
+            paths.config_file.display()
+        ));
+    }
+    (cfg, st)
+}
+
+/// The categories synced, each with why it is not synced when it cannot be.
+fn categories(cfg: &Config, paths: &Paths) -> Vec<String> {
+    cfg.sync
+        .enabled()
+        .iter()
+        .map(|c| match (*c, crate::sync::sources::credentials_off_reason(cfg)) {
+            (Category::Credentials, Some(why)) => format!("credentials (not synced: {why})"),
+            (c @ (Category::Sessions | Category::Messages | Category::Projects | Category::Todos), _) => {
+                match crate::source::sessions::unavailable_reason(&paths.opencode_db) {
+                    Some(why) => format!("{c} (not synced yet: {why})"),
+                    None if matches!(c, Category::Messages | Category::Todos) && !cfg.sync.sessions => {
+                        format!("{c} (not synced: needs sessions)")
+                    }
+                    None => c.to_string(),
+                }
+            }
+            (c, _) => c.to_string(),
+        })
+        .collect()
 }
 
 /// What to do about config secrets that do not sync.

@@ -55,12 +55,22 @@ pub struct EngineOptions {
     pub db_helper: Option<Vec<String>>,
 }
 
+/// Where the engine is in its life; serialized as "starting", "running", "stopped", "failed".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineState {
+    #[default]
+    Starting,
+    Running,
+    Stopped,
+    Failed,
+}
+
 /// A snapshot of what the engine is doing, for the host and `status`.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EngineStatus {
-    /// "starting", "running", "stopped" or "failed".
-    pub state: String,
+    pub state: EngineState,
     pub machine_id: Option<String>,
     pub config_file: Option<PathBuf>,
     pub config_error: Option<String>,
@@ -91,7 +101,7 @@ impl Engine {
     /// Starts the engine thread and returns immediately.
     pub fn start(opts: EngineOptions, env: EnvSnapshot) -> std::io::Result<Engine> {
         let status = Arc::new(Mutex::new(EngineStatus {
-            state: "starting".into(),
+            state: EngineState::Starting,
             started_at_ms: now_ms(),
             ..Default::default()
         }));
@@ -144,7 +154,7 @@ impl Engine {
             if result.is_err() {
                 fail(&st, "internal error in the engine thread (see the oc-sync log)".into());
             } else {
-                lock(&st).state = "stopped".into();
+                lock(&st).state = EngineState::Stopped;
             }
             let _ = done_tx.send(());
         })?;
@@ -212,7 +222,7 @@ fn lock(m: &Mutex<EngineStatus>) -> std::sync::MutexGuard<'_, EngineStatus> {
 fn fail(st: &Mutex<EngineStatus>, msg: String) {
     logging::push_host_record("error", msg.clone());
     let mut s = lock(st);
-    s.state = "failed".into();
+    s.state = EngineState::Failed;
     s.config_error.get_or_insert(msg);
 }
 
@@ -241,7 +251,7 @@ fn setup(opts: &EngineOptions, env: &EnvSnapshot, st: &Mutex<EngineStatus>) -> O
         Err(e) => {
             tracing::error!("{e}");
             let mut s = lock(st);
-            s.state = "failed".into();
+            s.state = EngineState::Failed;
             s.config_error = Some(e.to_string());
             s.log_dir = log_dir;
             return None;
@@ -270,11 +280,11 @@ fn setup(opts: &EngineOptions, env: &EnvSnapshot, st: &Mutex<EngineStatus>) -> O
                 opts.directory.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
             );
             s.machine_id = Some(m.id);
-            s.state = "running".into();
+            s.state = EngineState::Running;
         }
         Err(e) => {
             tracing::error!("cannot get this machine's id: {e}");
-            s.state = "failed".into();
+            s.state = EngineState::Failed;
             s.config_error = Some(format!("cannot get this machine's id: {e}"));
             return None;
         }
@@ -475,18 +485,18 @@ mod tests {
         let mut e = Engine::start(EngineOptions::default(), env).unwrap();
         assert!(t0.elapsed() < Duration::from_millis(200), "start must not block");
         for _ in 0..200 {
-            if e.status().state != "starting" {
+            if e.status().state != EngineState::Starting {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
         let s = e.status();
-        assert_eq!(s.state, "running", "{s:?}");
+        assert_eq!(s.state, EngineState::Running, "{s:?}");
         assert!(s.machine_id.is_some());
         e.notify("session.idle");
         assert_eq!(e.status().events_seen, 1);
         assert!(e.stop(Duration::from_secs(2)));
-        assert_eq!(e.status().state, "stopped");
+        assert_eq!(e.status().state, EngineState::Stopped);
         assert!(e.stop(Duration::from_secs(1)), "stop is idempotent");
     }
 
@@ -497,13 +507,13 @@ mod tests {
         let opts = EngineOptions { plugin_options: Some(serde_json::json!({"conflictStrategy": "nope"})), directory: None, db_helper: None };
         let mut e = Engine::start(opts, env).unwrap();
         for _ in 0..200 {
-            if e.status().state != "starting" {
+            if e.status().state != EngineState::Starting {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
         let s = e.status();
-        assert_eq!(s.state, "failed");
+        assert_eq!(s.state, EngineState::Failed);
         assert!(s.config_error.unwrap().contains("conflictStrategy"));
         assert!(e.stop(Duration::from_secs(2)));
     }
@@ -530,8 +540,8 @@ mod tests {
     fn auto_engine(tmp: &std::path::Path, remote: &std::path::Path, opts: serde_json::Value) -> Engine {
         let env = EnvSnapshot::new(tmp, [("OC_SYNC_REMOTE", remote.to_string_lossy().into_owned())]);
         let e = Engine::start(EngineOptions { plugin_options: Some(opts), directory: None, db_helper: None }, env).unwrap();
-        wait_for("the engine to start", || e.status().state != "starting");
-        assert_eq!(e.status().state, "running", "{:?}", e.status());
+        wait_for("the engine to start", || e.status().state != EngineState::Starting);
+        assert_eq!(e.status().state, EngineState::Running, "{:?}", e.status());
         e
     }
 
@@ -620,5 +630,15 @@ mod tests {
         std::fs::write(home.join(".config/opencode/agents/x.md"), "edited here\n").unwrap();
         wait_for("the edit to sync", || e.status().scheduler.is_some_and(|s| s.total_syncs == 2 && !s.running));
         assert!(e.stop(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn engine_state_serializes_as_before() {
+        let names: Vec<_> = [EngineState::Starting, EngineState::Running, EngineState::Stopped, EngineState::Failed]
+            .iter()
+            .map(|s| serde_json::to_value(s).unwrap())
+            .collect();
+        assert_eq!(names, ["starting", "running", "stopped", "failed"]);
+        assert_eq!(serde_json::to_value(EngineStatus::default()).unwrap()["state"], "starting");
     }
 }

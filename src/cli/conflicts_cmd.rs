@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::{Io, EXIT_FAILURE, EXIT_OK};
-use crate::config;
+use crate::config::{ConfigError, Loaded};
 use crate::paths::Paths;
 use crate::sync::conflicts::ConflictStore;
 use crate::sync::resolve::{self as resolving, Resolution};
@@ -35,7 +35,7 @@ pub fn list(paths: &Paths, all: bool, json: bool, io: &mut Io<'_>) -> anyhow::Re
     Ok(EXIT_OK)
 }
 
-pub fn resolve(paths: &Paths, target: &str, local: bool, remote: bool, file: Option<PathBuf>, io: &mut Io<'_>) -> anyhow::Result<i32> {
+pub fn resolve(paths: &Paths, loaded: Result<Loaded, ConfigError>, target: &str, local: bool, remote: bool, file: Option<PathBuf>, io: &mut Io<'_>) -> anyhow::Result<i32> {
     let how = match (local, remote, file) {
         (true, false, None) => Resolution::Local,
         (false, true, None) => Resolution::Remote,
@@ -45,7 +45,7 @@ pub fn resolve(paths: &Paths, target: &str, local: bool, remote: bool, file: Opt
             return Ok(super::EXIT_USAGE);
         }
     };
-    let loaded = match config::load(paths, &io.env, None) {
+    let loaded = match loaded {
         Ok(l) => l,
         Err(e) => {
             writeln!(io.err, "{e}")?;

@@ -1,11 +1,12 @@
 //! `oc-sync login` / `oc-sync logout`: store (after checking it against GitHub) or remove the
 //! GitHub token oc-sync uses when neither the config nor the environment gives one.
 
-use std::io::{BufRead, IsTerminal, Read};
+use std::io::{BufRead, IsTerminal, Read, Write};
 
-use super::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Io};
-use crate::config::{self, Config, Secret};
+use super::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Io, fail};
+use crate::config::{Config, ConfigError, Loaded, Secret};
 use crate::paths::Paths;
+use crate::remote::github;
 use crate::token_store;
 
 /// Longest line read as a token (GitHub tokens are well under 300 characters).
@@ -44,17 +45,8 @@ fn read_token_line() -> std::io::Result<String> {
     Ok(line.trim().to_string())
 }
 
-fn fail(io: &mut Io<'_>, json: bool, msg: &str, code: i32) -> anyhow::Result<i32> {
-    if json {
-        writeln!(io.out, "{}", serde_json::json!({ "ok": false, "error": msg }))?;
-    } else {
-        writeln!(io.err, "{msg}")?;
-    }
-    Ok(code)
-}
-
-pub fn login(paths: &Paths, with_token: bool, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
-    let loaded = match config::load(paths, &io.env, None) {
+pub fn login(paths: &Paths, loaded: Result<Loaded, ConfigError>, with_token: bool, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
+    let loaded = match loaded {
         Ok(l) => l,
         Err(e) => return fail(io, json, &e.to_string(), EXIT_FAILURE),
     };
@@ -62,31 +54,16 @@ pub fn login(paths: &Paths, with_token: bool, json: bool, io: &mut Io<'_>) -> an
         writeln!(io.err, "warning: {w}")?;
     }
     let cfg = loaded.config;
-    let raw = if with_token {
-        match read_token_line() {
-            Ok(t) => t,
-            Err(e) => return fail(io, json, &format!("cannot read the token from standard input: {e}"), EXIT_FAILURE),
-        }
-    } else if std::io::stdin().is_terminal() {
-        match rpassword::prompt_password("GitHub token: ") {
-            Ok(t) => t.trim().to_string(),
-            Err(e) => return fail(io, json, &format!("cannot read the token: {e}"), EXIT_FAILURE),
-        }
-    } else {
-        return fail(
-            io,
-            json,
-            "standard input is not a terminal, so oc-sync cannot ask for the token: pipe it in with \
-             `oc-sync login --with-token < token.txt`, or set GITHUB_TOKEN instead of logging in",
-            EXIT_USAGE,
-        );
+    let raw = match ask_token(with_token) {
+        Ok(t) => t,
+        Err((msg, code)) => return fail(io, json, &msg, code),
     };
     if raw.is_empty() {
         return fail(io, json, "no token given: paste a GitHub personal access token (see `oc-sync login --help`)", EXIT_FAILURE);
     }
     let token = Secret::new(raw);
     let api_url = cfg.github_api_url.clone();
-    let (account, rate) = match crate::remote::github::http::check_token(&api_url, token.expose()) {
+    let (account, rate) = match github::http::check_token(&api_url, token.expose(), github::http::retry_unit(&io.env)) {
         Ok(x) => x,
         Err(e) => {
             // The HTTP layer scrubs the token already; scrub again in case any path did not.
@@ -102,44 +79,85 @@ pub fn login(paths: &Paths, with_token: bool, json: bool, io: &mut Io<'_>) -> an
         }
     };
     let overriding = overriding_tokens(Some(&cfg), io, paths);
-    let host = host_of(&api_url);
+    let stored = Stored { api_url: &api_url, account: &account, rate: &rate, token: &token, path: &path, overriding: &overriding };
     if json {
-        let v = serde_json::json!({
-            "ok": true,
-            "host": host,
-            "apiUrl": api_url,
-            "login": account.login,
-            "name": account.name,
-            "scopes": account.scopes,
-            "token": token.masked(),
-            "path": path,
-            "rateLimit": { "remaining": rate.remaining, "limit": rate.limit, "reset": rate.reset },
-            "overriddenBy": overriding.first().map(|(src, _, _)| src),
-        });
-        writeln!(io.out, "{}", serde_json::to_string_pretty(&v)?)?;
-        return Ok(EXIT_OK);
+        writeln!(io.out, "{}", serde_json::to_string_pretty(&stored.json())?)?;
+    } else {
+        stored.write_plain(io.out)?;
     }
-    writeln!(
-        io.out,
-        "Logged in to {host} as {} (token {} stored in {}, readable only by you).",
-        account.login,
-        token.masked(),
-        path.display()
-    )?;
-    if let Some((src, masked, how)) = overriding.first() {
-        let from = if src == "config" { "the config's `token`".to_string() } else { src.clone() };
-        writeln!(
-            io.out,
-            "Note: {from} ({masked}) takes precedence over the stored token; to use the stored one, {how}."
-        )?;
-    }
-    writeln!(io.out, "Next: oc-sync sync")?;
     Ok(EXIT_OK)
 }
 
-pub fn logout(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
+/// The token, from standard input (`--with-token`) or asked on the terminal; on failure the
+/// message and exit code.
+fn ask_token(with_token: bool) -> Result<String, (String, i32)> {
+    if with_token {
+        read_token_line().map_err(|e| (format!("cannot read the token from standard input: {e}"), EXIT_FAILURE))
+    } else if std::io::stdin().is_terminal() {
+        match rpassword::prompt_password("GitHub token: ") {
+            Ok(t) => Ok(t.trim().to_string()),
+            Err(e) => Err((format!("cannot read the token: {e}"), EXIT_FAILURE)),
+        }
+    } else {
+        Err((
+            "standard input is not a terminal, so oc-sync cannot ask for the token: pipe it in with \
+             `oc-sync login --with-token < token.txt`, or set GITHUB_TOKEN instead of logging in"
+                .to_string(),
+            EXIT_USAGE,
+        ))
+    }
+}
+
+/// A token that was checked and stored, for the report of `oc-sync login`.
+struct Stored<'a> {
+    api_url: &'a str,
+    account: &'a github::http::Account,
+    rate: &'a github::http::RateInfo,
+    token: &'a Secret,
+    path: &'a std::path::Path,
+    overriding: &'a [(String, String, String)],
+}
+
+impl Stored<'_> {
+    fn json(&self) -> serde_json::Value {
+        let (account, rate) = (self.account, self.rate);
+        serde_json::json!({
+            "ok": true,
+            "host": host_of(self.api_url),
+            "apiUrl": self.api_url,
+            "login": account.login,
+            "name": account.name,
+            "scopes": account.scopes,
+            "token": self.token.masked(),
+            "path": self.path,
+            "rateLimit": { "remaining": rate.remaining, "limit": rate.limit, "reset": rate.reset },
+            "overriddenBy": self.overriding.first().map(|(src, _, _)| src),
+        })
+    }
+
+    fn write_plain(&self, o: &mut dyn Write) -> std::io::Result<()> {
+        writeln!(
+            o,
+            "Logged in to {} as {} (token {} stored in {}, readable only by you).",
+            host_of(self.api_url),
+            self.account.login,
+            self.token.masked(),
+            self.path.display()
+        )?;
+        if let Some((src, masked, how)) = self.overriding.first() {
+            let from = if src == "config" { "the config's `token`".to_string() } else { src.clone() };
+            writeln!(
+                o,
+                "Note: {from} ({masked}) takes precedence over the stored token; to use the stored one, {how}."
+            )?;
+        }
+        writeln!(o, "Next: oc-sync sync")
+    }
+}
+
+pub fn logout(paths: &Paths, loaded: Result<Loaded, ConfigError>, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
     // Logging out must work even with a broken config: only the remaining-token hints need it.
-    let cfg = match config::load(paths, &io.env, None) {
+    let cfg = match loaded {
         Ok(l) => Some(l.config),
         Err(e) => {
             writeln!(io.err, "warning: the config cannot be read, so its `token` is not checked: {e}")?;

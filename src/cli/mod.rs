@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::config;
 use crate::paths::{EnvSnapshot, Paths};
 
 pub const EXIT_OK: i32 = 0;
@@ -189,6 +190,17 @@ pub struct Io<'a> {
     pub env: EnvSnapshot,
 }
 
+/// A command's failure: `{"ok": false, "error": msg}` on stdout with `--json`, else `msg` on
+/// stderr; returns `code`.
+fn fail(io: &mut Io<'_>, json: bool, msg: &str, code: i32) -> anyhow::Result<i32> {
+    if json {
+        writeln!(io.out, "{}", serde_json::json!({ "ok": false, "error": msg }))?;
+    } else {
+        writeln!(io.err, "{msg}")?;
+    }
+    Ok(code)
+}
+
 /// Runs the CLI with `args` (including the program name) and returns the exit code.
 pub fn run<I, T>(args: I, io: &mut Io<'_>) -> i32
 where
@@ -219,22 +231,24 @@ where
             return EXIT_FAILURE;
         }
     };
+    // Loaded once here for the commands that use it; each decides what a broken config means.
+    let load_config = |io: &Io<'_>| config::load(&paths, &io.env, None);
     let result = match cli.command {
         Command::Status { json } => status_cmd::run(&paths, json, io),
         Command::Paths { json } => paths_cmd::run(&paths, json, io),
         Command::Sync { dry_run, allow_deletions, database_only, json } => {
             let scope = if database_only { crate::sync::Scope::Database } else { crate::sync::Scope::All };
-            sync_cmd::run(&paths, crate::sync::SyncOptions { dry_run, allow_deletions, reseal: false, scope }, json, io)
+            sync_cmd::run(&paths, load_config(io), crate::sync::SyncOptions { dry_run, allow_deletions, reseal: false, scope }, json, io)
         }
         Command::Rekey { json } => {
-            sync_cmd::run(&paths, crate::sync::SyncOptions { reseal: true, ..Default::default() }, json, io)
+            sync_cmd::run(&paths, load_config(io), crate::sync::SyncOptions { reseal: true, ..Default::default() }, json, io)
         }
         Command::Conflicts { all, json } => conflicts_cmd::list(&paths, all, json, io),
-        Command::Resolve { target, local, remote, file } => conflicts_cmd::resolve(&paths, &target, local, remote, file, io),
+        Command::Resolve { target, local, remote, file } => conflicts_cmd::resolve(&paths, load_config(io), &target, local, remote, file, io),
         Command::Init { force } => init::run(&paths, force, io),
         Command::Install { file_url, dry_run, package_dir } => install::run(&paths, file_url, dry_run, package_dir, io),
-        Command::Login { with_token, json } => login_cmd::login(&paths, with_token, json, io),
-        Command::Logout { json } => login_cmd::logout(&paths, json, io),
+        Command::Login { with_token, json } => login_cmd::login(&paths, load_config(io), with_token, json, io),
+        Command::Logout { json } => login_cmd::logout(&paths, load_config(io), json, io),
         Command::Opensync { command } => match command {
             OpensyncCommand::Login { url, key, json } => opensync_cmd::login(&paths, url, key, json, io),
             OpensyncCommand::Status { json } => opensync_cmd::status(&paths, json, io),

@@ -2,22 +2,13 @@
 
 use std::io::{BufRead, IsTerminal};
 
-use super::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Io};
-use crate::opensync::client::{OpenSyncClient, mask_key};
+use super::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Io, fail};
+use crate::opensync::client::{self, OpenSyncClient, mask_key};
 use crate::opensync::credentials::{self, Credentials};
 use crate::opensync::export::{self, Mode};
 use crate::opensync::payload::Options;
 use crate::opensync::state;
 use crate::paths::Paths;
-
-fn fail(io: &mut Io<'_>, json: bool, msg: &str, code: i32) -> anyhow::Result<i32> {
-    if json {
-        writeln!(io.out, "{}", serde_json::json!({ "ok": false, "error": msg }))?;
-    } else {
-        writeln!(io.err, "{msg}")?;
-    }
-    Ok(code)
-}
 
 fn prompt_line(question: &str) -> std::io::Result<String> {
     eprint!("{question}");
@@ -38,7 +29,7 @@ pub fn login(paths: &Paths, url: Option<String>, key: Option<String>, json: bool
         None if tty => rpassword::prompt_password("OpenSync API key (osk_...): ")?.trim().to_owned(),
         None => return fail(io, json, "no --key given and standard input is not a terminal: pass --key osk_...", EXIT_USAGE),
     };
-    let client = match OpenSyncClient::new(&url, &key) {
+    let client = match OpenSyncClient::new(&url, &key, client::retry_delay(&io.env)) {
         Ok(c) => c,
         Err(e) => return fail(io, json, &e.to_string(), EXIT_FAILURE),
     };
@@ -82,7 +73,7 @@ pub fn status(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32>
         return fail(io, json, "OpenSync is not set up on this machine: run `oc-sync opensync login`", EXIT_FAILURE);
     };
     let c = &found.credentials;
-    let connection = match OpenSyncClient::new(&c.url, &c.api_key) {
+    let connection = match OpenSyncClient::new(&c.url, &c.api_key, client::retry_delay(&io.env)) {
         Err(e) => Err(e.to_string()),
         Ok(client) => client.health().and_then(|()| client.session_ids()).map_err(|e| e.to_string()),
     };
@@ -155,12 +146,12 @@ pub fn sync(paths: &Paths, all: bool, force: bool, json: bool, io: &mut Io<'_>) 
         return fail(io, json, "OpenSync is not set up on this machine: run `oc-sync opensync login`", EXIT_FAILURE);
     };
     let c = &found.credentials;
-    let client = match OpenSyncClient::new(&c.url, &c.api_key) {
+    let client = match OpenSyncClient::new(&c.url, &c.api_key, client::retry_delay(&io.env)) {
         Ok(cl) => cl,
         Err(e) => return fail(io, json, &e.to_string(), EXIT_FAILURE),
     };
     let mode = if force { Mode::Force } else if all { Mode::All } else { Mode::Changed };
-    let r = match export::run(paths, &client, mode, &Options::default()) {
+    let r = match export::run(paths, &client, mode, &Options::default(), export::workers(&io.env)) {
         Ok(r) => r,
         Err(e) => return fail(io, json, &format!("export failed (what was not stored stays pending): {e}"), EXIT_FAILURE),
     };

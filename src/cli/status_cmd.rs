@@ -53,34 +53,17 @@ pub fn run(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
         let parts: Vec<String> = p.iter().filter(|(_, n)| **n > 0).map(|(c, n)| format!("{c} {n}")).collect();
         writeln!(o, "pending    {}", if parts.is_empty() { "nothing".to_string() } else { parts.join(", ") })?;
     }
-    if let Some(a) = &r.autosync {
-        use crate::time::format_ms;
-        let who = match a.alive {
-            Some(true) => format!("running in OpenCode (pid {})", a.pid),
-            Some(false) => format!("not running (OpenCode pid {} has exited)", a.pid),
-            None => format!("last reported by OpenCode pid {}", a.pid),
-        };
-        let mut parts = vec![who];
-        if let Some(s) = &a.scheduler {
-            if let Some(t) = s.last_ok_ms {
-                parts.push(format!("last ok {}", format_ms(t)));
-            }
-            if a.alive != Some(false)
-                && let Some(t) = s.next_timer_at_ms {
-                    parts.push(format!("next timer {}", format_ms(t)));
-                }
-            if let Some(e) = &s.last_error {
-                parts.push(format!("last error: {e}"));
-            }
-            if let (Some(t), true) = (s.retry_at_ms, a.alive != Some(false)) {
-                parts.push(format!("retry at {}", format_ms(t)));
-            }
-        }
-        writeln!(o, "auto-sync  {}", parts.join("; "))?;
-    } else {
-        writeln!(o, "auto-sync  not seen yet (starts when OpenCode loads the plugin)")?;
+    match &r.autosync {
+        Some(a) => writeln!(o, "auto-sync  {}", autosync_line(a))?,
+        None => writeln!(o, "auto-sync  not seen yet (starts when OpenCode loads the plugin)")?,
     }
     write_secrets(o, &r.config_secrets)?;
+    write_attention(o, &r)?;
+    Ok(code)
+}
+
+/// What needs attention: conflicts, refused items, config warnings, next steps.
+fn write_attention(o: &mut dyn Write, r: &status::StatusReport) -> std::io::Result<()> {
     if r.conflicts_open > 0 {
         writeln!(o, "conflicts  {} open, {} waiting for you", r.conflicts_open, r.conflicts_waiting.len())?;
     }
@@ -99,7 +82,34 @@ pub fn run(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
             writeln!(o, "  - {s}")?;
         }
     }
-    Ok(code)
+    Ok(())
+}
+
+/// The auto-sync line: who runs it, and its scheduler's last and next events.
+fn autosync_line(a: &status::AutoSyncStatus) -> String {
+    use crate::time::format_ms;
+    let who = match a.alive {
+        Some(true) => format!("running in OpenCode (pid {})", a.pid),
+        Some(false) => format!("not running (OpenCode pid {} has exited)", a.pid),
+        None => format!("last reported by OpenCode pid {}", a.pid),
+    };
+    let mut parts = vec![who];
+    if let Some(s) = &a.scheduler {
+        if let Some(t) = s.last_ok_ms {
+            parts.push(format!("last ok {}", format_ms(t)));
+        }
+        if a.alive != Some(false)
+            && let Some(t) = s.next_timer_at_ms {
+                parts.push(format!("next timer {}", format_ms(t)));
+            }
+        if let Some(e) = &s.last_error {
+            parts.push(format!("last error: {e}"));
+        }
+        if let (Some(t), true) = (s.retry_at_ms, a.alive != Some(false)) {
+            parts.push(format!("retry at {}", format_ms(t)));
+        }
+    }
+    parts.join("; ")
 }
 
 /// The config secrets: paths only, and what happens to them.

@@ -1,13 +1,13 @@
 //! `oc-sync sync`: one sync now, with a short plain summary (or `--json`).
 
 use super::{Io, EXIT_FAILURE, EXIT_OK};
-use crate::config;
+use crate::config::{ConfigError, Loaded};
 use crate::paths::Paths;
 use crate::sync::sources::credentials_off_reason;
-use crate::sync::{sync_now, Hooks, SyncError, SyncOptions};
+use crate::sync::{sync_now, Hooks, SyncError, SyncOptions, SyncReport};
 
-pub fn run(paths: &Paths, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
-    let loaded = match config::load(paths, &io.env, None) {
+pub fn run(paths: &Paths, loaded: Result<Loaded, ConfigError>, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
+    let loaded = match loaded {
         Ok(l) => l,
         Err(e) => {
             writeln!(io.err, "{e}")?;
@@ -23,20 +23,7 @@ pub fn run(paths: &Paths, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> any
             writeln!(io.err, "nothing to re-encrypt: credentials are not synced ({why})")?;
             return Ok(EXIT_FAILURE);
         }
-    // A sync of many items runs in rounds: show how far it got (on stderr, so --json stays clean).
-    let result = {
-        let err = std::cell::RefCell::new(&mut *io.err);
-        let progress = |r: &crate::sync::run::SyncReport| {
-            let _ = writeln!(
-                err.borrow_mut(),
-                "… {} pushed, {} pulled, {} merged so far (continuing)",
-                r.pushed.len(),
-                r.pulled.len(),
-                r.merged.len()
-            );
-        };
-        sync_now(paths, &loaded.config, &io.env, &opts, Hooks { on_progress: Some(&progress), ..Default::default() })
-    };
+    let result = sync_showing_progress(paths, &loaded, &opts, io);
     if opts.scope == crate::sync::Scope::Database && !opts.dry_run {
         crate::opensync::export::run_if_configured(paths, &io.env);
     }
@@ -67,13 +54,36 @@ pub fn run(paths: &Paths, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> any
         writeln!(io.out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(EXIT_OK);
     }
-    let o = &mut io.out;
-    let verb = if report.dry_run { "would " } else { "" };
-    let list = |keys: &[String]| {
-        let shown: Vec<&str> = keys.iter().take(5).map(String::as_str).collect();
-        let more = if keys.len() > 5 { format!(" (+{} more)", keys.len() - 5) } else { String::new() };
-        format!("{}{more}", shown.join(", "))
+    write_summary(io.out, &report)?;
+    Ok(EXIT_OK)
+}
+
+/// One sync. A sync of many items runs in rounds: shows how far it got (on stderr, so --json
+/// stays clean).
+fn sync_showing_progress(paths: &Paths, loaded: &Loaded, opts: &SyncOptions, io: &mut Io<'_>) -> Result<SyncReport, SyncError> {
+    let err = std::cell::RefCell::new(&mut *io.err);
+    let progress = |r: &SyncReport| {
+        let _ = writeln!(
+            err.borrow_mut(),
+            "… {} pushed, {} pulled, {} merged so far (continuing)",
+            r.pushed.len(),
+            r.pulled.len(),
+            r.merged.len()
+        );
     };
+    sync_now(paths, &loaded.config, &io.env, opts, Hooks { on_progress: Some(&progress), ..Default::default() })
+}
+
+/// Up to five keys, then how many more.
+fn list(keys: &[String]) -> String {
+    let shown: Vec<&str> = keys.iter().take(5).map(String::as_str).collect();
+    let more = if keys.len() > 5 { format!(" (+{} more)", keys.len() - 5) } else { String::new() };
+    format!("{}{more}", shown.join(", "))
+}
+
+/// The plain summary of a sync.
+fn write_summary(o: &mut dyn std::io::Write, report: &SyncReport) -> std::io::Result<()> {
+    let verb = if report.dry_run { "would " } else { "" };
     if let Some(program) = &report.database_created_by {
         writeln!(o, "OpenCode's database did not exist: created by {program} (session list)")?;
     }
@@ -95,21 +105,7 @@ pub fn run(paths: &Paths, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> any
     } else if !any {
         writeln!(o, "{}", if report.dry_run { "nothing to sync" } else { "already in sync" })?;
     }
-    for c in &report.conflicts {
-        if c.needs_person {
-            writeln!(o, "conflict in {} kept for you: settle it with `oc-sync resolve {} --local|--remote|--file PATH`", c.key, c.key)?;
-        } else {
-            writeln!(o, "conflict in {} settled by {} ({} kept); the other side is kept, see `oc-sync conflicts`", c.key, c.strategy, c.winner)?;
-        }
-        for d in c.details.iter().take(3) {
-            writeln!(o, "    {d}")?;
-        }
-    }
-    for k in &report.blocked {
-        if !report.conflicts.iter().any(|c| &c.key == k) {
-            writeln!(o, "waiting for you: {k} (oc-sync resolve {k} --local|--remote|--file PATH)")?;
-        }
-    }
+    write_conflicts(o, report)?;
     for s in report.skipped.iter().take(5) {
         writeln!(o, "not synced: {s}")?;
     }
@@ -125,5 +121,25 @@ pub fn run(paths: &Paths, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> any
     if !report.dry_run {
         writeln!(o, "{} at {}", report.remote, report.version.as_deref().map(|v| &v[..v.len().min(12)]).unwrap_or("(empty)"))?;
     }
-    Ok(EXIT_OK)
+    Ok(())
+}
+
+/// The conflicts of a sync, and the items waiting for a person.
+fn write_conflicts(o: &mut dyn std::io::Write, report: &SyncReport) -> std::io::Result<()> {
+    for c in &report.conflicts {
+        if c.needs_person {
+            writeln!(o, "conflict in {} kept for you: settle it with `oc-sync resolve {} --local|--remote|--file PATH`", c.key, c.key)?;
+        } else {
+            writeln!(o, "conflict in {} settled by {} ({} kept); the other side is kept, see `oc-sync conflicts`", c.key, c.strategy, c.winner)?;
+        }
+        for d in c.details.iter().take(3) {
+            writeln!(o, "    {d}")?;
+        }
+    }
+    for k in &report.blocked {
+        if !report.conflicts.iter().any(|c| &c.key == k) {
+            writeln!(o, "waiting for you: {k} (oc-sync resolve {k} --local|--remote|--file PATH)")?;
+        }
+    }
+    Ok(())
 }

@@ -238,18 +238,18 @@ impl Default for Config {
 
 /// Where a value came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub enum Origin {
     File(PathBuf),
     PluginOptions,
     Env(&'static str),
 }
 
-impl fmt::Display for Source {
+impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::File(p) => write!(f, "{}", p.display()),
-            Source::PluginOptions => f.write_str("the oc-sync options in opencode.json (\"plugin\": [[\"oc-sync\", {...}]])"),
-            Source::Env(v) => write!(f, "environment variable {v}"),
+            Origin::File(p) => write!(f, "{}", p.display()),
+            Origin::PluginOptions => f.write_str("the oc-sync options in opencode.json (\"plugin\": [[\"oc-sync\", {...}]])"),
+            Origin::Env(v) => write!(f, "environment variable {v}"),
         }
     }
 }
@@ -314,7 +314,7 @@ pub fn load(paths: &Paths, env: &EnvSnapshot, plugin_options: Option<&Value>) ->
 
     match read_file(&paths.config_file) {
         Ok(Some(obj)) => {
-            let src = Source::File(paths.config_file.clone());
+            let src = Origin::File(paths.config_file.clone());
             check_object(&obj, KEYS, "", &src, &mut issues, &mut warnings);
             deep_merge(&mut merged, obj);
             file = Some(paths.config_file.clone());
@@ -327,11 +327,11 @@ pub fn load(paths: &Paths, env: &EnvSnapshot, plugin_options: Option<&Value>) ->
         match opts {
             Value::Null => {}
             Value::Object(obj) => {
-                check_object(obj, KEYS, "", &Source::PluginOptions, &mut issues, &mut warnings);
+                check_object(obj, KEYS, "", &Origin::PluginOptions, &mut issues, &mut warnings);
                 deep_merge(&mut merged, obj.clone());
             }
             other => issues.push(Issue {
-                source: Source::PluginOptions.to_string(),
+                source: Origin::PluginOptions.to_string(),
                 key: String::new(),
                 message: format!("the options must be an object, found {}.", type_name(other)),
                 fix: "write the plugin entry as [\"oc-sync\", { \"conflictStrategy\": \"auto-merge\" }].".into(),
@@ -343,7 +343,7 @@ pub fn load(paths: &Paths, env: &EnvSnapshot, plugin_options: Option<&Value>) ->
         merged.insert("remote".into(), Value::String(remote.into()));
     }
     if let Some(level) = env.var("OC_SYNC_LOG") {
-        let src = Source::Env("OC_SYNC_LOG");
+        let src = Origin::Env("OC_SYNC_LOG");
         let mut obj = Map::new();
         obj.insert("logLevel".into(), Value::String(level.into()));
         check_object(&obj, KEYS, "", &src, &mut issues, &mut warnings);
@@ -359,22 +359,22 @@ pub fn load(paths: &Paths, env: &EnvSnapshot, plugin_options: Option<&Value>) ->
     if !issues.is_empty() {
         return Err(ConfigError { issues });
     }
-    let source_of = |key: &str| -> Source {
+    let source_of = |key: &str| -> Origin {
         match key {
-            "remote" if env.var("OC_SYNC_REMOTE").is_some() => Source::Env("OC_SYNC_REMOTE"),
-            "githubApiUrl" if env.var("GITHUB_API_URL").is_some() => Source::Env("GITHUB_API_URL"),
-            "encryptionKey" if env.var("OC_SYNC_PASSPHRASE").is_some() => Source::Env("OC_SYNC_PASSPHRASE"),
-            _ if plugin_options.and_then(|o| o.get(key)).is_some() => Source::PluginOptions,
-            _ => Source::File(paths.config_file.clone()),
+            "remote" if env.var("OC_SYNC_REMOTE").is_some() => Origin::Env("OC_SYNC_REMOTE"),
+            "githubApiUrl" if env.var("GITHUB_API_URL").is_some() => Origin::Env("GITHUB_API_URL"),
+            "encryptionKey" if env.var("OC_SYNC_PASSPHRASE").is_some() => Origin::Env("OC_SYNC_PASSPHRASE"),
+            _ if plugin_options.and_then(|o| o.get(key)).is_some() => Origin::PluginOptions,
+            _ => Origin::File(paths.config_file.clone()),
         }
     };
-    let config = build(&merged, &source_of).map_err(|issues| ConfigError { issues })?;
+    let config = build(&merged, &source_of, env.home()).map_err(|issues| ConfigError { issues })?;
     Ok(Loaded { config, warnings, file })
 }
 
 /// Reads and parses the file; `Ok(None)` when it does not exist.
 fn read_file(path: &Path) -> Result<Option<Map<String, Value>>, Issue> {
-    let src = Source::File(path.to_path_buf()).to_string();
+    let src = Origin::File(path.to_path_buf()).to_string();
     let text = match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(t) => t,
@@ -436,7 +436,7 @@ fn check_object(
     obj: &Map<String, Value>,
     specs: &[KeySpec],
     prefix: &str,
-    src: &Source,
+    src: &Origin,
     issues: &mut Vec<Issue>,
     warnings: &mut Vec<Issue>,
 ) {
@@ -523,98 +523,125 @@ fn deep_merge(base: &mut Map<String, Value>, overlay: Map<String, Value>) {
     }
 }
 
-/// Builds the typed config from type-checked JSON, applying the rules that span several keys.
-fn build(m: &Map<String, Value>, source_of: &dyn Fn(&str) -> Source) -> Result<Config, Vec<Issue>> {
+/// Builds the typed config from type-checked JSON, applying the rules that span several keys;
+/// `home` expands a remote starting with `~/`.
+fn build(m: &Map<String, Value>, source_of: &dyn Fn(&str) -> Origin, home: Option<&Path>) -> Result<Config, Vec<Issue>> {
+    let mut f = Fields { m, source_of, home, issues: Vec::new() };
     let mut c = Config::default();
-    let mut issues = Vec::new();
-    let s = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
-    let b = |k: &str| m.get(k).and_then(Value::as_bool);
-    let n = |k: &str| m.get(k).and_then(Value::as_u64);
-    let list = |k: &str| -> Option<Vec<String>> {
-        m.get(k)
+    build_remote(&mut f, &mut c);
+    build_timing(&mut f, &mut c);
+    build_selection(&mut f, &mut c);
+    if f.issues.is_empty() { Ok(c) } else { Err(f.issues) }
+}
+
+/// The type-checked JSON being built into a [`Config`], and the problems found on the way.
+struct Fields<'a> {
+    m: &'a Map<String, Value>,
+    source_of: &'a dyn Fn(&str) -> Origin,
+    home: Option<&'a Path>,
+    issues: Vec<Issue>,
+}
+
+impl Fields<'_> {
+    fn s(&self, k: &str) -> Option<String> {
+        self.m.get(k).and_then(Value::as_str).map(str::to_owned)
+    }
+    fn b(&self, k: &str) -> Option<bool> {
+        self.m.get(k).and_then(Value::as_bool)
+    }
+    fn n(&self, k: &str) -> Option<u64> {
+        self.m.get(k).and_then(Value::as_u64)
+    }
+    fn list(&self, k: &str) -> Option<Vec<String>> {
+        self.m
+            .get(k)
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-    };
-    let issue = |issues: &mut Vec<Issue>, key: &str, message: String, fix: &str| {
-        issues.push(Issue { source: source_of(key).to_string(), key: key.into(), message, fix: fix.into() })
-    };
+    }
+    fn issue(&mut self, key: &str, message: String, fix: &str) {
+        self.issues.push(Issue { source: (self.source_of)(key).to_string(), key: key.into(), message, fix: fix.into() })
+    }
+}
 
-    if let Some(r) = s("remote") {
-        match parse_remote(&r) {
+/// Where to sync to and as whom: remote, GitHub repository and API, machine id, passphrases.
+fn build_remote(f: &mut Fields<'_>, c: &mut Config) {
+    if let Some(r) = f.s("remote") {
+        match parse_remote(&r, f.home) {
             Ok(remote) => c.remote = remote,
-            Err(msg) => issue(
-                &mut issues,
+            Err(msg) => f.issue(
                 "remote",
                 msg,
                 "use \"github\", an absolute folder path such as \"/mnt/share/oc-sync\", or a file:// URL.",
             ),
         }
     }
-    c.token = s("token").filter(|t| !t.trim().is_empty()).map(Secret::new);
-    c.repo_owner = s("repoOwner").filter(|t| !t.is_empty());
-    if let Some(name) = s("repoName") {
+    c.token = f.s("token").filter(|t| !t.trim().is_empty()).map(Secret::new);
+    c.repo_owner = f.s("repoOwner").filter(|t| !t.is_empty());
+    if let Some(name) = f.s("repoName") {
         if name.is_empty() || name.contains('/') || name.len() > 100 {
-            issue(&mut issues, "repoName", format!("\"{name}\" is not a repository name."), "use a name such as \".opencode-sync\" (no slashes), and set the owner with repoOwner.");
+            f.issue("repoName", format!("\"{name}\" is not a repository name."), "use a name such as \".opencode-sync\" (no slashes), and set the owner with repoOwner.");
         } else {
             c.repo_name = name;
         }
     }
-    c.branch = s("branch").filter(|t| !t.is_empty());
-    if let Some(url) = s("githubApiUrl") {
+    c.branch = f.s("branch").filter(|t| !t.is_empty());
+    if let Some(url) = f.s("githubApiUrl") {
         match check_api_url(&url) {
             Ok(u) => c.github_api_url = u,
-            Err(msg) => issue(&mut issues, "githubApiUrl", msg, "use https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server."),
+            Err(msg) => f.issue("githubApiUrl", msg, "use https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server."),
         }
     }
-    if let Some(id) = s("machineId") {
+    if let Some(id) = f.s("machineId") {
         if valid_machine_id(&id) {
             c.machine_id = Some(id);
         } else {
-            issue(&mut issues, "machineId", format!("\"{id}\" is not a valid machine id."), "use 1-64 letters, digits, '.', '_' or '-', e.g. \"work-laptop\".");
+            f.issue("machineId", format!("\"{id}\" is not a valid machine id."), "use 1-64 letters, digits, '.', '_' or '-', e.g. \"work-laptop\".");
         }
     }
     for (key, slot) in [("encryptionKey", &mut c.encryption_key), ("oldEncryptionKey", &mut c.old_encryption_key)] {
-        if let Some(k) = s(key) {
+        if let Some(k) = f.s(key) {
             if k.chars().count() < 16 {
-                issues.push(Issue {
-                    source: source_of(key).to_string(),
-                    key: key.into(),
-                    message: "the passphrase is shorter than 16 characters.".into(),
-                    fix: "use a passphrase of at least 16 characters (the same on every machine).".into(),
-                });
+                f.issue(
+                    key,
+                    "the passphrase is shorter than 16 characters.".into(),
+                    "use a passphrase of at least 16 characters (the same on every machine).",
+                );
             } else {
                 *slot = Some(Secret::new(k));
             }
         }
     }
-    if let Some(v) = b("autoSyncOnStartup") {
+}
+
+/// When and how to sync: auto-sync, intervals and debouncing, categories, conflicts, retries.
+fn build_timing(f: &mut Fields<'_>, c: &mut Config) {
+    if let Some(v) = f.b("autoSyncOnStartup") {
         c.auto_sync_on_startup = v;
     }
-    if let Some(v) = b("continuousSync") {
+    if let Some(v) = f.b("continuousSync") {
         c.continuous_sync = v;
     }
-    if let Some(v) = m.get("syncIntervalMinutes").and_then(Value::as_f64) {
+    if let Some(v) = f.m.get("syncIntervalMinutes").and_then(Value::as_f64) {
         c.sync_interval_minutes = v;
     }
-    if let Some(v) = n("fileWatcherDebounceMs") {
+    if let Some(v) = f.n("fileWatcherDebounceMs") {
         c.file_watcher_debounce_ms = v;
     }
-    if let Some(v) = n("maxDebounceMs") {
+    if let Some(v) = f.n("maxDebounceMs") {
         c.max_debounce_ms = v;
     }
     if c.max_debounce_ms < c.file_watcher_debounce_ms {
-        let key = if m.contains_key("maxDebounceMs") { "maxDebounceMs" } else { "fileWatcherDebounceMs" };
-        issues.push(Issue {
-            source: source_of(key).to_string(),
-            key: key.into(),
-            message: format!(
+        let key = if f.m.contains_key("maxDebounceMs") { "maxDebounceMs" } else { "fileWatcherDebounceMs" };
+        f.issue(
+            key,
+            format!(
                 "maxDebounceMs ({}) is smaller than fileWatcherDebounceMs ({}).",
                 c.max_debounce_ms, c.file_watcher_debounce_ms
             ),
-            fix: "make maxDebounceMs at least as large as fileWatcherDebounceMs.".into(),
-        });
+            "make maxDebounceMs at least as large as fileWatcherDebounceMs.",
+        );
     }
-    if let Some(Value::Object(sync)) = m.get("sync") {
+    if let Some(Value::Object(sync)) = f.m.get("sync") {
         let get = |k: &str, d: bool| sync.get(k).and_then(Value::as_bool).unwrap_or(d);
         let d = &c.sync;
         c.sync = Categories {
@@ -627,31 +654,34 @@ fn build(m: &Map<String, Value>, source_of: &dyn Fn(&str) -> Source) -> Result<C
             todos: get("todos", d.todos),
         };
     }
-    if let Some(v) = s("conflictStrategy").and_then(|v| ConflictStrategy::parse(&v)) {
+    if let Some(v) = f.s("conflictStrategy").and_then(|v| ConflictStrategy::parse(&v)) {
         c.conflict_strategy = v;
     }
-    if let Some(v) = n("maxRetryAttempts") {
+    if let Some(v) = f.n("maxRetryAttempts") {
         c.max_retry_attempts = v as u32;
     }
-    if let Some(v) = n("retryDelayMs") {
+    if let Some(v) = f.n("retryDelayMs") {
         c.retry_delay_ms = v;
     }
-    if let Some(v) = n("tombstoneGraceDays") {
+    if let Some(v) = f.n("tombstoneGraceDays") {
         c.tombstone_grace_days = v as u32;
     }
+}
+
+/// What to sync: file globs, secret paths, session limits and path map, and the log level.
+fn build_selection(f: &mut Fields<'_>, c: &mut Config) {
     for key in ["include", "exclude", "credentialFiles"] {
-        if let Some(globs) = list(key) {
+        if let Some(globs) = f.list(key) {
             for g in &globs {
                 if g.is_empty() || g.starts_with('/') || g.split(['/', '\\']).any(|p| p == "..") {
-                    issues.push(Issue {
-                        source: source_of(key).to_string(),
-                        key: key.into(),
-                        message: format!(
+                    f.issue(
+                        key,
+                        format!(
                             "\"{g}\" is not a relative glob inside OpenCode's {} dir.",
                             if key == "credentialFiles" { "data" } else { "config" }
                         ),
-                        fix: "use globs relative to the config dir, e.g. \"agents/*.md\", without \"..\" or a leading \"/\".".into(),
-                    });
+                        "use globs relative to the config dir, e.g. \"agents/*.md\", without \"..\" or a leading \"/\".",
+                    );
                 }
             }
             match key {
@@ -662,9 +692,9 @@ fn build(m: &Map<String, Value>, source_of: &dyn Fn(&str) -> Source) -> Result<C
         }
     }
     for key in ["secretPaths", "notSecretPaths"] {
-        if let Some(paths) = list(key) {
+        if let Some(paths) = f.list(key) {
             if let Some(bad) = paths.iter().find(|p| p.is_empty() || p.split('.').any(str::is_empty)) {
-                issue(&mut issues, key, format!("\"{bad}\" is not a dotted path."), "use paths such as \"provider.*.options.apiKey\" (`*`: any one key, `**`: any keys).");
+                f.issue(key, format!("\"{bad}\" is not a dotted path."), "use paths such as \"provider.*.options.apiKey\" (`*`: any one key, `**`: any keys).");
             } else if key == "secretPaths" {
                 c.secret_paths = paths;
             } else {
@@ -672,25 +702,24 @@ fn build(m: &Map<String, Value>, source_of: &dyn Fn(&str) -> Source) -> Result<C
             }
         }
     }
-    if let Some(v) = n("sessionMaxAgeDays") {
+    if let Some(v) = f.n("sessionMaxAgeDays") {
         c.session_max_age_days = v as u32;
     }
-    if let Some(v) = list("sessionProjects") {
+    if let Some(v) = f.list("sessionProjects") {
         c.session_projects = v;
     }
-    if let Some(v) = n("sessionMaxMiB") {
+    if let Some(v) = f.n("sessionMaxMiB") {
         c.session_max_bytes = v << 20;
     }
-    if let Some(Value::Object(map)) = m.get("sessionPathMap") {
+    if let Some(Value::Object(map)) = f.m.get("sessionPathMap") {
         c.session_path_map = map.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect();
     }
-    if let Some(v) = s("logLevel") {
+    if let Some(v) = f.s("logLevel") {
         c.log_level = v;
     }
-    if issues.is_empty() { Ok(c) } else { Err(issues) }
 }
 
-fn parse_remote(r: &str) -> Result<RemoteSetting, String> {
+fn parse_remote(r: &str, home: Option<&Path>) -> Result<RemoteSetting, String> {
     let r = r.trim();
     if r.eq_ignore_ascii_case("github") {
         return Ok(RemoteSetting::Github);
@@ -700,8 +729,7 @@ fn parse_remote(r: &str) -> Result<RemoteSetting, String> {
     } else if r.contains("://") {
         return Err(format!("\"{r}\" is neither \"github\" nor a local path (only file:// URLs are supported)."));
     } else if let Some(rest) = r.strip_prefix("~/") {
-        let home = crate::paths::EnvSnapshot::from_process();
-        match home.home() {
+        match home {
             Some(h) => h.join(rest),
             None => return Err("\"~\" cannot be expanded: no home directory.".into()),
         }

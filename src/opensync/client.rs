@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::paths::EnvSnapshot;
+
 /// Attempts for a request that fails with a connection error or a 5xx.
 const ATTEMPTS: u32 = 4;
 
@@ -98,6 +100,16 @@ impl BatchResult {
     }
 }
 
+/// The first retry wait (doubling after), unless the environment changes it (see [`retry_delay`]).
+pub const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// The first retry wait: [`RETRY_DELAY`], or OC_SYNC_OPENSYNC_RETRY_MS milliseconds (tests).
+pub fn retry_delay(env: &EnvSnapshot) -> Duration {
+    env.var("OC_SYNC_OPENSYNC_RETRY_MS")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(RETRY_DELAY, Duration::from_millis)
+}
+
 pub struct OpenSyncClient {
     base: String,
     key: String,
@@ -106,7 +118,8 @@ pub struct OpenSyncClient {
 }
 
 impl OpenSyncClient {
-    pub fn new(url: &str, key: &str) -> Result<Self, OpenSyncError> {
+    /// `backoff`: the first retry wait, see [`retry_delay`].
+    pub fn new(url: &str, key: &str, backoff: Duration) -> Result<Self, OpenSyncError> {
         let base = normalize_url(url).map_err(OpenSyncError::Config)?;
         let key = key.trim().to_owned();
         if !key.starts_with("osk_") || key.len() < 8 || key.bytes().any(|b| !b.is_ascii_graphic()) {
@@ -119,10 +132,6 @@ impl OpenSyncClient {
             .http_status_as_error(false)
             .build()
             .into();
-        let backoff = std::env::var("OC_SYNC_OPENSYNC_RETRY_MS")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .map_or(Duration::from_secs(1), Duration::from_millis);
         Ok(OpenSyncClient { base, key, agent, backoff })
     }
 
@@ -254,13 +263,13 @@ mod tests {
         assert!(normalize_url("http://sync.example.com").unwrap_err().contains("unencrypted"));
         assert!(normalize_url("sync.example.com").is_err());
         assert_eq!(mask_key("osk_abcdefghijklmnop"), "osk_…mnop");
-        assert!(OpenSyncClient::new("https://x.convex.cloud", "nope").is_err());
+        assert!(OpenSyncClient::new("https://x.convex.cloud", "nope", RETRY_DELAY).is_err());
     }
 
     #[test]
     fn user_info_and_lookalike_hosts_are_refused() {
         for u in ["http://127.0.0.1:80@other.example", "http://127.0.0.1.evil.com", "https://u:p@x.convex.cloud"] {
-            assert!(OpenSyncClient::new(u, "osk_abcdefghijkl").is_err(), "{u}");
+            assert!(OpenSyncClient::new(u, "osk_abcdefghijkl", RETRY_DELAY).is_err(), "{u}");
         }
         assert_eq!(normalize_url("HTTPS://Happy-Cat.Convex.Cloud").unwrap(), "https://happy-cat.convex.site");
         assert_eq!(normalize_url("https://x.convex.cloud.evil.com").unwrap(), "https://x.convex.cloud.evil.com");

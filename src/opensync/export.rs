@@ -24,7 +24,7 @@ use serde_json::Value;
 use super::client::{OpenSyncClient, OpenSyncError};
 use super::payload::{self, Options};
 use super::state::{self, Backoff, Problem, SessionMark, StoredState};
-use crate::paths::Paths;
+use crate::paths::{EnvSnapshot, Paths};
 use crate::source::opencode_db::OpencodeDb;
 use crate::time::now_ms;
 
@@ -99,7 +99,7 @@ pub enum ExportError {
 /// plugin's), unless a recent failure asks to wait; logs the outcome, never fails. What the
 /// plugin's database process runs after its sync. The outcome is also in the state file
 /// ([`StoredState::problem`]), which the plugin reads to show a toast.
-pub fn run_if_configured(paths: &Paths, env: &crate::paths::EnvSnapshot) -> Option<ExportReport> {
+pub fn run_if_configured(paths: &Paths, env: &EnvSnapshot) -> Option<ExportReport> {
     let found = super::credentials::load(paths, env)?;
     let c = &found.credentials;
     let st = state::load(&state::file(paths));
@@ -107,9 +107,9 @@ pub fn run_if_configured(paths: &Paths, env: &crate::paths::EnvSnapshot) -> Opti
         tracing::debug!("opensync: waiting until {} after: {}", b.next_ms, b.reason);
         return None;
     }
-    let result = OpenSyncClient::new(&c.url, &c.api_key)
+    let result = OpenSyncClient::new(&c.url, &c.api_key, super::client::retry_delay(env))
         .map_err(ExportError::from)
-        .and_then(|client| run_with(paths, &client, Mode::Changed, &Options::default(), false));
+        .and_then(|client| run_with(paths, &client, Mode::Changed, &Options::default(), workers(env), false));
     match &result {
         Ok(r) => log_report(r),
         Err(e) => tracing::warn!("opensync export failed (what was not stored stays pending): {e}"),
@@ -145,19 +145,26 @@ fn signal_of(s: &crate::source::opencode_db::SessionSignal) -> String {
     format!("{}:{}:{}:{}", s.time_updated, s.messages, s.parts, s.totals)
 }
 
-/// Runs one export with `client`, not waiting for backoffs (the person asked for it).
-pub fn run(paths: &Paths, client: &OpenSyncClient, mode: Mode, opts: &Options) -> Result<ExportReport, ExportError> {
-    run_with(paths, client, mode, opts, true)
+/// Sessions exported at the same time: [`WORKERS`], or OC_SYNC_OPENSYNC_WORKERS (tests).
+pub fn workers(env: &EnvSnapshot) -> usize {
+    env.var("OC_SYNC_OPENSYNC_WORKERS").and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(WORKERS)
 }
 
-fn run_with(paths: &Paths, client: &OpenSyncClient, mode: Mode, opts: &Options, asked: bool) -> Result<ExportReport, ExportError> {
+/// Runs one export with `client` and `workers` sessions at a time (see [`workers`]), not waiting
+/// for backoffs (the person asked for it).
+pub fn run(paths: &Paths, client: &OpenSyncClient, mode: Mode, opts: &Options, workers: usize) -> Result<ExportReport, ExportError> {
+    run_with(paths, client, mode, opts, workers, true)
+}
+
+fn run_with(paths: &Paths, client: &OpenSyncClient, mode: Mode, opts: &Options, workers: usize, asked: bool) -> Result<ExportReport, ExportError> {
     let state_file = state::file(paths);
     let mut st = state::load(&state_file);
     if st.url != client.url() {
         st = StoredState { url: client.url().to_owned(), ..Default::default() };
     }
     let mut report = ExportReport { url: client.url().to_owned(), ..Default::default() };
-    let result = export(paths, client, mode, opts, asked, &mut st, &mut report);
+    let run = Run { client, mode, opts, workers, asked };
+    let result = export(paths, &run, &mut st, &mut report);
     let now = now_ms();
     st.last_sync_ms = Some(now);
     st.last_error = result.as_ref().err().map(|e| e.to_string());
@@ -211,7 +218,21 @@ struct JobResult {
     fatal: Option<OpenSyncError>,
 }
 
-fn export(paths: &Paths, client: &OpenSyncClient, mode: Mode, opts: &Options, asked: bool, st: &mut StoredState, report: &mut ExportReport) -> Result<(), ExportError> {
+/// What one export run was asked to do.
+struct Run<'a> {
+    client: &'a OpenSyncClient,
+    mode: Mode,
+    opts: &'a Options,
+    /// Sessions sent at the same time.
+    workers: usize,
+    /// The person asked for it (no waiting for backoffs, a request even when nothing moved).
+    asked: bool,
+}
+
+/// A stored session's metadata update: (session id, signal, fingerprint, batch payload).
+type BatchItem = (String, String, String, Value);
+
+fn export(paths: &Paths, run: &Run<'_>, st: &mut StoredState, report: &mut ExportReport) -> Result<(), ExportError> {
     let local = |e: crate::source::opencode_db::DbError| ExportError::Local(e.to_string());
     if !paths.opencode_db.is_file() {
         return Ok(()); // OpenCode has not run on this machine yet: nothing to send
@@ -219,27 +240,43 @@ fn export(paths: &Paths, client: &OpenSyncClient, mode: Mode, opts: &Options, as
     let db = OpencodeDb::open(&paths.opencode_db).map_err(local)?;
     let signals = db.session_signals().map_err(local)?;
     let changed = |st: &StoredState, s: &&crate::source::opencode_db::SessionSignal| {
-        mode != Mode::Changed || st.sessions.get(&s.id).and_then(|m| m.signal.as_ref()) != Some(&signal_of(s))
+        run.mode != Mode::Changed || st.sessions.get(&s.id).and_then(|m| m.signal.as_ref()) != Some(&signal_of(s))
     };
-    if !asked && !signals.iter().any(|s| changed(st, &s)) {
+    if !run.asked && !signals.iter().any(|s| changed(st, &s)) {
         return Ok(()); // automatic run, nothing moved: no request at all
     }
-    forget_lost(client, st, report)?;
-    let now = now_ms();
+    forget_lost(run.client, st, report)?;
     let todo: Vec<_> = signals.iter().filter(|s| changed(st, s)).collect();
     report.sessions_looked_at = todo.len();
-    let workers = std::env::var("OC_SYNC_OPENSYNC_WORKERS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(WORKERS);
+    let batch = send_sessions(run, &db, &todo, st, report)?;
+    for chunk in batch.chunks(BATCH_ITEMS) {
+        send_batch(run.client, chunk, st, report)?;
+    }
+    report.pending = signals.iter().filter(|s| st.sessions.get(&s.id).and_then(|m| m.signal.as_ref()) != Some(&signal_of(s))).count();
+    Ok(())
+}
+
+/// Plans the sessions of `todo` and sends their requests on `run.workers` threads, applying each
+/// answer as it comes; returns the metadata updates left for batch requests.
+fn send_sessions(
+    run: &Run<'_>,
+    db: &OpencodeDb,
+    todo: &[&crate::source::opencode_db::SessionSignal],
+    st: &mut StoredState,
+    report: &mut ExportReport,
+) -> Result<Vec<BatchItem>, ExportError> {
+    let now = now_ms();
     let abort = AtomicBool::new(false);
-    let mut batch: Vec<(String, String, String, Value)> = Vec::new();
+    let mut batch: Vec<BatchItem> = Vec::new();
     let mut fatal = None;
-    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(workers * 2);
+    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(run.workers * 2);
     let (res_tx, res_rx) = mpsc::channel::<JobResult>();
     let job_rx = Mutex::new(job_rx);
     std::thread::scope(|scope| -> Result<(), ExportError> {
         // Owned here, so any early return closes it and the workers end.
         let job_tx = job_tx;
-        for _ in 0..workers {
-            let (job_rx, res_tx, abort) = (&job_rx, res_tx.clone(), &abort);
+        for _ in 0..run.workers {
+            let (job_rx, res_tx, abort, client) = (&job_rx, res_tx.clone(), &abort, run.client);
             scope.spawn(move || {
                 loop {
                     // The lock is released before the job runs, so the workers run in parallel.
@@ -255,35 +292,21 @@ fn export(paths: &Paths, client: &OpenSyncClient, mode: Mode, opts: &Options, as
                 fatal.get_or_insert(e);
             }
         };
-        for s in &todo {
+        for s in todo {
             while let Ok(r) = res_rx.try_recv() {
                 apply(r, st, report);
             }
             if abort.load(Ordering::Relaxed) {
                 break;
             }
-            let mark = st.sessions.get(&s.id).cloned().unwrap_or_default();
-            if !asked && mark.retry.as_ref().is_some_and(|b| b.waiting(now)) {
-                report.backing_off += 1;
-                continue;
-            }
-            let plan = match plan_session(&db, s, &mark, mode, opts, now, report) {
-                Ok(Some(plan)) => plan,
-                Ok(None) => continue,
-                Err(e) => {
-                    // One unreadable session does not stop the others; it stays pending.
-                    tracing::warn!("opensync: cannot export session {}: {e}", s.id);
-                    report.unreadable.push(format!("{}: {e}", s.id));
-                    continue;
-                }
-            };
-            match plan {
-                Plan::Batch(b) => batch.push(b),
-                Plan::Job(job) => {
+            match next_plan(run, db, s, st, now, report) {
+                Some(Plan::Batch(b)) => batch.push(b),
+                Some(Plan::Job(job)) => {
                     if job_tx.send(job).is_err() {
                         break;
                     }
                 }
+                None => {}
             }
         }
         drop(job_tx);
@@ -295,11 +318,33 @@ fn export(paths: &Paths, client: &OpenSyncClient, mode: Mode, opts: &Options, as
     if let Some(e) = fatal {
         return Err(e.into());
     }
-    for chunk in batch.chunks(BATCH_ITEMS) {
-        send_batch(client, chunk, st, report)?;
+    Ok(batch)
+}
+
+/// What to send for session `s` now; None when it waits for its backoff, has nothing to send, or
+/// cannot be read (then it is reported and stays pending: one unreadable session does not stop
+/// the others).
+fn next_plan(
+    run: &Run<'_>,
+    db: &OpencodeDb,
+    s: &crate::source::opencode_db::SessionSignal,
+    st: &StoredState,
+    now: u64,
+    report: &mut ExportReport,
+) -> Option<Plan> {
+    let mark = st.sessions.get(&s.id).cloned().unwrap_or_default();
+    if !run.asked && mark.retry.as_ref().is_some_and(|b| b.waiting(now)) {
+        report.backing_off += 1;
+        return None;
     }
-    report.pending = signals.iter().filter(|s| st.sessions.get(&s.id).and_then(|m| m.signal.as_ref()) != Some(&signal_of(s))).count();
-    Ok(())
+    match plan_session(db, s, &mark, run.mode, run.opts, now, report) {
+        Ok(plan) => plan,
+        Err(e) => {
+            tracing::warn!("opensync: cannot export session {}: {e}", s.id);
+            report.unreadable.push(format!("{}: {e}", s.id));
+            None
+        }
+    }
 }
 
 /// The server's list is the truth: a session it no longer holds is sent again.

@@ -49,7 +49,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::source::opencode_db::docs::{DocProblem, parse_doc};
+use crate::source::opencode_db::docs::{DocProblem, parse_doc, take_rows};
 
 /// The `source` of every payload.
 pub const SOURCE: &str = "opencode";
@@ -195,18 +195,7 @@ fn parse_messages(bytes: &[u8]) -> Result<Messages, String> {
         .map_err(|_| err(D, "sessionId", "missing or not a non-empty string"))?
         .to_owned();
     let rows = |doc: &mut Obj, key: &str| -> Result<Vec<Obj>, String> {
-        match doc.remove(key) {
-            Some(Value::Array(a)) => a
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| match v {
-                    Value::Object(m) => Ok(m),
-                    _ => Err(err(D, format!("{key}[{i}]"), "is not a JSON object")),
-                })
-                .collect(),
-            Some(_) => Err(err(D, key, "is not a JSON array")),
-            None => Err(err(D, key, "missing")),
-        }
+        take_rows(doc, key).map_err(|DocProblem { field, problem }| err(D, field, problem))
     };
     let messages = rows(&mut doc, "messages")?;
     for (i, m) in messages.iter().enumerate() {
@@ -523,31 +512,10 @@ pub fn session_payload(
     messages_doc: Option<&[u8]>,
     _opts: &Options,
 ) -> Result<Value, String> {
-    const D: &str = "sessions";
-    let mut doc = parse(D, session_doc)?;
-    let session = req_obj(D, &mut doc, "session")?;
-    let sid = req_str(D, &session, "id", "session")?.to_owned();
-    let mut project = opt_obj(D, &mut doc, "project")?;
-    if let Some(bytes) = project_doc {
-        let mut pdoc = parse("projects", bytes)?;
-        project = Some(req_obj("projects", &mut pdoc, "project")?);
-    }
-    let messages = messages_doc.map(parse_messages).transpose()?;
-    if let Some(m) = &messages
-        && m.session_id != sid
-    {
-        return Err(err(
-            "messages",
-            "sessionId",
-            format!("is {:?}, the session document is {sid:?}", m.session_id),
-        ));
-    }
-    let sv = Value::Object(session);
-    let null = Value::Null;
-    let pv = project.map(Value::Object).unwrap_or(Value::Null);
+    let SessionDocs { sid, session: sv, project: pv, messages } = session_docs(session_doc, project_doc, messages_doc)?;
 
     let mut out = Map::new();
-    out.insert("externalId".into(), sid.clone().into());
+    out.insert("externalId".into(), sid.into());
     put_str(&mut out, "title", str_at(&sv, &["title"]));
     let project_path = str_at(&sv, &["directory"]).or_else(|| str_at(&pv, &["worktree"]));
     put_str(&mut out, "projectPath", project_path);
@@ -561,61 +529,14 @@ pub fn session_payload(
 
     let (mut model, mut provider) = session_model(&sv);
     if let Some(m) = &messages {
-        let datas: Vec<&Value> = m
-            .messages
-            .iter()
-            .map(|msg| msg.get("data").unwrap_or(&null))
-            .collect();
-        let assistant = datas.iter().rev().find(|d| {
-            str_at(d, &["role"]) == Some("assistant") && str_at(d, &["modelID"]).is_some()
-        });
-        let user = datas
-            .iter()
-            .rev()
-            .find(|d| str_at(d, &["model", "modelID"]).is_some());
-        if model.is_none() {
-            model = assistant
-                .and_then(|d| str_at(d, &["modelID"]))
-                .or_else(|| user.and_then(|d| str_at(d, &["model", "modelID"])))
-                .map(str::to_owned);
-        }
-        if provider.is_none() {
-            provider = assistant
-                .and_then(|d| str_at(d, &["providerID"]))
-                .or_else(|| user.and_then(|d| str_at(d, &["model", "providerID"])))
-                .map(str::to_owned);
-        }
+        messages_model(m, &mut model, &mut provider);
     }
     put_str(&mut out, "model", model.as_deref());
     put_str(&mut out, "provider", provider.as_deref());
     out.insert("source".into(), SOURCE.into());
 
     let (prompt, completion, cost, span) = match &messages {
-        Some(m) => {
-            let (mut prompt, mut completion, mut cost) = (0_i64, 0_i64, 0.0_f64);
-            let (mut first, mut last): (Option<i64>, Option<i64>) = (None, None);
-            for msg in &m.messages {
-                let d = msg.get("data").unwrap_or(&null);
-                if str_at(d, &["role"]) == Some("assistant") {
-                    if let Some((p, c)) = message_tokens(d) {
-                        prompt += p;
-                        completion += c;
-                    }
-                    cost += num_at(d, &["cost"]).unwrap_or(0.0);
-                }
-                let created = int_at(d, &["time", "created"])
-                    .or_else(|| msg.get("time_created").and_then(Value::as_i64));
-                let end = int_at(d, &["time", "completed"]).or(created);
-                if let Some(c) = created {
-                    first = Some(first.map_or(c, |f| f.min(c)));
-                }
-                if let Some(e) = end {
-                    last = Some(last.map_or(e, |l| l.max(e)));
-                }
-            }
-            let span = first.zip(last).map(|(f, l)| l - f);
-            (prompt, completion, cost, span)
-        }
+        Some(m) => message_totals(m),
         None => (
             int_at(&sv, &["tokens_input"]).unwrap_or(0),
             int_at(&sv, &["tokens_output"]).unwrap_or(0)
@@ -636,6 +557,106 @@ pub fn session_payload(
         out.insert("createdAt".into(), c.into());
     }
     Ok(Value::Object(out))
+}
+
+/// The documents behind one session payload, parsed and checked against each other.
+struct SessionDocs {
+    sid: String,
+    /// The session row (an object).
+    session: Value,
+    /// The project row, or null.
+    project: Value,
+    messages: Option<Messages>,
+}
+
+fn session_docs(
+    session_doc: &[u8],
+    project_doc: Option<&[u8]>,
+    messages_doc: Option<&[u8]>,
+) -> Result<SessionDocs, String> {
+    const D: &str = "sessions";
+    let mut doc = parse(D, session_doc)?;
+    let session = req_obj(D, &mut doc, "session")?;
+    let sid = req_str(D, &session, "id", "session")?.to_owned();
+    let mut project = opt_obj(D, &mut doc, "project")?;
+    if let Some(bytes) = project_doc {
+        let mut pdoc = parse("projects", bytes)?;
+        project = Some(req_obj("projects", &mut pdoc, "project")?);
+    }
+    let messages = messages_doc.map(parse_messages).transpose()?;
+    if let Some(m) = &messages
+        && m.session_id != sid
+    {
+        return Err(err(
+            "messages",
+            "sessionId",
+            format!("is {:?}, the session document is {sid:?}", m.session_id),
+        ));
+    }
+    Ok(SessionDocs {
+        sid,
+        session: Value::Object(session),
+        project: project.map(Value::Object).unwrap_or(Value::Null),
+        messages,
+    })
+}
+
+/// Fills a missing model or provider from the messages: the last assistant message naming a
+/// model, else the last user message that chose one.
+fn messages_model(m: &Messages, model: &mut Option<String>, provider: &mut Option<String>) {
+    let null = Value::Null;
+    let datas: Vec<&Value> = m
+        .messages
+        .iter()
+        .map(|msg| msg.get("data").unwrap_or(&null))
+        .collect();
+    let assistant = datas.iter().rev().find(|d| {
+        str_at(d, &["role"]) == Some("assistant") && str_at(d, &["modelID"]).is_some()
+    });
+    let user = datas
+        .iter()
+        .rev()
+        .find(|d| str_at(d, &["model", "modelID"]).is_some());
+    if model.is_none() {
+        *model = assistant
+            .and_then(|d| str_at(d, &["modelID"]))
+            .or_else(|| user.and_then(|d| str_at(d, &["model", "modelID"])))
+            .map(str::to_owned);
+    }
+    if provider.is_none() {
+        *provider = assistant
+            .and_then(|d| str_at(d, &["providerID"]))
+            .or_else(|| user.and_then(|d| str_at(d, &["model", "providerID"])))
+            .map(str::to_owned);
+    }
+}
+
+/// (prompt tokens, completion tokens, cost, first-to-last span in ms) over the messages.
+fn message_totals(m: &Messages) -> (i64, i64, f64, Option<i64>) {
+    let null = Value::Null;
+    let (mut prompt, mut completion, mut cost) = (0_i64, 0_i64, 0.0_f64);
+    let (mut first, mut last): (Option<i64>, Option<i64>) = (None, None);
+    for msg in &m.messages {
+        let d = msg.get("data").unwrap_or(&null);
+        if str_at(d, &["role"]) == Some("assistant") {
+            if let Some((p, c)) = message_tokens(d) {
+                prompt += p;
+                completion += c;
+            }
+            cost += num_at(d, &["cost"]).unwrap_or(0.0);
+        }
+        let created = int_at(d, &["time", "created"])
+            .or_else(|| msg.get("time_created").and_then(Value::as_i64));
+        let end = int_at(d, &["time", "completed"]).or(created);
+        if let Some(c) = created {
+            first = Some(first.map_or(c, |f| f.min(c)));
+        }
+        if let Some(e) = end {
+            last = Some(last.map_or(e, |l| l.max(e)));
+        }
+    }
+    let span = first.zip(last).map(|(f, l)| l - f);
+    (prompt, completion, cost, span)
 }
 
 // ---------------------------------------------------------------------------------------------

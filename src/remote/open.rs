@@ -14,7 +14,7 @@ pub fn open_remote(config: &Config, paths: &Paths, env: &EnvSnapshot) -> Result<
     let path = match &config.remote {
         RemoteSetting::Local(p) => p.clone(),
         RemoteSetting::Github | RemoteSetting::Auto => match find_token(config, env, paths) {
-            Some((token, _)) => return Ok(Box::new(open_github(config, paths, token.expose())?)),
+            Some((token, _)) => return Ok(Box::new(open_github(config, paths, env, token.expose())?)),
             None if config.remote == RemoteSetting::Github => {
                 return Err(RemoteError::Denied(
                     "`remote` is \"github\" but no GitHub token was found: run `oc-sync login`, or set GITHUB_TOKEN (or GH_TOKEN, or `token` in the config)".into(),
@@ -31,7 +31,7 @@ pub fn open_remote(config: &Config, paths: &Paths, env: &EnvSnapshot) -> Result<
 }
 
 /// The GitHub remote for this configuration (blocking: never call from an async task).
-pub fn open_github(config: &Config, paths: &Paths, token: &str) -> Result<GithubRemote, RemoteError> {
+pub fn open_github(config: &Config, paths: &Paths, env: &EnvSnapshot, token: &str) -> Result<GithubRemote, RemoteError> {
     let settings = GithubSettings {
         api_url: config.github_api_url.clone(),
         token: token.to_owned(),
@@ -39,6 +39,7 @@ pub fn open_github(config: &Config, paths: &Paths, token: &str) -> Result<Github
         repo: config.repo_name.clone(),
         branch: config.branch.clone(),
         cache_file: Some(paths.github_cache_file()),
+        retry_unit: super::github::http::retry_unit(env),
     };
     GithubRemote::open(&settings)
 }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::net::github_api_url;
+use crate::paths::EnvSnapshot;
 use crate::remote::{RemoteError, truncate};
 
 /// Attempts for a request that fails with a connection error or a 5xx.
@@ -66,6 +67,16 @@ pub fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// The unit of the retry waits, unless the environment changes it (see [`retry_unit`]).
+pub const RETRY_UNIT: Duration = Duration::from_secs(1);
+
+/// The unit of the retry waits: [`RETRY_UNIT`], or OC_SYNC_GITHUB_RETRY_MS milliseconds (tests).
+pub fn retry_unit(env: &EnvSnapshot) -> Duration {
+    env.var("OC_SYNC_GITHUB_RETRY_MS")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(RETRY_UNIT, Duration::from_millis)
+}
+
 /// The client. Owns a small current-thread runtime and blocks on it: never use it from inside
 /// an async task of another runtime.
 pub struct Http {
@@ -75,7 +86,7 @@ pub struct Http {
     pub api_url: String,
     /// The API's host (and port, when not the scheme's default), from the parsed URL.
     pub api_host: String,
-    /// Unit of the retry waits (1 s; tests shorten it with OC_SYNC_GITHUB_RETRY_MS).
+    /// Unit of the retry waits ([`RETRY_UNIT`]; tests shorten it, see [`retry_unit`]).
     backoff: Duration,
     rate: Mutex<RateInfo>,
 }
@@ -112,11 +123,7 @@ impl Http {
                 .build()
                 .map_err(|e| RemoteError::Unreachable(format!("cannot set up the GitHub client: {e}")))
         })?;
-        let backoff = std::env::var("OC_SYNC_GITHUB_RETRY_MS")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .map_or(Duration::from_secs(1), Duration::from_millis);
-        Ok(Http { rt, octo, token, api_url: api, api_host, backoff, rate: Mutex::new(RateInfo::default()) })
+        Ok(Http { rt, octo, token, api_url: api, api_host, backoff: RETRY_UNIT, rate: Mutex::new(RateInfo::default()) })
     }
 
     /// Replaces the retry wait unit.
@@ -328,10 +335,11 @@ pub struct Account {
     pub scopes: Option<String>,
 }
 
-/// Checks a token against the API (`GET /user`) and returns its account and rate figures.
-/// Must not be called from inside an async task.
-pub fn check_token(api_url: &str, token: &str) -> Result<(Account, RateInfo), RemoteError> {
-    let http = Http::new(api_url, token)?;
+/// Checks a token against the API (`GET /user`) and returns its account and rate figures;
+/// `retry_unit`: see [`retry_unit`]. Must not be called from inside an async task.
+pub fn check_token(api_url: &str, token: &str, retry_unit: Duration) -> Result<(Account, RateInfo), RemoteError> {
+    let mut http = Http::new(api_url, token)?;
+    http.set_backoff(retry_unit);
     let account = http.user()?;
     Ok((account, http.rate()))
 }

@@ -104,6 +104,8 @@ pub struct GithubSettings {
     pub branch: Option<String>,
     /// Where connection facts, ETags and the head snapshot are kept between runs.
     pub cache_file: Option<PathBuf>,
+    /// The first wait before retrying a failed request (it doubles each time).
+    pub retry_unit: Duration,
 }
 
 impl fmt::Debug for GithubRemote {
@@ -283,7 +285,8 @@ impl GithubRemote {
     /// need no request until something is read or written: an idle sync costs one conditional
     /// request. Refuses a public repository.
     pub fn open(s: &GithubSettings) -> Result<Self, RemoteError> {
-        let http = Http::new(&s.api_url, &s.token)?;
+        let mut http = Http::new(&s.api_url, &s.token)?;
+        http.set_backoff(s.retry_unit);
         if let Some(o) = &s.owner {
             check_names(o, &s.repo, s.branch.as_deref())?;
         } else {

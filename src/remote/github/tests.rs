@@ -41,6 +41,7 @@ fn settings(gh: &FakeGithub, cache: &Path) -> GithubSettings {
         repo: REPO.into(),
         branch: None,
         cache_file: Some(cache.join("github.json")),
+        retry_unit: Duration::from_millis(5),
     }
 }
 

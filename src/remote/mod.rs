@@ -21,6 +21,9 @@ use crate::clock::VectorClock;
 
 pub mod github;
 pub mod local;
+/// Test support (a delegating remote with hooks), not part of the API.
+#[doc(hidden)]
+pub mod testing;
 
 #[cfg(test)]
 mod tests;

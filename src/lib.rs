@@ -26,5 +26,8 @@ pub mod sync;
 pub mod token_store;
 pub mod watch;
 
+#[cfg(test)]
+mod testing;
+
 /// This build's version (the npm package and the crate share it).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

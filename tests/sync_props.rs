@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::lib::{Config, ConflictStrategy, HookedRemote, LocalRemote, Remote, SyncError, SyncOptions, SyncReport, fault};
@@ -47,6 +47,13 @@ impl World {
         let remote = HookedRemote::owning(LocalRemote::open(remote_dir.path().join("remote")).unwrap());
         let machines = (0..n).map(|i| Machine::new(&format!("m{}", i + 1))).collect();
         World { _remote_dir: remote_dir, remote, machines }
+    }
+    /// Two machines sharing an opencode.json with a key "seed", settled.
+    fn seeded_pair(cfg: &Config, opts: &SyncOptions) -> World {
+        let w = World::new(2);
+        w.machines[0].set_key("seed", Value::from("s"));
+        w.settle(cfg, opts).unwrap();
+        w
     }
     /// Round-robin syncs until a whole round changes nothing (at least two rounds). Returns rounds run.
     fn settle(&self, cfg: &Config, opts: &SyncOptions) -> Result<usize, String> {
@@ -251,11 +258,11 @@ fn concurrent_same_key(strategy: ConflictStrategy, a_ms: u64, b_ms: u64) -> (Wor
     b.sync_on(&w.remote, &cfg);
     assert_eq!(b.oc_json(), m);
 
-    a.set_key("a", "A".into());
-    a.set_key("y", "A".into());
+    a.set_key("a", "A");
+    a.set_key("y", "A");
     a.set_mtime(OC, a_ms);
-    b.set_key("a", "B".into());
-    b.set_key("z", "B".into());
+    b.set_key("a", "B");
+    b.set_key("z", "B");
     b.set_mtime(OC, b_ms);
     let ra = a.sync_on(&w.remote, &cfg);
     assert_eq!(ra.pushed, vec![OC.to_string()]);
@@ -654,10 +661,8 @@ fn m_read(m: &Machine, key: &str) -> String {
 fn a_pull_cut_off_before_the_state_save_is_not_mistaken_for_a_local_edit() {
     let cfg = config(ConflictStrategy::AutoMerge);
     let opts = SyncOptions::default();
-    let w = World::new(2);
+    let w = World::seeded_pair(&cfg, &opts);
     let (a, b) = (&w.machines[0], &w.machines[1]);
-    a.set_key("seed", Value::from("s"));
-    w.settle(&cfg, &opts).unwrap();
     b.set_key("k", Value::from("first"));
     b.sync_on(&w.remote, &cfg);
     b.set_key("k", Value::from("second"));
@@ -677,10 +682,8 @@ fn a_pull_cut_off_before_the_state_save_is_not_mistaken_for_a_local_edit() {
 fn an_edit_of_a_merged_key_after_a_lost_answer_keeps_the_newest_value() {
     let cfg = config(ConflictStrategy::AutoMerge);
     let opts = SyncOptions::default();
-    let w = World::new(2);
+    let w = World::seeded_pair(&cfg, &opts);
     let (a, b) = (&w.machines[0], &w.machines[1]);
-    a.set_key("seed", Value::from("s"));
-    w.settle(&cfg, &opts).unwrap();
     a.set_key("x", Value::from("a-old"));
     b.set_key("y", Value::from("b-1"));
     b.sync_on(&w.remote, &cfg);
@@ -701,10 +704,8 @@ fn an_edit_of_a_merged_key_after_a_lost_answer_keeps_the_newest_value() {
 fn an_edit_during_a_merging_sync_keeps_the_newest_values() {
     let cfg = config(ConflictStrategy::AutoMerge);
     let opts = SyncOptions::default();
-    let w = World::new(2);
+    let w = World::seeded_pair(&cfg, &opts);
     let (a, b) = (&w.machines[0], &w.machines[1]);
-    a.set_key("seed", Value::from("s"));
-    w.settle(&cfg, &opts).unwrap();
     a.set_key("x", Value::from("a-old"));
     b.set_key("y", Value::from("b-1"));
     b.sync_on(&w.remote, &cfg);

@@ -32,14 +32,14 @@ fn loser_of_a_commit_race_retries_and_both_edits_survive() {
     let (a, b) = (ms[0].clone(), ms[1].clone());
     let config = cfg();
     let plain = LocalRemote::open(&remote_path).unwrap();
-    a.set_key("shared", "base".into());
+    a.set_key("shared", "base");
     a.append_line(HIST, "{\"text\":\"base\"}");
     a.sync_on(&plain, &config);
     b.sync_on(&plain, &config);
 
-    a.set_key("from_a", "A".into());
+    a.set_key("from_a", "A");
     a.append_line(HIST, "{\"text\":\"a\"}");
-    b.set_key("from_b", "B".into());
+    b.set_key("from_b", "B");
     b.append_line(HIST, "{\"text\":\"b\"}");
     // While A is about to commit, B runs a whole sync and wins the race.
     let (b2, remote2, config2) = (b.clone(), remote_path.clone(), config.clone());
@@ -78,12 +78,12 @@ fn two_threads_commit_at_the_same_moment_one_retries() {
     let (_dir, remote_path, ms) = setup(2);
     let config = cfg();
     let plain = LocalRemote::open(&remote_path).unwrap();
-    ms[0].set_key("shared", "base".into());
+    ms[0].set_key("shared", "base");
     ms[0].sync_on(&plain, &config);
     ms[1].sync_on(&plain, &config);
-    ms[0].set_key("k_m1", "1".into());
+    ms[0].set_key("k_m1", "1");
     ms[0].append_line(HIST, "{\"text\":\"m1\"}");
-    ms[1].set_key("k_m2", "2".into());
+    ms[1].set_key("k_m2", "2");
     ms[1].append_line(HIST, "{\"text\":\"m2\"}");
 
     // Both read the head and plan, then meet at the barrier inside their first commit.

@@ -54,6 +54,7 @@ pub fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Vec<u8>>) {
 
 pub mod home_snapshot;
 mod machine;
+#[allow(unused_imports)]
 pub use machine::{Machine, OC};
 
 /// Every path into the `oc_sync` library that the integration tests use, in one place: when a

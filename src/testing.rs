@@ -1,5 +1,5 @@
 //! Helpers shared by the crate's own test modules (simulated machines that sync in-process).
-//! The integration tests in tests/ have their own, in tests/common/.
+//! The integration tests in tests/ have their own, in tests/it/common/.
 
 use std::path::{Path, PathBuf};
 

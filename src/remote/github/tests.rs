@@ -763,7 +763,7 @@ async fn a_push_too_big_for_one_tree_request_is_split() {
 
 // ---- a hostile repository: entries that are not plain files -----------------------------------
 
-#[path = "../../../tests/common/home_snapshot.rs"]
+#[path = "../../../tests/it/common/home_snapshot.rs"]
 mod home_snapshot;
 
 /// The repository's current manifest with `extra` entries added (key → content), as JSON text.

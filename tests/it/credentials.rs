@@ -1,11 +1,9 @@
 //! Encrypted credentials end to end, driving the real `oc-sync` binary with one HOME per machine and a
 //! shared folder remote: nobody who can read the remote can read the secrets.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{Machine, Out};
+use crate::common::{Machine, Out};
 
 const PASS1: &str = "correct horse battery staple";
 const PASS2: &str = "a completely different passphrase";
@@ -150,7 +148,7 @@ fn passphrase_rotation_with_old_key_and_rekey() {
 
 #[test]
 fn a_ciphertext_moved_onto_another_item_is_refused() {
-    use common::lib::{Changes, LocalRemote, Remote};
+    use crate::common::lib::{Changes, LocalRemote, Remote};
     let t = tempfile::tempdir().unwrap();
     let a = machine(t.path(), "a", &[("OC_SYNC_PASSPHRASE", PASS1)]);
     std::fs::write(a.auth(), r#"{"openai":{"key":"sk-moved"}}"#).unwrap();

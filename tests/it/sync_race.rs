@@ -1,14 +1,12 @@
 //! Races between machines committing to one remote: the loser of the compare-and-swap retries and
 //! both changes end up in the remote.
 
-mod common;
-
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 
-use common::lib::{Config, HookedRemote, LocalRemote};
-use common::{Machine, OC};
+use crate::common::lib::{Config, HookedRemote, LocalRemote};
+use crate::common::{Machine, OC};
 use serde_json::Value;
 
 const HIST: &str = "state/prompt-history.jsonl";

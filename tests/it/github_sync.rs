@@ -5,8 +5,6 @@
 //! The fake runs on the test's multi-thread runtime; every run of the binary happens inside
 //! `spawn_blocking`.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
@@ -15,7 +13,7 @@ use serde_json::Value;
 
 const REPO: &str = ".opencode-sync";
 
-use common::Machine;
+use crate::common::Machine;
 
 /// A machine with its own HOME, the given machine id and extra oc-sync settings, pointed at `gh`.
 fn machine(gh: &FakeGithub, id: &str, settings: Value) -> Machine {
@@ -645,7 +643,7 @@ async fn first_sync_with_a_configured_branch_does_not_wait_for_it() {
 /// `sync --json` and `status`; neither is fetched; idle syncs stay one conditional request.
 #[tokio::test(flavor = "multi_thread")]
 async fn symlinks_and_submodules_in_the_repository_change_nothing_outside_the_synced_dirs() {
-    use common::home_snapshot as hs;
+    use crate::common::home_snapshot as hs;
     let gh = start(FakeOptions::default()).await;
     let a = machine(&gh, "a", serde_json::json!({}));
     a.write_cfg("agents/ok.md", "ok\n");
@@ -654,7 +652,7 @@ async fn symlinks_and_submodules_in_the_repository_change_nothing_outside_the_sy
     let gitlink: &[u8] = b"89abcdef0123456789abcdef0123456789abcdef";
     let manifest_text = repo_file(&gh, ".oc-sync/manifest.json").unwrap();
     let mut manifest: Value = serde_json::from_slice(&manifest_text).unwrap();
-    let sha256 = |b: &[u8]| common::lib::sha256_hex(b);
+    let sha256 = |b: &[u8]| crate::common::lib::sha256_hex(b);
     for (key, content) in [("config/agents/x.md", target), ("config/agents/sub.md", gitlink)] {
         let mut e = manifest["entries"]["config/agents/ok.md"].clone();
         e["hash"] = sha256(content).into();

@@ -4,12 +4,10 @@
 //! secret byte is in any remote object, log line or CLI output, and every machine holds the values
 //! it should: A and B every value, C its own values (never overwritten by markers).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Machine, Out};
+use crate::common::{Machine, Out};
 use fake_github::{FakeGithub, FakeOptions};
 use serde_json::Value;
 

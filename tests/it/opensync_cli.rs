@@ -1,12 +1,10 @@
 //! `oc-sync opensync ...` through the real binary against the fake OpenSync API, with an OpenCode
 //! database made from OpenCode 1.18.33's schema.
 
-mod common;
-
 use std::path::Path;
 
-use common::Machine;
-use common::lib::insert_fake_session;
+use crate::common::Machine;
+use crate::common::lib::insert_fake_session;
 use fake_opensync::{FakeOpenSync, FakeOptions};
 use serde_json::Value;
 

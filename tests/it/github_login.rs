@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 
 use fake_github::{FakeGithub, FakeOptions};
 
-mod common;
-use common::Machine;
+use crate::common::Machine;
 
 fn token_file(home: &Path) -> PathBuf {
     home.join(".local/share/oc-sync/github-token.json")

@@ -1,17 +1,15 @@
 //! Drives the real `oc-sync` binary on 2-3 simulated machines (one HOME each) sharing one folder
 //! remote through OC_SYNC_REMOTE.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{Machine, Out};
+use crate::common::{Machine, Out};
 use serde_json::Value;
 
 fn all_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
-    common::walk(dir, "", &mut out);
+    crate::common::walk(dir, "", &mut out);
     out
 }
 
@@ -284,8 +282,8 @@ fn exit_codes_for_resolve() {
 /// name in `sync`, `sync --json` and `status`, and an idle sync downloads nothing again.
 #[test]
 fn a_hostile_folder_remote_changes_nothing_outside_the_synced_dirs_and_refusals_are_listed() {
-    use common::home_snapshot as hs;
-    use common::lib::{Changes, Entry, LocalRemote, Remote, VectorClock, sha256_hex};
+    use crate::common::home_snapshot as hs;
+    use crate::common::lib::{Changes, Entry, LocalRemote, Remote, VectorClock, sha256_hex};
     let (shared, ms) = world(1, serde_json::json!({}));
     let b = &ms[0];
     b.write_cfg("agents/mine.md", "mine\n");
@@ -391,7 +389,7 @@ fn every_edit_survives_a_kill_9_at_any_step() {
 /// message and part ends up in both databases.
 #[test]
 fn every_session_turn_survives_a_kill_9_at_any_step() {
-    use common::lib::insert_fake_session;
+    use crate::common::lib::insert_fake_session;
     for step in ["before-commit", "after-commit", "db-import", "local-write", "before-state-save"] {
         let (_shared, ms) = world(2, serde_json::json!({}));
         let (a, b) = (&ms[0], &ms[1]);

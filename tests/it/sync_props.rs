@@ -1,13 +1,11 @@
 //! Property and scenario tests of the sync engine, driving `Syncer` directly with simulated machines
 //! (one temp dir per machine with `config/`, `state/` and `sync/`) sharing one folder remote.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::lib::{Config, ConflictStrategy, HookedRemote, LocalRemote, Remote, SyncError, SyncOptions, SyncReport, fault};
-use common::{Machine, OC};
+use crate::common::lib::{Config, ConflictStrategy, HookedRemote, LocalRemote, Remote, SyncError, SyncOptions, SyncReport, fault};
+use crate::common::{Machine, OC};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 const HIST: &str = "state/prompt-history.jsonl";

@@ -1,8 +1,6 @@
 //! Drives the real `oc-sync` binary as a person would, in a temporary HOME.
 
-mod common;
-
-use common::{Machine, Out};
+use crate::common::{Machine, Out};
 
 #[test]
 fn exit_codes_follow_the_contract() {

@@ -45,5 +45,8 @@ pub mod sync;
 pub mod time;
 pub mod token_store;
 
+#[cfg(test)]
+mod testing;
+
 /// This build's version (the npm package and the crate share it).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

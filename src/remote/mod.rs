@@ -22,6 +22,9 @@ use crate::clock::VectorClock;
 pub mod github;
 pub mod local;
 pub mod open;
+/// Test support (a delegating remote with hooks), not part of the API.
+#[doc(hidden)]
+pub mod testing;
 
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,6 @@ pub mod codec;
 pub mod conflicts;
 pub mod error;
 pub mod failure;
-pub mod fault;
 pub mod intent;
 pub mod lock;
 pub mod overrides;

@@ -1,7 +1,7 @@
 //! Tests against the in-process fake GitHub. The fake runs on the test's multi-thread runtime;
 //! the (blocking) remote runs inside `spawn_blocking`, never inside an async task.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -11,10 +11,8 @@ use super::*;
 use crate::clock::VectorClock;
 use crate::config::Config;
 use crate::remote::Entry;
-use crate::source::{Category, FileSource};
-use crate::sync::run::{SyncOptions, Syncer};
-use crate::time::now_ms as system_now_ms;
-use crate::sync::state::StateStore;
+use crate::sync::run::SyncOptions;
+use crate::testing::{Machine, config};
 
 const OWNER: &str = "octo-user";
 const REPO: &str = "sync";
@@ -399,61 +397,6 @@ async fn a_truncated_tree_listing_is_walked() {
 
 // ---- two syncers through GitHub ------------------------------------------------------------
 
-struct Machine {
-    root: PathBuf,
-}
-
-impl Machine {
-    fn new(dir: &Path, name: &str) -> Machine {
-        let root = dir.join(name);
-        std::fs::create_dir_all(root.join("config")).unwrap();
-        std::fs::create_dir_all(root.join("state")).unwrap();
-        Machine { root }
-    }
-    fn put(&self, rel: &str, text: &str) {
-        let p = self.root.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    fn get(&self, rel: &str) -> Option<String> {
-        std::fs::read_to_string(self.root.join(rel)).ok()
-    }
-    fn syncer<'a>(&self, name: &str, config: &'a Config, remote: &'a dyn Remote) -> Syncer<'a> {
-        Syncer {
-            machine: name.into(),
-            config,
-            remote,
-            sources: vec![
-                Box::new(
-                    FileSource::new(
-                        Category::Config,
-                        self.root.join("config"),
-                        Default::default(),
-                    )
-                    .unwrap(),
-                ),
-                Box::new(
-                    FileSource::new(Category::State, self.root.join("state"), Default::default())
-                        .unwrap(),
-                ),
-            ],
-            state: StateStore::new(self.root.join("sync")),
-            blocked: Default::default(),
-            now_ms: system_now_ms,
-            on_local_write: None,
-            codec: None,
-            on_progress: None,
-        }
-    }
-}
-
-fn config() -> Config {
-    Config {
-        retry_delay_ms: 0,
-        ..Config::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn two_syncers_converge_and_deletions_propagate() {
     let gh = fake().await;
@@ -821,7 +764,7 @@ async fn a_push_too_big_for_one_tree_request_is_split() {
 
 // ---- a hostile repository: entries that are not plain files -----------------------------------
 
-#[path = "../../../tests/common/home_snapshot.rs"]
+#[path = "../../../tests/it/common/home_snapshot.rs"]
 mod home_snapshot;
 
 /// The repository's current manifest with `extra` entries added (key → content), as JSON text.

@@ -7,6 +7,7 @@ use rusqlite::Connection;
 use super::*;
 use crate::remote::local::LocalRemote;
 use crate::remote::Remote;
+use crate::remote::testing::HookedRemote;
 use crate::source::opencode_db::{create_test_db, insert_fake_session};
 use crate::sync::run::{SyncOptions, SyncReport, Syncer};
 use crate::time::now_ms as system_now_ms;
@@ -31,21 +32,13 @@ impl Machine {
         c.execute_batch("PRAGMA foreign_keys=ON").unwrap();
         c
     }
-    fn sync_with(&self, name: &str, config: &Config, remote: &dyn Remote) -> SyncReport {
+    fn syncer<'a>(&self, name: &str, config: &'a Config, remote: &'a dyn Remote) -> Syncer<'a> {
         let srcs = sources(&self.db(), &self.dir.join("state"), config, system_now_ms()).unwrap();
-        let syncer = Syncer {
-            machine: name.into(),
-            config,
-            remote,
-            sources: srcs.into_iter().map(|s| Box::new(s) as Box<dyn Source>).collect(),
-            state: StateStore::new(self.dir.join("state/sync")),
-            blocked: Default::default(),
-            now_ms: system_now_ms,
-            on_local_write: None,
-            codec: None,
-            on_progress: None,
-        };
-        syncer.sync(&SyncOptions::default()).unwrap()
+        let srcs = srcs.into_iter().map(|s| Box::new(s) as Box<dyn Source>).collect();
+        crate::testing::syncer(name, config, remote, srcs, self.dir.join("state/sync"))
+    }
+    fn sync_with(&self, name: &str, config: &Config, remote: &dyn Remote) -> SyncReport {
+        self.syncer(name, config, remote).sync(&SyncOptions::default()).unwrap()
     }
     fn sync(&self, name: &str, remote: &dyn Remote) -> SyncReport {
         self.sync_with(name, &Config { retry_delay_ms: 0, ..Config::default() }, remote)
@@ -249,7 +242,7 @@ fn a_first_import_bigger_than_one_round_completes_parents_first() {
 // ---------------------------------------------------------------------------------------------
 // A hostile remote: documents whose content names another session or project than their key.
 
-#[path = "../../../tests/common/home_snapshot.rs"]
+#[path = "../../../tests/it/common/home_snapshot.rs"]
 mod home_snapshot;
 
 /// Puts `bytes` at `key` as a new version from a machine "mallory", as a hostile remote would.
@@ -400,41 +393,6 @@ fn a_session_row_naming_another_session_or_project_is_refused() {
     }
 }
 
-/// Counts the blobs a sync downloads.
-struct Counting<'a> {
-    inner: &'a LocalRemote,
-    blobs: std::sync::atomic::AtomicUsize,
-}
-
-impl Remote for Counting<'_> {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn head(&self) -> Result<Option<crate::remote::Version>, crate::remote::RemoteError> {
-        self.inner.head()
-    }
-    fn manifest(&self, at: &crate::remote::Version) -> Result<crate::remote::Manifest, crate::remote::RemoteError> {
-        self.inner.manifest(at)
-    }
-    fn blob(&self, hash: &str) -> Result<Vec<u8>, crate::remote::RemoteError> {
-        self.blobs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.blob(hash)
-    }
-    fn commit(
-        &self,
-        expected: Option<&crate::remote::Version>,
-        changes: crate::remote::Changes,
-    ) -> Result<crate::remote::CommitOutcome, crate::remote::RemoteError> {
-        self.inner.commit(expected, changes)
-    }
-}
-
-impl Counting<'_> {
-    fn take(&self) -> usize {
-        self.blobs.swap(0, std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
 #[test]
 fn a_refused_item_is_not_downloaded_again_until_the_remote_or_this_machine_changes() {
     let (_t, remote, a, b) = world();
@@ -442,22 +400,22 @@ fn a_refused_item_is_not_downloaded_again_until_the_remote_or_this_machine_chang
     insert_fake_session(&a.conn(), "proj9", "ses_old", 2, 1, 50).unwrap();
     a.conn().execute("UPDATE session SET time_updated = 1000", []).unwrap();
     a.sync("a", &remote);
-    let counting = Counting { inner: &remote, blobs: Default::default() };
+    let counting = HookedRemote::new(&remote);
     let cfg = Config { retry_delay_ms: 0, session_max_age_days: 30, ..Config::default() };
     let r = b.sync_with("b", &cfg, &counting);
     assert!(refused_names(&r, "projects/proj9.json"), "{r:?}");
-    assert_eq!(counting.take(), 1, "downloaded once: {r:?}");
+    assert_eq!(counting.take_blob_count(), 1, "downloaded once: {r:?}");
     for _ in 0..2 {
         let r = b.sync_with("b", &cfg, &counting);
         assert!(refused_names(&r, "projects/proj9.json"), "still listed: {r:?}");
-        assert_eq!(counting.take(), 0, "an idle sync downloads nothing");
+        assert_eq!(counting.take_blob_count(), 0, "an idle sync downloads nothing");
     }
     // The remote item changes: tried (and refused) once more.
     a.conn().execute("UPDATE project SET name = 'renamed' WHERE id = 'proj9'", []).unwrap();
     a.sync("a", &remote);
     let r = b.sync_with("b", &cfg, &counting);
     assert!(refused_names(&r, "projects/proj9.json"), "{r:?}");
-    assert_eq!(counting.take(), 1);
+    assert_eq!(counting.take_blob_count(), 1);
     // The project now exists here: the refusal no longer holds, the item is written.
     insert_fake_session(&b.conn(), "proj9", "ses_new", 1, 1, 10).unwrap();
     let r = b.sync_with("b", &cfg, &counting);
@@ -483,12 +441,12 @@ fn keys_outside_a_category_shape_are_listed_not_fetched_and_change_nothing() {
     for key in bad {
         hostile_put(&remote, key, br#"{"format":1}"#);
     }
-    let counting = Counting { inner: &remote, blobs: Default::default() };
+    let counting = HookedRemote::new(&remote);
     let r = b.sync("b", &counting);
     for key in bad {
         assert!(refused_names(&r, key), "{key} must be listed: {r:?}");
     }
-    assert_eq!(counting.take(), 0, "refused keys are never fetched");
+    assert_eq!(counting.take_blob_count(), 0, "refused keys are never fetched");
     assert_eq!(db_dump(&b), before);
     let state = StateStore::new(b.dir.join("state/sync")).load().unwrap();
     assert!(bad.iter().all(|k| state.refused.contains_key(*k)), "kept for status: {:?}", state.refused);
@@ -501,13 +459,12 @@ fn keys_outside_a_category_shape_are_listed_not_fetched_and_change_nothing() {
 #[test]
 fn every_turn_survives_a_sync_cut_off_at_any_step() {
     use crate::fault;
-    use crate::sync::fault::LosingRemote;
     use std::sync::atomic::Ordering;
     let steps = ["lost-answer", fault::BEFORE_COMMIT, fault::REF_UPDATE, fault::AFTER_COMMIT, fault::DB_IMPORT, fault::LOCAL_WRITE, fault::BEFORE_STATE_SAVE];
     let mut lost = Vec::new();
     for step in steps {
         let (_t, folder, a, b) = world();
-        let remote = LosingRemote::new(&folder);
+        let remote = HookedRemote::new(&folder);
         insert_fake_session(&a.conn(), "proj1", "ses_one", 2, 1, 50).unwrap();
         a.sync("a", &remote);
         b.sync("b", &remote);
@@ -520,20 +477,8 @@ fn every_turn_survives_a_sync_cut_off_at_any_step() {
         } else {
             Some(fault::inject(move |s| s == step))
         };
-        let srcs = sources(&a.db(), &a.dir.join("state"), &Config::default(), system_now_ms()).unwrap();
         let cfg = Config { retry_delay_ms: 0, ..Config::default() };
-        let syncer = Syncer {
-            machine: "a".into(),
-            config: &cfg,
-            remote: &remote,
-            sources: srcs.into_iter().map(|s| Box::new(s) as Box<dyn Source>).collect(),
-            state: StateStore::new(a.dir.join("state/sync")),
-            blocked: Default::default(),
-            now_ms: system_now_ms,
-            on_local_write: None,
-            codec: None,
-            on_progress: None,
-        };
+        let syncer = a.syncer("a", &cfg, &remote);
         assert!(syncer.sync(&SyncOptions::default()).is_err(), "{step}: the sync should have been cut off");
         drop(syncer);
         drop(_hook);

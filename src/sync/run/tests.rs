@@ -2,56 +2,13 @@
 //! Multi-machine property and CLI tests live in tests/.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use super::*;
 use crate::remote::local::LocalRemote;
-use crate::remote::RemoteError;
-use crate::source::FileSource;
-use crate::time::now_ms as system_now_ms;
-
-struct Machine {
-    root: PathBuf,
-}
-
-impl Machine {
-    fn new(dir: &Path, name: &str) -> Machine {
-        let root = dir.join(name);
-        std::fs::create_dir_all(root.join("config")).unwrap();
-        std::fs::create_dir_all(root.join("state")).unwrap();
-        Machine { root }
-    }
-    fn put(&self, rel: &str, text: &str) {
-        let p = self.root.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    fn get(&self, rel: &str) -> Option<String> {
-        std::fs::read_to_string(self.root.join(rel)).ok()
-    }
-    fn syncer<'a>(&self, name: &str, config: &'a Config, remote: &'a dyn Remote) -> Syncer<'a> {
-        Syncer {
-            machine: name.into(),
-            config,
-            remote,
-            sources: vec![
-                Box::new(FileSource::new(Category::Config, self.root.join("config"), Default::default()).unwrap()),
-                Box::new(FileSource::new(Category::State, self.root.join("state"), Default::default()).unwrap()),
-            ],
-            state: StateStore::new(self.root.join("sync")),
-            blocked: Default::default(),
-            now_ms: system_now_ms,
-            on_local_write: None,
-            codec: None,
-            on_progress: None,
-        }
-    }
-}
-
-fn config() -> Config {
-    Config { retry_delay_ms: 0, ..Config::default() }
-}
+use crate::remote::testing::HookedRemote;
+use crate::testing::{Machine, config};
 
 #[test]
 fn items_the_source_refuses_are_skipped_not_fatal() {
@@ -103,33 +60,6 @@ fn dry_run_changes_nothing() {
     assert!(!m.root.join("sync").exists());
 }
 
-/// A remote that runs a hook (an edit by the person) just before committing.
-struct EditDuringCommit<'a> {
-    inner: &'a LocalRemote,
-    hook: Mutex<Option<Box<dyn FnOnce() + Send + 'a>>>,
-}
-
-impl Remote for EditDuringCommit<'_> {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn head(&self) -> Result<Option<Version>, RemoteError> {
-        self.inner.head()
-    }
-    fn manifest(&self, at: &Version) -> Result<Manifest, RemoteError> {
-        self.inner.manifest(at)
-    }
-    fn blob(&self, hash: &str) -> Result<Vec<u8>, RemoteError> {
-        self.inner.blob(hash)
-    }
-    fn commit(&self, expected: Option<&Version>, changes: Changes) -> Result<CommitOutcome, RemoteError> {
-        if let Some(hook) = self.hook.lock().unwrap().take() {
-            hook();
-        }
-        self.inner.commit(expected, changes)
-    }
-}
-
 #[test]
 fn a_file_edited_during_the_sync_is_not_overwritten_and_merges_next_time() {
     let t = tempfile::tempdir().unwrap();
@@ -146,10 +76,7 @@ fn a_file_edited_during_the_sync_is_not_overwritten_and_merges_next_time() {
     a.syncer("a", &cfg, &remote).sync(&SyncOptions::default()).unwrap();
     b.put("config/agents/x.md", "x\n");
     let agents = b.root.join("config/AGENTS.md");
-    let wrapper = EditDuringCommit {
-        inner: &remote,
-        hook: Mutex::new(Some(Box::new(move || std::fs::write(&agents, "one\ntwo\nTHREE\n").unwrap()))),
-    };
+    let wrapper = HookedRemote::new(&remote).before_next_commit(move || std::fs::write(&agents, "one\ntwo\nTHREE\n").unwrap());
     let r = b.syncer("b", &cfg, &wrapper).sync(&SyncOptions::default()).unwrap();
     assert_eq!(r.deferred, vec!["config/AGENTS.md"]);
     assert_eq!(b.get("config/AGENTS.md").as_deref(), Some("one\ntwo\nTHREE\n"), "the person's edit is kept");
@@ -234,18 +161,7 @@ impl Source for &MemSource {
 }
 
 fn mem_syncer<'a>(name: &str, dir: &Path, src: &'a MemSource, config: &'a Config, remote: &'a dyn Remote) -> Syncer<'a> {
-    Syncer {
-        machine: name.into(),
-        config,
-        remote,
-        sources: vec![Box::new(src)],
-        state: StateStore::new(dir.join(name)),
-        blocked: Default::default(),
-        now_ms: system_now_ms,
-        on_local_write: None,
-        codec: None,
-        on_progress: None,
-    }
+    crate::testing::syncer(name, config, remote, vec![Box::new(src)], dir.join(name))
 }
 
 #[test]

@@ -2,47 +2,20 @@
 //! shared folder remote: nobody who can read the remote can read the secrets.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use crate::common::{Machine, Out};
 
 const PASS1: &str = "correct horse battery staple";
 const PASS2: &str = "a completely different passphrase";
 
-struct Machine {
-    home: PathBuf,
-    remote: PathBuf,
-    vars: Vec<(String, String)>,
-}
-
-impl Machine {
-    fn new(root: &Path, name: &str, vars: &[(&str, &str)]) -> Machine {
-        let home = root.join(name);
-        std::fs::create_dir_all(home.join(".local/share/opencode")).unwrap();
-        Machine { home, remote: root.join("remote"), vars: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+/// A machine with HOME `<root>/<name>` syncing through the folder `<root>/remote`, with `vars`.
+fn machine(root: &Path, name: &str, vars: &[(&str, &str)]) -> Machine {
+    let mut m = Machine::under(root, name).folder_remote(&root.join("remote")).env("OC_SYNC_KDF_ITERATIONS", "1000");
+    for (k, v) in vars {
+        m = m.env(k, v);
     }
-    fn auth(&self) -> PathBuf {
-        self.home.join(".local/share/opencode/auth.json")
-    }
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_oc-sync"))
-            .args(args)
-            .env_clear()
-            .env("HOME", &self.home)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("OC_SYNC_REMOTE", &self.remote)
-            .env("OC_SYNC_KDF_ITERATIONS", "1000")
-            .envs(self.vars.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap();
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-    }
-    fn sync(&self) -> String {
-        let (code, out, err) = self.run(&["sync"]);
-        assert_eq!(code, 0, "sync failed on {}: {out}{err}", self.home.display());
-        out
-    }
-    fn auth_json(&self) -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(self.auth()).unwrap()).unwrap()
-    }
+    std::fs::create_dir_all(m.data_dir()).unwrap();
+    m
 }
 
 /// Every byte stored under the remote folder, file by file.
@@ -92,8 +65,8 @@ fn assert_no_secret_in_remote(remote: &Path, secrets: &[&str]) {
 #[test]
 fn two_machines_merge_providers_and_the_remote_never_sees_a_secret() {
     let t = tempfile::tempdir().unwrap();
-    let a = Machine::new(t.path(), "a", &[("OC_SYNC_PASSPHRASE", PASS1)]);
-    let b = Machine::new(t.path(), "b", &[("OC_SYNC_PASSPHRASE", PASS1)]);
+    let a = machine(t.path(), "a", &[("OC_SYNC_PASSPHRASE", PASS1)]);
+    let b = machine(t.path(), "b", &[("OC_SYNC_PASSPHRASE", PASS1)]);
     std::fs::write(a.auth(), r#"{"openai":{"type":"api","key":"sk-test-SECRET-openai-1234567890"}}"#).unwrap();
     std::fs::write(b.auth(), r#"{"anthropic":{"type":"oauth","refresh":"rt-SECRET-anthropic-0987654321","access":"at-SECRET-xyz-5555"}}"#).unwrap();
     a.sync();
@@ -108,21 +81,21 @@ fn two_machines_merge_providers_and_the_remote_never_sees_a_secret() {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(m.auth()).unwrap().permissions().mode() & 0o777, 0o600);
     }
-    assert_no_secret_in_remote(&a.remote, &["sk-test-SECRET-openai-1234567890", "rt-SECRET-anthropic-0987654321", "at-SECRET-xyz-5555"]);
+    assert_no_secret_in_remote(&t.path().join("remote"), &["sk-test-SECRET-openai-1234567890", "rt-SECRET-anthropic-0987654321", "at-SECRET-xyz-5555"]);
 }
 
 #[test]
 fn without_a_passphrase_credentials_never_leave_the_machine() {
     let t = tempfile::tempdir().unwrap();
-    let a = Machine::new(t.path(), "a", &[]);
+    let a = machine(t.path(), "a", &[]);
     std::fs::write(a.auth(), r#"{"openai":{"key":"sk-test-SECRET-nopass-1111111111"}}"#).unwrap();
     std::fs::create_dir_all(a.home.join(".config/opencode")).unwrap();
     std::fs::write(a.home.join(".config/opencode/AGENTS.md"), "x\n").unwrap();
     a.sync();
-    assert_no_secret_in_remote(&a.remote, &["sk-test-SECRET-nopass-1111111111"]);
-    let (_, out, _) = a.run(&["status"]);
+    assert_no_secret_in_remote(&t.path().join("remote"), &["sk-test-SECRET-nopass-1111111111"]);
+    let Out { out, .. } = a.run(&["status"]);
     assert!(out.contains("credentials (not synced: no passphrase"), "{out}");
-    let (code, _, err) = a.run(&["rekey"]);
+    let Out { code, err, .. } = a.run(&["rekey"]);
     assert_eq!(code, 1);
     assert!(err.contains("no passphrase"), "{err}");
 }
@@ -130,12 +103,12 @@ fn without_a_passphrase_credentials_never_leave_the_machine() {
 #[test]
 fn a_wrong_passphrase_is_a_clear_error_and_overwrites_nothing() {
     let t = tempfile::tempdir().unwrap();
-    let a = Machine::new(t.path(), "a", &[("OC_SYNC_PASSPHRASE", PASS1)]);
-    let b = Machine::new(t.path(), "b", &[("OC_SYNC_PASSPHRASE", PASS2)]);
+    let a = machine(t.path(), "a", &[("OC_SYNC_PASSPHRASE", PASS1)]);
+    let b = machine(t.path(), "b", &[("OC_SYNC_PASSPHRASE", PASS2)]);
     std::fs::write(a.auth(), r#"{"openai":{"key":"sk-A"}}"#).unwrap();
     a.sync();
     std::fs::write(b.auth(), r#"{"openai":{"key":"sk-B-local"}}"#).unwrap();
-    let (code, out, err) = b.run(&["sync"]);
+    let Out { code, out, err } = b.run(&["sync"]);
     assert_eq!(code, 1, "{out}");
     assert!(err.contains("the passphrase on this machine does not match the one that encrypted the remote credentials"), "{err}");
     assert_eq!(std::fs::read_to_string(b.auth()).unwrap(), r#"{"openai":{"key":"sk-B-local"}}"#);
@@ -144,8 +117,8 @@ fn a_wrong_passphrase_is_a_clear_error_and_overwrites_nothing() {
 #[test]
 fn passphrase_rotation_with_old_key_and_rekey() {
     let t = tempfile::tempdir().unwrap();
-    let a = Machine::new(t.path(), "a", &[("OC_SYNC_PASSPHRASE", PASS1)]);
-    let b = Machine::new(t.path(), "b", &[("OC_SYNC_PASSPHRASE", PASS1)]);
+    let a = machine(t.path(), "a", &[("OC_SYNC_PASSPHRASE", PASS1)]);
+    let b = machine(t.path(), "b", &[("OC_SYNC_PASSPHRASE", PASS1)]);
     std::fs::write(a.auth(), r#"{"openai":{"key":"sk-rotate"}}"#).unwrap();
     a.sync();
     b.sync();
@@ -158,31 +131,31 @@ fn passphrase_rotation_with_old_key_and_rekey() {
         )
         .unwrap();
     };
-    let a = Machine { vars: vec![], ..a };
+    let a = a.without_env("OC_SYNC_PASSPHRASE");
     cfg(&a);
-    let (code, out, err) = a.run(&["rekey"]);
+    let Out { code, out, err } = a.run(&["rekey"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("push 1: credentials/auth.json"), "{out}");
     // A new machine that only knows PASS2 can read everything.
-    let c = Machine::new(t.path(), "c", &[("OC_SYNC_PASSPHRASE", PASS2)]);
+    let c = machine(t.path(), "c", &[("OC_SYNC_PASSPHRASE", PASS2)]);
     c.sync();
     assert_eq!(c.auth_json()["openai"]["key"], "sk-rotate");
     // B, still on PASS1 only, is told clearly.
-    let (code, _, err) = b.run(&["sync"]);
+    let Out { code, err, .. } = b.run(&["sync"]);
     assert_eq!(code, 1);
     assert!(err.contains("does not match"), "{err}");
 }
 
 #[test]
 fn a_ciphertext_moved_onto_another_item_is_refused() {
-    use oc_sync::remote::{local::LocalRemote, Changes, Remote};
+    use crate::common::lib::{Changes, LocalRemote, Remote};
     let t = tempfile::tempdir().unwrap();
-    let a = Machine::new(t.path(), "a", &[("OC_SYNC_PASSPHRASE", PASS1)]);
+    let a = machine(t.path(), "a", &[("OC_SYNC_PASSPHRASE", PASS1)]);
     std::fs::write(a.auth(), r#"{"openai":{"key":"sk-moved"}}"#).unwrap();
     std::fs::write(a.home.join(".local/share/opencode/mcp-auth.json"), r#"{"srv":{"token":"t-original"}}"#).unwrap();
     a.sync();
     // Someone with write access to the remote puts auth.json's ciphertext under mcp-auth.json.
-    let remote = LocalRemote::open(&a.remote).unwrap();
+    let remote = LocalRemote::open(&t.path().join("remote")).unwrap();
     let head = remote.head().unwrap().unwrap();
     let manifest = remote.manifest(&head).unwrap();
     let mut moved = manifest.entries["credentials/auth.json"].clone();
@@ -191,8 +164,8 @@ fn a_ciphertext_moved_onto_another_item_is_refused() {
     let mut changes = Changes { message: "swap".into(), ..Default::default() };
     changes.entries.insert("credentials/mcp-auth.json".into(), moved);
     remote.commit(Some(&head), changes).unwrap();
-    let b = Machine::new(t.path(), "b", &[("OC_SYNC_PASSPHRASE", PASS1)]);
-    let (code, _, err) = b.run(&["sync"]);
+    let b = machine(t.path(), "b", &[("OC_SYNC_PASSPHRASE", PASS1)]);
+    let Out { code, err, .. } = b.run(&["sync"]);
     assert_eq!(code, 1);
     assert!(err.contains("credentials/mcp-auth.json"), "{err}");
     assert!(!b.home.join(".local/share/opencode/mcp-auth.json").exists(), "nothing written");

@@ -5,10 +5,7 @@
 //! The fake runs on the test's multi-thread runtime; every run of the binary happens inside
 //! `spawn_blocking`.
 
-mod common;
-
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use fake_github::{Fault, FakeGithub, FakeOptions, RecordedRequest};
@@ -16,104 +13,12 @@ use serde_json::Value;
 
 const REPO: &str = ".opencode-sync";
 
-use common::Out;
+use crate::common::Machine;
 
-struct Machine {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    url: String,
-    token: String,
+/// A machine with its own HOME, the given machine id and extra oc-sync settings, pointed at `gh`.
+fn machine(gh: &FakeGithub, id: &str, settings: Value) -> Machine {
+    Machine::new(id).github(&gh.url, gh.token()).settings(settings)
 }
-
-impl Machine {
-    /// A machine with its own HOME, the given machine id and extra oc-sync settings, pointed at `gh`.
-    fn new(gh: &FakeGithub, id: &str, settings: Value) -> Machine {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().to_path_buf();
-        let m = Machine { _dir: dir, home, url: gh.url.clone(), token: gh.token().to_string() };
-        let mut cfg = serde_json::json!({ "machineId": id, "retryDelayMs": 0 });
-        for (k, v) in settings.as_object().unwrap() {
-            cfg[k] = v.clone();
-        }
-        m.write_cfg("opencode-sync.json", &serde_json::to_string_pretty(&cfg).unwrap());
-        m
-    }
-    fn cfg_dir(&self) -> PathBuf {
-        self.home.join(".config/opencode")
-    }
-    fn state_dir(&self) -> PathBuf {
-        self.home.join(".local/state/opencode")
-    }
-    fn write_cfg(&self, rel: &str, text: &str) {
-        self.write_cfg_bytes(rel, text.as_bytes());
-    }
-    fn write_cfg_bytes(&self, rel: &str, bytes: &[u8]) {
-        let p = self.cfg_dir().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, bytes).unwrap();
-    }
-    fn read_cfg(&self, rel: &str) -> Option<String> {
-        std::fs::read_to_string(self.cfg_dir().join(rel)).ok()
-    }
-    fn write_state(&self, rel: &str, text: &str) {
-        let p = self.state_dir().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    fn read_state(&self, rel: &str) -> Option<String> {
-        std::fs::read_to_string(self.state_dir().join(rel)).ok()
-    }
-    fn json(&self, rel: &str) -> Value {
-        serde_json::from_str(&self.read_cfg(rel).expect("file exists")).unwrap()
-    }
-    fn set_key(&self, k: &str, v: &str) {
-        let mut j = self.json("opencode.json");
-        j[k] = v.into();
-        self.write_cfg("opencode.json", &serde_json::to_string_pretty(&j).unwrap());
-    }
-    /// Runs `oc-sync args` with GITHUB_TOKEN / GITHUB_API_URL / a fast retry unit (plus `extra`,
-    /// which may override any of them).
-    async fn run_env(&self, args: &[&str], extra: &[(&str, &str)]) -> Out {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_oc-sync"));
-        cmd.args(args)
-            .env_clear()
-            .env("HOME", &self.home)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("GITHUB_TOKEN", &self.token)
-            .env("GITHUB_API_URL", &self.url)
-            .env("OC_SYNC_GITHUB_RETRY_MS", "5");
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        tokio::task::spawn_blocking(move || {
-            Out::from_output(cmd.output().expect("run oc-sync"))
-        })
-        .await
-        .unwrap()
-    }
-    async fn run(&self, args: &[&str]) -> Out {
-        self.run_env(args, &[]).await
-    }
-    /// Runs and asserts exit code 0; returns stdout.
-    async fn ok(&self, args: &[&str]) -> String {
-        let r = self.run(args).await;
-        assert_eq!(r.code, 0, "oc-sync {args:?} failed\nstdout:\n{}\nstderr:\n{}", r.out, r.err);
-        assert!(!r.all().contains(&self.token), "the token was printed:\n{}", r.all());
-        r.out
-    }
-    /// `oc-sync sync --json`, asserted successful.
-    async fn sync(&self) -> Value {
-        let out = self.ok(&["sync", "--json"]).await;
-        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-        assert_eq!(v["ok"], true, "{v}");
-        v
-    }
-    /// The synced files of this machine (OpenCode config and state folders, oc-sync's own config left out).
-    fn synced_files(&self) -> BTreeMap<String, Vec<u8>> {
-        common::synced_files(&self.cfg_dir(), &self.state_dir())
-    }
-}
-
 
 async fn start(opts: FakeOptions) -> FakeGithub {
     FakeGithub::start(opts).await.expect("start the fake GitHub")
@@ -159,14 +64,14 @@ fn is_post_tree(r: &RecordedRequest) -> bool {
 async fn first_sync_and_convergence(opts: FakeOptions) {
     let unreadable = opts.ref_unreadable_after_create as usize;
     let gh = start(opts).await;
-    let a = Machine::new(&gh, "a", serde_json::json!({}));
-    let b = Machine::new(&gh, "b", serde_json::json!({}));
+    let a = machine(&gh, "a", serde_json::json!({}));
+    let b = machine(&gh, "b", serde_json::json!({}));
     let cfg_text = "{\n  \"model\": \"anthropic/claude\",\n  \"theme\": \"dark\"\n}\n";
     a.write_cfg("opencode.json", cfg_text);
     a.write_state("prompt-history.jsonl", "{\"input\":\"hello\"}\n");
     assert!(head(&gh).is_none());
 
-    let v = a.sync().await;
+    let v = a.sync_json().await;
     assert_eq!(v["pushed"], serde_json::json!(["config/opencode.json", "state/prompt-history.jsonl"]), "{v}");
 
     // The repository was created private, in the token's account.
@@ -189,7 +94,7 @@ async fn first_sync_and_convergence(opts: FakeOptions) {
     assert_eq!(v["version"].as_str(), head(&gh).as_deref(), "{v}");
 
     // B pulls them byte-identically.
-    let v = b.sync().await;
+    let v = b.sync_json().await;
     assert_eq!(v["pulled"], serde_json::json!(["config/opencode.json", "state/prompt-history.jsonl"]), "{v}");
     assert_eq!(v["pushed"], serde_json::json!([]), "{v}");
     assert_eq!(b.read_cfg("opencode.json").as_deref(), Some(cfg_text));
@@ -202,9 +107,9 @@ async fn first_sync_and_convergence(opts: FakeOptions) {
     // B edits; A gets it.
     b.set_key("theme", "light");
     b.write_cfg("agents/review.md", "# review\nbe nice\n");
-    let v = b.sync().await;
+    let v = b.sync_json().await;
     assert_eq!(v["pushed"], serde_json::json!(["config/agents/review.md", "config/opencode.json"]), "{v}");
-    let v = a.sync().await;
+    let v = a.sync_json().await;
     assert_eq!(v["pulled"], serde_json::json!(["config/agents/review.md", "config/opencode.json"]), "{v}");
     assert_eq!(a.json("opencode.json")["theme"], "light");
     assert_eq!(a.read_cfg("agents/review.md").as_deref(), Some("# review\nbe nice\n"));
@@ -226,10 +131,10 @@ async fn first_sync_copes_with_a_branch_unreadable_right_after_creation() {
 #[tokio::test(flavor = "multi_thread")]
 async fn three_machines_converge() {
     let gh = start(FakeOptions::default()).await;
-    let ms: Vec<Machine> = ["a", "b", "c"].iter().map(|id| Machine::new(&gh, id, serde_json::json!({}))).collect();
+    let ms: Vec<Machine> = ["a", "b", "c"].iter().map(|id| machine(&gh, id, serde_json::json!({}))).collect();
     ms[0].write_cfg("opencode.json", "{\n  \"model\": \"m0\"\n}\n");
     for m in &ms {
-        m.sync().await;
+        m.sync_json().await;
     }
     // Offline: each changes its own key and adds its own file.
     ms[0].set_key("model", "m1");
@@ -239,7 +144,7 @@ async fn three_machines_converge() {
         m.write_cfg(&format!("agents/{id}.md"), &format!("agent of {id}\n"));
     }
     for i in [0, 1, 2, 0, 1] {
-        ms[i].sync().await;
+        ms[i].sync_json().await;
     }
     for m in &ms {
         let j = m.json("opencode.json");
@@ -263,13 +168,13 @@ async fn three_machines_converge() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_race_is_retried() {
     let gh = start(FakeOptions::default()).await;
-    let a = Machine::new(&gh, "a", serde_json::json!({}));
+    let a = machine(&gh, "a", serde_json::json!({}));
     a.write_cfg("opencode.json", "{ \"model\": \"x\" }\n");
-    a.sync().await;
+    a.sync_json().await;
     a.write_cfg("agents/new.md", "new agent\n");
     gh.faults().race_next_ref_update(gh.login(), REPO, "main");
     gh.clear_requests();
-    let v = a.sync().await;
+    let v = a.sync_json().await;
     assert_eq!(v["pushed"], serde_json::json!(["config/agents/new.md"]), "{v}");
     let races = gh.faults().race_commits();
     assert_eq!(races.len(), 1, "the race happened");
@@ -300,16 +205,16 @@ async fn a_race_is_retried() {
 #[tokio::test(flavor = "multi_thread")]
 async fn transient_faults_are_retried() {
     let gh = start(FakeOptions { fault_retry_after: 1, ..Default::default() }).await;
-    let a = Machine::new(&gh, "a", serde_json::json!({}));
-    let b = Machine::new(&gh, "b", serde_json::json!({}));
+    let a = machine(&gh, "a", serde_json::json!({}));
+    let b = machine(&gh, "b", serde_json::json!({}));
     a.write_cfg("opencode.json", "{ \"model\": \"x\" }\n");
-    a.sync().await;
+    a.sync_json().await;
 
     // 502 twice on the tree creation.
     a.write_cfg("agents/one.md", "one\n");
     gh.faults().fail_next("/repos/*/git/trees", 2, 502);
     gh.clear_requests();
-    let v = a.sync().await;
+    let v = a.sync_json().await;
     assert_eq!(v["pushed"], serde_json::json!(["config/agents/one.md"]), "{v}");
     let reqs = gh.requests();
     let trees: Vec<u16> = reqs.iter().filter(|r| is_post_tree(r)).map(|r| r.status).collect();
@@ -321,7 +226,7 @@ async fn transient_faults_are_retried() {
     a.write_cfg("agents/two.md", "two\n");
     gh.faults().drop_next("/repos/*/git/commits", 1);
     gh.clear_requests();
-    let v = a.sync().await;
+    let v = a.sync_json().await;
     assert_eq!(v["pushed"], serde_json::json!(["config/agents/two.md"]), "{v}");
     let reqs = gh.requests();
     let commits: Vec<u16> = reqs.iter().filter(|r| r.method == "POST" && r.path.ends_with("/git/commits")).map(|r| r.status).collect();
@@ -333,7 +238,7 @@ async fn transient_faults_are_retried() {
     gh.faults().inject(Fault::status(403, "/repos/*/git/refs/heads/*").method("PATCH"));
     gh.clear_requests();
     let started = std::time::Instant::now();
-    let v = a.sync().await;
+    let v = a.sync_json().await;
     assert_eq!(v["pushed"], serde_json::json!(["config/agents/three.md"]), "{v}");
     assert!(started.elapsed() < std::time::Duration::from_secs(15), "the Retry-After wait is scaled by OC_SYNC_GITHUB_RETRY_MS");
     let reqs = gh.requests();
@@ -342,7 +247,7 @@ async fn transient_faults_are_retried() {
     assert_eq!(repo_file(&gh, "config/agents/three.md").as_deref(), Some(&b"three\n"[..]));
 
     // Everything arrives on the other machine.
-    b.sync().await;
+    b.sync_json().await;
     assert_eq!(a.synced_files(), b.synced_files());
     assert_fsck(&gh);
 }
@@ -350,23 +255,23 @@ async fn transient_faults_are_retried() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_persistent_server_error_fails_cleanly_and_touches_nothing() {
     let gh = start(FakeOptions::default()).await;
-    let a = Machine::new(&gh, "a", serde_json::json!({}));
+    let a = machine(&gh, "a", serde_json::json!({}));
     a.write_cfg("opencode.json", "{ \"model\": \"x\" }\n");
-    a.sync().await;
+    a.sync_json().await;
     let head_before = head(&gh);
     a.write_cfg("opencode.json", "{ \"model\": \"y\" }\n");
     a.write_state("prompt-history.jsonl", "{\"input\":\"local\"}\n");
     let local_before = a.synced_files();
 
     gh.faults().fail_next("/repos/*/git/trees", 100, 500);
-    let r = a.run(&["sync"]).await;
+    let r = a.run_async(&["sync"]).await;
     assert_eq!(r.code, 1, "stdout:\n{}\nstderr:\n{}", r.out, r.err);
     assert!(!r.all().contains(gh.token()), "the token is never printed:\n{}", r.all());
     assert!(r.err.contains("sync failed"), "{}", r.err);
     assert!(r.err.contains("500"), "the message names the HTTP status: {}", r.err);
     assert_eq!(a.synced_files(), local_before, "local files untouched");
     assert_eq!(head(&gh), head_before, "the branch did not move");
-    let r = a.run(&["sync", "--json"]).await;
+    let r = a.run_async(&["sync", "--json"]).await;
     assert_eq!(r.code, 1);
     let v: Value = serde_json::from_str(&r.out).unwrap_or_else(|e| panic!("{e}: {}", r.out));
     assert_eq!(v["ok"], false);
@@ -374,7 +279,7 @@ async fn a_persistent_server_error_fails_cleanly_and_touches_nothing() {
 
     // Once GitHub recovers, the pending changes go out.
     gh.faults().clear();
-    let v = a.sync().await;
+    let v = a.sync_json().await;
     assert_eq!(v["pushed"], serde_json::json!(["config/opencode.json", "state/prompt-history.jsonl"]), "{v}");
     assert_eq!(repo_file(&gh, "config/opencode.json").as_deref(), Some(&b"{ \"model\": \"y\" }\n"[..]));
     assert_eq!(a.synced_files(), local_before);
@@ -383,10 +288,10 @@ async fn a_persistent_server_error_fails_cleanly_and_touches_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_token_is_explained_without_printing_it() {
     let gh = start(FakeOptions::default()).await;
-    let a = Machine::new(&gh, "a", serde_json::json!({}));
+    let a = machine(&gh, "a", serde_json::json!({}));
     a.write_cfg("opencode.json", "{ \"model\": \"x\" }\n");
     let wrong = "ghp_wrongwrongwrongwrongwrongwrong1234";
-    let r = a.run_env(&["sync"], &[("GITHUB_TOKEN", wrong)]).await;
+    let r = a.run_env_async(&["sync"], &[("GITHUB_TOKEN", wrong)]).await;
     assert_eq!(r.code, 1, "stdout:\n{}\nstderr:\n{}", r.out, r.err);
     let all = r.all();
     assert!(all.contains("wrong, expired or revoked"), "{all}");
@@ -396,8 +301,8 @@ async fn a_wrong_token_is_explained_without_printing_it() {
     assert!(head(&gh).is_none(), "nothing created");
 
     // After a successful sync with the right token, a now-revoked token is reported too.
-    a.sync().await;
-    let r = a.run_env(&["sync"], &[("GITHUB_TOKEN", wrong)]).await;
+    a.sync_json().await;
+    let r = a.run_env_async(&["sync"], &[("GITHUB_TOKEN", wrong)]).await;
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.all().contains("wrong, expired or revoked"), "{}", r.all());
     assert!(!r.all().contains(wrong));
@@ -409,9 +314,9 @@ async fn public_repository_is_refused() {
     let gh = start(FakeOptions::default()).await;
     gh.add_repo(gh.login(), REPO, false, true);
     let head_before = head(&gh);
-    let a = Machine::new(&gh, "a", serde_json::json!({}));
+    let a = machine(&gh, "a", serde_json::json!({}));
     a.write_cfg("opencode.json", "{ \"model\": \"secret\" }\n");
-    let r = a.run(&["sync"]).await;
+    let r = a.run_async(&["sync"]).await;
     assert_eq!(r.code, 1, "stdout:\n{}\nstderr:\n{}", r.out, r.err);
     assert!(r.err.contains("public") && r.err.contains("private"), "{}", r.err);
     assert!(!r.all().contains(gh.token()));
@@ -423,12 +328,12 @@ async fn public_repository_is_refused() {
     // Still refused when the repository turns public after a successful sync (once the
     // visibility is re-checked: the cache is keyed by the settings, so a new machine checks now).
     gh.set_private(gh.login(), REPO, true);
-    a.sync().await;
+    a.sync_json().await;
     gh.set_private(gh.login(), REPO, false);
-    let b = Machine::new(&gh, "b", serde_json::json!({}));
+    let b = machine(&gh, "b", serde_json::json!({}));
     b.write_cfg("agents/x.md", "x\n");
     gh.clear_requests();
-    let r = b.run(&["sync"]).await;
+    let r = b.run_async(&["sync"]).await;
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.err.contains("public"), "{}", r.err);
     assert!(!gh.requests().iter().any(is_post_tree));
@@ -440,32 +345,32 @@ async fn empty_repository_is_initialised() {
     let gh = start(FakeOptions::default()).await;
     gh.add_repo(gh.login(), REPO, true, false);
     assert!(head(&gh).is_none());
-    let a = Machine::new(&gh, "a", serde_json::json!({}));
+    let a = machine(&gh, "a", serde_json::json!({}));
     a.write_cfg("opencode.json", "{ \"model\": \"x\" }\n");
     a.write_state("prompt-history.jsonl", "{\"input\":\"x\"}\n");
-    let v = a.sync().await;
+    let v = a.sync_json().await;
     assert_eq!(v["pushed"], serde_json::json!(["config/opencode.json", "state/prompt-history.jsonl"]), "{v}");
     assert!(!gh.requests().iter().any(|r| r.path == "/user/repos"), "the existing repository is used");
     assert_eq!(repo_file(&gh, "config/opencode.json").as_deref(), Some(&b"{ \"model\": \"x\" }\n"[..]));
     assert_eq!(repo_file(&gh, "state/prompt-history.jsonl").as_deref(), Some(&b"{\"input\":\"x\"}\n"[..]));
     assert_eq!(v["version"].as_str(), head(&gh).as_deref());
     assert_fsck(&gh);
-    let b = Machine::new(&gh, "b", serde_json::json!({}));
-    b.sync().await;
+    let b = machine(&gh, "b", serde_json::json!({}));
+    b.sync_json().await;
     assert_eq!(a.synced_files(), b.synced_files());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_sync_is_one_conditional_request() {
     let gh = start(FakeOptions::default()).await;
-    let a = Machine::new(&gh, "a", serde_json::json!({}));
+    let a = machine(&gh, "a", serde_json::json!({}));
     a.write_cfg("opencode.json", "{ \"model\": \"x\" }\n");
-    a.sync().await;
+    a.sync_json().await;
     let ref_path = format!("/repos/{}/{REPO}/git/ref/heads/main", gh.login());
 
     // The first idle sync after a push: one request (it cannot know the ref's ETag yet).
     gh.clear_requests();
-    let out = a.ok(&["sync"]).await;
+    let out = a.ok_async(&["sync"]).await;
     assert!(out.contains("already in sync"), "{out}");
     let reqs = gh.requests();
     assert_eq!(reqs.len(), 1, "{}", show(&reqs));
@@ -474,7 +379,7 @@ async fn idle_sync_is_one_conditional_request() {
     // From then on: one conditional request answered 304.
     for _ in 0..2 {
         gh.clear_requests();
-        let out = a.ok(&["sync"]).await;
+        let out = a.ok_async(&["sync"]).await;
         assert!(out.contains("already in sync"), "{out}");
         let reqs = gh.requests();
         assert_eq!(reqs.len(), 1, "{}", show(&reqs));
@@ -485,7 +390,7 @@ async fn idle_sync_is_one_conditional_request() {
     // A one-file change: GET ref + POST trees + POST commits + PATCH ref.
     a.write_cfg("agents/x.md", "x\n");
     gh.clear_requests();
-    let v = a.sync().await;
+    let v = a.sync_json().await;
     assert_eq!(v["pushed"], serde_json::json!(["config/agents/x.md"]), "{v}");
     let reqs = gh.requests();
     assert!(reqs.len() <= 4, "at most 4 requests for a one-file change:\n{}", show(&reqs));
@@ -496,17 +401,17 @@ async fn idle_sync_is_one_conditional_request() {
 #[tokio::test(flavor = "multi_thread")]
 async fn first_pull_uses_the_tarball() {
     let gh = start(FakeOptions::default()).await;
-    let a = Machine::new(&gh, "a", serde_json::json!({}));
-    let b = Machine::new(&gh, "b", serde_json::json!({}));
+    let a = machine(&gh, "a", serde_json::json!({}));
+    let b = machine(&gh, "b", serde_json::json!({}));
     for i in 0..200 {
         a.write_cfg(&format!("skills/s{i}/SKILL.md"), &format!("---\nname: s{i}\n---\nskill number {i}\n"));
     }
-    let v = a.sync().await;
+    let v = a.sync_json().await;
     assert_eq!(v["pushed"].as_array().unwrap().len(), 200, "{v}");
     assert_eq!(repo_file(&gh, "config/skills/s7/SKILL.md").as_deref(), Some(&b"---\nname: s7\n---\nskill number 7\n"[..]));
 
     gh.clear_requests();
-    let v = b.sync().await;
+    let v = b.sync_json().await;
     assert_eq!(v["pulled"].as_array().unwrap().len(), 200, "{v}");
     let reqs = gh.requests();
     eprintln!("B's first pull:\n{}", show(&reqs));
@@ -520,11 +425,11 @@ async fn first_pull_uses_the_tarball() {
 #[tokio::test(flavor = "multi_thread")]
 async fn status_shows_the_github_remote() {
     let gh = start(FakeOptions::default()).await;
-    let a = Machine::new(&gh, "a", serde_json::json!({}));
+    let a = machine(&gh, "a", serde_json::json!({}));
     a.write_cfg("opencode.json", "{ \"model\": \"x\" }\n");
-    a.sync().await;
+    a.sync_json().await;
     gh.clear_requests();
-    let r = a.run(&["status", "--json"]).await;
+    let r = a.run_async(&["status", "--json"]).await;
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(!r.all().contains(gh.token()), "the token is masked:\n{}", r.out);
     let v: Value = serde_json::from_str(&r.out).unwrap_or_else(|e| panic!("{e}: {}", r.out));
@@ -540,7 +445,7 @@ async fn status_shows_the_github_remote() {
     assert_eq!(v["remote"]["kind"], "github", "{v}");
     assert!(gh.requests().is_empty(), "status contacts nobody:\n{}", show(&gh.requests()));
     // Plain text too.
-    let r = a.run(&["status"]).await;
+    let r = a.run_async(&["status"]).await;
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(!r.all().contains(gh.token()));
     assert!(r.out.contains(REPO), "{}", r.out);
@@ -566,8 +471,8 @@ async fn a_huge_file_is_chunked() {
     // told to refuse files over 48 MiB, so only a chunked upload can succeed.
     const MIB: usize = 1024 * 1024;
     let gh = start(FakeOptions { max_file_size: 48 * MIB as u64, ..Default::default() }).await;
-    let a = Machine::new(&gh, "a", serde_json::json!({}));
-    let b = Machine::new(&gh, "b", serde_json::json!({}));
+    let a = machine(&gh, "a", serde_json::json!({}));
+    let b = machine(&gh, "b", serde_json::json!({}));
     let big = noise(49 * MIB, 42);
     let sha = {
         use sha2::Digest;
@@ -575,7 +480,7 @@ async fn a_huge_file_is_chunked() {
     };
     a.write_cfg_bytes("skills/big/weights.bin", &big);
     a.write_cfg("skills/big/SKILL.md", "big skill\n");
-    let v = a.sync().await;
+    let v = a.sync_json().await;
     assert_eq!(v["pushed"], serde_json::json!(["config/skills/big/SKILL.md", "config/skills/big/weights.bin"]), "{v}");
     let paths = repo_paths(&gh);
     let parts: Vec<&String> = paths.iter().filter(|p| p.starts_with(".oc-sync/chunks/")).collect();
@@ -586,18 +491,18 @@ async fn a_huge_file_is_chunked() {
     assert_eq!(p0.len(), 48 * MIB);
     assert_eq!([p0, p1].concat(), big);
 
-    let v = b.sync().await;
+    let v = b.sync_json().await;
     assert_eq!(v["pulled"], serde_json::json!(["config/skills/big/SKILL.md", "config/skills/big/weights.bin"]), "{v}");
     assert!(std::fs::read(b.cfg_dir().join("skills/big/weights.bin")).unwrap() == big, "byte-identical");
     assert!(a.synced_files() == b.synced_files());
 
     // Deleting it removes its parts from the branch, and the file on the other machine.
     std::fs::remove_file(a.cfg_dir().join("skills/big/weights.bin")).unwrap();
-    let v = a.sync().await;
+    let v = a.sync_json().await;
     assert_eq!(v["deletedRemote"], serde_json::json!(["config/skills/big/weights.bin"]), "{v}");
     let paths = repo_paths(&gh);
     assert!(!paths.iter().any(|p| p.starts_with(".oc-sync/chunks/")), "{paths:?}");
-    b.sync().await;
+    b.sync_json().await;
     assert!(!b.cfg_dir().join("skills/big/weights.bin").exists());
     assert_fsck(&gh);
 }
@@ -605,26 +510,26 @@ async fn a_huge_file_is_chunked() {
 #[tokio::test(flavor = "multi_thread")]
 async fn deletions_and_binary_files_travel() {
     let gh = start(FakeOptions::default()).await;
-    let a = Machine::new(&gh, "a", serde_json::json!({}));
-    let b = Machine::new(&gh, "b", serde_json::json!({}));
+    let a = machine(&gh, "a", serde_json::json!({}));
+    let b = machine(&gh, "b", serde_json::json!({}));
     let icon: Vec<u8> = (0..=255u8).cycle().take(5000).chain([0xff, 0xfe, 0x00]).collect();
     a.write_cfg_bytes("skills/pic/icon.png", &icon);
     a.write_cfg("agents/gone.md", "soon gone\n");
     a.write_cfg("opencode.json", "{ \"model\": \"x\" }\n");
     gh.clear_requests();
-    a.sync().await;
+    a.sync_json().await;
     // The binary file went up as a blob (base64), not inline.
     let reqs = gh.requests();
     assert_eq!(reqs.iter().filter(|r| r.method == "POST" && r.path.ends_with("/git/blobs")).count(), 1, "{}", show(&reqs));
     assert_eq!(repo_file(&gh, "config/skills/pic/icon.png"), Some(icon.clone()));
-    b.sync().await;
+    b.sync_json().await;
     assert_eq!(std::fs::read(b.cfg_dir().join("skills/pic/icon.png")).unwrap(), icon);
 
     std::fs::remove_file(a.cfg_dir().join("agents/gone.md")).unwrap();
-    let v = a.sync().await;
+    let v = a.sync_json().await;
     assert_eq!(v["deletedRemote"], serde_json::json!(["config/agents/gone.md"]), "{v}");
     assert!(repo_file(&gh, "config/agents/gone.md").is_none(), "{:?}", repo_paths(&gh));
-    let v = b.sync().await;
+    let v = b.sync_json().await;
     assert_eq!(v["deletedLocal"], serde_json::json!(["config/agents/gone.md"]), "{v}");
     assert!(b.read_cfg("agents/gone.md").is_none());
     assert_eq!(a.synced_files(), b.synced_files());
@@ -634,41 +539,41 @@ async fn deletions_and_binary_files_travel() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_exhausted_rate_limit_fails_with_a_clear_message() {
     let gh = start(FakeOptions::default()).await;
-    let a = Machine::new(&gh, "a", serde_json::json!({}));
+    let a = machine(&gh, "a", serde_json::json!({}));
     a.write_cfg("opencode.json", "{ \"model\": \"x\" }\n");
-    a.sync().await;
+    a.sync_json().await;
     a.write_cfg("opencode.json", "{ \"model\": \"y\" }\n");
     let local_before = a.synced_files();
     let head_before = head(&gh);
     gh.faults().set_rate_remaining(0);
-    let r = a.run(&["sync"]).await;
+    let r = a.run_async(&["sync"]).await;
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.err.contains("rate limit"), "{}", r.err);
     assert!(!r.all().contains(gh.token()));
     assert_eq!(a.synced_files(), local_before);
     assert_eq!(head(&gh), head_before);
     gh.faults().set_rate_remaining(5000);
-    let v = a.sync().await;
+    let v = a.sync_json().await;
     assert_eq!(v["pushed"], serde_json::json!(["config/opencode.json"]), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_truncated_tree_listing_is_walked() {
     let gh = start(FakeOptions { tree_truncate_entries: 10, ..Default::default() }).await;
-    let a = Machine::new(&gh, "a", serde_json::json!({}));
-    let b = Machine::new(&gh, "b", serde_json::json!({}));
+    let a = machine(&gh, "a", serde_json::json!({}));
+    let b = machine(&gh, "b", serde_json::json!({}));
     for i in 0..20 {
         a.write_cfg(&format!("agents/a{i}.md"), &format!("agent {i}\n"));
     }
     a.write_cfg("opencode.json", "{ \"model\": \"x\" }\n");
-    a.sync().await;
-    let v = b.sync().await;
+    a.sync_json().await;
+    let v = b.sync_json().await;
     assert_eq!(v["pulled"].as_array().unwrap().len(), 21, "{v}");
     assert_eq!(a.synced_files(), b.synced_files());
     // And a change on top of it.
     b.write_cfg("agents/a3.md", "changed\n");
-    b.sync().await;
-    a.sync().await;
+    b.sync_json().await;
+    a.sync_json().await;
     assert_eq!(a.read_cfg("agents/a3.md").as_deref(), Some("changed\n"));
     assert_eq!(a.synced_files(), b.synced_files());
 }
@@ -676,17 +581,17 @@ async fn a_truncated_tree_listing_is_walked() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_configured_branch_is_created_and_used() {
     let gh = start(FakeOptions::default()).await;
-    let a = Machine::new(&gh, "a", serde_json::json!({ "branch": "oc-sync-data" }));
-    let b = Machine::new(&gh, "b", serde_json::json!({ "branch": "oc-sync-data" }));
+    let a = machine(&gh, "a", serde_json::json!({ "branch": "oc-sync-data" }));
+    let b = machine(&gh, "b", serde_json::json!({ "branch": "oc-sync-data" }));
     a.write_cfg("opencode.json", "{ \"model\": \"x\" }\n");
-    let v = a.sync().await;
+    let v = a.sync_json().await;
     let on_branch = gh.branch_head(gh.login(), REPO, "oc-sync-data");
     assert!(on_branch.is_some());
     assert_eq!(v["version"].as_str(), on_branch.as_deref(), "{v}");
     let main = head(&gh).expect("the initial commit stays on main");
     let (ok, out, _) = git(&gh.repo_git_dir(gh.login(), REPO), &["show", "oc-sync-data:config/opencode.json"]);
     assert!(ok && out == b"{ \"model\": \"x\" }\n");
-    b.sync().await;
+    b.sync_json().await;
     assert_eq!(a.synced_files(), b.synced_files());
     assert_eq!(head(&gh).as_deref(), Some(main.as_str()), "main untouched");
     assert_fsck(&gh);
@@ -695,9 +600,9 @@ async fn a_configured_branch_is_created_and_used() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_missing_repository_of_another_owner_is_not_created() {
     let gh = start(FakeOptions::default()).await;
-    let c = Machine::new(&gh, "c", serde_json::json!({ "repoOwner": "some-org" }));
+    let c = machine(&gh, "c", serde_json::json!({ "repoOwner": "some-org" }));
     c.write_cfg("opencode.json", "{ \"model\": \"x\" }\n");
-    let r = c.run(&["sync"]).await;
+    let r = c.run_async(&["sync"]).await;
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.err.contains("some-org/.opencode-sync") && r.err.contains("does not exist"), "{}", r.err);
     assert!(!r.all().contains(gh.token()));
@@ -711,9 +616,9 @@ async fn a_missing_repository_of_another_owner_is_not_created() {
 #[tokio::test(flavor = "multi_thread")]
 async fn repo_owner_set_to_the_own_account_creates_the_repository() {
     let gh = start(FakeOptions::default()).await;
-    let a = Machine::new(&gh, "a", serde_json::json!({ "repoOwner": gh.login() }));
+    let a = machine(&gh, "a", serde_json::json!({ "repoOwner": gh.login() }));
     a.write_cfg("opencode.json", "{ \"model\": \"x\" }\n");
-    a.sync().await;
+    a.sync_json().await;
     assert_eq!(repo_file(&gh, "config/opencode.json").as_deref(), Some(&b"{ \"model\": \"x\" }\n"[..]));
 }
 
@@ -722,10 +627,10 @@ async fn repo_owner_set_to_the_own_account_creates_the_repository() {
 #[tokio::test(flavor = "multi_thread")]
 async fn first_sync_with_a_configured_branch_does_not_wait_for_it() {
     let gh = start(FakeOptions::default()).await;
-    let a = Machine::new(&gh, "a", serde_json::json!({ "branch": "oc-sync-data" }));
+    let a = machine(&gh, "a", serde_json::json!({ "branch": "oc-sync-data" }));
     a.write_cfg("opencode.json", "{ \"model\": \"x\" }\n");
     let started = std::time::Instant::now();
-    a.sync().await;
+    a.sync_json().await;
     let reqs = gh.requests();
     let polls = reqs.iter().filter(|r| r.path.ends_with("/git/ref/heads/oc-sync-data")).count();
     assert!(polls <= 2, "{}", show(&reqs));
@@ -738,16 +643,16 @@ async fn first_sync_with_a_configured_branch_does_not_wait_for_it() {
 /// `sync --json` and `status`; neither is fetched; idle syncs stay one conditional request.
 #[tokio::test(flavor = "multi_thread")]
 async fn symlinks_and_submodules_in_the_repository_change_nothing_outside_the_synced_dirs() {
-    use common::home_snapshot as hs;
+    use crate::common::home_snapshot as hs;
     let gh = start(FakeOptions::default()).await;
-    let a = Machine::new(&gh, "a", serde_json::json!({}));
+    let a = machine(&gh, "a", serde_json::json!({}));
     a.write_cfg("agents/ok.md", "ok\n");
-    a.sync().await;
+    a.sync_json().await;
     let target: &[u8] = b"../../.bashrc";
     let gitlink: &[u8] = b"89abcdef0123456789abcdef0123456789abcdef";
     let manifest_text = repo_file(&gh, ".oc-sync/manifest.json").unwrap();
     let mut manifest: Value = serde_json::from_slice(&manifest_text).unwrap();
-    let sha256 = |b: &[u8]| oc_sync::remote::sha256_hex(b);
+    let sha256 = |b: &[u8]| crate::common::lib::sha256_hex(b);
     for (key, content) in [("config/agents/x.md", target), ("config/agents/sub.md", gitlink)] {
         let mut e = manifest["entries"]["config/agents/ok.md"].clone();
         e["hash"] = sha256(content).into();
@@ -766,11 +671,11 @@ async fn symlinks_and_submodules_in_the_repository_change_nothing_outside_the_sy
     .unwrap();
     let link_blob = String::from_utf8_lossy(&git(&gh.repo_git_dir(gh.login(), REPO), &["rev-parse", "main:config/agents/x.md"]).1).trim().to_string();
 
-    for m in [Machine::new(&gh, "b", serde_json::json!({})), a] {
+    for m in [machine(&gh, "b", serde_json::json!({})), a] {
         hs::plant_canaries(&m.home);
         let before = hs::snapshot(&m.home);
         gh.clear_requests();
-        let out = m.ok(&["sync"]).await;
+        let out = m.ok_async(&["sync"]).await;
         let reqs = gh.requests();
         assert!(out.contains("refused from the remote: config/agents/x.md: a symbolic link in the repository"), "{out}");
         assert!(out.contains("refused from the remote: config/agents/sub.md: a submodule in the repository"), "{out}");
@@ -780,55 +685,28 @@ async fn symlinks_and_submodules_in_the_repository_change_nothing_outside_the_sy
         assert!(!changed.iter().any(|c| c.contains("x.md") || c.contains("sub.md")), "{changed:?}");
         assert!(std::fs::symlink_metadata(m.cfg_dir().join("agents/x.md")).is_err());
         hs::assert_canaries_intact(&m.home);
-        let v = m.sync().await;
+        let v = m.sync_json().await;
         assert_eq!(v["refused"].as_array().unwrap().len(), 2, "{v}");
-        let status = m.ok(&["status"]).await;
+        let status = m.ok_async(&["status"]).await;
         assert!(status.contains("refused    config/agents/x.md: a symbolic link"), "{status}");
         // Idle: one conditional request, nothing downloaded again.
         gh.clear_requests();
-        m.ok(&["sync"]).await;
+        m.ok_async(&["sync"]).await;
         let reqs = gh.requests();
         assert_eq!(reqs.len(), 1, "{}", show(&reqs));
         assert_eq!(reqs[0].status, 304, "{}", show(&reqs));
     }
 }
 
-impl Machine {
-    /// Runs `oc-sync sync` made to stop at `step` (OC_SYNC_TEST_PAUSE_AT) and kills it there with
-    /// SIGKILL.
-    async fn kill_sync_at(&self, step: &str) {
-        let mark = self.home.join("paused");
-        let _ = std::fs::remove_file(&mark);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_oc-sync"));
-        cmd.args(["sync"])
-            .env_clear()
-            .env("HOME", &self.home)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("GITHUB_TOKEN", &self.token)
-            .env("GITHUB_API_URL", &self.url)
-            .env("OC_SYNC_GITHUB_RETRY_MS", "5")
-            .env("OC_SYNC_TEST_PAUSE_AT", step)
-            .env("OC_SYNC_TEST_PAUSE_MARK", &mark)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let step = step.to_string();
-        tokio::task::spawn_blocking(move || {
-            common::kill_at_pause_mark(cmd.spawn().expect("start oc-sync"), &mark, &step);
-        })
-        .await
-        .unwrap();
-    }
-}
-
 /// a and b share a config; b adds b1 and syncs; a adds a1 (its sync will merge). Returns them.
 async fn lost_answer_world(gh: &FakeGithub) -> (Machine, Machine) {
-    let a = Machine::new(gh, "a", serde_json::json!({}));
-    let b = Machine::new(gh, "b", serde_json::json!({}));
+    let a = machine(gh, "a", serde_json::json!({}));
+    let b = machine(gh, "b", serde_json::json!({}));
     a.write_cfg("opencode.json", "{ \"seed\": \"s\" }\n");
-    a.sync().await;
-    b.sync().await;
+    a.sync_json().await;
+    b.sync_json().await;
     b.set_key("b1", "B");
-    b.sync().await;
+    b.sync_json().await;
     a.set_key("a1", "A");
     (a, b)
 }
@@ -837,7 +715,7 @@ async fn lost_answer_world(gh: &FakeGithub) -> (Machine, Machine) {
 async fn assert_nothing_lost(gh: &FakeGithub, a: &Machine, b: &Machine, what: &str) {
     a.set_key("a2", "A2");
     for m in [a, b, a, b] {
-        m.sync().await;
+        m.sync_json().await;
     }
     for m in [a, b] {
         let j = m.json("opencode.json");
@@ -860,7 +738,7 @@ async fn an_edit_after_a_lost_or_failed_ref_update_survives() {
         let before = head(&gh);
         let fault = if applied { Fault::apply_then_drop("/repos/*/git/refs/heads/*") } else { Fault::drop_connection("/repos/*/git/refs/heads/*") };
         gh.faults().inject(fault.method("PATCH").times(10));
-        let r = a.run(&["sync"]).await;
+        let r = a.run_async(&["sync"]).await;
         assert_eq!(r.code, 1, "applied {applied}: the sync fails\n{}", r.all());
         assert_eq!(head(&gh) != before, applied, "the branch moved only when the update was applied");
         gh.faults().clear();
@@ -876,7 +754,7 @@ async fn a_ref_update_whose_first_answer_was_lost_is_recognised() {
     let gh = start(FakeOptions::default()).await;
     let (a, b) = lost_answer_world(&gh).await;
     gh.faults().inject(Fault::apply_then_drop("/repos/*/git/refs/heads/*").method("PATCH"));
-    a.sync().await;
+    a.sync_json().await;
     assert_nothing_lost(&gh, &a, &b, "one lost answer").await;
 }
 
@@ -886,7 +764,7 @@ async fn every_edit_survives_a_kill_9_at_any_step_on_github() {
     for step in ["before-commit", "after-commit", "local-write", "before-state-save"] {
         let gh = start(FakeOptions::default()).await;
         let (a, b) = lost_answer_world(&gh).await;
-        a.kill_sync_at(step).await;
+        a.kill_sync_at_async(step).await;
         assert_nothing_lost(&gh, &a, &b, step).await;
     }
 }

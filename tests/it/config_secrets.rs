@@ -4,12 +4,10 @@
 //! secret byte is in any remote object, log line or CLI output, and every machine holds the values
 //! it should: A and B every value, C its own values (never overwritten by markers).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Out;
+use crate::common::{Machine, Out};
 use fake_github::{FakeGithub, FakeOptions};
 use serde_json::Value;
 
@@ -92,65 +90,34 @@ enum Remote {
     Github { url: String, token: String },
 }
 
-struct Machine {
-    home: PathBuf,
-    vars: Vec<(String, String)>,
+fn machine(root: &Path, name: &str, remote: &Remote, pass: bool) -> Machine {
+    let mut m = Machine::under(root, name).env("OC_SYNC_KDF_ITERATIONS", "1000");
+    m = match remote {
+        Remote::Folder(p) => m.folder_remote(p),
+        Remote::Github { url, token } => m.github(url, token),
+    };
+    if pass {
+        m = m.env("OC_SYNC_PASSPHRASE", PASS);
+    }
+    m.settings(serde_json::json!({
+        "logLevel": "debug",
+        "secretPaths": ["provider.*.options.organization"],
+        "notSecretPaths": ["provider.local.options.apiKey"],
+    }))
 }
 
-impl Machine {
-    fn new(root: &Path, name: &str, remote: &Remote, pass: bool) -> Machine {
-        let home = root.join(name);
-        let mut vars = vec![("OC_SYNC_KDF_ITERATIONS".to_string(), "1000".to_string())];
-        match remote {
-            Remote::Folder(p) => vars.push(("OC_SYNC_REMOTE".into(), p.display().to_string())),
-            Remote::Github { url, token } => {
-                vars.push(("GITHUB_TOKEN".into(), token.clone()));
-                vars.push(("GITHUB_API_URL".into(), url.clone()));
-                vars.push(("OC_SYNC_GITHUB_RETRY_MS".into(), "5".into()));
-            }
-        }
-        if pass {
-            vars.push(("OC_SYNC_PASSPHRASE".into(), PASS.into()));
-        }
-        let m = Machine { home, vars };
-        let cfg = serde_json::json!({
-            "machineId": name,
-            "retryDelayMs": 0,
-            "logLevel": "debug",
-            "secretPaths": ["provider.*.options.organization"],
-            "notSecretPaths": ["provider.local.options.apiKey"],
-        });
-        m.write("opencode-sync.json", &cfg.to_string());
-        m
-    }
-    fn cfg_dir(&self) -> PathBuf {
-        self.home.join(".config/opencode")
-    }
-    fn write(&self, rel: &str, text: &str) {
-        let p = self.cfg_dir().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.cfg_dir().join(rel)).unwrap_or_else(|e| panic!("{rel} on {}: {e}", self.home.display()))
-    }
-    fn json(&self) -> Value {
-        oc_sync::jsonc::parse(&self.read("opencode.jsonc")).unwrap().unwrap()
-    }
-    async fn run(&self, args: &[&str], log: &mut Vec<String>) -> Out {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_oc-sync"));
-        cmd.args(args).env_clear().env("HOME", &self.home).env("PATH", std::env::var_os("PATH").unwrap_or_default());
-        cmd.envs(self.vars.iter().map(|(k, v)| (k, v)));
-        let out = tokio::task::spawn_blocking(move || Out::from_output(cmd.output().expect("run oc-sync"))).await.unwrap();
-        log.push(out.all());
-        out
-    }
-    /// `oc-sync sync --json`, asserted successful.
-    async fn sync(&self, log: &mut Vec<String>) -> Value {
-        let r = self.run(&["sync", "--json"], log).await;
-        assert_eq!(r.code, 0, "sync failed on {}:\n{}", self.home.display(), r.all());
-        serde_json::from_str(&r.out).unwrap_or_else(|e| panic!("{e}: {}", r.out))
-    }
+/// Runs `oc-sync args` on `m`, keeping what it printed in `log`.
+async fn run(m: &Machine, args: &[&str], log: &mut Vec<String>) -> Out {
+    let out = m.run_async(args).await;
+    log.push(out.all());
+    out
+}
+
+/// `oc-sync sync --json` on `m`, asserted successful.
+async fn sync(m: &Machine, log: &mut Vec<String>) -> Value {
+    let r = run(m, &["sync", "--json"], log).await;
+    assert_eq!(r.code, 0, "sync failed on {}:\n{}", m.home.display(), r.all());
+    serde_json::from_str(&r.out).unwrap_or_else(|e| panic!("{e}: {}", r.out))
 }
 
 fn at<'v>(v: &'v Value, dotted: &str) -> &'v Value {
@@ -235,21 +202,21 @@ fn assert_logs_clean(m: &Machine) {
 
 async fn three_machines(remote: Remote, gh: Option<&FakeGithub>, root: &Path) {
     let mut log = Vec::new();
-    let a = Machine::new(root, "a", &remote, true);
-    let b = Machine::new(root, "b", &remote, true);
-    let c = Machine::new(root, "c", &remote, false);
-    a.write("opencode.jsonc", &opencode_jsonc());
-    a.write("agent/review.md", &review_md());
-    a.write("command/deploy.md", &deploy_md());
+    let a = machine(root, "a", &remote, true);
+    let b = machine(root, "b", &remote, true);
+    let c = machine(root, "c", &remote, false);
+    a.write_cfg("opencode.jsonc", &opencode_jsonc());
+    a.write_cfg("agent/review.md", &review_md());
+    a.write_cfg("command/deploy.md", &deploy_md());
 
     // A pushes; B (passphrase) gets every file byte for byte; C (none) gets placeholders.
-    a.sync(&mut log).await;
-    b.sync(&mut log).await;
+    sync(&a, &mut log).await;
+    sync(&b, &mut log).await;
     for f in ["opencode.jsonc", "agent/review.md", "command/deploy.md"] {
-        assert_eq!(b.read(f), a.read(f), "{f} on B");
+        assert_eq!(b.cfg_text(f), a.cfg_text(f), "{f} on B");
     }
-    c.sync(&mut log).await;
-    let cj = c.json();
+    sync(&c, &mut log).await;
+    let cj = c.jsonc("opencode.jsonc");
     for p in [
         "provider.anthropic.options.apiKey",
         "provider.openai.options.organization",
@@ -273,68 +240,68 @@ async fn three_machines(remote: Remote, gh: Option<&FakeGithub>, root: &Path) {
     assert_eq!(at(&cj, "provider.local.options.apiKey"), "ollama-dummy-key-not-secret");
     assert_eq!(at(&cj, "provider.bedrock.options.region"), "eu-west-1");
     assert_eq!(at(&cj, "mcp.remote.oauth.clientId"), "oc-client");
-    let c_text = c.read("opencode.jsonc");
+    let c_text = c.cfg_text("opencode.jsonc");
     assert!(c_text.contains("// Providers, keys written inline") && c_text.contains("/* MCP servers */"), "{c_text}");
-    assert!(c.read("agent/review.md").contains("  token: oc-sync:sealed:"));
-    assert!(c.read("command/deploy.md").starts_with("---\ndescription: Deploys\napi_key: 'oc-sync:sealed:"));
+    assert!(c.cfg_text("agent/review.md").contains("  token: oc-sync:sealed:"));
+    assert!(c.cfg_text("command/deploy.md").starts_with("---\ndescription: Deploys\napi_key: 'oc-sync:sealed:"));
 
     // C sets its own Anthropic key, adds a provider of its own and changes the model.
     let mine = c_text
         .replace(at(&cj, "provider.anthropic.options.apiKey").as_str().unwrap(), ANT_C)
         .replace("\"model\": \"anthropic/claude-sonnet-4-5\"", "\"model\": \"mistral/large\"")
         .replace("\"google\":", &format!("\"mistral\": {{ \"options\": {{ \"apiKey\": \"{MISTRAL_C}\" }} }},\n    \"google\":"));
-    c.write("opencode.jsonc", &mine);
-    let st = c.run(&["status"], &mut log).await;
+    c.write_cfg("opencode.jsonc", &mine);
+    let st = run(&c, &["status"], &mut log).await;
     assert!(st.out.contains("held back: not uploaded") && st.out.contains("provider.mistral.options.apiKey"), "{}", st.out);
     assert!(st.out.contains("OC_SYNC_PASSPHRASE"), "{}", st.out);
-    c.sync(&mut log).await;
-    assert_eq!(c.read("opencode.jsonc"), mine, "C's own values stay");
+    sync(&c, &mut log).await;
+    assert_eq!(c.cfg_text("opencode.jsonc"), mine, "C's own values stay");
 
     // A gets C's model and provider; C's keys never arrive: A keeps its own, the new one is a marker.
-    a.sync(&mut log).await;
-    let aj = a.json();
+    sync(&a, &mut log).await;
+    let aj = a.jsonc("opencode.jsonc");
     assert_eq!(aj["model"], "mistral/large");
     assert_eq!(at(&aj, "provider.anthropic.options.apiKey"), ANT_A);
     assert_eq!(at(&aj, "provider.mistral.options.apiKey"), "oc-sync:held-back");
-    assert!(a.read("opencode.jsonc").contains("// a reference: syncs as it is"));
-    let st = a.run(&["status", "--json"], &mut log).await;
+    assert!(a.cfg_text("opencode.jsonc").contains("// a reference: syncs as it is"));
+    let st = run(&a, &["status", "--json"], &mut log).await;
     let sj: Value = serde_json::from_str(&st.out).unwrap();
     assert_eq!(sj["configSecrets"]["sealed"], true);
     assert!(st.out.contains("provider.mistral.options.apiKey"), "{}", st.out);
 
     // Concurrent edits: B rotates two secrets, A edits a non-secret and a front-matter secret.
-    b.sync(&mut log).await;
-    b.write("opencode.jsonc", &b.read("opencode.jsonc").replace(ANT_A, ANT_B2).replace(GHP, GHP_B2));
-    a.write("opencode.jsonc", &a.read("opencode.jsonc").replace("\"mistral/large\"", "\"anthropic/claude-opus\""));
-    a.write("agent/review.md", &a.read("agent/review.md").replace(FM_TOKEN, FM_TOKEN_A2));
-    a.sync(&mut log).await;
-    let merged = b.sync(&mut log).await;
+    sync(&b, &mut log).await;
+    b.write_cfg("opencode.jsonc", &b.cfg_text("opencode.jsonc").replace(ANT_A, ANT_B2).replace(GHP, GHP_B2));
+    a.write_cfg("opencode.jsonc", &a.cfg_text("opencode.jsonc").replace("\"mistral/large\"", "\"anthropic/claude-opus\""));
+    a.write_cfg("agent/review.md", &a.cfg_text("agent/review.md").replace(FM_TOKEN, FM_TOKEN_A2));
+    sync(&a, &mut log).await;
+    let merged = sync(&b, &mut log).await;
     assert!(merged["merged"].as_array().unwrap().iter().any(|k| k == "config/opencode.jsonc"), "{merged}");
-    a.sync(&mut log).await;
-    c.sync(&mut log).await;
+    sync(&a, &mut log).await;
+    sync(&c, &mut log).await;
 
     for f in ["opencode.jsonc", "agent/review.md", "command/deploy.md"] {
-        assert_eq!(b.read(f), a.read(f), "{f} differs between A and B");
+        assert_eq!(b.cfg_text(f), a.cfg_text(f), "{f} differs between A and B");
     }
-    let aj = a.json();
+    let aj = a.jsonc("opencode.jsonc");
     assert_eq!(aj["model"], "anthropic/claude-opus");
     assert_eq!(at(&aj, "provider.anthropic.options.apiKey"), ANT_B2);
     assert_eq!(at(&aj, "mcp.github.environment.GITHUB_PERSONAL_ACCESS_TOKEN"), GHP_B2);
     assert_eq!(at(&aj, "provider.openai.options.headers.Authorization").as_str(), Some(format!("Bearer {BEARER}").as_str()));
     assert_eq!(at(&aj, "mcp.slack.command.2"), XOXB);
-    assert!(a.read("agent/review.md").contains(&format!("  token: {FM_TOKEN_A2}\n")));
-    assert!(a.read("agent/review.md").contains(&format!("  apiKey: \"{FM_KEY}\"\n")));
-    assert_eq!(a.read("command/deploy.md"), deploy_md());
-    let cj = c.json();
+    assert!(a.cfg_text("agent/review.md").contains(&format!("  token: {FM_TOKEN_A2}\n")));
+    assert!(a.cfg_text("agent/review.md").contains(&format!("  apiKey: \"{FM_KEY}\"\n")));
+    assert_eq!(a.cfg_text("command/deploy.md"), deploy_md());
+    let cj = c.jsonc("opencode.jsonc");
     assert_eq!(cj["model"], "anthropic/claude-opus");
     assert_eq!(at(&cj, "provider.anthropic.options.apiKey"), ANT_C, "C keeps its own key");
     assert_eq!(at(&cj, "provider.mistral.options.apiKey"), MISTRAL_C, "C keeps its own key");
     assert!(is_sealed(at(&cj, "mcp.github.environment.GITHUB_PERSONAL_ACCESS_TOKEN")));
-    assert!(c.read("opencode.jsonc").contains("// Providers, keys written inline"));
+    assert!(c.cfg_text("opencode.jsonc").contains("// Providers, keys written inline"));
 
     // Settled: nothing more to push or pull anywhere.
     for m in [&a, &b, &c, &a] {
-        let r = m.sync(&mut log).await;
+        let r = sync(&m, &mut log).await;
         for list in ["pushed", "pulled", "merged"] {
             assert_eq!(r[list], serde_json::json!([]), "{list} on {}: {r}", m.home.display());
         }
@@ -368,9 +335,9 @@ async fn unchanged_secrets_keep_their_ciphertext_on_github() {
     let t = tempfile::tempdir().unwrap();
     let remote = Remote::Github { url: gh.url.clone(), token: gh.token().to_string() };
     let mut log = Vec::new();
-    let a = Machine::new(t.path(), "a", &remote, true);
-    a.write("opencode.jsonc", &opencode_jsonc());
-    a.sync(&mut log).await;
+    let a = machine(t.path(), "a", &remote, true);
+    a.write_cfg("opencode.jsonc", &opencode_jsonc());
+    sync(&a, &mut log).await;
     let show = || {
         let o = Command::new("git")
             .arg("-C")
@@ -383,8 +350,8 @@ async fn unchanged_secrets_keep_their_ciphertext_on_github() {
     };
     let before = show();
     assert!(before.contains("oc-sync:sealed:") && before.contains("// a reference: syncs as it is"), "{before}");
-    a.write("opencode.jsonc", &a.read("opencode.jsonc").replace("anthropic/claude-sonnet-4-5", "anthropic/claude-haiku"));
-    let r = a.sync(&mut log).await;
+    a.write_cfg("opencode.jsonc", &a.cfg_text("opencode.jsonc").replace("anthropic/claude-sonnet-4-5", "anthropic/claude-haiku"));
+    let r = sync(&a, &mut log).await;
     assert_eq!(r["pushed"], serde_json::json!(["config/opencode.jsonc"]));
     let after = show();
     let changed: Vec<(&str, &str)> = before.lines().zip(after.lines()).filter(|(x, y)| x != y).collect();
@@ -401,22 +368,21 @@ async fn rekey_reseals_config_secrets_with_the_new_passphrase() {
     let t = tempfile::tempdir().unwrap();
     let remote = Remote::Folder(t.path().join("remote"));
     let mut log = Vec::new();
-    let a = Machine::new(t.path(), "a", &remote, true);
-    a.write("opencode.jsonc", &opencode_jsonc());
-    a.sync(&mut log).await;
+    let a = machine(t.path(), "a", &remote, true);
+    a.write_cfg("opencode.jsonc", &opencode_jsonc());
+    sync(&a, &mut log).await;
     let cfg = serde_json::json!({ "machineId": "a", "retryDelayMs": 0, "encryptionKey": NEW, "oldEncryptionKey": PASS, "secretPaths": ["provider.*.options.organization"] });
-    a.write("opencode-sync.json", &cfg.to_string());
-    let a = Machine { vars: a.vars.into_iter().filter(|(k, _)| k != "OC_SYNC_PASSPHRASE").collect(), ..a };
-    a.write("tui.json", "{ \"theme\": \"opencode\" }");
-    a.sync(&mut log).await;
-    let r = a.run(&["rekey", "--json"], &mut log).await;
+    a.write_cfg("opencode-sync.json", &cfg.to_string());
+    let a = a.without_env("OC_SYNC_PASSPHRASE");
+    a.write_cfg("tui.json", "{ \"theme\": \"opencode\" }");
+    sync(&a, &mut log).await;
+    let r = run(&a, &["rekey", "--json"], &mut log).await;
     assert_eq!(r.code, 0, "{}", r.all());
     let v: Value = serde_json::from_str(&r.out).unwrap();
     assert_eq!(v["pushed"], serde_json::json!(["config/opencode.jsonc"]), "only files with secrets are sent again: {v}");
-    let mut b = Machine::new(t.path(), "b", &remote, false);
-    b.vars.push(("OC_SYNC_PASSPHRASE".into(), NEW.into()));
-    b.sync(&mut log).await;
-    assert_eq!(b.read("opencode.jsonc"), opencode_jsonc());
+    let b = machine(t.path(), "b", &remote, false).env("OC_SYNC_PASSPHRASE", NEW);
+    sync(&b, &mut log).await;
+    assert_eq!(b.cfg_text("opencode.jsonc"), opencode_jsonc());
     assert_remote_clean(&remote, None);
     assert_no_secret("the CLI output", log.join("\n").as_bytes());
 }
@@ -428,24 +394,24 @@ async fn a_conflict_on_a_secret_never_prints_it() {
     let t = tempfile::tempdir().unwrap();
     let remote = Remote::Folder(t.path().join("remote"));
     let mut log = Vec::new();
-    let a = Machine::new(t.path(), "a", &remote, true);
-    let b = Machine::new(t.path(), "b", &remote, true);
-    a.write("opencode.jsonc", &opencode_jsonc());
-    a.sync(&mut log).await;
-    b.sync(&mut log).await;
-    a.write("opencode.jsonc", &opencode_jsonc().replace(ANT_A, ANT_B2));
-    b.write("opencode.jsonc", &opencode_jsonc().replace(ANT_A, ANT_C));
-    a.sync(&mut log).await;
-    let r = b.sync(&mut log).await;
+    let a = machine(t.path(), "a", &remote, true);
+    let b = machine(t.path(), "b", &remote, true);
+    a.write_cfg("opencode.jsonc", &opencode_jsonc());
+    sync(&a, &mut log).await;
+    sync(&b, &mut log).await;
+    a.write_cfg("opencode.jsonc", &opencode_jsonc().replace(ANT_A, ANT_B2));
+    b.write_cfg("opencode.jsonc", &opencode_jsonc().replace(ANT_A, ANT_C));
+    sync(&a, &mut log).await;
+    let r = sync(&b, &mut log).await;
     let conflicts = r["conflicts"].as_array().unwrap();
     assert_eq!(conflicts.len(), 1, "{r}");
     assert!(conflicts[0]["details"][0].as_str().unwrap().contains("(secret, not shown)"), "{r}");
     for args in [&["conflicts"][..], &["conflicts", "--json"], &["status"]] {
-        let out = b.run(args, &mut log).await;
+        let out = run(&b, args, &mut log).await;
         assert_eq!(out.code, 0, "{}", out.all());
     }
-    a.sync(&mut log).await;
-    assert_eq!(a.read("opencode.jsonc"), b.read("opencode.jsonc"));
+    sync(&a, &mut log).await;
+    assert_eq!(a.cfg_text("opencode.jsonc"), b.cfg_text("opencode.jsonc"));
     assert_remote_clean(&remote, None);
     assert_no_secret("the CLI output", log.join("\n").as_bytes());
 }

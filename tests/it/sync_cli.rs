@@ -1,92 +1,15 @@
 //! Drives the real `oc-sync` binary on 2-3 simulated machines (one HOME each) sharing one folder
 //! remote through OC_SYNC_REMOTE.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use crate::common::{Machine, Out};
 use serde_json::Value;
-
-struct Machine {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    remote: PathBuf,
-}
-
-impl Machine {
-    /// A machine with its own HOME, the given machine id and extra oc-sync settings.
-    fn new(remote: &Path, id: &str, settings: Value) -> Machine {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().to_path_buf();
-        let m = Machine { _dir: dir, home, remote: remote.to_path_buf() };
-        let mut cfg = serde_json::json!({ "machineId": id, "retryDelayMs": 0 });
-        for (k, v) in settings.as_object().unwrap() {
-            cfg[k] = v.clone();
-        }
-        m.write_cfg("opencode-sync.json", &serde_json::to_string_pretty(&cfg).unwrap());
-        m
-    }
-    fn cfg_dir(&self) -> PathBuf {
-        self.home.join(".config/opencode")
-    }
-    fn state_dir(&self) -> PathBuf {
-        self.home.join(".local/state/opencode")
-    }
-    fn write_cfg(&self, rel: &str, text: &str) {
-        let p = self.cfg_dir().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    fn read_cfg(&self, rel: &str) -> Option<String> {
-        std::fs::read_to_string(self.cfg_dir().join(rel)).ok()
-    }
-    fn write_state(&self, rel: &str, text: &str) {
-        let p = self.state_dir().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    fn read_state(&self, rel: &str) -> Option<String> {
-        std::fs::read_to_string(self.state_dir().join(rel)).ok()
-    }
-    fn json(&self, rel: &str) -> Value {
-        serde_json::from_str(&self.read_cfg(rel).expect("file exists")).unwrap()
-    }
-    fn set_key(&self, k: &str, v: &str) {
-        let mut j = self.json("opencode.json");
-        j[k] = v.into();
-        self.write_cfg("opencode.json", &serde_json::to_string_pretty(&j).unwrap());
-    }
-    fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_oc-sync"))
-            .args(args)
-            .env_clear()
-            .env("HOME", &self.home)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("OC_SYNC_REMOTE", &self.remote)
-            .output()
-            .expect("run oc-sync");
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-    /// Runs and asserts exit code 0; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = self.run(args);
-        assert_eq!(code, 0, "oc-sync {args:?} failed\nstdout:\n{out}\nstderr:\n{err}");
-        out
-    }
-    fn sync(&self) -> String {
-        self.ok(&["sync"])
-    }
-    /// The synced files of this machine (OpenCode config and state folders, oc-sync's own config left out).
-    fn synced_files(&self) -> BTreeMap<String, Vec<u8>> {
-        common::synced_files(&self.cfg_dir(), &self.state_dir())
-    }
-}
 
 fn all_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
-    common::walk(dir, "", &mut out);
+    crate::common::walk(dir, "", &mut out);
     out
 }
 
@@ -94,7 +17,7 @@ fn all_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 fn world(n: usize, settings: Value) -> (tempfile::TempDir, Vec<Machine>) {
     let shared = tempfile::tempdir().unwrap();
     let remote = shared.path().join("remote");
-    let ms = ["a", "b", "c"][..n].iter().map(|id| Machine::new(&remote, id, settings.clone())).collect();
+    let ms = ["a", "b", "c"][..n].iter().map(|id| Machine::new(id).folder_remote(&remote).settings(settings.clone())).collect();
     (shared, ms)
 }
 
@@ -262,10 +185,10 @@ fn mass_deletion_is_refused_until_allowed() {
     for n in 1..=4 {
         std::fs::remove_file(a.cfg_dir().join(format!("agents/a{n}.md"))).unwrap();
     }
-    let (code, out, err) = a.run(&["sync"]);
+    let Out { code, out, err } = a.run(&["sync"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("--allow-deletions"), "{err}");
-    let (code, out, _) = a.run(&["sync", "--json"]);
+    let Out { code, out, .. } = a.run(&["sync", "--json"]);
     assert_eq!(code, 1);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!((v["ok"].clone(), v["tooManyDeletions"].clone()), (Value::Bool(false), Value::Bool(true)));
@@ -274,7 +197,7 @@ fn mass_deletion_is_refused_until_allowed() {
     assert!(b.cfg_dir().join("agents/a1.md").exists());
     let out = a.ok(&["sync", "--allow-deletions"]);
     assert!(out.contains("delete on the remote 4"), "{out}");
-    let (code, _, err) = b.run(&["sync"]);
+    let Out { code, err, .. } = b.run(&["sync"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--allow-deletions"), "{err}");
     b.ok(&["sync", "--allow-deletions"]);
@@ -343,14 +266,14 @@ fn dependencies_and_symlinks_are_never_pushed() {
 fn exit_codes_for_resolve() {
     let (_shared, ms) = world(1, serde_json::json!({}));
     let a = &ms[0];
-    assert_eq!(a.run(&["resolve", "x"]).0, 2);
-    assert_eq!(a.run(&["resolve", "x", "--local", "--remote"]).0, 2);
-    assert_eq!(a.run(&["sync", "--bogus"]).0, 2);
-    let (code, _, err) = a.run(&["resolve", "config/opencode.json", "--remote"]);
+    assert_eq!(a.run(&["resolve", "x"]).code, 2);
+    assert_eq!(a.run(&["resolve", "x", "--local", "--remote"]).code, 2);
+    assert_eq!(a.run(&["sync", "--bogus"]).code, 2);
+    let Out { code, err, .. } = a.run(&["resolve", "config/opencode.json", "--remote"]);
     assert_eq!(code, 1);
     assert!(err.contains("no open conflict"), "{err}");
-    assert_eq!(a.run(&["sync"]).0, 0);
-    assert_eq!(a.run(&["conflicts", "--json"]).0, 0);
+    assert_eq!(a.run(&["sync"]).code, 0);
+    assert_eq!(a.run(&["conflicts", "--json"]).code, 0);
 }
 
 /// A hostile folder remote (entries committed as some other writer of the folder would): keys
@@ -359,8 +282,8 @@ fn exit_codes_for_resolve() {
 /// name in `sync`, `sync --json` and `status`, and an idle sync downloads nothing again.
 #[test]
 fn a_hostile_folder_remote_changes_nothing_outside_the_synced_dirs_and_refusals_are_listed() {
-    use common::home_snapshot as hs;
-    use oc_sync::remote::{Changes, Entry, LocalRemote, Remote, sha256_hex};
+    use crate::common::home_snapshot as hs;
+    use crate::common::lib::{Changes, Entry, LocalRemote, Remote, VectorClock, sha256_hex};
     let (shared, ms) = world(1, serde_json::json!({}));
     let b = &ms[0];
     b.write_cfg("agents/mine.md", "mine\n");
@@ -380,7 +303,7 @@ fn a_hostile_folder_remote_changes_nothing_outside_the_synced_dirs_and_refusals_
     for key in bad.iter().chain([&good]) {
         let bytes = format!("content of {key}\n").into_bytes();
         let hash = sha256_hex(&bytes);
-        let mut clock = oc_sync::clock::VectorClock::new();
+        let mut clock = VectorClock::new();
         clock.bump("mallory");
         let category = key.split('/').next().unwrap().to_string();
         changes.entries.insert(
@@ -416,28 +339,6 @@ fn a_hostile_folder_remote_changes_nothing_outside_the_synced_dirs_and_refusals_
     assert!(status.contains("refused    config/node_modules/evil/index.js: "), "{status}");
     let v: Value = serde_json::from_str(&b.ok(&["status", "--json"])).unwrap();
     assert!(v["refused"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().starts_with("config/opencode-sync.json: ")), "{v}");
-}
-
-impl Machine {
-    /// Runs `oc-sync sync` made to stop at `step` (OC_SYNC_TEST_PAUSE_AT) and kills it there
-    /// with SIGKILL. Panics if the process never reaches the step.
-    fn kill_sync_at(&self, step: &str) {
-        let mark = self.home.join("paused");
-        let _ = std::fs::remove_file(&mark);
-        let child = Command::new(env!("CARGO_BIN_EXE_oc-sync"))
-            .args(["sync"])
-            .env_clear()
-            .env("HOME", &self.home)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("OC_SYNC_REMOTE", &self.remote)
-            .env("OC_SYNC_TEST_PAUSE_AT", step)
-            .env("OC_SYNC_TEST_PAUSE_MARK", &mark)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start oc-sync");
-        common::kill_at_pause_mark(child, &mark, step);
-    }
 }
 
 /// Issue #12 with a real `kill -9`: a's sync (merging b's edits, writing locally) is killed at
@@ -483,50 +384,17 @@ fn every_edit_survives_a_kill_9_at_any_step() {
     }
 }
 
-impl Machine {
-    fn db_path(&self) -> PathBuf {
-        self.home.join(".local/share/opencode/opencode.db")
-    }
-    fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.db_path()).unwrap()
-    }
-    /// Adds a user + assistant message pair (one part each) to a session, tagged `tag`.
-    fn add_turn(&self, sid: &str, tag: &str, t: i64) {
-        let c = self.db();
-        for (i, role) in ["user", "assistant"].iter().enumerate() {
-            let mid = format!("msg_{tag}{i}");
-            let data = serde_json::json!({"role": role, "time": {"created": t}});
-            c.execute(
-                "INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES (?1, ?2, ?3, ?3, ?4)",
-                rusqlite::params![mid, sid, t + i as i64, data.to_string()],
-            )
-            .unwrap();
-            let pdata = serde_json::json!({"type": "text", "text": format!("{tag} {role}")});
-            c.execute(
-                "INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
-                rusqlite::params![format!("prt_{tag}{i}"), mid, sid, t + i as i64, pdata.to_string()],
-            )
-            .unwrap();
-        }
-        c.execute("UPDATE session SET time_updated = ?2 WHERE id = ?1", rusqlite::params![sid, t + 10]).unwrap();
-    }
-    fn has_row(&self, table: &str, id: &str) -> bool {
-        self.db().query_row(&format!("SELECT count(*) FROM {table} WHERE id = ?1"), [id], |r| r.get::<_, i64>(0)).unwrap() == 1
-    }
-}
-
 /// Sessions with a real `kill -9`: a's sync merging b's new turn with its own is killed at every
 /// step, including inside the database import; both machines then add another turn. Every
 /// message and part ends up in both databases.
 #[test]
 fn every_session_turn_survives_a_kill_9_at_any_step() {
-    use oc_sync::source::opencode_db::{create_test_db, insert_fake_session};
+    use crate::common::lib::insert_fake_session;
     for step in ["before-commit", "after-commit", "db-import", "local-write", "before-state-save"] {
         let (_shared, ms) = world(2, serde_json::json!({}));
         let (a, b) = (&ms[0], &ms[1]);
         for m in [a, b] {
-            std::fs::create_dir_all(m.db_path().parent().unwrap()).unwrap();
-            create_test_db(m.db_path()).unwrap();
+            m.create_db();
         }
         insert_fake_session(&a.db(), "proj1", "ses_one", 2, 1, 50).unwrap();
         a.sync();

@@ -53,6 +53,26 @@ pub fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Vec<u8>>) {
 }
 
 pub mod home_snapshot;
+mod machine;
+#[allow(unused_imports)]
+pub use machine::{Machine, OC};
+
+/// Every path into the `oc_sync` library that the integration tests use, in one place: when a
+/// library module moves, only these lines change.
+#[allow(unused_imports)]
+pub mod lib {
+    pub use oc_sync::clock::VectorClock;
+    pub use oc_sync::config::{Config, ConflictStrategy};
+    pub use oc_sync::jsonc;
+    pub use oc_sync::remote::testing::HookedRemote;
+    pub use oc_sync::remote::{Changes, Entry, LocalRemote, Remote, sha256_hex};
+    pub use oc_sync::source::opencode_db::{create_test_db, insert_fake_session};
+    pub use oc_sync::source::{Category, FileSource, Source};
+    pub use oc_sync::fault;
+    pub use oc_sync::sync::{SyncError, SyncOptions, SyncReport, Syncer};
+    pub use oc_sync::time::now_ms as system_now_ms;
+    pub use oc_sync::sync::state::StateStore;
+}
 
 /// Waits until an `oc-sync` started with `OC_SYNC_TEST_PAUSE_AT=<step>` and
 /// `OC_SYNC_TEST_PAUSE_MARK=<mark>` reaches the step (the mark file appears), then kills it with

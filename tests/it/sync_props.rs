@@ -2,138 +2,16 @@
 //! (one temp dir per machine with `config/`, `state/` and `sync/`) sharing one folder remote.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
 
-use oc_sync::config::{Config, ConflictStrategy};
-use oc_sync::remote::{LocalRemote, Remote};
-use oc_sync::source::{Category, FileSource, Source};
-use oc_sync::sync::run::{SyncOptions, SyncReport, Syncer};
-use oc_sync::sync::SyncError;
-use oc_sync::time::now_ms as system_now_ms;
-use oc_sync::sync::state::StateStore;
+use crate::common::lib::{Config, ConflictStrategy, HookedRemote, LocalRemote, Remote, SyncError, SyncOptions, SyncReport, fault};
+use crate::common::{Machine, OC};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-
-const OC: &str = "config/opencode.json";
 const HIST: &str = "state/prompt-history.jsonl";
-
-// ---------------------------------------------------------------- simulated machines
-
-struct Machine {
-    id: String,
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-impl Machine {
-    fn new(id: &str) -> Machine {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        Machine { id: id.into(), _dir: dir, root }
-    }
-    fn path(&self, key: &str) -> PathBuf {
-        self.root.join(key)
-    }
-    fn read(&self, key: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.path(key)).ok()
-    }
-    fn write(&self, key: &str, bytes: &[u8]) {
-        let p = self.path(key);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, bytes).unwrap();
-    }
-    fn remove(&self, key: &str) {
-        let _ = std::fs::remove_file(self.path(key));
-    }
-    fn set_mtime(&self, key: &str, ms: u64) {
-        let f = std::fs::File::options().write(true).open(self.path(key)).unwrap();
-        f.set_modified(UNIX_EPOCH + Duration::from_millis(ms)).unwrap();
-    }
-    fn json(&self) -> Map<String, Value> {
-        match self.read(OC) {
-            Some(b) => match serde_json::from_slice(&b).unwrap_or_else(|e| panic!("{}: {OC} is not JSON ({e}): {}", self.id, String::from_utf8_lossy(&b))) {
-                Value::Object(m) => m,
-                other => panic!("{OC} is not an object: {other}"),
-            },
-            None => Map::new(),
-        }
-    }
-    fn set_json(&self, m: &Map<String, Value>) {
-        self.write(OC, serde_json::to_string_pretty(&Value::Object(m.clone())).unwrap().as_bytes());
-    }
-    fn set_key(&self, k: &str, v: Value) {
-        let mut m = self.json();
-        m.insert(k.into(), v);
-        self.set_json(&m);
-    }
-    fn del_key(&self, k: &str) {
-        let mut m = self.json();
-        m.remove(k);
-        self.set_json(&m);
-    }
-    fn append_line(&self, key: &str, line: &str) {
-        let mut b = self.read(key).unwrap_or_default();
-        if !b.is_empty() && !b.ends_with(b"\n") {
-            b.push(b'\n');
-        }
-        b.extend_from_slice(line.as_bytes());
-        b.push(b'\n');
-        self.write(key, &b);
-    }
-    fn lines(&self, key: &str) -> Vec<String> {
-        String::from_utf8(self.read(key).unwrap_or_default()).unwrap().lines().filter(|l| !l.trim().is_empty()).map(String::from).collect()
-    }
-    /// Every file under config/ and state/ (relative path → bytes).
-    fn files(&self) -> BTreeMap<String, Vec<u8>> {
-        fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Vec<u8>>) {
-            let Ok(rd) = std::fs::read_dir(dir) else { return };
-            for e in rd {
-                let e = e.unwrap();
-                let name = e.file_name().into_string().unwrap();
-                let r = format!("{rel}/{name}");
-                let ft = e.file_type().unwrap();
-                if ft.is_dir() {
-                    walk(&e.path(), &r, out);
-                } else {
-                    out.insert(r, std::fs::read(e.path()).unwrap());
-                }
-            }
-        }
-        let mut out = BTreeMap::new();
-        walk(&self.root.join("config"), "config", &mut out);
-        walk(&self.root.join("state"), "state", &mut out);
-        out
-    }
-}
 
 fn config(strategy: ConflictStrategy) -> Config {
     Config { conflict_strategy: strategy, retry_delay_ms: 0, ..Config::default() }
-}
-
-fn sync_with(m: &Machine, remote: &dyn Remote, cfg: &Config, blocked: BTreeSet<String>, opts: &SyncOptions) -> Result<SyncReport, SyncError> {
-    let sources: Vec<Box<dyn Source>> = vec![
-        Box::new(FileSource::new(Category::Config, m.root.join("config"), Default::default()).unwrap()),
-        Box::new(FileSource::new(Category::State, m.root.join("state"), Default::default()).unwrap()),
-    ];
-    let syncer = Syncer {
-        machine: m.id.clone(),
-        config: cfg,
-        remote,
-        sources,
-        state: StateStore::new(m.root.join("sync")),
-        blocked,
-        now_ms: system_now_ms,
-        on_local_write: None,
-        codec: None,
-        on_progress: None,
-    };
-    syncer.sync(opts)
-}
-
-fn sync(m: &Machine, remote: &dyn Remote, cfg: &Config) -> SyncReport {
-    sync_with(m, remote, cfg, BTreeSet::new(), &SyncOptions::default()).unwrap_or_else(|e| panic!("sync of {} failed: {e}", m.id))
 }
 
 fn changed(r: &SyncReport) -> bool {
@@ -157,23 +35,30 @@ fn remote_json(remote: &dyn Remote) -> Map<String, Value> {
 
 struct World {
     _remote_dir: tempfile::TempDir,
-    remote: Faulty,
+    remote: HookedRemote<'static>,
     machines: Vec<Machine>,
 }
 
 impl World {
     fn new(n: usize) -> World {
         let remote_dir = tempfile::tempdir().unwrap();
-        let remote = Faulty::new(LocalRemote::open(remote_dir.path().join("remote")).unwrap());
+        let remote = HookedRemote::owning(LocalRemote::open(remote_dir.path().join("remote")).unwrap());
         let machines = (0..n).map(|i| Machine::new(&format!("m{}", i + 1))).collect();
         World { _remote_dir: remote_dir, remote, machines }
+    }
+    /// Two machines sharing an opencode.json with a key "seed", settled.
+    fn seeded_pair(cfg: &Config, opts: &SyncOptions) -> World {
+        let w = World::new(2);
+        w.machines[0].set_key("seed", Value::from("s"));
+        w.settle(cfg, opts).unwrap();
+        w
     }
     /// Round-robin syncs until a whole round changes nothing (at least two rounds). Returns rounds run.
     fn settle(&self, cfg: &Config, opts: &SyncOptions) -> Result<usize, String> {
         for round in 1..=8 {
             let mut any = false;
             for m in &self.machines {
-                let r = sync_with(m, &self.remote, cfg, BTreeSet::new(), opts).map_err(|e| format!("settle sync of {}: {e}", m.id))?;
+                let r = m.sync_with(&self.remote, cfg, BTreeSet::new(), opts).map_err(|e| format!("settle sync of {}: {e}", m.id))?;
                 any |= changed(&r);
             }
             if !any && round >= 2 {
@@ -278,7 +163,7 @@ fn run_scenario(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {
             Op::AgentDelete { m, name } => w.machines[m].remove(&format!("config/agents/{}.md", AGENTS[name])),
             Op::Sync { m } => {
                 // (d): with auto-merge nothing errors.
-                sync_with(&w.machines[m], &w.remote, &cfg, BTreeSet::new(), &opts)
+                w.machines[m].sync_with(&w.remote, &cfg, BTreeSet::new(), &opts)
                     .map_err(|e| TestCaseError::fail(format!("sync of {} failed: {e}", w.machines[m].id)))?;
             }
             Op::FaultySync { m, fault } => {
@@ -292,9 +177,9 @@ fn run_scenario(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {
     w.settle(&cfg, &opts).map_err(TestCaseError::fail)?;
 
     // (a) identical file sets everywhere.
-    let first = w.machines[0].files();
+    let first = w.machines[0].synced_files();
     for m in &w.machines[1..] {
-        let files = m.files();
+        let files = m.synced_files();
         prop_assert_eq!(
             first.keys().collect::<Vec<_>>(),
             files.keys().collect::<Vec<_>>(),
@@ -322,7 +207,7 @@ fn run_scenario(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {
         }
     }
     // (c) a key touched by one machine only keeps that machine's last value (or stays deleted).
-    let json = w.machines[0].json();
+    let json = w.machines[0].oc_json();
     prop_assert_eq!(json.get("seed"), Some(&Value::from("s")));
     for (k, (who, last)) in &touched {
         if who.len() == 1 {
@@ -365,21 +250,21 @@ fn concurrent_same_key(strategy: ConflictStrategy, a_ms: u64, b_ms: u64) -> (Wor
     let mut m = Map::new();
     m.insert("a".into(), "base".into());
     m.insert("x".into(), "base".into());
-    a.set_json(&m);
+    a.set_oc_json(&m);
     a.set_mtime(OC, T0);
-    sync(a, &w.remote, &cfg);
-    sync(b, &w.remote, &cfg);
-    assert_eq!(b.json(), m);
+    a.sync_on(&w.remote, &cfg);
+    b.sync_on(&w.remote, &cfg);
+    assert_eq!(b.oc_json(), m);
 
-    a.set_key("a", "A".into());
-    a.set_key("y", "A".into());
+    a.set_key("a", "A");
+    a.set_key("y", "A");
     a.set_mtime(OC, a_ms);
-    b.set_key("a", "B".into());
-    b.set_key("z", "B".into());
+    b.set_key("a", "B");
+    b.set_key("z", "B");
     b.set_mtime(OC, b_ms);
-    let ra = sync(a, &w.remote, &cfg);
+    let ra = a.sync_on(&w.remote, &cfg);
     assert_eq!(ra.pushed, vec![OC.to_string()]);
-    let rb = sync_with(b, &w.remote, &cfg, BTreeSet::new(), &SyncOptions::default()).unwrap();
+    let rb = b.sync_with(&w.remote, &cfg, BTreeSet::new(), &SyncOptions::default()).unwrap();
     (w, cfg, rb)
 }
 
@@ -389,14 +274,14 @@ fn get<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
 
 fn assert_converged(w: &World, cfg: &Config) {
     w.settle(cfg, &SyncOptions::default()).unwrap();
-    assert_eq!(w.machines[0].files(), w.machines[1].files(), "machines did not converge");
+    assert_eq!(w.machines[0].synced_files(), w.machines[1].synced_files(), "machines did not converge");
 }
 
 #[test]
 fn auto_merge_merges_other_keys_and_newest_side_wins_the_conflicting_key() {
     // m2's file is newer: m2's value.
     let (w, cfg, rb) = concurrent_same_key(ConflictStrategy::AutoMerge, T0 + 1000, T0 + 2000);
-    let j = w.machines[1].json();
+    let j = w.machines[1].oc_json();
     assert_eq!((get(&j, "a"), get(&j, "x"), get(&j, "y"), get(&j, "z")), (Some("B"), Some("base"), Some("A"), Some("B")), "{j:?}");
     assert_eq!(rb.merged, vec![OC.to_string()]);
     assert_eq!(rb.conflicts.len(), 1);
@@ -406,26 +291,26 @@ fn auto_merge_merges_other_keys_and_newest_side_wins_the_conflicting_key() {
 
     // m1's file is newer: m1's value, still merged.
     let (w, cfg, _) = concurrent_same_key(ConflictStrategy::AutoMerge, T0 + 2000, T0 + 1000);
-    let j = w.machines[1].json();
+    let j = w.machines[1].oc_json();
     assert_eq!((get(&j, "a"), get(&j, "y"), get(&j, "z")), (Some("A"), Some("A"), Some("B")), "{j:?}");
     assert_converged(&w, &cfg);
-    assert_eq!(get(&w.machines[0].json(), "a"), Some("A"));
+    assert_eq!(get(&w.machines[0].oc_json(), "a"), Some("A"));
 }
 
 #[test]
 fn auto_merge_tie_on_mtime_is_broken_by_machine_id() {
     // Same mtime: the larger machine id ("m2" > "m1") counts as newer.
     let (w, cfg, _) = concurrent_same_key(ConflictStrategy::AutoMerge, T0 + 1000, T0 + 1000);
-    assert_eq!(get(&w.machines[1].json(), "a"), Some("B"));
+    assert_eq!(get(&w.machines[1].oc_json(), "a"), Some("B"));
     assert_converged(&w, &cfg);
-    assert_eq!(get(&w.machines[0].json(), "a"), Some("B"));
+    assert_eq!(get(&w.machines[0].oc_json(), "a"), Some("B"));
 }
 
 #[test]
 fn local_wins_keeps_the_syncing_machines_value() {
     // Even though m1's file is newer.
     let (w, cfg, rb) = concurrent_same_key(ConflictStrategy::LocalWins, T0 + 2000, T0 + 1000);
-    let j = w.machines[1].json();
+    let j = w.machines[1].oc_json();
     assert_eq!((get(&j, "a"), get(&j, "y"), get(&j, "z")), (Some("B"), Some("A"), Some("B")), "{j:?}");
     assert_eq!(rb.conflicts.len(), 1);
     assert_eq!(rb.conflicts[0].strategy, "local-wins");
@@ -437,12 +322,12 @@ fn local_wins_keeps_the_syncing_machines_value() {
 fn remote_wins_keeps_the_already_pushed_value() {
     // Even though m2's file is newer.
     let (w, cfg, rb) = concurrent_same_key(ConflictStrategy::RemoteWins, T0 + 1000, T0 + 2000);
-    let j = w.machines[1].json();
+    let j = w.machines[1].oc_json();
     assert_eq!((get(&j, "a"), get(&j, "y"), get(&j, "z")), (Some("A"), Some("A"), Some("B")), "{j:?}");
     assert_eq!(rb.conflicts.len(), 1);
     assert_eq!(rb.conflicts[0].strategy, "remote-wins");
     assert_converged(&w, &cfg);
-    assert_eq!(get(&w.machines[0].json(), "a"), Some("A"));
+    assert_eq!(get(&w.machines[0].oc_json(), "a"), Some("A"));
 }
 
 #[test]
@@ -450,7 +335,7 @@ fn newest_wins_takes_the_whole_newer_file() {
     // m1's file newer: m2 ends with m1's file exactly (z is lost there, kept as conflict copy).
     let (w, cfg, rb) = concurrent_same_key(ConflictStrategy::NewestWins, T0 + 2000, T0 + 1000);
     assert_eq!(w.machines[1].read(OC), w.machines[0].read(OC));
-    let j = w.machines[1].json();
+    let j = w.machines[1].oc_json();
     assert_eq!((get(&j, "a"), get(&j, "y"), get(&j, "z")), (Some("A"), Some("A"), None), "{j:?}");
     assert_eq!(rb.conflicts.len(), 1);
     assert_eq!(rb.conflicts[0].winner, "remote");
@@ -459,18 +344,18 @@ fn newest_wins_takes_the_whole_newer_file() {
 
     // m2's file newer: m2's whole file (y lost), and m1 pulls it.
     let (w, cfg, rb) = concurrent_same_key(ConflictStrategy::NewestWins, T0 + 1000, T0 + 2000);
-    let j = w.machines[1].json();
+    let j = w.machines[1].oc_json();
     assert_eq!((get(&j, "a"), get(&j, "y"), get(&j, "z")), (Some("B"), None, Some("B")), "{j:?}");
     assert_eq!(rb.conflicts[0].winner, "local");
     assert_converged(&w, &cfg);
-    assert_eq!(get(&w.machines[0].json(), "y"), None);
+    assert_eq!(get(&w.machines[0].oc_json(), "y"), None);
 }
 
 #[test]
 fn ask_blocks_the_item_keeps_local_and_pushes_nothing_for_it() {
     let (w, cfg, rb) = concurrent_same_key(ConflictStrategy::Ask, T0 + 1000, T0 + 2000);
     let b = &w.machines[1];
-    let j = b.json();
+    let j = b.oc_json();
     // Local file untouched.
     assert_eq!((get(&j, "a"), get(&j, "y"), get(&j, "z")), (Some("B"), None, Some("B")), "{j:?}");
     assert_eq!(rb.blocked, vec![OC.to_string()]);
@@ -485,14 +370,14 @@ fn ask_blocks_the_item_keeps_local_and_pushes_nothing_for_it() {
     assert_eq!((get(&r, "a"), get(&r, "z")), (Some("A"), None));
     // While blocked (the session passes open ask-conflicts as `blocked`), later syncs leave it alone.
     let blocked: BTreeSet<String> = [OC.to_string()].into();
-    let again = sync_with(b, &w.remote, &cfg, blocked, &SyncOptions::default()).unwrap();
+    let again = b.sync_with(&w.remote, &cfg, blocked, &SyncOptions::default()).unwrap();
     assert_eq!(again.blocked, vec![OC.to_string()]);
     assert!(again.conflicts.is_empty());
-    assert_eq!(get(&b.json(), "a"), Some("B"));
+    assert_eq!(get(&b.oc_json(), "a"), Some("B"));
     assert_eq!(get(&remote_json(&w.remote), "a"), Some("A"));
-    let ra = sync(&w.machines[0], &w.remote, &cfg);
+    let ra = w.machines[0].sync_on(&w.remote, &cfg);
     assert!(!changed(&ra));
-    assert_eq!(get(&w.machines[0].json(), "a"), Some("A"));
+    assert_eq!(get(&w.machines[0].oc_json(), "a"), Some("A"));
 }
 
 // ---------------------------------------------------------------- deletions
@@ -510,16 +395,16 @@ fn deletion_concurrent_with_an_edit_keeps_the_edit() {
     a.write(&agent("x"), b"# x\nv1\n");
     a.write(&agent("keep"), b"# keep\n");
     a.write(&agent("keep2"), b"# keep2\n");
-    sync(a, &w.remote, &cfg);
-    sync(b, &w.remote, &cfg);
+    a.sync_on(&w.remote, &cfg);
+    b.sync_on(&w.remote, &cfg);
     a.remove(&agent("x"));
     b.write(&agent("x"), b"# x\nv2 edited on m2\n");
-    let ra = sync(a, &w.remote, &cfg);
+    let ra = a.sync_on(&w.remote, &cfg);
     assert_eq!(ra.deleted_remote, vec![agent("x")]);
-    let rb = sync(b, &w.remote, &cfg);
+    let rb = b.sync_on(&w.remote, &cfg);
     assert_eq!(rb.pushed, vec![agent("x")], "{rb:?}");
     assert_eq!(b.read(&agent("x")).as_deref(), Some(&b"# x\nv2 edited on m2\n"[..]));
-    sync(a, &w.remote, &cfg);
+    a.sync_on(&w.remote, &cfg);
     assert_eq!(a.read(&agent("x")).as_deref(), Some(&b"# x\nv2 edited on m2\n"[..]));
     assert_converged(&w, &cfg);
 
@@ -529,12 +414,12 @@ fn deletion_concurrent_with_an_edit_keeps_the_edit() {
     a.write(&agent("x"), b"# x\nv1\n");
     a.write(&agent("keep"), b"# keep\n");
     a.write(&agent("keep2"), b"# keep2\n");
-    sync(a, &w.remote, &cfg);
-    sync(b, &w.remote, &cfg);
+    a.sync_on(&w.remote, &cfg);
+    b.sync_on(&w.remote, &cfg);
     b.write(&agent("x"), b"# x\nv2 edited on m2\n");
-    sync(b, &w.remote, &cfg);
+    b.sync_on(&w.remote, &cfg);
     a.remove(&agent("x"));
-    let ra = sync(a, &w.remote, &cfg);
+    let ra = a.sync_on(&w.remote, &cfg);
     assert!(ra.deleted_remote.is_empty(), "{ra:?}");
     assert_eq!(a.read(&agent("x")).as_deref(), Some(&b"# x\nv2 edited on m2\n"[..]));
     assert_converged(&w, &cfg);
@@ -548,17 +433,17 @@ fn a_deletion_propagates_as_a_tombstone() {
     for n in ["one", "two", "three"] {
         a.write(&agent(n), format!("# {n}\n").as_bytes());
     }
-    sync(a, &w.remote, &cfg);
-    sync(b, &w.remote, &cfg);
+    a.sync_on(&w.remote, &cfg);
+    b.sync_on(&w.remote, &cfg);
     assert!(b.path(&agent("two")).exists());
     a.remove(&agent("two"));
-    let ra = sync(a, &w.remote, &cfg);
+    let ra = a.sync_on(&w.remote, &cfg);
     assert_eq!(ra.deleted_remote, vec![agent("two")]);
     let head = w.remote.head().unwrap().unwrap();
     let e = &w.remote.manifest(&head).unwrap().entries[&agent("two")];
     assert!(e.is_tombstone(), "{e:?}");
     assert_eq!(e.machine, "m1");
-    let rb = sync(b, &w.remote, &cfg);
+    let rb = b.sync_on(&w.remote, &cfg);
     assert_eq!(rb.deleted_local, vec![agent("two")]);
     assert!(!b.path(&agent("two")).exists());
     assert!(b.path(&agent("one")).exists() && b.path(&agent("three")).exists());
@@ -574,34 +459,34 @@ fn deleting_most_of_a_category_needs_allow_deletions() {
     for n in names {
         a.write(&agent(n), format!("# {n}\n").as_bytes());
     }
-    sync(a, &w.remote, &cfg);
-    sync(b, &w.remote, &cfg);
+    a.sync_on(&w.remote, &cfg);
+    b.sync_on(&w.remote, &cfg);
     for n in &names[..4] {
         a.remove(&agent(n));
     }
     let head = w.remote.head().unwrap();
-    match sync_with(a, &w.remote, &cfg, BTreeSet::new(), &SyncOptions::default()) {
+    match a.sync_with(&w.remote, &cfg, BTreeSet::new(), &SyncOptions::default()) {
         Err(SyncError::TooManyDeletions { category, count, total, .. }) => {
             assert_eq!((category.as_str(), count, total), ("config", 4, 5));
         }
         other => panic!("expected TooManyDeletions, got {other:?}"),
     }
-    let msg = sync_with(a, &w.remote, &cfg, BTreeSet::new(), &SyncOptions::default()).unwrap_err().to_string();
+    let msg = a.sync_with(&w.remote, &cfg, BTreeSet::new(), &SyncOptions::default()).unwrap_err().to_string();
     assert!(msg.contains("--allow-deletions"), "{msg}");
     assert_eq!(w.remote.head().unwrap(), head, "a refused sync must not commit");
 
-    let ra = sync_with(a, &w.remote, &cfg, BTreeSet::new(), &SyncOptions { allow_deletions: true, ..Default::default() }).unwrap();
+    let ra = a.sync_with(&w.remote, &cfg, BTreeSet::new(), &SyncOptions { allow_deletions: true, ..Default::default() }).unwrap();
     assert_eq!(ra.deleted_remote.len(), 4);
     // The other machine would also delete 4 of its 5: refused there too, until allowed.
     assert!(matches!(
-        sync_with(b, &w.remote, &cfg, BTreeSet::new(), &SyncOptions::default()),
+        b.sync_with(&w.remote, &cfg, BTreeSet::new(), &SyncOptions::default()),
         Err(SyncError::TooManyDeletions { count: 4, .. })
     ));
     assert!(b.path(&agent("a1")).exists());
-    let rb = sync_with(b, &w.remote, &cfg, BTreeSet::new(), &SyncOptions { allow_deletions: true, ..Default::default() }).unwrap();
+    let rb = b.sync_with(&w.remote, &cfg, BTreeSet::new(), &SyncOptions { allow_deletions: true, ..Default::default() }).unwrap();
     assert_eq!(rb.deleted_local.len(), 4);
     assert_converged(&w, &cfg);
-    assert_eq!(b.files().keys().cloned().collect::<Vec<_>>(), vec![agent("a5")]);
+    assert_eq!(b.synced_files().keys().cloned().collect::<Vec<_>>(), vec![agent("a5")]);
 }
 
 #[test]
@@ -612,10 +497,10 @@ fn deleting_two_of_five_needs_no_flag() {
     for n in ["a1", "a2", "a3", "a4", "a5"] {
         a.write(&agent(n), b"x\n");
     }
-    sync(a, &w.remote, &cfg);
+    a.sync_on(&w.remote, &cfg);
     a.remove(&agent("a1"));
     a.remove(&agent("a2"));
-    assert_eq!(sync(a, &w.remote, &cfg).deleted_remote.len(), 2);
+    assert_eq!(a.sync_on(&w.remote, &cfg).deleted_remote.len(), 2);
 }
 
 #[test]
@@ -624,19 +509,19 @@ fn history_lines_from_both_sides_are_kept_and_dry_run_changes_nothing() {
     let w = World::new(2);
     let (a, b) = (&w.machines[0], &w.machines[1]);
     a.append_line(HIST, "{\"text\":\"one\"}");
-    sync(a, &w.remote, &cfg);
-    sync(b, &w.remote, &cfg);
+    a.sync_on(&w.remote, &cfg);
+    b.sync_on(&w.remote, &cfg);
     a.append_line(HIST, "{\"text\":\"from a\"}");
     b.append_line(HIST, "{\"text\":\"from b\"}");
-    sync(a, &w.remote, &cfg);
+    a.sync_on(&w.remote, &cfg);
     let head = w.remote.head().unwrap();
-    let before = b.files();
-    let dry = sync_with(b, &w.remote, &cfg, BTreeSet::new(), &SyncOptions { dry_run: true, ..Default::default() }).unwrap();
+    let before = b.synced_files();
+    let dry = b.sync_with(&w.remote, &cfg, BTreeSet::new(), &SyncOptions { dry_run: true, ..Default::default() }).unwrap();
     assert!(dry.dry_run);
     assert_eq!(dry.merged, vec![HIST.to_string()]);
-    assert_eq!(b.files(), before);
+    assert_eq!(b.synced_files(), before);
     assert_eq!(w.remote.head().unwrap(), head);
-    sync(b, &w.remote, &cfg);
+    b.sync_on(&w.remote, &cfg);
     assert_converged(&w, &cfg);
     for m in &w.machines {
         let l = m.lines(HIST);
@@ -648,50 +533,6 @@ fn history_lines_from_both_sides_are_kept_and_dry_run_changes_nothing() {
 
 // ---------------------------------------------------------------- crashes and lost answers
 
-/// A folder remote whose next commit lands but whose answer is lost (`lose_next`), or that fails
-/// before committing (`fail_next`).
-struct Faulty {
-    inner: LocalRemote,
-    lose_next: std::sync::atomic::AtomicBool,
-    fail_next: std::sync::atomic::AtomicBool,
-}
-
-impl Faulty {
-    fn new(inner: LocalRemote) -> Faulty {
-        Faulty { inner, lose_next: false.into(), fail_next: false.into() }
-    }
-}
-
-impl Remote for Faulty {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn head(&self) -> Result<Option<oc_sync::remote::Version>, oc_sync::remote::RemoteError> {
-        self.inner.head()
-    }
-    fn manifest(&self, at: &oc_sync::remote::Version) -> Result<oc_sync::remote::Manifest, oc_sync::remote::RemoteError> {
-        self.inner.manifest(at)
-    }
-    fn blob(&self, hash: &str) -> Result<Vec<u8>, oc_sync::remote::RemoteError> {
-        self.inner.blob(hash)
-    }
-    fn commit(
-        &self,
-        expected: Option<&oc_sync::remote::Version>,
-        changes: oc_sync::remote::Changes,
-    ) -> Result<oc_sync::remote::CommitOutcome, oc_sync::remote::RemoteError> {
-        let lost = || oc_sync::remote::RemoteError::io("test fault", std::io::Error::other("the answer was lost"));
-        if self.fail_next.swap(false, Ordering::SeqCst) {
-            return Err(lost());
-        }
-        let out = self.inner.commit(expected, changes)?;
-        if self.lose_next.swap(false, Ordering::SeqCst) {
-            return Err(lost());
-        }
-        Ok(out)
-    }
-}
-
 /// The loss from issue #12: B edits, A edits and merges, the answer to A's commit is lost (the
 /// commit landed), A edits again and syncs: A's second edit must survive everywhere.
 #[test]
@@ -701,19 +542,19 @@ fn an_edit_after_a_lost_commit_answer_survives() {
     let remote = &w.remote;
     let (a, b) = (&w.machines[0], &w.machines[1]);
     a.set_key("seed", Value::from("s"));
-    sync(a, remote, &cfg);
-    sync(b, remote, &cfg);
+    a.sync_on(remote, &cfg);
+    b.sync_on(remote, &cfg);
     b.set_key("b1", Value::from("B"));
-    sync(b, remote, &cfg);
+    b.sync_on(remote, &cfg);
     a.set_key("a1", Value::from("A"));
     remote.lose_next.store(true, Ordering::SeqCst);
-    assert!(sync_with(a, remote, &cfg, BTreeSet::new(), &SyncOptions::default()).is_err(), "the lost answer fails the sync");
+    assert!(a.sync_with(remote, &cfg, BTreeSet::new(), &SyncOptions::default()).is_err(), "the lost answer fails the sync");
     a.set_key("a2", Value::from("A2"));
-    sync(a, remote, &cfg);
-    sync(b, remote, &cfg);
-    sync(a, remote, &cfg);
+    a.sync_on(remote, &cfg);
+    b.sync_on(remote, &cfg);
+    a.sync_on(remote, &cfg);
     for m in [a, b] {
-        let j = m.json();
+        let j = m.oc_json();
         for (k, v) in [("seed", "s"), ("b1", "B"), ("a1", "A"), ("a2", "A2")] {
             assert_eq!(get(&j, k), Some(v), "{k} on {}: {j:?}", m.id);
         }
@@ -725,15 +566,15 @@ fn an_edit_after_a_lost_commit_answer_survives() {
 const FAULTS: &[&str] = &["lost-answer", "before-commit", "ref-update", "after-commit", "local-write", "before-state-save"];
 
 /// Runs `m`'s sync with `fault` injected; Err is expected (unless the step was not reached).
-fn faulty_sync(m: &Machine, remote: &Faulty, cfg: &Config, opts: &SyncOptions, fault: &str) -> Result<SyncReport, SyncError> {
+fn faulty_sync(m: &Machine, remote: &HookedRemote, cfg: &Config, opts: &SyncOptions, fault: &str) -> Result<SyncReport, SyncError> {
     let step: &'static str = FAULTS.iter().find(|f| **f == fault).copied().expect("a known fault");
     let _hook = if step == "lost-answer" {
         remote.lose_next.store(true, Ordering::SeqCst);
         None
     } else {
-        Some(oc_sync::fault::inject(move |s| s == step))
+        Some(fault::inject(move |s| s == step))
     };
-    let r = sync_with(m, remote, cfg, BTreeSet::new(), opts);
+    let r = m.sync_with(remote, cfg, BTreeSet::new(), opts);
     remote.lose_next.store(false, Ordering::SeqCst);
     r
 }
@@ -754,12 +595,12 @@ fn every_edit_survives_a_sync_cut_off_at_any_step() {
         a.append_line(HIST, "{\"text\":\"seed\"}");
         a.write("config/agents/x.md", b"# x\none\ntwo\nthree\n");
         a.write("config/agents/y.md", b"# y\n");
-        sync(a, remote, &cfg);
-        sync(b, remote, &cfg);
+        a.sync_on(remote, &cfg);
+        b.sync_on(remote, &cfg);
         b.set_key("b1", Value::from("B"));
         b.append_line(HIST, "{\"text\":\"b\"}");
         b.write("config/agents/x.md", b"# x\nONE by b\ntwo\nthree\n");
-        sync(b, remote, &cfg);
+        b.sync_on(remote, &cfg);
         a.set_key("a1", Value::from("A"));
         a.append_line(HIST, "{\"text\":\"a1\"}");
         a.write("config/agents/y.md", b"# y\ntried\n");
@@ -774,10 +615,10 @@ fn every_edit_survives_a_sync_cut_off_at_any_step() {
         a.write("config/agents/y.md", b"# y\n"); // and thought better of it
         b.set_key("b2", Value::from("B2"));
         for m in [a, b, a, b] {
-            sync(m, remote, &cfg);
+            m.sync_on(remote, &cfg);
         }
         for m in [a, b] {
-            let j = m.json();
+            let j = m.oc_json();
             for (k, v) in [("seed", "s"), ("b1", "B"), ("a1", "A"), ("a2", "A2"), ("b2", "B2")] {
                 if get(&j, k) != Some(v) {
                     lost.push(format!("{fault}: key {k} on {}", m.id));
@@ -800,7 +641,7 @@ fn every_edit_survives_a_sync_cut_off_at_any_step() {
         if m_read(a, "config/agents/y.md") != "# y\n" || m_read(b, "config/agents/y.md") != "# y\n" {
             lost.push(format!("{fault}: the revert of y.md"));
         }
-        if a.files() != b.files() {
+        if a.synced_files() != b.synced_files() {
             lost.push(format!("{fault}: the machines hold different files"));
         }
     }
@@ -818,18 +659,16 @@ fn m_read(m: &Machine, key: &str) -> String {
 fn a_pull_cut_off_before_the_state_save_is_not_mistaken_for_a_local_edit() {
     let cfg = config(ConflictStrategy::AutoMerge);
     let opts = SyncOptions::default();
-    let w = World::new(2);
+    let w = World::seeded_pair(&cfg, &opts);
     let (a, b) = (&w.machines[0], &w.machines[1]);
-    a.set_key("seed", Value::from("s"));
-    w.settle(&cfg, &opts).unwrap();
     b.set_key("k", Value::from("first"));
-    sync(b, &w.remote, &cfg);
+    b.sync_on(&w.remote, &cfg);
     b.set_key("k", Value::from("second"));
     assert!(faulty_sync(a, &w.remote, &cfg, &opts, "local-write").is_err());
     a.set_key("mine", Value::from("A"));
     w.settle(&cfg, &opts).unwrap();
     for m in [a, b] {
-        let j = m.json();
+        let j = m.oc_json();
         assert_eq!((get(&j, "k"), get(&j, "mine")), (Some("second"), Some("A")), "{}: {j:?}", m.id);
     }
 }
@@ -841,20 +680,18 @@ fn a_pull_cut_off_before_the_state_save_is_not_mistaken_for_a_local_edit() {
 fn an_edit_of_a_merged_key_after_a_lost_answer_keeps_the_newest_value() {
     let cfg = config(ConflictStrategy::AutoMerge);
     let opts = SyncOptions::default();
-    let w = World::new(2);
+    let w = World::seeded_pair(&cfg, &opts);
     let (a, b) = (&w.machines[0], &w.machines[1]);
-    a.set_key("seed", Value::from("s"));
-    w.settle(&cfg, &opts).unwrap();
     a.set_key("x", Value::from("a-old"));
     b.set_key("y", Value::from("b-1"));
-    sync(b, &w.remote, &cfg);
+    b.sync_on(&w.remote, &cfg);
     assert!(faulty_sync(a, &w.remote, &cfg, &opts, "lost-answer").is_err());
     a.set_key("x", Value::from("a-new"));
     b.set_key("y", Value::from("b-2"));
-    sync(b, &w.remote, &cfg);
+    b.sync_on(&w.remote, &cfg);
     w.settle(&cfg, &opts).unwrap();
     for m in [a, b] {
-        let j = m.json();
+        let j = m.oc_json();
         assert_eq!((get(&j, "x"), get(&j, "y")), (Some("a-new"), Some("b-2")), "{}: {j:?}", m.id);
     }
 }
@@ -865,29 +702,27 @@ fn an_edit_of_a_merged_key_after_a_lost_answer_keeps_the_newest_value() {
 fn an_edit_during_a_merging_sync_keeps_the_newest_values() {
     let cfg = config(ConflictStrategy::AutoMerge);
     let opts = SyncOptions::default();
-    let w = World::new(2);
+    let w = World::seeded_pair(&cfg, &opts);
     let (a, b) = (&w.machines[0], &w.machines[1]);
-    a.set_key("seed", Value::from("s"));
-    w.settle(&cfg, &opts).unwrap();
     a.set_key("x", Value::from("a-old"));
     b.set_key("y", Value::from("b-1"));
-    sync(b, &w.remote, &cfg);
+    b.sync_on(&w.remote, &cfg);
     let path = a.path(OC);
-    let _hook = oc_sync::fault::inject(move |step| {
-        if step == oc_sync::fault::AFTER_COMMIT {
+    let _hook = fault::inject(move |step| {
+        if step == fault::AFTER_COMMIT {
             let text = std::fs::read_to_string(&path).unwrap().replace("a-old", "a-new");
             std::fs::write(&path, text).unwrap();
         }
         false
     });
-    let r = sync(a, &w.remote, &cfg);
+    let r = a.sync_on(&w.remote, &cfg);
     drop(_hook);
     assert_eq!(r.deferred, [OC], "{r:?}");
     b.set_key("y", Value::from("b-2"));
-    sync(b, &w.remote, &cfg);
+    b.sync_on(&w.remote, &cfg);
     w.settle(&cfg, &opts).unwrap();
     for m in [a, b] {
-        let j = m.json();
+        let j = m.oc_json();
         assert_eq!((get(&j, "x"), get(&j, "y")), (Some("a-new"), Some("b-2")), "{}: {j:?}", m.id);
     }
 }

@@ -3,6 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+/// What changed in a home directory (shared with the integration tests).
+#[path = "../tests/it/common/home_snapshot.rs"]
+pub mod home_snapshot;
+
 use crate::config::Config;
 use crate::remote::Remote;
 use crate::source::{Category, FileSource, Source};

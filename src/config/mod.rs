@@ -642,17 +642,11 @@ fn build_timing(f: &mut Fields<'_>, c: &mut Config) {
         );
     }
     if let Some(Value::Object(sync)) = f.m.get("sync") {
-        let get = |k: &str, d: bool| sync.get(k).and_then(Value::as_bool).unwrap_or(d);
-        let d = &c.sync;
-        c.sync = Categories {
-            config: get("config", d.config),
-            state: get("state", d.state),
-            credentials: get("credentials", d.credentials),
-            sessions: get("sessions", d.sessions),
-            messages: get("messages", d.messages),
-            projects: get("projects", d.projects),
-            todos: get("todos", d.todos),
-        };
+        for cat in Category::ALL {
+            if let Some(on) = sync.get(cat.as_str()).and_then(Value::as_bool) {
+                *c.sync.get_mut(cat) = on;
+            }
+        }
     }
     if let Some(v) = f.s("conflictStrategy").and_then(|v| ConflictStrategy::parse(&v)) {
         c.conflict_strategy = v;

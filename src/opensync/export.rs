@@ -299,14 +299,16 @@ fn send_sessions(
             if abort.load(Ordering::Relaxed) {
                 break;
             }
-            match next_plan(run, db, s, st, now, report) {
-                Some(Plan::Batch(b)) => batch.push(b),
-                Some(Plan::Job(job)) => {
-                    if job_tx.send(job).is_err() {
-                        break;
-                    }
+            let sent = match next_plan(run, db, s, st, now, report) {
+                Some(Plan::Batch(b)) => {
+                    batch.push(b);
+                    true
                 }
-                None => {}
+                Some(Plan::Job(job)) => job_tx.send(job).is_ok(),
+                None => true,
+            };
+            if !sent {
+                break;
             }
         }
         drop(job_tx);

@@ -65,13 +65,13 @@ impl SyncError {
     /// Failures that go away by themselves (an offline remote, a busy lock, a lost race): auto-sync
     /// retries them with backoff instead of waiting for the person.
     pub fn is_retryable(&self) -> bool {
-        match self {
+        matches!(
+            self,
             SyncError::Remote(
                 RemoteError::Unreachable(_) | RemoteError::Busy(_) | RemoteError::RateLimited(_) | RemoteError::Io { .. },
-            ) => true,
-            SyncError::TooManyRetries(_) | SyncError::Busy(_) => true,
-            _ => false,
-        }
+            ) | SyncError::TooManyRetries(_)
+                | SyncError::Busy(_)
+        )
     }
 }
 

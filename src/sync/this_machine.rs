@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::machine_id;
 use crate::paths::{EnvSnapshot, Paths};
 use crate::remote::open::open_remote;
+use crate::remote::{Remote, Version};
 use crate::source::opencode_db::create::{have_opencode_create, Created};
 use crate::time::now_ms;
 
@@ -46,54 +47,74 @@ fn sync_locked(paths: &Paths, config: &Config, env: &EnvSnapshot, opts: &SyncOpt
         .map_err(|e| SyncError::local("cannot get this machine's id", e))?;
     let _lock = SyncLock::acquire(&paths.sync_lock_file(), LOCK_WAIT)?;
     let remote = open_remote(config, paths, env)?;
-    let state = StateStore::new(paths.sync_state_dir());
     let conflicts = ConflictStore::new(paths.conflicts_dir());
-    let blocked = conflicts
-        .waiting()
-        .map_err(|e| SyncError::local(format!("cannot read {}", conflicts.root().display()), e))?
-        .into_iter()
-        .collect();
-    let database = prepare_database(paths, config, env, opts);
     let codec = Codecs::for_config(config, env)?;
-    let syncer = Syncer {
-        machine: machine.id.clone(),
-        config,
-        remote: remote.as_ref(),
-        sources: scoped_sources(paths, config, &state, opts.scope)?,
-        state,
-        blocked,
-        now_ms,
-        on_local_write: hooks.on_local_write,
-        codec: Some(&codec as &dyn Codec),
-        on_progress: hooks.on_progress,
+    let run = || -> Result<SyncReport, SyncError> {
+        let state = StateStore::new(paths.sync_state_dir());
+        let blocked = conflicts
+            .waiting()
+            .map_err(|e| SyncError::local(format!("cannot read {}", conflicts.root().display()), e))?
+            .into_iter()
+            .collect();
+        let syncer = Syncer {
+            machine: machine.id.clone(),
+            config,
+            remote: remote.as_ref(),
+            sources: scoped_sources(paths, config, &state, opts.scope)?,
+            state,
+            blocked,
+            now_ms,
+            on_local_write: hooks.on_local_write,
+            codec: Some(&codec as &dyn Codec),
+            on_progress: hooks.on_progress,
+        };
+        let report = syncer.sync(opts)?;
+        if !opts.dry_run {
+            for c in &report.conflicts {
+                keep_conflict(&conflicts, c, &machine.id)?;
+            }
+        }
+        Ok(report)
     };
-    let mut report = syncer.sync(opts)?;
-    match database {
-        Some(Created::By(program)) => report.database_created_by = Some(program.display().to_string()),
-        Some(Created::Waiting(why)) => report.sessions_waiting = Some(why),
-        None => {}
-    }
-    if !opts.dry_run {
-        for c in &report.conflicts {
-            keep_conflict(&conflicts, c, &machine.id)?;
+    let mut report = run()?;
+    if database_missing(paths, config, opts) && remote_has_database_items(remote.as_ref(), report.version.as_deref())? {
+        match create_database(paths, env, opts) {
+            Created::By(program) => {
+                // The database sources exist now: a second pass imports the sessions.
+                report.append(run()?);
+                report.database_created_by = Some(program.display().to_string());
+            }
+            Created::Waiting(why) => report.sessions_waiting = Some(why),
         }
     }
     Ok(report)
 }
 
-/// On a machine where OpenCode has never run, has OpenCode create its database so that this sync
-/// can import the sessions (None: nothing to do, the database exists or is not synced).
-fn prepare_database(paths: &Paths, config: &Config, env: &EnvSnapshot, opts: &SyncOptions) -> Option<Created> {
+/// Whether this sync covers OpenCode's database and it does not exist (OpenCode never ran here).
+fn database_missing(paths: &Paths, config: &Config, opts: &SyncOptions) -> bool {
     let wanted = [Category::Sessions, Category::Projects].into_iter().any(|c| config.sync.get(c) && opts.scope.covers(c));
     let db = &paths.opencode_db;
-    if !wanted || db.is_file() || db.as_os_str() == ":memory:" {
-        return None;
-    }
+    wanted && !db.is_file() && db.as_os_str() != ":memory:"
+}
+
+/// Whether the remote at `version` (the one the sync just saw: no new request for the head) holds
+/// sessions or projects, which then wait for this machine's database.
+fn remote_has_database_items(remote: &dyn Remote, version: Option<&str>) -> Result<bool, SyncError> {
+    let Some(version) = version else { return Ok(false) };
+    let manifest = remote.manifest(&Version(version.to_string()))?;
+    Ok(manifest.entries.iter().any(|(key, e)| {
+        e.hash.is_some() && matches!(Category::of_key(key), Some(Category::Sessions | Category::Projects))
+    }))
+}
+
+/// On a machine where OpenCode has never run, has OpenCode create its database (never in a dry run).
+fn create_database(paths: &Paths, env: &EnvSnapshot, opts: &SyncOptions) -> Created {
+    let db = &paths.opencode_db;
     if opts.dry_run {
-        return Some(Created::Waiting(format!(
+        return Created::Waiting(format!(
             "OpenCode's database {} does not exist yet: a sync that is not a dry run has OpenCode create it",
             db.display()
-        )));
+        ));
     }
     tracing::info!("OpenCode's database {} does not exist yet: having OpenCode create it", db.display());
     let created = have_opencode_create(db, env);
@@ -101,7 +122,7 @@ fn prepare_database(paths: &Paths, config: &Config, env: &EnvSnapshot, opts: &Sy
         Created::By(program) => tracing::info!("{} created OpenCode's database", program.display()),
         Created::Waiting(why) => tracing::warn!("sessions not synced: {why}"),
     }
-    Some(created)
+    created
 }
 
 /// Keeps both sides (and the base) of a conflict the sync met, unless the same "ask" conflict is

@@ -301,7 +301,7 @@ async fn three_machines(remote: Remote, gh: Option<&FakeGithub>, root: &Path) {
 
     // Settled: nothing more to push or pull anywhere.
     for m in [&a, &b, &c, &a] {
-        let r = sync(&m, &mut log).await;
+        let r = sync(m, &mut log).await;
         for list in ["pushed", "pulled", "merged"] {
             assert_eq!(r[list], serde_json::json!([]), "{list} on {}: {r}", m.home.display());
         }

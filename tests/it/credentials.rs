@@ -155,7 +155,7 @@ fn a_ciphertext_moved_onto_another_item_is_refused() {
     std::fs::write(a.home.join(".local/share/opencode/mcp-auth.json"), r#"{"srv":{"token":"t-original"}}"#).unwrap();
     a.sync();
     // Someone with write access to the remote puts auth.json's ciphertext under mcp-auth.json.
-    let remote = LocalRemote::open(&t.path().join("remote")).unwrap();
+    let remote = LocalRemote::open(t.path().join("remote")).unwrap();
     let head = remote.head().unwrap().unwrap();
     let manifest = remote.manifest(&head).unwrap();
     let mut moved = manifest.entries["credentials/auth.json"].clone();

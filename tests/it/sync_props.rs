@@ -108,7 +108,7 @@ const PROP_CASES: u32 = 96;
 
 fn run_scenario(n: usize, ops: &[Op]) -> Result<(), TestCaseError> {
     let n_case = CASES.fetch_add(1, Ordering::Relaxed) + 1;
-    if n_case % 100 == 0 {
+    if n_case.is_multiple_of(100) {
         eprintln!("{n_case} cases, {} syncs cut off so far", FAULTS_INJECTED.load(Ordering::Relaxed));
     }
     let cfg = config(ConflictStrategy::AutoMerge);

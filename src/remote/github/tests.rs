@@ -764,8 +764,7 @@ async fn a_push_too_big_for_one_tree_request_is_split() {
 
 // ---- a hostile repository: entries that are not plain files -----------------------------------
 
-#[path = "../../../tests/it/common/home_snapshot.rs"]
-mod home_snapshot;
+use crate::testing::home_snapshot;
 
 /// The repository's current manifest with `extra` entries added (key → content), as JSON text.
 fn manifest_with(dir: &Path, extra: &[(&str, &[u8])]) -> Vec<u8> {

@@ -242,8 +242,7 @@ fn a_first_import_bigger_than_one_round_completes_parents_first() {
 // ---------------------------------------------------------------------------------------------
 // A hostile remote: documents whose content names another session or project than their key.
 
-#[path = "../../../tests/it/common/home_snapshot.rs"]
-mod home_snapshot;
+use crate::testing::home_snapshot;
 
 /// Puts `bytes` at `key` as a new version from a machine "mallory", as a hostile remote would.
 fn hostile_put(remote: &LocalRemote, key: &str, bytes: &[u8]) {

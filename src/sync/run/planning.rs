@@ -241,22 +241,36 @@ impl<'a> Syncer<'a> {
         plan.report.deleted_remote.push(key);
     }
 
+    /// The remote content of `key` for a pull or a merge. None when the round's byte budget is
+    /// spent (the item waits for the next round) or the content is refused (remembered in `plan`).
+    fn fetch_for_round(
+        &self,
+        key: &str,
+        r: &Entry,
+        local: Option<&LocalItem>,
+        round: &mut Round<'_>,
+        plan: &mut Plan,
+    ) -> Result<Option<Vec<u8>>, SyncError> {
+        if round.over_budget(r) {
+            plan.more = true;
+            return Ok(None);
+        }
+        if self.still_refused(key, r, round.state, plan) {
+            return Ok(None);
+        }
+        round.pulled_bytes += r.size;
+        let bytes = self.fetch(key, r, local)?;
+        if self.refuses_content(key, r, &bytes, plan)? {
+            return Ok(None);
+        }
+        Ok(Some(bytes))
+    }
+
     /// Takes the remote content (unless over the round's budget or refused).
     fn plan_pull(&self, item: &ItemSides<'_>, round: &mut Round<'_>, plan: &mut Plan) -> Result<(), SyncError> {
         let (key, l) = (item.key, item.local);
         let r = item.remote.expect("pull needs a remote entry");
-        if round.over_budget(r) {
-            plan.more = true;
-            return Ok(());
-        }
-        if self.still_refused(key, r, round.state, plan) {
-            return Ok(());
-        }
-        round.pulled_bytes += r.size;
-        let bytes = self.fetch(key, r, l)?;
-        if self.refuses_content(key, r, &bytes, plan)? {
-            return Ok(());
-        }
+        let Some(bytes) = self.fetch_for_round(key, r, l, round, plan)? else { return Ok(()) };
         plan.remote_hashes.insert(key.to_string(), r.hash.clone());
         plan.writes.push((LocalWrite::Write { key: key.to_string(), bytes: bytes.clone() }, l.map(|i| i.hash.clone())));
         plan.new_bases.insert(key.to_string(), (base_with(r, &sha256_hex(&bytes), round.now), Some(bytes)));
@@ -271,18 +285,7 @@ impl<'a> Syncer<'a> {
         let local = item.local.expect("merge needs a local item");
         debug_assert!(!local.unread, "an unread item equals its base, so it never needs a merge");
         let r = item.remote.expect("merge needs a remote entry");
-        if round.over_budget(r) {
-            plan.more = true;
-            return Ok(());
-        }
-        if self.still_refused(key, r, round.state, plan) {
-            return Ok(());
-        }
-        round.pulled_bytes += r.size;
-        let remote_bytes = self.fetch(key, r, Some(local))?;
-        if self.refuses_content(key, r, &remote_bytes, plan)? {
-            return Ok(());
-        }
+        let Some(remote_bytes) = self.fetch_for_round(key, r, Some(local), round, plan)? else { return Ok(()) };
         if !round.opts.dry_run {
             // The merge's local side: the base of a later merge if this sync is cut
             // off before its local write (see crate::sync::intent).

@@ -3,5 +3,7 @@
 //! hourly budget); [`watch`] turns file changes into triggers.
 
 pub mod engine;
+mod live;
+pub mod problem;
 pub mod scheduler;
 pub mod watch;

@@ -500,7 +500,7 @@ fn runner(live: Arc<Live>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<Option<
                         tracing::warn!("conflict in {} ({}; {} kept)", c.key, c.strategy, c.winner);
                     }
                     lock(&st).conflicts_waiting = ConflictStore::new(ctx.paths.conflicts_dir()).waiting().unwrap_or_default();
-                    report(&st, db_problem.map(|m| Problem::new(ProblemKind::DatabaseSync, m)));
+                    super::live::report(&st, db_problem.map(|m| Problem::new(ProblemKind::DatabaseSync, m)));
                     RunOutcome::Ok
                 }
                 Ok(Ok(Err(e))) => {

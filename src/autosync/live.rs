@@ -31,7 +31,12 @@ pub(super) fn report(st: &Mutex<EngineStatus>, p: Option<Problem>) {
     match (old, p) {
         (Some(old), Some(new)) if old.same(&new) => {}
         (_, Some(new)) => {
-            tracing::error!("oc-sync: {}. To fix it: {}", new.message.trim_end_matches('.'), new.action);
+            let text = format!("{}. To fix it: {}", new.message.trim_end_matches('.'), new.action);
+            if new.kind == ProblemKind::AlreadyRunning {
+                tracing::warn!("{text}");
+            } else {
+                tracing::error!("{text}");
+            }
             lock(st).problem = Some(new);
         }
         (Some(old), None) => {

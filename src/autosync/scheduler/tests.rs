@@ -459,11 +459,12 @@ async fn the_remote_is_checked_every_minute_and_syncs_only_when_it_moved() {
     sleep(MS).await;
     assert!(h.state().next_poll_at_ms.is_some());
     sleep_until(t0 + 300 * S).await;
-    // Checks at 60, 120, 180 (moved: sync 180.1..182.1), then the poll is re-armed after the run.
+    // A check takes 0.1 s and the next one is 60 s after it: 60, 120.1, 180.2 (moved: sync
+    // 180.3..182.3), then the poll is re-armed after the run.
     let at = probe.at(t0);
-    assert_eq!(&at[..3], &secs(&[60, 120, 180])[..], "{at:?}");
-    assert_eq!(fake.starts(t0), vec![180 * S + 100 * MS]);
-    assert_eq!(at[3], 242 * S + 100 * MS, "{at:?}");
+    assert_eq!(&at[..3], &[60 * S, 120 * S + 100 * MS, 180 * S + 200 * MS][..], "{at:?}");
+    assert_eq!(fake.starts(t0), vec![180 * S + 300 * MS]);
+    assert_eq!(at[3], 242 * S + 300 * MS, "{at:?}");
     let st = h.state();
     assert_eq!((st.polls_moved, st.total_syncs), (1, 1), "{st:?}");
     assert!(st.polls >= 4);

@@ -140,7 +140,11 @@ test("the plugin reports a broken config through the log instead of throwing", a
   const logs = []
   const client = { app: { log: async ({ body }) => void logs.push(body) } }
   const hooks = await plugin.server({ client, directory: home }, { conflictStrategy: 42 })
-  await new Promise((r) => setTimeout(r, 200))
+  // Logged while the plugin runs (the engine reports it once; the plugin forwards logs every 2 s),
+  // not only at dispose: wait for the line (up to 6 s), then stop.
+  const seen = () => logs.some((l) => l.level === "error" && /conflictStrategy/.test(l.message))
+  for (let i = 0; i < 60 && !seen(); i++) await new Promise((r) => setTimeout(r, 100))
+  assert.ok(seen(), JSON.stringify(logs))
   await hooks.dispose()
   assert.ok(logs.some((l) => l.level === "error" && /conflictStrategy/.test(l.message)), JSON.stringify(logs))
 })

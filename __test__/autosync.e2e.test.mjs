@@ -116,6 +116,9 @@ test("a config fixed while OpenCode runs is used without a restart: auto-sync st
     const t1 = Date.now()
     while (!fs.existsSync(path.join(remote, "HEAD")) && Date.now() - t1 < 30000) await new Promise((r) => setTimeout(r, 200))
     assert.ok(fs.existsSync(path.join(remote, "HEAD")), `no sync after the fix:\n${serve.output().slice(-3000)}`)
+    // The plugin forwards the engine's log every 2 s.
+    const t2 = Date.now()
+    while (!/syncing again/.test(serve.output()) && Date.now() - t2 < 10000) await new Promise((r) => setTimeout(r, 200))
     assert.match(serve.output(), /syncing again/)
   } finally {
     await serve.stop()

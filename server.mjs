@@ -77,12 +77,30 @@ async function server(input, options) {
       t?.catch?.(() => {})
     } catch {}
   }
+  // What stops syncing (a rejected token, an invalid config, the mass-deletion stop, a copy of
+  // the plugin loaded twice...) shows a toast once per distinct problem, with what to do (the
+  // engine logs it once); "syncing again" once it went away.
+  let toastedProblem = ""
+  const notifyProblem = () => {
+    try {
+      const p = engine.status()?.problem
+      const signature = p ? `${p.kind}\n${p.message}` : ""
+      if (signature === toastedProblem) return
+      const had = toastedProblem !== ""
+      toastedProblem = signature
+      const body = p
+        ? { title: "oc-sync: not syncing", message: `${p.message.replace(/\.$/, "")}. To fix: ${p.action}.`, variant: p.kind === "alreadyRunning" ? "warning" : "error", duration: 15000 }
+        : had && { title: "oc-sync", message: "oc-sync: syncing again", variant: "success" }
+      if (body) client?.tui?.showToast?.({ body })?.catch?.(() => {})
+    } catch {}
+  }
   const flush = () => {
     try {
       for (const r of engine.takeLogs()) log(r.level, r.message)
     } catch {}
     notifyConflicts()
     notifyExport()
+    notifyProblem()
   }
   const timer = setInterval(flush, LOG_FLUSH_MS)
   timer.unref?.()

@@ -140,7 +140,11 @@ test("the plugin reports a broken config through the log instead of throwing", a
   const logs = []
   const client = { app: { log: async ({ body }) => void logs.push(body) } }
   const hooks = await plugin.server({ client, directory: home }, { conflictStrategy: 42 })
-  await new Promise((r) => setTimeout(r, 200))
+  // Logged while the plugin runs (the engine reports it once; the plugin forwards logs every 2 s),
+  // not only at dispose: wait for the line (up to 6 s), then stop.
+  const seen = () => logs.some((l) => l.level === "error" && /conflictStrategy/.test(l.message))
+  for (let i = 0; i < 60 && !seen(); i++) await new Promise((r) => setTimeout(r, 100))
+  assert.ok(seen(), JSON.stringify(logs))
   await hooks.dispose()
   assert.ok(logs.some((l) => l.level === "error" && /conflictStrategy/.test(l.message)), JSON.stringify(logs))
 })
@@ -180,4 +184,77 @@ test("the plugin shows a toast when a conflict waits for the person", async () =
   assert.equal(toasts.length, 1, JSON.stringify(toasts))
   assert.equal(toasts[0].variant, "warning")
   assert.match(toasts[0].message, /config\/opencode\.json/)
+})
+
+// ---- issue 18: what stops syncing is shown once, and a fix is picked up while OpenCode runs ----
+
+const until = async (what, f, ms = 10000) => {
+  const t0 = Date.now()
+  while (!f()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+test("a broken config is logged and toasted once; fixing the file while the plugin runs makes the next sync succeed", async () => {
+  const { default: plugin } = await import(path.join(root, "server.mjs"))
+  const cfgDir = path.join(home, ".config", "opencode")
+  const file = path.join(cfgDir, "opencode-sync.json")
+  const remote = path.join(home, "fixed-remote")
+  fs.mkdirSync(cfgDir, { recursive: true })
+  fs.writeFileSync(path.join(cfgDir, "AGENTS.md"), "synced after the fix\n")
+  fs.writeFileSync(file, '{ "conflictStrategy": "mine" }')
+  const logs = []
+  const toasts = []
+  const client = { app: { log: async ({ body }) => void logs.push(body) }, tui: { showToast: async ({ body }) => void toasts.push(body) } }
+  const hooks = await plugin.server({ client, directory: home }, { fileWatcherDebounceMs: 200, maxDebounceMs: 1000 })
+  try {
+    await until("the config toast", () => toasts.length > 0)
+    assert.equal(toasts[0].variant, "error")
+    assert.match(toasts[0].message, /conflictStrategy/)
+    assert.match(toasts[0].message, /To fix: fix oc-sync's config/)
+    await until("the error in the log", () => logs.some((l) => l.level === "error" && /conflictStrategy/.test(l.message)))
+    // Not repeated while it stays broken.
+    await new Promise((r) => setTimeout(r, 2500))
+    assert.equal(toasts.length, 1, JSON.stringify(toasts))
+    assert.equal(logs.filter((l) => /conflictStrategy/.test(l.message)).length, 1, JSON.stringify(logs))
+    // Fixed while the plugin runs: auto-sync starts, says so, and the next sync reaches the remote.
+    fs.writeFileSync(file, JSON.stringify({ conflictStrategy: "newest-wins", remote }))
+    await until("the recovery toast", () => toasts.some((t) => /syncing again/.test(t.message)))
+    assert.equal(toasts.at(-1).variant, "success")
+    await hooks.event({ event: { type: "session.idle", properties: {} } })
+    // The startup sync (1 s after the start) or this event's: the remote gets a snapshot.
+    await until("the sync to reach the remote", () => fs.existsSync(path.join(remote, "HEAD")), 15000)
+  } finally {
+    await hooks.dispose()
+    fs.rmSync(file, { force: true })
+    fs.rmSync(path.join(cfgDir, "AGENTS.md"), { force: true })
+  }
+  assert.equal(toasts.filter((t) => t.variant === "error").length, 1, JSON.stringify(toasts))
+})
+
+test("the plugin loaded twice in one process runs once: the second copy stays idle with a warning", async () => {
+  const { default: plugin } = await import(path.join(root, "server.mjs"))
+  const toasts = [[], []]
+  const mk = (i) => ({ app: { log: async () => {} }, tui: { showToast: async ({ body }) => void toasts[i].push(body) } })
+  const first = await plugin.server({ client: mk(0), directory: home }, { autoSyncOnStartup: false })
+  const second = await plugin.server({ client: mk(1), directory: home }, { autoSyncOnStartup: false })
+  try {
+    await until("the warning", () => toasts[1].length > 0)
+    assert.equal(toasts[1][0].variant, "warning")
+    assert.match(toasts[1][0].message, /loaded twice/)
+    assert.equal(toasts[0].length, 0, JSON.stringify(toasts[0]))
+    // The first copy unloaded (OpenCode reloading plugins): the second one takes over.
+    await first.dispose()
+    await until("the take-over", () => toasts[1].some((t) => /syncing again/.test(t.message)))
+  } finally {
+    await first.dispose()
+    await second.dispose()
+  }
+  // And a later start runs normally.
+  const again = []
+  const third = await plugin.server({ client: { app: { log: async () => {} }, tui: { showToast: async ({ body }) => void again.push(body) } }, directory: home }, { autoSyncOnStartup: false })
+  await new Promise((r) => setTimeout(r, 2500))
+  await third.dispose()
+  assert.equal(again.length, 0, JSON.stringify(again))
 })

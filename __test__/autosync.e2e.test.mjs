@@ -5,7 +5,7 @@ import { test, before, after } from "node:test"
 import assert from "node:assert/strict"
 import fs from "node:fs"
 import path from "node:path"
-import { startFakeModel, createMachine, makeTempRoot, resolveOpencodeBin, packPlugin, DEFAULT_TEXT } from "./harness/index.mjs"
+import { startFakeModel, createMachine, makeTempRoot, resolveOpencodeBin, packPlugin, DEFAULT_TEXT, startServe } from "./harness/index.mjs"
 
 const HANG_MS = 30000 // healthy runs take 3-8 s; this only catches hangs
 
@@ -95,4 +95,32 @@ test("offline: edits pile up, OpenCode and the CLI keep working, everything arri
   await runOpencode(b)
   assert.equal(read(b, "commands/one.md"), "first\n")
   assert.equal(read(b, "commands/two.md"), "second\n")
+})
+
+test("a config fixed while OpenCode runs is used without a restart: auto-sync starts and pushes", async () => {
+  const remote = path.join(tmp.root, "remote-3")
+  const a = await machine("a3", remote)
+  write(a, "AGENTS.md", "Pushed once the config is fixed.\n")
+  write(a, "opencode-sync.json", '{ "conflictStrategy": "mine" }')
+  a.project ??= await a.projectDir("demo")
+  const serve = await startServe(a, { cwd: a.project, args: ["--print-logs"] })
+  try {
+    // The plugin loads with the instance (first request for the directory) and reports the config.
+    await fetch(`${serve.url}/session?directory=${encodeURIComponent(a.project)}`)
+    const t0 = Date.now()
+    while (!/conflictStrategy/.test(serve.output()) && Date.now() - t0 < 30000) await new Promise((r) => setTimeout(r, 200))
+    assert.match(serve.output(), /conflictStrategy/, "the broken config is logged while OpenCode runs")
+    assert.equal(fs.existsSync(path.join(remote, "HEAD")), false, "nothing syncs with a broken config")
+    // Fixed while OpenCode runs: within a few seconds auto-sync starts and its startup sync pushes.
+    write(a, "opencode-sync.json", '{ "conflictStrategy": "newest-wins" }')
+    const t1 = Date.now()
+    while (!fs.existsSync(path.join(remote, "HEAD")) && Date.now() - t1 < 30000) await new Promise((r) => setTimeout(r, 200))
+    assert.ok(fs.existsSync(path.join(remote, "HEAD")), `no sync after the fix:\n${serve.output().slice(-3000)}`)
+    // The plugin forwards the engine's log every 2 s.
+    const t2 = Date.now()
+    while (!/syncing again/.test(serve.output()) && Date.now() - t2 < 10000) await new Promise((r) => setTimeout(r, 200))
+    assert.match(serve.output(), /syncing again/)
+  } finally {
+    await serve.stop()
+  }
 })

@@ -103,7 +103,8 @@ impl Engine {
     #[napi(factory)]
     pub fn start(options: Option<serde_json::Value>, directory: Option<String>, helper: Option<Vec<String>>) -> Result<Engine> {
         guard("Engine.start", || {
-            let opts = EngineOptions { plugin_options: options, directory: directory.map(Into::into), db_helper: helper };
+            // One running engine per process: a plugin listed twice stays idle (status.problem).
+            let opts = EngineOptions { plugin_options: options, directory: directory.map(Into::into), db_helper: helper, single_instance: true };
             let engine = CoreEngine::start(opts, EnvSnapshot::from_process()).map_err(to_js_err)?;
             Ok(Engine { inner: Arc::new(Mutex::new(Some(engine))) })
         })

@@ -18,7 +18,9 @@ use crate::config::{self, Config};
 use crate::logging;
 use crate::machine_id;
 use crate::paths::{EnvSnapshot, Paths};
-use super::scheduler::{RunOutcome, Runner, Scheduler, SchedulerConfig, SchedulerHandle, SchedulerState, Trigger};
+use super::live::{report, Instance, Live};
+use super::problem::{self, Problem, ProblemKind};
+use super::scheduler::{PollConfig, RunOutcome, Runner, Scheduler, SchedulerConfig, SchedulerHandle, SchedulerState, Trigger};
 use crate::source::FileSource;
 use crate::sync::conflicts::ConflictStore;
 use crate::sync::sources::local_path;
@@ -53,15 +55,20 @@ pub struct EngineOptions {
     /// the host process has its own SQLite, and two SQLite libraries in one process do not see
     /// each other's locks. None: the database is not synced by the engine.
     pub db_helper: Option<Vec<String>>,
+    /// At most one running engine per process with this set (the plugin sets it): a second start
+    /// stays idle with the problem `alreadyRunning` until the first one stops.
+    pub single_instance: bool,
 }
 
-/// Where the engine is in its life; serialized as "starting", "running", "stopped", "failed".
+/// Where the engine is in its life; serialized as "starting", "running", "idle", "stopped", "failed".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineState {
     #[default]
     Starting,
     Running,
+    /// Another instance of the plugin in this process syncs; this one waits to take over.
+    Idle,
     Stopped,
     Failed,
 }
@@ -87,6 +94,11 @@ pub struct EngineStatus {
     /// What the last OpenSync export left for the person (refused items, a refused key), as the
     /// database process recorded it; the plugin shows a toast once per distinct problem.
     pub opensync_problem: Option<crate::opensync::state::Problem>,
+    /// What stops auto-sync now (a rejected token, an invalid config, the mass-deletion stop...),
+    /// with what to do; the plugin shows a toast when it changes. Null when all is well.
+    pub problem: Option<problem::Problem>,
+    /// The last problem that went away (the plugin says "syncing again").
+    pub recovered: Option<problem::Recovered>,
 }
 
 pub struct Engine {
@@ -120,11 +132,17 @@ impl Engine {
                     }
                 };
                 rt.block_on(async {
-                    let ctx = setup(&opts, &env, &st);
+                    let mut instance = None;
+                    if opts.single_instance {
+                        instance = wait_for_instance(&st, &mut shutdown_rx).await;
+                    }
+                    let ctx = if opts.single_instance && instance.is_none() { None } else { setup_until_valid(&opts, &env, &st, &mut shutdown_rx).await };
                     let mut watcher = None;
-                    if let Some(ctx) = ctx {
+                    if let Some((ctx, fp)) = ctx {
                         let own: OwnWrites = Arc::default();
-                        let handle = Scheduler::spawn(scheduler_config(&ctx.config), runner(ctx.clone(), st.clone(), slot.clone(), own.clone()));
+                        let live = Live::new(ctx.clone(), &env, opts.plugin_options.clone(), fp);
+                        let probe = ctx.config.continuous_sync.then(|| live.probe());
+                        let handle = Scheduler::spawn_with_probe(scheduler_config(&ctx.config), runner(live, st.clone(), slot.clone(), own.clone()), probe);
                         if ctx.config.continuous_sync {
                             watcher = start_watcher(&ctx, handle.clone(), own);
                         }
@@ -149,6 +167,7 @@ impl Engine {
                         }
                     }
                     tracing::info!("oc-sync engine stopped");
+                    drop(instance);
                 });
             }));
             if result.is_err() {
@@ -227,20 +246,81 @@ fn fail(st: &Mutex<EngineStatus>, msg: String) {
 }
 
 /// What auto-sync needs to run syncs.
-struct SyncContext {
-    paths: Paths,
-    config: Config,
-    env: EnvSnapshot,
-    db_helper: Option<Vec<String>>,
+#[derive(Clone)]
+pub(super) struct SyncContext {
+    pub(super) paths: Paths,
+    pub(super) config: Config,
+    pub(super) env: EnvSnapshot,
+    pub(super) db_helper: Option<Vec<String>>,
+}
+
+/// How often a failed start (an invalid config) looks at the config file again, and an idle second
+/// copy of the plugin checks whether the first one stopped.
+const RECHECK: Duration = Duration::from_secs(2);
+
+/// Waits (idle) while another engine runs in this process; None when stopped first.
+async fn wait_for_instance(st: &Mutex<EngineStatus>, shutdown_rx: &mut watch::Receiver<bool>) -> Option<Instance> {
+    let mut reported = false;
+    loop {
+        if let Some(i) = Instance::try_acquire() {
+            if reported {
+                report(st, None);
+            }
+            return Some(i);
+        }
+        if !reported {
+            reported = true;
+            lock(st).state = EngineState::Idle;
+            report(st, Some(Problem::new(ProblemKind::AlreadyRunning, "oc-sync is loaded twice in this OpenCode; this copy stays idle")));
+        }
+        tokio::select! {
+            r = shutdown_rx.changed() => if r.is_err() || *shutdown_rx.borrow() { return None },
+            () = tokio::time::sleep(RECHECK) => {}
+        }
+    }
+}
+
+/// [`setup`], again each time the config files change while the config is invalid, until it
+/// works or the engine stops. Returns the context and the config files' fingerprint it used.
+async fn setup_until_valid(
+    opts: &EngineOptions,
+    env: &EnvSnapshot,
+    st: &Mutex<EngineStatus>,
+    shutdown_rx: &mut watch::Receiver<bool>,
+) -> Option<(Arc<SyncContext>, String)> {
+    loop {
+        let paths = Paths::resolve(env).ok();
+        let fp = paths.as_ref().map(problem::fingerprint).unwrap_or_default();
+        match setup(opts, env, st) {
+            Ok(ctx) => {
+                report(st, None);
+                return Some((ctx, fp));
+            }
+            Err(false) => return None,
+            Err(true) => {}
+        }
+        let paths = paths?;
+        loop {
+            tokio::select! {
+                r = shutdown_rx.changed() => if r.is_err() || *shutdown_rx.borrow() { return None },
+                () = tokio::time::sleep(RECHECK) => {}
+            }
+            if problem::fingerprint(&paths) != fp {
+                tracing::info!("oc-sync's config changed; starting again");
+                break;
+            }
+        }
+    }
 }
 
 /// Loads paths, config, logging and the machine id; problems are reported, never thrown.
-fn setup(opts: &EngineOptions, env: &EnvSnapshot, st: &Mutex<EngineStatus>) -> Option<Arc<SyncContext>> {
+/// Err(true): the config is invalid (a fix can be picked up); Err(false): cannot start at all.
+fn setup(opts: &EngineOptions, env: &EnvSnapshot, st: &Mutex<EngineStatus>) -> Result<Arc<SyncContext>, bool> {
     let paths = match Paths::resolve(env) {
         Ok(p) => p,
         Err(e) => {
             fail(st, format!("oc-sync cannot start: {e}"));
-            return None;
+            return Err(false);
         }
     };
     let loaded = config::load(&paths, env, opts.plugin_options.as_ref());
@@ -249,12 +329,15 @@ fn setup(opts: &EngineOptions, env: &EnvSnapshot, st: &Mutex<EngineStatus>) -> O
     let loaded = match loaded {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!("{e}");
-            let mut s = lock(st);
-            s.state = EngineState::Failed;
-            s.config_error = Some(e.to_string());
-            s.log_dir = log_dir;
-            return None;
+            {
+                let mut s = lock(st);
+                s.state = EngineState::Failed;
+                s.config_error = Some(e.to_string());
+                s.log_dir = log_dir;
+            }
+            // Logged (once per distinct error) and shown by the plugin.
+            report(st, Some(Problem::new(ProblemKind::Config, e.to_string())));
+            return Err(true);
         }
     };
     for w in &loaded.warnings {
@@ -269,6 +352,7 @@ fn setup(opts: &EngineOptions, env: &EnvSnapshot, st: &Mutex<EngineStatus>) -> O
     s.conflicts_waiting = waiting;
     s.log_dir = log_dir;
     s.config_file = loaded.file.clone();
+    s.config_error = None;
     s.warnings = loaded.warnings.iter().map(|w| w.to_string()).collect();
     match machine {
         Ok(m) => {
@@ -286,13 +370,13 @@ fn setup(opts: &EngineOptions, env: &EnvSnapshot, st: &Mutex<EngineStatus>) -> O
             tracing::error!("cannot get this machine's id: {e}");
             s.state = EngineState::Failed;
             s.config_error = Some(format!("cannot get this machine's id: {e}"));
-            return None;
+            return Err(false);
         }
     }
-    Some(Arc::new(SyncContext { paths, config: loaded.config, env: env.clone(), db_helper: opts.db_helper.clone().filter(|h| !h.is_empty()) }))
+    Ok(Arc::new(SyncContext { paths, config: loaded.config, env: env.clone(), db_helper: opts.db_helper.clone().filter(|h| !h.is_empty()) }))
 }
 
-fn scheduler_config(c: &Config) -> SchedulerConfig {
+pub(super) fn scheduler_config(c: &Config) -> SchedulerConfig {
     SchedulerConfig {
         quiet: Duration::from_millis(c.file_watcher_debounce_ms),
         max_wait: Duration::from_millis(c.max_debounce_ms),
@@ -301,6 +385,8 @@ fn scheduler_config(c: &Config) -> SchedulerConfig {
         retry_base: Duration::from_millis(c.retry_delay_ms.max(250)),
         retry_max: Duration::from_secs(300),
         max_syncs_per_hour: MAX_SYNCS_PER_HOUR,
+        // Other machines' changes: check the remote's head while idle (continuous sync only).
+        poll: c.continuous_sync.then(PollConfig::default),
     }
 }
 
@@ -317,8 +403,8 @@ const DB_HELPER_WAIT: Duration = Duration::from_secs(300);
 
 /// Runs `oc-sync sync --database-only` in a separate process (sessions, then the OpenSync export
 /// when set up) and waits for it. It logs to oc-sync's log file itself; here only its outcome.
-fn run_db_helper(helper: &[String]) {
-    let Some((program, args)) = helper.split_first() else { return };
+fn run_db_helper(helper: &[String]) -> Result<(), String> {
+    let Some((program, args)) = helper.split_first() else { return Ok(()) };
     let child = std::process::Command::new(program)
         .args(args)
         .args(["sync", "--database-only"])
@@ -332,25 +418,25 @@ fn run_db_helper(helper: &[String]) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!("cannot start the database sync process ({program}): {e}");
-            return;
+            return Err(format!("cannot start the database sync process: {e}"));
         }
     };
     let deadline = std::time::Instant::now() + DB_HELPER_WAIT;
     loop {
         match child.try_wait() {
-            Ok(Some(status)) if status.success() => return,
+            Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(status)) => {
                 tracing::warn!("the database sync process failed ({status}); see this log for its reason");
-                return;
+                return Err(format!("the sync of OpenCode's sessions failed ({status})"));
             }
             Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
             Ok(None) => {
                 tracing::warn!("the database sync process is still running after {} s; not waiting for it", DB_HELPER_WAIT.as_secs());
-                return;
+                return Ok(());
             }
             Err(e) => {
                 tracing::warn!("cannot wait for the database sync process: {e}");
-                return;
+                return Ok(());
             }
         }
     }
@@ -361,13 +447,19 @@ pub const STARTUP_DELAY_MS: u64 = 1000;
 
 /// One automatic sync: the blocking sync on tokio's blocking pool, its outcome classified for the
 /// scheduler (retry with backoff when offline, wait for the person when it needs them).
-fn runner(ctx: Arc<SyncContext>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<Option<SchedulerHandle>>>, own: OwnWrites) -> Runner {
+fn runner(live: Arc<Live>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<Option<SchedulerHandle>>>, own: OwnWrites) -> Runner {
     Box::new(move || {
-        let (ctx, st, slot, own) = (ctx.clone(), st.clone(), slot.clone(), own.clone());
+        let (live, st, slot, own) = (live.clone(), st.clone(), slot.clone(), own.clone());
         Box::pin(async move {
-            let c = ctx.clone();
+            let ctx = live.current();
             let status = st.clone();
+            let (l, sl) = (live.clone(), slot.clone());
             let result = tokio::task::spawn_blocking(move || {
+                // A config or token fixed (or broken) while the host runs counts from this sync.
+                let c = match l.refresh(&status, &sl) {
+                    Ok(c) => c,
+                    Err(e) => return (Err(e), None),
+                };
                 own.lock().unwrap_or_else(|e| e.into_inner()).clear();
                 let observe = |key: &str, done: bool| {
                     if let Some(path) = local_path(&c.paths, key) {
@@ -377,20 +469,34 @@ fn runner(ctx: Arc<SyncContext>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<O
                 };
                 let files = SyncOptions { scope: crate::sync::Scope::Files, ..Default::default() };
                 let result = sync_now(&c.paths, &c.config, &c.env, &files, Hooks { on_local_write: Some(&observe), ..Default::default() });
+                if let Ok(r) = &result {
+                    l.saw_head(r.version.clone());
+                }
                 // OpenCode's database (sessions) and the OpenSync export: in a separate process.
+                let mut db_problem = None;
                 if let Some(helper) = &c.db_helper
                     && database_work(&c)
                 {
-                    run_db_helper(helper);
+                    db_problem = run_db_helper(helper).err();
                     // Its export's outcome, as it recorded it (structured, in its state file).
                     let problem = crate::opensync::state::load(&crate::opensync::state::file(&c.paths)).problem;
                     lock(&status).opensync_problem = problem;
+                    // It may have pushed sessions: the remote's new head is this machine's own.
+                    if result.is_ok() {
+                        l.reread_head(&c);
+                    }
                 }
-                result
+                (Ok(result), db_problem)
             })
             .await;
+            let (result, db_problem) = match result {
+                Ok((Err(config_error), _)) => (Ok(Err(config_error)), None),
+                Ok((Ok(r), db)) => (Ok(Ok(r)), db),
+                Err(join) => (Err(join), None),
+            };
             let outcome = match result {
-                Ok(Ok(report)) => {
+                Ok(Err(config_error)) => RunOutcome::Failed(config_error),
+                Ok(Ok(Ok(report))) => {
                     let changed = report.pushed.len() + report.pulled.len() + report.merged.len() + report.deleted_local.len() + report.deleted_remote.len();
                     if changed > 0 {
                         tracing::info!(
@@ -406,11 +512,16 @@ fn runner(ctx: Arc<SyncContext>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<O
                         tracing::warn!("conflict in {} ({}; {} kept)", c.key, c.strategy, c.winner);
                     }
                     lock(&st).conflicts_waiting = ConflictStore::new(ctx.paths.conflicts_dir()).waiting().unwrap_or_default();
+                    super::live::report(&st, db_problem.map(|m| Problem::new(ProblemKind::DatabaseSync, m)));
                     RunOutcome::Ok
                 }
-                Ok(Err(e)) => {
+                Ok(Ok(Err(e))) => {
                     let retryable = e.is_retryable();
-                    tracing::warn!("sync failed{}: {e}", if retryable { " (will retry)" } else { "" });
+                    match problem::classify(&e) {
+                        // Logged once by `report`, not at every retry.
+                        Some(p) => report(&st, Some(p)),
+                        None => tracing::warn!("sync failed{}: {e}", if retryable { " (will retry)" } else { "" }),
+                    }
                     if retryable { RunOutcome::Retryable(e.to_string()) } else { RunOutcome::Failed(e.to_string()) }
                 }
                 Err(join) => RunOutcome::Failed(format!("internal error in a sync: {join}")),
@@ -504,7 +615,7 @@ mod tests {
     fn broken_config_is_reported_not_thrown() {
         let tmp = tempfile::tempdir().unwrap();
         let env = EnvSnapshot::new(tmp.path(), Vec::<(String, String)>::new());
-        let opts = EngineOptions { plugin_options: Some(serde_json::json!({"conflictStrategy": "nope"})), directory: None, db_helper: None };
+        let opts = EngineOptions { plugin_options: Some(serde_json::json!({"conflictStrategy": "nope"})), ..Default::default() };
         let mut e = Engine::start(opts, env).unwrap();
         for _ in 0..200 {
             if e.status().state != EngineState::Starting {
@@ -539,7 +650,7 @@ mod tests {
 
     fn auto_engine(tmp: &std::path::Path, remote: &std::path::Path, opts: serde_json::Value) -> Engine {
         let env = EnvSnapshot::new(tmp, [("OC_SYNC_REMOTE", remote.to_string_lossy().into_owned())]);
-        let e = Engine::start(EngineOptions { plugin_options: Some(opts), directory: None, db_helper: None }, env).unwrap();
+        let e = Engine::start(EngineOptions { plugin_options: Some(opts), ..Default::default() }, env).unwrap();
         wait_for("the engine to start", || e.status().state != EngineState::Starting);
         assert_eq!(e.status().state, EngineState::Running, "{:?}", e.status());
         e
@@ -600,6 +711,95 @@ mod tests {
     }
 
     #[test]
+    fn a_config_fixed_while_running_starts_auto_sync_and_a_broken_one_is_reported_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let remote = tmp.path().join("remote");
+        let cfg = tmp.path().join(".config/opencode");
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(cfg.join("AGENTS.md"), "x\n").unwrap();
+        let file = cfg.join("opencode-sync.json");
+        std::fs::write(&file, r#"{"conflictStrategy": "nope"}"#).unwrap();
+        let env = EnvSnapshot::new(tmp.path(), [("OC_SYNC_REMOTE", remote.to_string_lossy().into_owned())]);
+        let opts = serde_json::json!({"autoSyncOnStartup": true, "fileWatcherDebounceMs": 200, "maxDebounceMs": 1000});
+        let mut e = Engine::start(EngineOptions { plugin_options: Some(opts), ..Default::default() }, env).unwrap();
+        wait_for("the failed start", || e.status().problem.is_some());
+        let s = e.status();
+        assert_eq!(s.state, EngineState::Failed);
+        let p = s.problem.unwrap();
+        assert_eq!(p.kind, ProblemKind::Config);
+        assert!(p.message.contains("conflictStrategy") && !p.action.is_empty(), "{p:?}");
+        // Fixed while running: auto-sync starts without a restart, and says so.
+        std::fs::write(&file, r#"{"conflictStrategy": "newest-wins"}"#).unwrap();
+        wait_for("the start after the fix", || e.status().state == EngineState::Running);
+        let s = e.status();
+        assert!(s.problem.is_none() && s.config_error.is_none(), "{s:?}");
+        assert_eq!(s.recovered.unwrap().kind, ProblemKind::Config);
+        wait_for("the startup sync", || remote_keys(&remote).contains(&"config/AGENTS.md".to_string()));
+        wait_for("the sync to finish", || e.status().scheduler.is_some_and(|s| s.last_ok_ms.is_some() && !s.running));
+        // Broken again while running: the next sync fails with the config problem, no restart.
+        std::fs::write(&file, r#"{"conflictStrategy": 7}"#).unwrap();
+        e.sync_now();
+        wait_for("the config problem", || e.status().problem.is_some_and(|p| p.kind == ProblemKind::Config));
+        // ...and fixed again: the next sync uses it.
+        std::fs::write(&file, r#"{"conflictStrategy": "auto-merge"}"#).unwrap();
+        std::fs::write(cfg.join("AGENTS.md"), "y\n").unwrap();
+        e.sync_now();
+        wait_for("the recovery", || e.status().problem.is_none());
+        assert!(e.status().scheduler.unwrap().last_error.is_none());
+        assert!(e.stop(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_second_engine_in_one_process_stays_idle_until_the_first_stops() {
+        // Single-instance engines share a process-wide flag: this is the only test that uses it.
+        let tmp = tempfile::tempdir().unwrap();
+        let env = EnvSnapshot::new(tmp.path(), Vec::<(String, String)>::new());
+        let opts = EngineOptions { plugin_options: Some(serde_json::json!({"autoSyncOnStartup": false})), single_instance: true, ..Default::default() };
+        let mut first = Engine::start(opts.clone(), env.clone()).unwrap();
+        wait_for("the first engine", || first.status().state == EngineState::Running);
+        let mut second = Engine::start(opts.clone(), env.clone()).unwrap();
+        wait_for("the second engine to notice", || second.status().problem.is_some());
+        let s = second.status();
+        assert_eq!(s.problem.unwrap().kind, ProblemKind::AlreadyRunning);
+        assert!(s.scheduler.is_none(), "the second copy runs no syncs");
+        assert!(first.stop(Duration::from_secs(5)));
+        wait_for("the second engine to take over", || second.status().state == EngineState::Running);
+        assert!(second.status().problem.is_none());
+        assert!(second.stop(Duration::from_secs(5)));
+        // After both stopped, a new start (OpenCode reloading the plugin) runs.
+        let mut third = Engine::start(opts, env).unwrap();
+        wait_for("a later start", || third.status().state == EngineState::Running);
+        assert!(third.stop(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn the_idle_poll_notices_another_machines_push() {
+        let tmp = tempfile::tempdir().unwrap();
+        let remote = tmp.path().join("remote");
+        let home = tmp.path().join("me");
+        std::fs::create_dir_all(home.join(".config/opencode")).unwrap();
+        let env = EnvSnapshot::new(&home, [("OC_SYNC_REMOTE", remote.to_string_lossy().into_owned())]);
+        let paths = Paths::resolve(&env).unwrap();
+        let config = config::load(&paths, &env, None).unwrap().config;
+        let ctx = Arc::new(SyncContext { paths: paths.clone(), config: config.clone(), env: env.clone(), db_helper: None });
+        let live = Live::new(ctx.clone(), &env, None, problem::fingerprint(&paths));
+        assert!(!live.wants_sync(), "the first check only learns the head");
+        assert!(!live.wants_sync());
+        // Another machine pushes.
+        let other = tmp.path().join("other");
+        std::fs::create_dir_all(other.join(".config/opencode")).unwrap();
+        std::fs::write(other.join(".config/opencode/AGENTS.md"), "from B\n").unwrap();
+        let oenv = EnvSnapshot::new(&other, [("OC_SYNC_REMOTE", remote.to_string_lossy().into_owned())]);
+        let opaths = Paths::resolve(&oenv).unwrap();
+        sync_now(&opaths, &config::load(&opaths, &oenv, None).unwrap().config, &oenv, &SyncOptions::default(), Hooks::default()).unwrap();
+        assert!(live.wants_sync(), "the head moved");
+        assert!(!live.wants_sync(), "noted: no second sync for the same head");
+        // A config edit also asks for a sync (it is re-read then).
+        std::fs::write(&paths.config_file, "{}").unwrap();
+        assert!(live.wants_sync());
+    }
+
+    #[test]
     fn its_own_writes_do_not_trigger_another_sync() {
         let tmp = tempfile::tempdir().unwrap();
         let remote = tmp.path().join("remote");
@@ -634,11 +834,11 @@ mod tests {
 
     #[test]
     fn engine_state_serializes_as_before() {
-        let names: Vec<_> = [EngineState::Starting, EngineState::Running, EngineState::Stopped, EngineState::Failed]
+        let names: Vec<_> = [EngineState::Starting, EngineState::Running, EngineState::Idle, EngineState::Stopped, EngineState::Failed]
             .iter()
             .map(|s| serde_json::to_value(s).unwrap())
             .collect();
-        assert_eq!(names, ["starting", "running", "stopped", "failed"]);
+        assert_eq!(names, ["starting", "running", "idle", "stopped", "failed"]);
         assert_eq!(serde_json::to_value(EngineStatus::default()).unwrap()["state"], "starting");
     }
 }

@@ -1,7 +1,10 @@
 //! Auto-sync: the background host that runs inside OpenCode (through the plugin). The [`engine`]
 //! owns a thread and runtime; the [`scheduler`] decides when to sync (debounce, timer, retries,
-//! hourly budget); [`watch`] turns file changes into triggers.
+//! hourly budget, remote poll); [`watch`] turns file changes into triggers; [`problem`] is what
+//! stops syncing, shown once in OpenCode; `live` re-reads the config and checks the remote between syncs.
 
 pub mod engine;
+mod live;
+pub mod problem;
 pub mod scheduler;
 pub mod watch;

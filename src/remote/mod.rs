@@ -157,6 +157,10 @@ pub enum RemoteError {
     /// a missing permission): retrying does not help.
     #[error("{0}")]
     Denied(String),
+    /// The token is missing, malformed, or rejected (HTTP 401: wrong, expired or revoked): the
+    /// person must give a valid one (`oc-sync login`); retrying does not help.
+    #[error("{0}")]
+    BadToken(String),
     /// Over a rate limit: retry later (the message says when).
     #[error("{0}")]
     RateLimited(String),

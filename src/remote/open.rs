@@ -16,7 +16,7 @@ pub fn open_remote(config: &Config, paths: &Paths, env: &EnvSnapshot) -> Result<
         RemoteSetting::Github | RemoteSetting::Auto => match find_token(config, env, paths) {
             Some((token, _)) => return Ok(Box::new(open_github(config, paths, env, token.expose())?)),
             None if config.remote == RemoteSetting::Github => {
-                return Err(RemoteError::Denied(
+                return Err(RemoteError::BadToken(
                     "`remote` is \"github\" but no GitHub token was found: run `oc-sync login`, or set GITHUB_TOKEN (or GH_TOKEN, or `token` in the config)".into(),
                 ));
             }

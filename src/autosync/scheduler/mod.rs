@@ -30,6 +30,14 @@
 //! * **Budget.** The end instants of the last hour's runs are kept; a run that would make
 //!   more than `max_syncs_per_hour` in the sliding hour waits until the oldest one drops out.
 //!   This applies to every run, `Manual` and the shutdown flush included (0 = no cap).
+//! * **Remote poll.** With `poll = Some(p)` and a [`Probe`] (see [`Scheduler::spawn_with_probe`]),
+//!   the scheduler asks the probe every `p.active` whether the remote moved (a cheap head check,
+//!   done by the caller) and runs a sync only when it answers true. After `p.idle_after` without a
+//!   host event or file change the cadence drops to `p.idle`; the next activity brings it back. The
+//!   poll is re-armed after every run and every probe; it is skipped while a run is due anyway,
+//!   running, or held back by the backoff. Probes do not count in the budget (they are not syncs).
+//! * **Reconfigure.** [`SchedulerHandle::reconfigure`] swaps the settings (the config file
+//!   changed): a changed interval or poll re-arms its timer from now.
 //! * **Shutdown.** Waits for a running sync, then, if changes are pending (a burst, a
 //!   scheduled retry, or an unserved `Manual`), runs one final sync ignoring debounce and
 //!   backoff (not the budget). All of it is bounded by `flush_timeout`; returns true when
@@ -81,7 +89,7 @@ pub enum Trigger {
 }
 
 /// Scheduling parameters (see the module docs for the rules).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SchedulerConfig {
     /// `fileWatcherDebounceMs`: sync after this much quiet since the last change.
     pub quiet: Duration,
@@ -96,6 +104,24 @@ pub struct SchedulerConfig {
     pub retry_max: Duration,
     /// Hard budget over a sliding hour; 0 = no cap.
     pub max_syncs_per_hour: u32,
+    /// Checking the remote for other machines' changes while idle; `None` = no polling.
+    pub poll: Option<PollConfig>,
+}
+
+/// The cadence of the remote poll (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollConfig {
+    /// Poll this often while the host is active.
+    pub active: Duration,
+    /// ...and this often once nothing happened for `idle_after`.
+    pub idle: Duration,
+    pub idle_after: Duration,
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        Self { active: Duration::from_secs(60), idle: Duration::from_secs(5 * 60), idle_after: Duration::from_secs(30 * 60) }
+    }
 }
 
 impl Default for SchedulerConfig {
@@ -108,6 +134,7 @@ impl Default for SchedulerConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(5 * 60),
             max_syncs_per_hour: 150,
+            poll: Some(PollConfig::default()),
         }
     }
 }
@@ -128,6 +155,13 @@ pub type RunFuture = Pin<Box<dyn Future<Output = RunOutcome> + Send>>;
 /// The thing that performs one sync. Called at most once at a time (single flight).
 pub type Runner = Box<dyn FnMut() -> RunFuture + Send>;
 
+/// One remote check: resolves to true when a sync is wanted (the remote moved, the config changed).
+/// Errors are the probe's business (log, answer false): the next poll tries again.
+pub type ProbeFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
+
+/// The thing that checks the remote between syncs. Called at most once at a time, never during a run.
+pub type Probe = Box<dyn FnMut() -> ProbeFuture + Send>;
+
 /// A snapshot of the scheduler, for status displays.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -147,6 +181,14 @@ pub struct SchedulerState {
     pub consecutive_failures: u32,
     pub syncs_last_hour: u32,
     pub total_syncs: u64,
+    /// When the remote is checked next (wall clock ms); null without polling.
+    #[serde(default)]
+    pub next_poll_at_ms: Option<u64>,
+    /// Remote checks so far, and how many of them found the remote moved.
+    #[serde(default)]
+    pub polls: u64,
+    #[serde(default)]
+    pub polls_moved: u64,
 }
 
 enum Msg {
@@ -155,6 +197,7 @@ enum Msg {
         timeout: Duration,
         reply: oneshot::Sender<bool>,
     },
+    Reconfigure(SchedulerConfig),
 }
 
 /// The scheduler task's state. Use [`Scheduler::spawn`].
@@ -174,6 +217,10 @@ pub struct Scheduler {
     timer_at: Option<Instant>,
     retry_at: Option<Instant>,
     run_ends: VecDeque<Instant>,
+    probe: Option<Probe>,
+    poll_at: Option<Instant>,
+    /// The last host event or file change (or the spawn): decides the poll cadence.
+    last_activity: Instant,
 }
 
 /// Cloneable handle to a spawned [`Scheduler`].
@@ -204,6 +251,11 @@ impl SchedulerHandle {
         }
     }
 
+    /// Replaces the settings (see the module docs). Non-blocking; ignored after shutdown.
+    pub fn reconfigure(&self, cfg: SchedulerConfig) {
+        let _ = self.tx.send(Msg::Reconfigure(cfg));
+    }
+
     /// A snapshot of the scheduler's state.
     pub fn state(&self) -> SchedulerState {
         lock(&self.shared).clone()
@@ -232,6 +284,11 @@ impl SchedulerHandle {
 impl Scheduler {
     /// Spawns the scheduler task on the current tokio runtime (panics outside one). Returns a handle.
     pub fn spawn(cfg: SchedulerConfig, runner: Runner) -> SchedulerHandle {
+        Self::spawn_with_probe(cfg, runner, None)
+    }
+
+    /// [`Scheduler::spawn`] with a remote [`Probe`] for `cfg.poll`.
+    pub fn spawn_with_probe(cfg: SchedulerConfig, runner: Runner, probe: Option<Probe>) -> SchedulerHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Mutex::new(SchedulerState::default()));
         let now = Instant::now();
@@ -247,7 +304,12 @@ impl Scheduler {
             manual: false,
             retry_at: None,
             run_ends: VecDeque::new(),
+            poll_at: None,
+            probe,
+            last_activity: now,
         };
+        let mut sched = sched;
+        sched.poll_at = sched.next_poll(now);
         sched.publish(false, now);
         tokio::spawn(sched.run(rx));
         SchedulerHandle { tx, shared }
@@ -255,16 +317,20 @@ impl Scheduler {
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         let mut running: Option<RunFuture> = None;
+        let mut probing: Option<ProbeFuture> = None;
         loop {
             let now = Instant::now();
             self.prune(now);
             self.publish(running.is_some(), now);
-            let due = if running.is_none() { self.due(now) } else { None };
+            let idle = running.is_none() && probing.is_none();
+            let due = if idle { self.due(now) } else { None };
+            let poll_due = if idle { self.poll_due(due) } else { None };
             tokio::select! {
                 biased;
                 msg = rx.recv() => match msg {
                     None => break, // every handle dropped
                     Some(Msg::Trigger(t)) => self.on_trigger(t, Instant::now()),
+                    Some(Msg::Reconfigure(cfg)) => self.reconfigure(cfg, Instant::now()),
                     Some(Msg::Shutdown { timeout, reply }) => {
                         let done = self.shutdown(running.take(), timeout).await;
                         let _ = reply.send(done);
@@ -275,16 +341,77 @@ impl Scheduler {
                     running = None;
                     self.finish(out, Instant::now());
                 }
+                moved = async { probing.as_mut().expect("guarded by precondition").await }, if probing.is_some() => {
+                    probing = None;
+                    self.probed(moved, Instant::now());
+                }
                 () = tokio::time::sleep_until(due.unwrap_or(now)), if due.is_some() => {
                     running = Some(self.start());
+                }
+                () = tokio::time::sleep_until(poll_due.unwrap_or(now)), if poll_due.is_some() => {
+                    self.poll_at = None;
+                    if let Some(probe) = self.probe.as_mut() {
+                        tracing::debug!("scheduler: checking the remote");
+                        probing = Some(probe());
+                    }
                 }
             }
         }
         tracing::debug!("scheduler stopped");
     }
 
+    /// The cadence the poll has now (active or idle), if polling is on.
+    fn next_poll(&self, now: Instant) -> Option<Instant> {
+        let p = self.cfg.poll.as_ref().filter(|_| self.probe.is_some())?;
+        let every = if now.saturating_duration_since(self.last_activity) >= p.idle_after { p.idle } else { p.active };
+        Some(now.checked_add(every).unwrap_or_else(|| far_future(now)))
+    }
+
+    /// When to check the remote: not while a run is due anyway, nor during a backoff.
+    fn poll_due(&self, run_due: Option<Instant>) -> Option<Instant> {
+        let at = self.poll_at?;
+        if self.burst.is_some() || self.asap || self.retry_at.is_some() || run_due.is_some_and(|d| d <= at) {
+            return None;
+        }
+        Some(at)
+    }
+
+    fn probed(&mut self, moved: bool, now: Instant) {
+        self.st.polls += 1;
+        if moved {
+            self.st.polls_moved += 1;
+            tracing::debug!("scheduler: the remote moved; syncing");
+            self.asap = true;
+        }
+        self.poll_at = self.next_poll(now);
+    }
+
+    fn reconfigure(&mut self, cfg: SchedulerConfig, now: Instant) {
+        let arm = |d: Option<Duration>| d.map(|d| now.checked_add(d).unwrap_or_else(|| far_future(now)));
+        if cfg.interval != self.cfg.interval {
+            self.timer_at = arm(cfg.interval);
+        }
+        let poll_changed = cfg.poll != self.cfg.poll;
+        self.cfg = cfg;
+        if poll_changed {
+            self.poll_at = self.next_poll(now);
+        }
+    }
+
     fn on_trigger(&mut self, t: Trigger, now: Instant) {
         tracing::debug!(trigger = ?t, "scheduler: trigger");
+        if matches!(t, Trigger::FileChange | Trigger::HostEvent(_) | Trigger::Rescan | Trigger::Manual) {
+            // Back from idle: poll at the active cadence again.
+            let was_idle = self.cfg.poll.as_ref().is_some_and(|p| now.saturating_duration_since(self.last_activity) >= p.idle_after);
+            self.last_activity = now;
+            if was_idle {
+                let sooner = self.next_poll(now);
+                self.poll_at = match (self.poll_at, sooner) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
         match t {
             Trigger::FileChange | Trigger::HostEvent(_) | Trigger::Rescan => {
                 self.burst = Some(match self.burst {
@@ -398,6 +525,7 @@ impl Scheduler {
         if let Some(i) = self.cfg.interval {
             self.timer_at = Some(now.checked_add(i).unwrap_or_else(|| far_future(now)));
         }
+        self.poll_at = self.next_poll(now);
     }
 
     fn publish(&self, running: bool, now: Instant) {
@@ -411,6 +539,7 @@ impl Scheduler {
         };
         s.next_timer_at_ms = self.timer_at.map(wall_ms);
         s.retry_at_ms = self.retry_at.map(wall_ms);
+        s.next_poll_at_ms = self.poll_at.map(wall_ms);
         s.syncs_last_hour =
             self.run_ends.iter().filter(|e| now.saturating_duration_since(**e) < HOUR).count() as u32;
         *lock(&self.shared) = s;

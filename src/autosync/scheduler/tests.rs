@@ -71,6 +71,7 @@ fn cfg() -> SchedulerConfig {
         retry_base: S,
         retry_max: 5 * 60 * S,
         max_syncs_per_hour: 1000,
+        poll: None,
     }
 }
 
@@ -413,4 +414,114 @@ async fn trigger_is_callable_from_other_threads() {
     }
     assert_eq!(fake.count(), 1);
     assert!(h.shutdown(S).await);
+}
+
+// ---- remote poll -----------------------------------------------------------------------------
+
+/// A fake remote check: records when it ran, answers "moved" at the scripted instants' indices.
+#[derive(Clone, Default)]
+struct FakeProbe(Arc<StdMutex<(Vec<Instant>, VecDeque<bool>)>>);
+
+impl FakeProbe {
+    fn answers(&self, a: impl IntoIterator<Item = bool>) {
+        self.0.lock().unwrap().1.extend(a);
+    }
+    fn probe(&self) -> Probe {
+        let me = self.clone();
+        Box::new(move || {
+            let moved = {
+                let mut g = me.0.lock().unwrap();
+                g.0.push(Instant::now());
+                g.1.pop_front().unwrap_or(false)
+            };
+            Box::pin(async move {
+                sleep(100 * MS).await; // a request takes a moment
+                moved
+            })
+        })
+    }
+    fn at(&self, t0: Instant) -> Vec<Duration> {
+        self.0.lock().unwrap().0.iter().map(|s| *s - t0).collect()
+    }
+}
+
+fn poll_cfg() -> SchedulerConfig {
+    SchedulerConfig { poll: Some(PollConfig { active: 60 * S, idle: 300 * S, idle_after: 1800 * S }), ..cfg() }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_remote_is_checked_every_minute_and_syncs_only_when_it_moved() {
+    let t0 = Instant::now();
+    let fake = Fake::new(2 * S);
+    let probe = FakeProbe::default();
+    probe.answers([false, false, true, false]);
+    let h = Scheduler::spawn_with_probe(poll_cfg(), fake.runner(), Some(probe.probe()));
+    sleep(MS).await;
+    assert!(h.state().next_poll_at_ms.is_some());
+    sleep_until(t0 + 300 * S).await;
+    // A check takes 0.1 s and the next one is 60 s after it: 60, 120.1, 180.2 (moved: sync
+    // 180.3..182.3), then the poll is re-armed after the run.
+    let at = probe.at(t0);
+    assert_eq!(&at[..3], &[60 * S, 120 * S + 100 * MS, 180 * S + 200 * MS][..], "{at:?}");
+    assert_eq!(fake.starts(t0), vec![180 * S + 300 * MS]);
+    assert_eq!(at[3], 242 * S + 300 * MS, "{at:?}");
+    let st = h.state();
+    assert_eq!((st.polls_moved, st.total_syncs), (1, 1), "{st:?}");
+    assert!(st.polls >= 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_host_is_polled_every_five_minutes_until_activity_returns() {
+    let t0 = Instant::now();
+    let fake = Fake::new(Duration::ZERO);
+    let probe = FakeProbe::default();
+    let h = Scheduler::spawn_with_probe(poll_cfg(), fake.runner(), Some(probe.probe()));
+    sleep_until(t0 + 3600 * S).await;
+    let at = probe.at(t0);
+    // Every ~60 s for the first 30 min, then every ~300 s.
+    let first_half = at.iter().filter(|t| **t <= 1800 * S).count();
+    assert!((29..=30).contains(&first_half), "{at:?}");
+    let second_half: Vec<_> = at.iter().filter(|t| **t > 1800 * S).collect();
+    assert!((5..=6).contains(&second_half.len()), "{at:?}");
+    for w in second_half.windows(2) {
+        assert!(*w[1] - *w[0] >= 300 * S, "{at:?}");
+    }
+    // Activity: back to the minute cadence (its debounced sync runs at +5 s, the poll after it).
+    let n = at.len();
+    h.trigger(Trigger::HostEvent("session.idle".into()));
+    sleep_until(t0 + 3600 * S + 200 * S).await;
+    let after: Vec<_> = probe.at(t0)[n..].to_vec();
+    assert!(after.len() >= 2, "{after:?}");
+    assert!(after[0] <= 3600 * S + 66 * S, "{after:?}");
+    assert_eq!(fake.count(), 1, "only the host event synced; unchanged polls did not");
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_poll_during_a_backoff_or_while_a_sync_is_due() {
+    let t0 = Instant::now();
+    let fake = Fake::new(Duration::ZERO);
+    fake.script([(Duration::ZERO, retry("offline")), (Duration::ZERO, retry("offline"))]);
+    let probe = FakeProbe::default();
+    let c = SchedulerConfig { retry_base: 100 * S, retry_max: 100 * S, ..poll_cfg() };
+    let h = Scheduler::spawn_with_probe(c, fake.runner(), Some(probe.probe()));
+    h.trigger(Trigger::Manual);
+    sleep_until(t0 + 250 * S).await;
+    // Failures at 0 and 100 hold polls back until the retry at 200 succeeded.
+    assert_eq!(fake.starts(t0), secs(&[0, 100, 200]));
+    let at = probe.at(t0);
+    assert!(at.iter().all(|t| *t >= 260 * S) || at.is_empty(), "{at:?}");
+    drop(h);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reconfigure_rearms_the_timer_and_the_poll() {
+    let t0 = Instant::now();
+    let fake = Fake::new(Duration::ZERO);
+    let probe = FakeProbe::default();
+    let h = Scheduler::spawn_with_probe(SchedulerConfig { interval: Some(600 * S), ..cfg() }, fake.runner(), Some(probe.probe()));
+    sleep_until(t0 + 10 * S).await;
+    h.reconfigure(SchedulerConfig { interval: Some(100 * S), ..poll_cfg() });
+    sleep_until(t0 + 135 * S).await;
+    assert_eq!(fake.starts(t0), secs(&[110]), "the new interval counts from the change");
+    assert_eq!(probe.at(t0), secs(&[70]), "polling started with the new settings");
 }

@@ -101,10 +101,10 @@ impl Http {
         let api = secure.url;
         let token = token.trim().to_owned();
         if token.is_empty() {
-            return Err(RemoteError::Denied(format!("no GitHub token is configured: {TOKEN_HELP}")));
+            return Err(RemoteError::BadToken(format!("no GitHub token is configured: {TOKEN_HELP}")));
         }
         if token.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
-            return Err(RemoteError::Denied(format!(
+            return Err(RemoteError::BadToken(format!(
                 "the GitHub token contains spaces or characters a token never has (a paste error?): {TOKEN_HELP}"
             )));
         }
@@ -269,7 +269,7 @@ impl Http {
         let detail = if msg.is_empty() { format!("HTTP {}", r.status) } else { format!("HTTP {}: {msg}", r.status) };
         let text = match r.status {
             401 => {
-                return RemoteError::Denied(self.scrub(&format!(
+                return RemoteError::BadToken(self.scrub(&format!(
                     "GitHub rejected the token ({detail}) while trying to {what}: it is wrong, expired or revoked. \
                      To fix it, {TOKEN_HELP}"
                 )));

@@ -569,7 +569,7 @@ async fn open_refuses_public_and_foreign_missing_repositories_and_bad_tokens() {
         let mut s = settings(&g, t.path());
         s.token = "ghp_wrongwrongwrongwrong".into();
         let err = GithubRemote::open(&s).unwrap_err();
-        assert!(matches!(err, RemoteError::Denied(_)) && err.to_string().contains("wrong, expired or revoked"), "{err}");
+        assert!(matches!(err, RemoteError::BadToken(_)) && err.to_string().contains("wrong, expired or revoked"), "{err}");
         assert!(!err.to_string().contains("ghp_wrongwrongwrongwrong"));
         let mut s = settings(&g, t.path());
         s.api_url = "http://example.com".into();

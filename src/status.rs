@@ -22,8 +22,12 @@ pub struct StatusReport {
     pub machine_id_origin: Option<String>,
     pub remote: RemoteStatus,
     pub plugin: PluginStatus,
-    pub categories: Vec<String>,
-    pub last_sync: Option<String>,
+    /// Every category, with its state and, when it does not sync, why.
+    pub categories: Vec<CategoryStatus>,
+    /// The last sync that succeeded on this machine (CLI or auto-sync).
+    pub last_success: Option<When>,
+    /// The last sync that failed on this machine, with its message.
+    pub last_failure: Option<FailureStatus>,
     /// Local changes not yet synced, per category (null when they cannot be computed).
     pub pending: Option<std::collections::BTreeMap<String, usize>>,
     /// Open conflicts, and how many of them wait for the person (strategy "ask").
@@ -42,6 +46,54 @@ pub struct StatusReport {
     pub opensync: Option<OpenSyncStatus>,
     /// What the person should do next, if anything.
     pub next_steps: Vec<String>,
+}
+
+/// A moment, for people (local time, how long ago) and scripts (milliseconds since the epoch).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct When {
+    pub at_ms: u64,
+    pub local: String,
+    pub ago: String,
+}
+
+impl When {
+    pub fn of(at_ms: u64, now_ms: u64) -> When {
+        When { at_ms, local: crate::time::format_local(at_ms), ago: crate::time::ago(at_ms, now_ms) }
+    }
+}
+
+/// See [`StatusReport::last_failure`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureStatus {
+    pub at: When,
+    pub message: String,
+    /// Whether a later sync may succeed without the person doing anything (offline, busy).
+    pub retryable: bool,
+    /// Whether a sync succeeded after it.
+    pub recovered: bool,
+}
+
+/// One category: whether it syncs and, when not, why (said once per reason in the plain output).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CategoryStatus {
+    pub name: Category,
+    pub state: CategoryState,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CategoryState {
+    Syncing,
+    /// Turned off in the config.
+    Off,
+    /// On, but cannot sync on this machine as things are (no passphrase, needs sessions).
+    NotSynced,
+    /// On, and waits for something that will come (OpenCode's database).
+    Waiting,
 }
 
 /// What this machine knows about its GitHub remote, read from the GitHub remote's cache file
@@ -283,7 +335,14 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
         ));
     }
     let sync_state = crate::sync::state::StateStore::new(paths.sync_state_dir()).load().ok();
-    let last_sync = sync_state.as_ref().and_then(|s| s.last_sync_ms).map(crate::time::format_ms);
+    let now = crate::time::now_ms();
+    let last_ok_ms = sync_state.as_ref().and_then(|s| s.last_sync_ms);
+    let last_failure = crate::sync::failure::load(paths).map(|f| FailureStatus {
+        at: When::of(f.at_ms, now),
+        recovered: last_ok_ms.is_some_and(|ok| ok > f.at_ms),
+        message: f.message,
+        retryable: f.retryable,
+    });
     let refused: Vec<String> = sync_state.iter().flat_map(|s| s.refused.iter().map(|(k, r)| r.line(k))).collect();
     let pending = crate::sync::pending::pending(paths, &cfg).ok();
     let open = crate::sync::conflicts::ConflictStore::new(paths.conflicts_dir()).list(false).unwrap_or_default();
@@ -307,7 +366,8 @@ pub fn report(paths: &Paths, env: &EnvSnapshot) -> StatusReport {
         remote,
         plugin,
         categories: categories(&cfg, paths),
-        last_sync,
+        last_success: last_ok_ms.map(|ms| When::of(ms, now)),
+        last_failure,
         pending,
         conflicts_open: open.len(),
         conflicts_waiting,
@@ -348,23 +408,25 @@ fn config_status(paths: &Paths, env: &EnvSnapshot, next_steps: &mut Vec<String>)
     (cfg, st)
 }
 
-/// The categories synced, each with why it is not synced when it cannot be.
-fn categories(cfg: &Config, paths: &Paths) -> Vec<String> {
-    cfg.sync
-        .enabled()
-        .iter()
-        .map(|c| match (*c, crate::sync::sources::credentials_off_reason(cfg)) {
-            (Category::Credentials, Some(why)) => format!("credentials (not synced: {why})"),
-            (c @ (Category::Sessions | Category::Messages | Category::Projects | Category::Todos), _) => {
-                match crate::source::sessions::unavailable_reason(&paths.opencode_db) {
-                    Some(why) => format!("{c} (not synced yet: {why})"),
-                    None if matches!(c, Category::Messages | Category::Todos) && !cfg.sync.sessions => {
-                        format!("{c} (not synced: needs sessions)")
-                    }
-                    None => c.to_string(),
+/// Every category, each with why it does not sync when it does not.
+fn categories(cfg: &Config, paths: &Paths) -> Vec<CategoryStatus> {
+    let db_missing = crate::source::sessions::unavailable_reason(&paths.opencode_db);
+    let credentials_off = crate::sync::sources::credentials_off_reason(cfg);
+    Category::ALL
+        .into_iter()
+        .map(|c| {
+            let (state, reason) = match c {
+                _ if !cfg.sync.get(c) => (CategoryState::Off, None),
+                Category::Credentials if credentials_off.is_some() => (CategoryState::NotSynced, credentials_off.map(str::to_string)),
+                Category::Messages | Category::Todos if !cfg.sync.sessions => {
+                    (CategoryState::NotSynced, Some("needs the sessions category".to_string()))
                 }
-            }
-            (c, _) => c.to_string(),
+                Category::Sessions | Category::Messages | Category::Projects | Category::Todos if db_missing.is_some() => {
+                    (CategoryState::Waiting, db_missing.clone())
+                }
+                _ => (CategoryState::Syncing, None),
+            };
+            CategoryStatus { name: c, state, reason }
         })
         .collect()
 }

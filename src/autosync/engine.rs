@@ -397,6 +397,10 @@ fn database_work(c: &SyncContext) -> bool {
         && (c.config.sync.sessions || c.config.sync.projects || crate::opensync::credentials::load(&c.paths, &c.env).is_some())
 }
 
+/// The helper's exit code for "synced, but a conflict waits for the person" (`cli::EXIT_CONFLICTS`;
+/// spelled here because the engine sits below the CLI).
+const DB_HELPER_CONFLICTS_WAITING: i32 = 3;
+
 /// Longest a database sync in the helper process may take before the engine stops waiting (the
 /// process goes on and finishes by itself).
 const DB_HELPER_WAIT: Duration = Duration::from_secs(300);
@@ -424,7 +428,8 @@ fn run_db_helper(helper: &[String]) -> Result<(), String> {
     let deadline = std::time::Instant::now() + DB_HELPER_WAIT;
     loop {
         match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
+            // Exit 3: synced, a conflict waits for the person (the conflict store tells the plugin).
+            Ok(Some(status)) if status.success() || status.code() == Some(DB_HELPER_CONFLICTS_WAITING) => return Ok(()),
             Ok(Some(status)) => {
                 tracing::warn!("the database sync process failed ({status}); see this log for its reason");
                 return Err(format!("the sync of OpenCode's sessions failed ({status})"));
@@ -497,19 +502,11 @@ fn runner(live: Arc<Live>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<Option<
             let outcome = match result {
                 Ok(Err(config_error)) => RunOutcome::Failed(config_error),
                 Ok(Ok(Ok(report))) => {
-                    let changed = report.pushed.len() + report.pulled.len() + report.merged.len() + report.deleted_local.len() + report.deleted_remote.len();
-                    if changed > 0 {
-                        tracing::info!(
-                            "synced: pushed {}, pulled {}, merged {}, deleted {} here / {} there",
-                            report.pushed.len(),
-                            report.pulled.len(),
-                            report.merged.len(),
-                            report.deleted_local.len(),
-                            report.deleted_remote.len()
-                        );
+                    if report.changed_anything() || !report.conflicts.is_empty() {
+                        tracing::info!("sync: {}", report.summary());
                     }
                     for c in report.conflicts.iter() {
-                        tracing::warn!("conflict in {} ({}; {} kept)", c.key, c.strategy, c.winner);
+                        tracing::warn!("{}", c.describe());
                     }
                     lock(&st).conflicts_waiting = ConflictStore::new(ctx.paths.conflicts_dir()).waiting().unwrap_or_default();
                     super::live::report(&st, db_problem.map(|m| Problem::new(ProblemKind::DatabaseSync, m)));

@@ -1,18 +1,63 @@
 //! `oc-sync conflicts` lists the conflicts (and where their copies are); `oc-sync resolve` settles one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
 
 use super::{Io, EXIT_FAILURE, EXIT_OK};
 use crate::config::{ConfigError, Loaded};
 use crate::paths::Paths;
-use crate::sync::conflicts::ConflictStore;
+use crate::clock::VectorClock;
+use crate::config::ConflictStrategy;
+use crate::sync::conflicts::{ConflictRecord, ConflictStore, Winner};
 use crate::sync::resolve::{self as resolving, Resolution};
+
+/// A conflict as `conflicts --json` prints it: the names `sync --json` uses (camelCase); the
+/// record's own file (`meta.json`) keeps its format.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConflictJson<'a> {
+    id: &'a str,
+    key: &'a str,
+    created_ms: u64,
+    strategy: ConflictStrategy,
+    winner: Winner,
+    needs_person: bool,
+    resolved: Option<&'a str>,
+    local_clock: &'a VectorClock,
+    remote_clock: &'a VectorClock,
+    local_machine: &'a str,
+    remote_machine: &'a str,
+    details: &'a [String],
+    dir: &'a Path,
+}
+
+impl<'a> From<&'a ConflictRecord> for ConflictJson<'a> {
+    fn from(r: &'a ConflictRecord) -> Self {
+        ConflictJson {
+            id: &r.id,
+            key: &r.key,
+            created_ms: r.created_ms,
+            strategy: r.strategy,
+            winner: r.winner,
+            needs_person: r.needs_person,
+            resolved: r.resolved.as_deref(),
+            local_clock: &r.local_clock,
+            remote_clock: &r.remote_clock,
+            local_machine: &r.local_machine,
+            remote_machine: &r.remote_machine,
+            details: &r.details,
+            dir: &r.dir,
+        }
+    }
+}
 
 pub fn list(paths: &Paths, all: bool, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
     let store = ConflictStore::new(paths.conflicts_dir());
     let records = store.list(all)?;
     if json {
-        writeln!(io.out, "{}", serde_json::to_string_pretty(&records)?)?;
+        let shown: Vec<ConflictJson<'_>> = records.iter().map(ConflictJson::from).collect();
+        writeln!(io.out, "{}", serde_json::to_string_pretty(&shown)?)?;
         return Ok(EXIT_OK);
     }
     if records.is_empty() {

@@ -21,6 +21,8 @@ use crate::paths::{EnvSnapshot, Paths};
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
+/// `sync`: done, but a conflict waits for the person (strategy "ask"; `oc-sync resolve` settles it).
+pub const EXIT_CONFLICTS: i32 = 3;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -47,8 +47,8 @@ pub fn run(paths: &Paths, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
         Some(e) => writeln!(o, "plugin     registered as \"{e}\" in {}", r.plugin.opencode_config_file.display())?,
         None => writeln!(o, "plugin     not registered in {}", r.plugin.opencode_config_file.display())?,
     }
-    writeln!(o, "syncing    {}", if r.categories.is_empty() { "nothing (all categories off)".into() } else { r.categories.join(", ") })?;
-    writeln!(o, "last sync  {}", r.last_sync.as_deref().unwrap_or("never"))?;
+    write_categories(o, &r.categories)?;
+    write_last_syncs(o, &r)?;
     if let Some(p) = &r.pending {
         let parts: Vec<String> = p.iter().filter(|(_, n)| **n > 0).map(|(c, n)| format!("{c} {n}")).collect();
         writeln!(o, "pending    {}", if parts.is_empty() { "nothing".to_string() } else { parts.join(", ") })?;
@@ -169,6 +169,48 @@ fn write_github(o: &mut dyn Write, g: &status::GithubStatus) -> std::io::Result<
     match (&g.token, &g.token_source) {
         (Some(t), Some(src)) => writeln!(o, "token      {t} from {src}")?,
         _ => writeln!(o, "token      none: run `oc-sync login` or set GITHUB_TOKEN")?,
+    }
+    Ok(())
+}
+
+/// The categories, grouped by state: each reason said once.
+fn write_categories(o: &mut dyn Write, cats: &[status::CategoryStatus]) -> std::io::Result<()> {
+    use status::CategoryState::*;
+    let names = |state, reason: Option<&str>| -> Vec<String> {
+        cats.iter().filter(|c| c.state == state && c.reason.as_deref() == reason).map(|c| c.name.to_string()).collect()
+    };
+    let syncing = names(Syncing, None);
+    writeln!(o, "syncing    {}", if syncing.is_empty() { "nothing".to_string() } else { syncing.join(", ") })?;
+    let mut said: Vec<(status::CategoryState, Option<&str>)> = Vec::new();
+    for c in cats.iter().filter(|c| c.state != Syncing) {
+        let group = (c.state, c.reason.as_deref());
+        if said.contains(&group) {
+            continue;
+        }
+        said.push(group);
+        let label = match c.state {
+            Off => "off",
+            NotSynced => "not synced",
+            Waiting => "waiting",
+            Syncing => unreachable!(),
+        };
+        let list = names(c.state, c.reason.as_deref()).join(", ");
+        match &c.reason {
+            Some(why) => writeln!(o, "{label:<10} {list}: {why}")?,
+            None => writeln!(o, "{label:<10} {list}")?,
+        }
+    }
+    Ok(())
+}
+
+/// The last success and, when it is the latest news, the last failure.
+fn write_last_syncs(o: &mut dyn Write, r: &status::StatusReport) -> std::io::Result<()> {
+    match &r.last_success {
+        Some(w) => writeln!(o, "last sync  {} ({})", w.local, w.ago)?,
+        None => writeln!(o, "last sync  never")?,
+    }
+    if let Some(f) = r.last_failure.as_ref().filter(|f| !f.recovered) {
+        writeln!(o, "last error {} ({}): {}", f.at.local, f.at.ago, f.message)?;
     }
     Ok(())
 }

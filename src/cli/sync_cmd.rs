@@ -1,6 +1,6 @@
 //! `oc-sync sync`: one sync now, with a short plain summary (or `--json`).
 
-use super::{Io, EXIT_FAILURE, EXIT_OK};
+use super::{Io, EXIT_CONFLICTS, EXIT_FAILURE, EXIT_OK};
 use crate::config::{ConfigError, Loaded};
 use crate::paths::Paths;
 use crate::sync::sources::credentials_off_reason;
@@ -39,23 +39,18 @@ pub fn run(paths: &Paths, loaded: Result<Loaded, ConfigError>, opts: SyncOptions
             return Ok(EXIT_FAILURE);
         }
     };
-    tracing::info!(
-        "sync: pushed {}, pulled {}, merged {}, deleted {}/{}, conflicts {}",
-        report.pushed.len(),
-        report.pulled.len(),
-        report.merged.len(),
-        report.deleted_remote.len(),
-        report.deleted_local.len(),
-        report.conflicts.len()
-    );
+    tracing::info!("sync: {}", report.summary());
+    // A conflict that waits for the person is not a failure, but scripts must see it.
+    let code = if report.waits_for_person() { EXIT_CONFLICTS } else { EXIT_OK };
     if json {
         let mut v = serde_json::to_value(&report)?;
         v["ok"] = true.into();
+        v["waitingForYou"] = report.waits_for_person().into();
         writeln!(io.out, "{}", serde_json::to_string_pretty(&v)?)?;
-        return Ok(EXIT_OK);
+        return Ok(code);
     }
     write_summary(io.out, &report)?;
-    Ok(EXIT_OK)
+    Ok(code)
 }
 
 /// One sync. A sync of many items runs in rounds: shows how far it got (on stderr, so --json
@@ -102,7 +97,7 @@ fn write_summary(o: &mut dyn std::io::Write, report: &SyncReport) -> std::io::Re
     }
     if let Some(why) = &report.sessions_waiting {
         writeln!(o, "sessions waiting: {why}")?;
-    } else if !any {
+    } else if !any && !report.waits_for_person() {
         writeln!(o, "{}", if report.dry_run { "nothing to sync" } else { "already in sync" })?;
     }
     write_conflicts(o, report)?;

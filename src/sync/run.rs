@@ -65,6 +65,15 @@ pub struct MetConflict {
 }
 
 impl MetConflict {
+    /// How it was settled, for logs and the CLI: kept for the person, or which side won.
+    pub fn describe(&self) -> String {
+        if self.needs_person {
+            format!("conflict in {} waits for you: `oc-sync resolve {} --local|--remote|--file PATH`", self.key, self.key)
+        } else {
+            format!("conflict in {} settled by {} ({} kept; the other side is kept, see `oc-sync conflicts`)", self.key, self.strategy, self.winner)
+        }
+    }
+
     /// The record of this conflict for the conflict store (`local_machine`: this machine's id).
     pub fn to_record(&self, local_machine: &str) -> NewConflict {
         NewConflict {
@@ -115,6 +124,36 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
+    /// One line for the logs, the same for the CLI and auto-sync.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{}pushed {}, pulled {}, merged {}, deleted {} here / {} on the remote, conflicts {}",
+            if self.dry_run { "dry run (nothing changed): would have " } else { "" },
+            self.pushed.len(),
+            self.pulled.len(),
+            self.merged.len(),
+            self.deleted_local.len(),
+            self.deleted_remote.len(),
+            self.conflicts.len()
+        );
+        let waiting: BTreeSet<&str> =
+            self.blocked.iter().map(String::as_str).chain(self.conflicts.iter().filter(|c| c.needs_person).map(|c| c.key.as_str())).collect();
+        if !waiting.is_empty() {
+            s.push_str(&format!(", waiting for you {}", waiting.len()));
+        }
+        s
+    }
+
+    /// Whether anything changed (or would change, in a dry run).
+    pub fn changed_anything(&self) -> bool {
+        [&self.pushed, &self.pulled, &self.merged, &self.deleted_remote, &self.deleted_local].iter().any(|v| !v.is_empty())
+    }
+
+    /// Whether a conflict waits for the person (strategy "ask"): `oc-sync resolve` settles it.
+    pub fn waits_for_person(&self) -> bool {
+        !self.blocked.is_empty() || self.conflicts.iter().any(|c| c.needs_person)
+    }
+
     /// Adds a later round's report to this one.
     pub fn append(&mut self, later: SyncReport) {
         self.pushed.extend(later.pushed);

@@ -94,7 +94,7 @@ fn without_a_passphrase_credentials_never_leave_the_machine() {
     a.sync();
     assert_no_secret_in_remote(&t.path().join("remote"), &["sk-test-SECRET-nopass-1111111111"]);
     let Out { out, .. } = a.run(&["status"]);
-    assert!(out.contains("credentials (not synced: no passphrase"), "{out}");
+    assert!(out.contains("not synced credentials: no passphrase"), "{out}");
     let Out { code, err, .. } = a.run(&["rekey"]);
     assert_eq!(code, 1);
     assert!(err.contains("no passphrase"), "{err}");

@@ -132,14 +132,15 @@ fn ask_conflict() -> (tempfile::TempDir, Vec<Machine>) {
     a.set_key("a", "A");
     b.set_key("a", "B");
     a.sync();
-    let out = b.sync();
+    let out = b.sync_waiting();
     assert!(out.contains("conflict in config/opencode.json kept for you"), "{out}");
     assert_eq!(b.json("opencode.json")["a"], "B");
     let out = b.ok(&["conflicts"]);
     assert!(out.contains("config/opencode.json") && out.contains("WAITING"), "{out}");
     // Still waiting: the next sync leaves it alone and says so.
-    let out = b.sync();
+    let out = b.sync_waiting();
     assert!(out.contains("waiting for you: config/opencode.json"), "{out}");
+    assert!(!out.contains("already in sync"), "{out}");
     assert_eq!(a.json("opencode.json")["a"], "A");
     (shared, ms)
 }

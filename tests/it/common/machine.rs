@@ -294,6 +294,12 @@ impl Machine {
     pub fn sync(&self) -> String {
         self.ok(&["sync"])
     }
+    /// `oc-sync sync` that leaves a conflict waiting for the person: exit code 3; returns stdout.
+    pub fn sync_waiting(&self) -> String {
+        let r = self.run(&["sync"]);
+        assert_eq!(r.code, 3, "oc-sync sync: a conflict should wait (exit 3)\nstdout:\n{}\nstderr:\n{}", r.out, r.err);
+        r.out
+    }
     /// `oc-sync sync --json`, asserted successful (also `"ok": true`).
     pub async fn sync_json(&self) -> Value {
         let out = self.ok_async(&["sync", "--json"]).await;

@@ -77,6 +77,8 @@ pub struct EngineStatus {
     /// What the last OpenSync export left for the person (refused items, a refused key), as the
     /// database process recorded it; the plugin shows a toast once per distinct problem.
     pub opensync_problem: Option<crate::opensync::state::Problem>,
+    /// What the last successful sync changed ("pushed 1, pulled 0, ..."); null when it changed nothing.
+    pub last_sync_summary: Option<String>,
 }
 
 pub struct Engine {
@@ -152,11 +154,12 @@ impl Engine {
     }
 
     pub fn status(&self) -> EngineStatus {
-        let mut s = lock(&self.status).clone();
-        if let Some(h) = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            s.scheduler = Some(h.state());
-        }
-        s
+        self.handle().status()
+    }
+
+    /// A handle for asking the engine from other threads (status, sync now) while it runs.
+    pub fn handle(&self) -> EngineHandle {
+        EngineHandle { status: self.status.clone(), scheduler: self.scheduler.clone() }
     }
 
     /// Tells the engine that something happened in the host (an OpenCode event type). Events that
@@ -175,9 +178,7 @@ impl Engine {
 
     /// Asks for a sync now (no debounce).
     pub fn sync_now(&self) {
-        if let Some(h) = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            h.trigger(Trigger::Manual);
-        }
+        self.handle().sync_now()
     }
 
     /// Asks the engine to stop (flushing pending changes for up to [`FLUSH_TIMEOUT`]) and waits up
@@ -195,6 +196,35 @@ impl Engine {
                 tracing::warn!("oc-sync engine did not stop within {:?}", timeout);
                 false
             }
+        }
+    }
+}
+
+/// What other threads may ask of a running [`Engine`]; it does not keep the engine alive.
+#[derive(Clone)]
+pub struct EngineHandle {
+    status: Arc<Mutex<EngineStatus>>,
+    scheduler: Arc<Mutex<Option<SchedulerHandle>>>,
+}
+
+impl EngineHandle {
+    pub fn status(&self) -> EngineStatus {
+        let mut s = lock(&self.status).clone();
+        if let Some(h) = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            s.scheduler = Some(h.state());
+        }
+        s
+    }
+
+    /// Whether auto-sync runs (started, with a usable config, and not stopped).
+    pub fn syncing(&self) -> bool {
+        self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// Asks for a sync now (no debounce); nothing when auto-sync does not run.
+    pub fn sync_now(&self) {
+        if let Some(h) = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            h.trigger(Trigger::Manual);
         }
     }
 }
@@ -382,16 +412,18 @@ fn runner(ctx: Arc<SyncContext>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<O
             let outcome = match result {
                 Ok(Ok(report)) => {
                     let changed = report.pushed.len() + report.pulled.len() + report.merged.len() + report.deleted_local.len() + report.deleted_remote.len();
+                    let summary = format!(
+                        "pushed {}, pulled {}, merged {}, deleted {} here / {} there",
+                        report.pushed.len(),
+                        report.pulled.len(),
+                        report.merged.len(),
+                        report.deleted_local.len(),
+                        report.deleted_remote.len()
+                    );
                     if changed > 0 {
-                        tracing::info!(
-                            "synced: pushed {}, pulled {}, merged {}, deleted {} here / {} there",
-                            report.pushed.len(),
-                            report.pulled.len(),
-                            report.merged.len(),
-                            report.deleted_local.len(),
-                            report.deleted_remote.len()
-                        );
+                        tracing::info!("synced: {summary}");
                     }
+                    lock(&st).last_sync_summary = (changed > 0).then_some(summary);
                     for c in report.conflicts.iter() {
                         tracing::warn!("conflict in {} ({}; {} kept)", c.key, c.strategy, c.winner);
                     }

@@ -88,6 +88,7 @@ async function server(input, options) {
   timer.unref?.()
   setTimeout(flush, 300).unref?.()
   let disposed = false
+  let reshown = false
 
   // Slash commands: added to OpenCode's config, answered by the engine. OpenCode 1.18 always sends
   // a command's prompt to the model after `command.execute.before`; the only way to answer without
@@ -149,6 +150,13 @@ async function server(input, options) {
     },
     event: async ({ event }) => {
       if (disposed || !event?.type) return
+      // A toast sent while OpenCode's TUI was still starting is lost: show the waiting conflicts
+      // again once the person works in a session.
+      if (!reshown && event.type.startsWith("session.")) {
+        reshown = true
+        toasted = ""
+        notifyConflicts()
+      }
       try {
         engine.notify(event.type)
       } catch {}

@@ -74,7 +74,20 @@ function startTui(m, cwd) {
       }
       assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}; the screen:\n${last}`)
     },
-    kill: () => spawnSync("tmux", ["-L", socket, "kill-server"], { env, timeout: 10000 }),
+    /** Ends the tmux server and waits (at most 10 s, then SIGKILL) for OpenCode to exit. */
+    async kill() {
+      const pid = Number(spawnSync("tmux", ["-L", socket, "display-message", "-p", "-t", "oc", "#{pane_pid}"], { env, encoding: "utf8" }).stdout)
+      spawnSync("tmux", ["-L", socket, "kill-server"], { env, timeout: 10000 })
+      const alive = () => {
+        try {
+          return pid > 0 && process.kill(pid, 0)
+        } catch {
+          return false
+        }
+      }
+      for (let i = 0; i < 100 && alive(); i++) await new Promise((r) => setTimeout(r, 100))
+      if (alive()) process.kill(pid, "SIGKILL")
+    },
   }
 }
 
@@ -95,13 +108,17 @@ test("in the TUI: the model answers, /sync-status and /sync-conflicts answer wit
   const tui = startTui(m, project)
   try {
     await tui.waitFor("the TUI's first frame", (s) => s.includes("Ask anything"), RENDER_MS)
-    // (c) oc-sync's toast: a conflict waits for the person.
-    await tui.waitFor("oc-sync's conflict toast", (s) => /sync conflict needs you/.test(s) && s.includes("config/AGENTS.md"), 30000)
 
-    // (a) A prompt reaches the fake model and its answer shows, with the plugin loaded.
+    // (a) A prompt reaches the fake model and its answer shows, with the plugin loaded; (c) oc-sync's
+    // toast for the conflict waiting for the person shows (at the latest once the session starts:
+    // a toast sent while the TUI was still starting is lost).
     tui.type("hello there")
     tui.key("Enter")
-    await tui.waitFor("the model's answer", (s) => s.includes(DEFAULT_TEXT), 60000)
+    let toast = false
+    await tui.waitFor("the model's answer and oc-sync's conflict toast", (s) => {
+      toast ||= /sync conflict needs you/.test(s) && s.includes("config/AGENTS.md")
+      return toast && s.includes(DEFAULT_TEXT)
+    }, 60000)
     const asked = fake.chatRequests().length
     assert.ok(asked >= 1)
 
@@ -115,7 +132,7 @@ test("in the TUI: the model answers, /sync-status and /sync-conflicts answer wit
     assert.match(conflicts, /config\/AGENTS\.md/)
     assert.equal(fake.chatRequests().length, asked, "a slash command of oc-sync called the model")
   } finally {
-    tui.kill()
+    await tui.kill()
   }
 })
 

@@ -28,6 +28,16 @@ export declare class Engine {
   /** Tells the engine about a host event (an OpenCode event type such as "session.idle"). */
   notify(eventType: string): void
   /**
+   * Answers an oc-sync slash command typed in OpenCode (`name` without the slash, `arguments`
+   * as typed): resolves to the text to show the person, or null when the command is not
+   * oc-sync's. Runs off the JS thread (a sync is waited for, at most a minute).
+   */
+  answerCommand(name: string, arguments?: string | undefined | null): Promise<string | null>
+  /** Answers the agent's `oc_sync` tool: `action` is "status", "sync" or "conflicts". */
+  answerTool(action: string): Promise<string>
+  /** Settles a conflict (item key or conflict id) keeping "local" or "remote", then syncs the choice. */
+  resolveConflict(target: string, keep: string): Promise<string>
+  /**
    * Stops all background work, waiting at most `timeoutMs` (default 3000) off the JS thread.
    * Resolves to true when everything stopped in time. Safe to call more than once.
    */
@@ -52,6 +62,17 @@ export declare function resolvePaths(): any
  * never for use inside OpenCode.
  */
 export declare function runCli(argv: Array<string>): number
+
+/** A slash command oc-sync adds to OpenCode (name without the slash). */
+export interface SlashCommand {
+  name: string
+  description: string
+  /** The prompt template OpenCode's config requires; never sent, the plugin answers instead. */
+  template: string
+}
+
+/** The slash commands the plugin registers (`/sync`, `/sync-status`, `/sync-conflicts`). */
+export declare function slashCommands(): Array<SlashCommand>
 
 /** The same report `oc-sync status --json` prints. */
 export declare function statusReport(): any

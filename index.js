@@ -839,5 +839,6 @@ module.exports.Engine = nativeBinding.Engine
 module.exports._testPanic = nativeBinding._testPanic
 module.exports.resolvePaths = nativeBinding.resolvePaths
 module.exports.runCli = nativeBinding.runCli
+module.exports.slashCommands = nativeBinding.slashCommands
 module.exports.statusReport = nativeBinding.statusReport
 module.exports.version = nativeBinding.version

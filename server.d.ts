@@ -5,6 +5,12 @@ declare const plugin: {
   server(input: unknown, options?: Record<string, unknown>): Promise<{
     event?: (arg: { event: { type: string } }) => Promise<void>
     dispose?: () => Promise<void>
+    /** Adds /sync, /sync-status and /sync-conflicts to OpenCode's commands. */
+    config?: (config: { command?: Record<string, { template: string; description?: string }> }) => Promise<void>
+    /** Answers oc-sync's commands in the session, without the model. */
+    "command.execute.before"?: (input: { command: string; sessionID: string; arguments: string }, output: { parts: unknown[] }) => Promise<void>
+    /** The agent's tools: oc_sync (status, sync, conflicts) and oc_sync_resolve. */
+    tool?: Record<string, { description: string; args: Record<string, unknown>; execute(args: any, context: unknown): Promise<string> }>
   }>
 }
 export default plugin

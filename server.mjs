@@ -106,10 +106,75 @@ async function server(input, options) {
   timer.unref?.()
   setTimeout(flush, 300).unref?.()
   let disposed = false
+  let reshown = false
+
+  // Slash commands: added to OpenCode's config, answered by the engine. OpenCode 1.18 always sends
+  // a command's prompt to the model after `command.execute.before`; the only way to answer without
+  // the model is to show the answer as a message the model ignores (noReply, ignored) and then
+  // throw, which ends the command quietly.
+  const ours = new Set()
+  const show = (sessionID, text) =>
+    client.session.prompt({ path: { id: sessionID }, body: { noReply: true, parts: [{ type: "text", text, ignored: true }] } })
+  const answered = () => Object.assign(new Error(""), { name: "", stack: "" })
 
   return {
+    config: async (cfg) => {
+      try {
+        cfg.command ??= {}
+        for (const c of native.slashCommands()) {
+          if (cfg.command[c.name]) continue // the person's own command of that name wins
+          cfg.command[c.name] = { template: c.template, description: c.description }
+          ours.add(c.name)
+        }
+      } catch (err) {
+        log("warn", `oc-sync could not add its commands: ${err?.message ?? err}`)
+      }
+    },
+    "command.execute.before": async (input) => {
+      if (!ours.has(input?.command)) return
+      let text
+      try {
+        text = await engine.answerCommand(input.command, input.arguments ?? "")
+      } catch (err) {
+        text = `oc-sync: ${err?.message ?? err}`
+      }
+      if (text == null) return
+      try {
+        await show(input.sessionID, text)
+      } catch (err) {
+        log("warn", `oc-sync could not show its answer to /${input.command}: ${err?.message ?? err}`)
+        return // let the command's prompt go to the model instead
+      }
+      throw answered()
+    },
+    // The agent's tools. Arguments are plain JSON Schema (OpenCode 1.18 accepts that as well as
+    // zod, and oc-sync does not ship zod); every listed argument is required.
+    tool: {
+      oc_sync: {
+        description:
+          "oc-sync keeps OpenCode's config, state and sessions in step across the person's machines. action \"status\": what oc-sync is doing (remote, last sync, pending changes, conflicts); \"sync\": sync now and report what changed; \"conflicts\": list the conflicts waiting for the person and how to settle them.",
+        args: { action: { type: "string", enum: ["status", "sync", "conflicts"], description: "status, sync or conflicts" } },
+        execute: async (args) => engine.answerTool(String(args?.action ?? "")),
+      },
+      oc_sync_resolve: {
+        description:
+          "Settle one oc-sync conflict, only when the person asked for it and chose the side: keep \"local\" (this machine's version) or \"remote\" (the other machine's). The version not kept stays in oc-sync's conflict copies.",
+        args: {
+          key: { type: "string", description: "the item key from the conflicts list, e.g. config/opencode.json" },
+          keep: { type: "string", enum: ["local", "remote"], description: "which version to keep" },
+        },
+        execute: async (args) => engine.resolveConflict(String(args?.key ?? ""), String(args?.keep ?? "")),
+      },
+    },
     event: async ({ event }) => {
       if (disposed || !event?.type) return
+      // A toast sent while OpenCode's TUI was still starting is lost: show the waiting conflicts
+      // again once the person works in a session.
+      if (!reshown && event.type.startsWith("session.")) {
+        reshown = true
+        toasted = ""
+        notifyConflicts()
+      }
       try {
         engine.notify(event.type)
       } catch {}

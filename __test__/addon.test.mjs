@@ -258,3 +258,34 @@ test("the plugin loaded twice in one process runs once: the second copy stays id
   await third.dispose()
   assert.equal(again.length, 0, JSON.stringify(again))
 })
+
+test("the plugin adds /sync, /sync-status and /sync-conflicts and answers them in the session, not through the model", async () => {
+  const { default: plugin } = await import(path.join(root, "server.mjs"))
+  const shown = []
+  const client = {
+    app: { log: async () => {} },
+    session: { prompt: async (req) => void shown.push(req) },
+  }
+  const hooks = await plugin.server({ client, directory: home }, {})
+  const cfg = { command: { "sync-status": { template: "mine", description: "the person's own" } } }
+  await hooks.config(cfg)
+  assert.deepEqual(Object.keys(cfg.command).sort(), ["sync", "sync-conflicts", "sync-status"])
+  assert.equal(cfg.command["sync-status"].template, "mine", "a command of the person's is kept")
+  assert.match(cfg.command["sync-conflicts"].description, /oc-sync/)
+  // Ours: answered in the session (noReply, ignored by the model), then the command ends quietly.
+  await assert.rejects(hooks["command.execute.before"]({ command: "sync-conflicts", sessionID: "ses_1", arguments: "" }, { parts: [] }), (e) => e.message === "")
+  assert.equal(shown.length, 1)
+  assert.equal(shown[0].path.id, "ses_1")
+  assert.equal(shown[0].body.noReply, true)
+  assert.equal(shown[0].body.parts[0].ignored, true)
+  assert.equal(shown[0].body.parts[0].text, "No open sync conflicts.")
+  // Not ours (the person's /sync-status, any other command): untouched.
+  await hooks["command.execute.before"]({ command: "sync-status", sessionID: "ses_1", arguments: "" }, { parts: [] })
+  await hooks["command.execute.before"]({ command: "review", sessionID: "ses_1", arguments: "" }, { parts: [] })
+  assert.equal(shown.length, 1)
+  // The agent's tools.
+  assert.deepEqual(Object.keys(hooks.tool).sort(), ["oc_sync", "oc_sync_resolve"])
+  assert.equal(await hooks.tool.oc_sync.execute({ action: "conflicts" }, {}), "No open sync conflicts.")
+  assert.match(await hooks.tool.oc_sync_resolve.execute({ key: "config/x.md", keep: "sideways" }, {}), /local.*remote/)
+  await hooks.dispose()
+})

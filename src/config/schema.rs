@@ -65,7 +65,7 @@ pub const SYNC_CATEGORIES: &[KeySpec] = &[
 
 pub const KEYS: &[KeySpec] = &[
     KeySpec { name: "$schema", kind: Kind::String, default: "(none)", doc: "Ignored; allowed so editors can attach a schema." },
-    KeySpec { name: "remote", kind: Kind::String, default: "(github when a token is found, else a local folder)", doc: "Where machines meet: `github`, or a folder / bare git repository path (or `file://` URL) for a local remote. Env: OC_SYNC_REMOTE." },
+    KeySpec { name: "remote", kind: Kind::String, default: "(github when a token is found, else a local folder)", doc: "Where machines meet: `github`, or the path (or `file://` URL) of a folder every machine can reach, for a folder remote (not a git repository). Env: OC_SYNC_REMOTE." },
     KeySpec { name: "token", kind: Kind::Secret, default: "(none)", doc: "GitHub token (repo scope). Prefer GITHUB_TOKEN/GH_TOKEN or `oc-sync login`; never synced, never logged." },
     KeySpec { name: "repoOwner", kind: Kind::String, default: "(the token's user)", doc: "Owner (user or organisation) of the sync repository." },
     KeySpec { name: "repoName", kind: Kind::String, default: "\".opencode-sync\"", doc: "Name of the private sync repository (created if missing)." },
@@ -115,7 +115,7 @@ pub fn starter_config() -> String {
 // Every key is optional; the values shown are the defaults. Reference: README "Configuration".
 {{
   // Where machines meet: "github" (needs a token: GITHUB_TOKEN, GH_TOKEN or `oc-sync login`),
-  // or a folder / bare git repository that every machine can reach (e.g. a mounted share).
+  // or a folder that every machine can reach (e.g. a mounted share; not a git repository).
   // Unset: GitHub when a token is found, otherwise a local folder on this machine.
   // "remote": "github",
 

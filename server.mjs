@@ -104,7 +104,8 @@ async function server(input, options) {
   }
   const timer = setInterval(flush, LOG_FLUSH_MS)
   timer.unref?.()
-  setTimeout(flush, 300).unref?.()
+  const firstFlush = setTimeout(flush, 300)
+  firstFlush.unref?.()
   let disposed = false
   let reshown = false
 
@@ -183,6 +184,8 @@ async function server(input, options) {
       if (disposed) return
       disposed = true
       clearInterval(timer)
+      // The log queue is the process's: a flush after dispose would take a later instance's lines.
+      clearTimeout(firstFlush)
       try {
         await engine.stop(STOP_TIMEOUT_MS)
       } catch (err) {

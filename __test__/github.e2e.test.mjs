@@ -118,13 +118,13 @@ test("OpenCode on A pushes to GitHub and OpenCode on B pulls it", async (t) => {
   assert.equal((await meta.json()).private, true, "the sync repository was created private")
   const logA = ocSyncLogs(a).map(([, t]) => t).join("")
   assert.match(logA, /created the private repository octo-user\/\.opencode-sync/)
-  assert.match(logA, /synced: pushed [1-9]/)
+  assert.match(logA, /sync: pushed [1-9]/)
 
   // B only runs OpenCode: the startup sync pulls, dispose waits for it.
   const rb = await runOpencode(b)
   assert.deepEqual(readBytes(b, "agents/review.md"), Buffer.from(AGENT), `${rb.stderr}\n${diagnostics(b)}`)
   assert.deepEqual(readBytes(b, "AGENTS.md"), Buffer.from(AGENTS_MD))
-  assert.match(ocSyncLogs(b).map(([, t]) => t).join(""), /synced: pushed \d+, pulled ([2-9]|\d{2,})/)
+  assert.match(ocSyncLogs(b).map(([, t]) => t).join(""), /sync: pushed \d+, pulled ([2-9]|\d{2,})/)
   t.diagnostic(`opencode run: A ${ra.ms} ms, B ${rb.ms} ms`)
 })
 

@@ -4,6 +4,8 @@
 //! dedicated thread with its own single-threaded tokio runtime, so the host's startup never waits
 //! on the disk or the network. [`Engine::stop`] shuts that thread down within a bounded time.
 
+mod live;
+
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -18,7 +20,7 @@ use crate::config::{self, Config};
 use crate::logging;
 use crate::machine_id;
 use crate::paths::{EnvSnapshot, Paths};
-use super::live::{report, Instance, Live};
+use live::{report, Instance, Live};
 use super::problem::{self, Problem, ProblemKind};
 use super::scheduler::{PollConfig, RunOutcome, Runner, Scheduler, SchedulerConfig, SchedulerHandle, SchedulerState, Trigger};
 use crate::source::FileSource;
@@ -541,7 +543,7 @@ fn runner(live: Arc<Live>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<Option<
                         tracing::warn!("{}", c.describe());
                     }
                     lock(&st).conflicts_waiting = ConflictStore::new(ctx.paths.conflicts_dir()).waiting().unwrap_or_default();
-                    super::live::report(&st, db_problem.map(|m| Problem::new(ProblemKind::DatabaseSync, m)));
+                    live::report(&st, db_problem.map(|m| Problem::new(ProblemKind::DatabaseSync, m)));
                     RunOutcome::Ok
                 }
                 Ok(Ok(Err(e))) => {

@@ -45,7 +45,9 @@ fn is_executable(p: &Path) -> bool {
 }
 
 /// Has OpenCode create the database at `db` (which does not exist): runs `opencode session list`
-/// in the home directory with this environment, its output kept out of the person's terminal.
+/// with this environment in the current directory (as if the person ran it there: OpenCode records
+/// that folder's project, so pulled sessions of that project point at it), its output kept out of
+/// the person's terminal.
 pub fn have_opencode_create(db: &Path, env: &EnvSnapshot) -> Created {
     let Some(opencode) = find_opencode(env) else {
         return Created::Waiting(format!(
@@ -72,9 +74,6 @@ pub fn have_opencode_create(db: &Path, env: &EnvSnapshot) -> Created {
 fn run(opencode: &Path, env: &EnvSnapshot, timeout: Duration) -> Result<(), String> {
     let mut cmd = Command::new(opencode);
     cmd.arg("session").arg("list").env_clear().envs(env.vars()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    if let Some(home) = env.home() {
-        cmd.current_dir(home);
-    }
     let mut child = cmd.spawn().map_err(|e| format!("cannot start it: {e}"))?;
     let start = Instant::now();
     loop {

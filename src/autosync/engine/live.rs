@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::engine::{scheduler_config, EngineStatus, SyncContext};
-use super::problem::{fingerprint, Problem, ProblemKind, Recovered};
-use super::scheduler::{Probe, SchedulerHandle};
+use super::{scheduler_config, EngineStatus, SyncContext};
+use crate::autosync::problem::{fingerprint, Problem, ProblemKind, Recovered};
+use crate::autosync::scheduler::{Probe, SchedulerHandle};
 use crate::config;
 use crate::paths::{EnvSnapshot, Paths};
 use crate::time::now_ms;

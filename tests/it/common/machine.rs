@@ -235,6 +235,9 @@ impl Machine {
     pub fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_oc-sync"));
         cmd.args(args).env_clear().env("HOME", &self.home).env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        // These machines have no OpenCode: a `opencode` on the test runner's PATH (npm puts
+        // node_modules/.bin there) must not create a database in their homes.
+        cmd.env("OC_SYNC_OPENCODE", self.home.join("no-opencode-here"));
         cmd.envs(self.vars.iter().map(|(k, v)| (k, v)));
         for (k, v) in extra {
             cmd.env(k, v);

@@ -51,9 +51,9 @@ async function server(input, options) {
 
   // A conflict that needs the person (strategy "ask") shows a toast once.
   let toasted = ""
-  const notifyConflicts = () => {
+  const notifyConflicts = (status) => {
     try {
-      const waiting = engine.status()?.conflictsWaiting ?? []
+      const waiting = status?.conflictsWaiting ?? []
       const signature = waiting.join("\n")
       if (waiting.length === 0 || signature === toasted) return
       toasted = signature
@@ -65,9 +65,9 @@ async function server(input, options) {
   // A refused OpenSync export (items the server did not store, a refused key) shows a toast once
   // per distinct problem, with what to do.
   let toastedExport = ""
-  const notifyExport = () => {
+  const notifyExport = (status) => {
     try {
-      const p = engine.status()?.opensyncProblem
+      const p = status?.opensyncProblem
       const signature = p ? `${p.kind}\n${p.message}` : ""
       if (signature === toastedExport) return
       toastedExport = signature
@@ -81,9 +81,9 @@ async function server(input, options) {
   // the plugin loaded twice...) shows a toast once per distinct problem, with what to do (the
   // engine logs it once); "syncing again" once it went away.
   let toastedProblem = ""
-  const notifyProblem = () => {
+  const notifyProblem = (status) => {
     try {
-      const p = engine.status()?.problem
+      const p = status?.problem
       const signature = p ? `${p.kind}\n${p.message}` : ""
       if (signature === toastedProblem) return
       const had = toastedProblem !== ""
@@ -98,9 +98,15 @@ async function server(input, options) {
     try {
       for (const r of engine.takeLogs()) log(r.level, r.message)
     } catch {}
-    notifyConflicts()
-    notifyExport()
-    notifyProblem()
+    let status
+    try {
+      status = engine.status()
+    } catch {
+      return
+    }
+    notifyConflicts(status)
+    notifyExport(status)
+    notifyProblem(status)
   }
   const timer = setInterval(flush, LOG_FLUSH_MS)
   timer.unref?.()
@@ -174,7 +180,9 @@ async function server(input, options) {
       if (!reshown && event.type.startsWith("session.")) {
         reshown = true
         toasted = ""
-        notifyConflicts()
+        try {
+          notifyConflicts(engine.status())
+        } catch {}
       }
       try {
         engine.notify(event.type)

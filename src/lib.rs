@@ -10,7 +10,7 @@
 //! The layers, each using only those above it:
 //!
 //! 1. foundations: [`paths`] (and the [`paths::EnvSnapshot`], the only reader of the environment),
-//!    [`category`], [`config`], [`time`], [`fsutil`], [`jsonc`], [`net`], [`crypto`], [`clock`], [`fault`],
+//!    [`category`], [`child`], [`config`], [`time`], [`fsutil`], [`jsonc`], [`net`], [`crypto`], [`clock`], [`fault`],
 //!    [`logging`], [`machine_id`], [`token_store`];
 //! 2. [`merge`] (pure three-way merges by kind) and [`secrets`] (secret values in config files);
 //! 3. [`remote`] (folder and GitHub) and [`source`] (files and OpenCode's database);
@@ -23,6 +23,7 @@
 
 pub mod autosync;
 pub mod category;
+pub mod child;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -8,11 +8,9 @@
 //! trigger), so it never runs twice at once. Every function here blocks: the napi layer calls
 //! them off the JS thread.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::engine::{EngineHandle, EngineStatus};
+use super::engine::{helper_command, EngineHandle, EngineStatus};
 use super::scheduler::SchedulerState;
 use crate::paths::{EnvSnapshot, Paths};
 use crate::sync::conflicts::{ConflictRecord, ConflictStore};
@@ -274,45 +272,15 @@ fn first_text(a: &str, b: &str) -> String {
 /// Runs the `oc-sync` CLI (the helper) with `args`, collecting its output; at most `wait`, then
 /// it is killed. Returns (success, stdout, stderr).
 fn run_helper(helper: Option<&[String]>, args: &[&str], wait: Duration) -> Result<(bool, String, String), String> {
-    let Some((program, pre)) = helper.and_then(|h| h.split_first()) else {
+    let Some(mut cmd) = helper.and_then(|h| helper_command(h, args)) else {
         return Err("no oc-sync helper command was given to the engine".into());
     };
-    let mut child = Command::new(program)
-        .args(pre)
-        .args(args)
-        // A compiled Bun executable (OpenCode) runs the script as Bun with this set.
-        .env("BUN_BE_BUN", "1")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {program}: {e}"))?;
-    let reader = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_string(&mut s);
-            }
-            s
-        })
-    };
-    let out = reader(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err = reader(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let deadline = Instant::now() + wait;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(25)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("`oc-sync {}` took longer than {} s", args.join(" "), wait.as_secs()));
-            }
-            Err(e) => return Err(format!("cannot wait for `oc-sync {}`: {e}", args.join(" "))),
-        }
-    };
-    Ok((status.success(), out.join().unwrap_or_default(), err.join().unwrap_or_default()))
+    cmd.env("NO_COLOR", "1");
+    match crate::child::run_within(&mut cmd, wait) {
+        Ok(Some(done)) => Ok((done.status.success(), done.stdout, done.stderr)),
+        Ok(None) => Err(format!("`oc-sync {}` took longer than {} s", args.join(" "), wait.as_secs())),
+        Err(e) => Err(format!("cannot run `oc-sync {}`: {e}", args.join(" "))),
+    }
 }
 
 #[cfg(test)]

@@ -437,15 +437,22 @@ const DB_HELPER_CONFLICTS_WAITING: i32 = 3;
 /// process goes on and finishes by itself).
 const DB_HELPER_WAIT: Duration = Duration::from_secs(300);
 
+/// The command that runs the `oc-sync` CLI in a separate process with `args` (`helper`: program
+/// and its first arguments, as the host gave them); None when there is none.
+pub(super) fn helper_command(helper: &[String], args: &[&str]) -> Option<std::process::Command> {
+    let (program, pre) = helper.split_first()?;
+    let mut cmd = std::process::Command::new(program);
+    // A compiled Bun executable (OpenCode) runs the script as Bun with this set.
+    cmd.args(pre).args(args).env("BUN_BE_BUN", "1");
+    Some(cmd)
+}
+
 /// Runs `oc-sync sync --database-only` in a separate process (sessions, then the OpenSync export
 /// when set up) and waits for it. It logs to oc-sync's log file itself; here only its outcome.
 fn run_db_helper(helper: &[String]) -> Result<(), String> {
-    let Some((program, args)) = helper.split_first() else { return Ok(()) };
-    let child = std::process::Command::new(program)
-        .args(args)
-        .args(["sync", "--database-only"])
-        // A compiled Bun executable (OpenCode) runs the script as Bun with this set.
-        .env("BUN_BE_BUN", "1")
+    let Some(mut cmd) = helper_command(helper, &["sync", "--database-only"]) else { return Ok(()) };
+    let program = &helper[0];
+    let child = cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -3,10 +3,9 @@
 //! by running the `opencode` program with a harmless command that opens it (`opencode session
 //! list`), and imports the sessions afterwards.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::paths::EnvSnapshot;
 
@@ -73,28 +72,15 @@ pub fn have_opencode_create(db: &Path, env: &EnvSnapshot) -> Created {
 
 fn run(opencode: &Path, env: &EnvSnapshot, timeout: Duration) -> Result<(), String> {
     let mut cmd = Command::new(opencode);
-    cmd.arg("session").arg("list").env_clear().envs(env.vars()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start it: {e}"))?;
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-                return Err(format!("{status}{}{last}", if last.is_empty() { "" } else { ": " }));
-            }
-            Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(100)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("no answer within {} s", timeout.as_secs()));
-            }
-            Err(e) => return Err(e.to_string()),
+    cmd.arg("session").arg("list").env_clear().envs(env.vars());
+    match crate::child::run_within(&mut cmd, timeout) {
+        Ok(Some(done)) if done.status.success() => Ok(()),
+        Ok(Some(done)) => {
+            let last = done.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+            Err(format!("{}{}{last}", done.status, if last.is_empty() { "" } else { ": " }))
         }
+        Ok(None) => Err(format!("no answer within {} s", timeout.as_secs())),
+        Err(e) => Err(format!("cannot start it: {e}")),
     }
 }
 

@@ -19,12 +19,15 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::VectorClock;
 
+pub mod envelope;
 pub mod github;
 pub mod local;
 pub mod open;
 /// Test support (a delegating remote with hooks), not part of the API.
 #[doc(hidden)]
 pub mod testing;
+
+pub mod tree_index;
 
 #[cfg(test)]
 mod tests;
@@ -33,6 +36,8 @@ pub use local::LocalRemote;
 
 /// The manifest format this build writes and the newest it can read.
 pub const MANIFEST_FORMAT: u32 = 1;
+/// The repository format this build writes (see [`envelope`]); format 1 remotes are upgraded.
+pub const REPOSITORY_FORMAT: u32 = envelope::FORMAT;
 /// Longest item key, in bytes.
 pub const MAX_KEY_LEN: usize = 1024;
 /// Longest single path component of a key, in bytes.
@@ -145,10 +150,17 @@ pub enum RemoteError {
     )]
     Corrupt(String),
     #[error(
-        "the remote was written in manifest format {found}, but this oc-sync only understands up \
-         to {supported}. Upgrade oc-sync on this machine"
+        "this remote was upgraded by a newer oc-sync (repository format {found}; this oc-sync \
+         understands up to {supported}): update oc-sync on this machine. Nothing was written"
     )]
     UnsupportedFormat { found: u32, supported: u32 },
+    /// The remote is still in repository format 1 (oc-sync 0.1): the engine upgrades it (see
+    /// [`Remote::format1`] and [`Remote::upgrade`]) before it syncs.
+    #[error(
+        "the remote is in repository format 1 (written by oc-sync 0.1); a sync (not a dry run) \
+         upgrades it to format 2, keeping every item"
+    )]
+    NeedsUpgrade,
     #[error(
         "the remote is busy: {0}. Retry in a moment; if it persists, check for a stuck oc-sync process"
     )]
@@ -215,6 +227,23 @@ pub trait Remote: Send + Sync {
         expected: Option<&Version>,
         changes: Changes,
     ) -> Result<CommitOutcome, RemoteError>;
+    /// A remote still in repository format 1: its current snapshot as format 1 stored it (read
+    /// and validated by the format-1 reader). `None` when the remote is empty or in format 2.
+    /// On a format-1 remote, [`Remote::head`] fails with [`RemoteError::NeedsUpgrade`].
+    fn format1(&self) -> Result<Option<(Version, Manifest)>, RemoteError> {
+        Ok(None)
+    }
+    /// The bytes of a blob of the snapshot [`Remote::format1`] returned (sha256 verified).
+    fn format1_blob(&self, hash: &str) -> Result<Vec<u8>, RemoteError> {
+        Err(RemoteError::Corrupt(format!("no format-1 snapshot holds blob {hash}")))
+    }
+    /// Replaces the format-1 snapshot `from` by a format-2 snapshot holding exactly
+    /// `changes.entries` (with their blobs), in one atomic step that also makes format-1 clients
+    /// stop ("update oc-sync"). [`CommitOutcome::Conflict`] (nothing applied) when the remote is no
+    /// longer at `from`.
+    fn upgrade(&self, _from: &Version, _changes: Changes) -> Result<CommitOutcome, RemoteError> {
+        Err(RemoteError::InvalidChanges("this remote has no format-1 snapshot to upgrade".into()))
+    }
 }
 
 /// sha256 of `bytes` as 64 lowercase hex characters.

@@ -24,6 +24,7 @@ pub mod run;
 pub mod sources;
 pub mod state;
 pub mod this_machine;
+pub mod upgrade;
 
 pub use error::{Result, SyncError};
 pub use run::{SyncOptions, SyncReport, Syncer};

@@ -121,6 +121,8 @@ pub struct SyncReport {
     /// Why the database categories could not sync on this machine yet (no database and no OpenCode
     /// to create it): the sessions wait, and the person is told why.
     pub sessions_waiting: Option<String>,
+    /// This sync upgraded the remote from repository format 1 (see [`super::upgrade`]).
+    pub upgraded: Option<super::upgrade::Upgraded>,
 }
 
 impl SyncReport {
@@ -141,6 +143,9 @@ impl SyncReport {
         if !waiting.is_empty() {
             s.push_str(&format!(", waiting for you {}", waiting.len()));
         }
+        if let Some(u) = &self.upgraded {
+            s.push_str(&format!("; {}", u.summary()));
+        }
         s
     }
 
@@ -156,6 +161,9 @@ impl SyncReport {
 
     /// Adds a later round's report to this one.
     pub fn append(&mut self, later: SyncReport) {
+        if later.upgraded.is_some() {
+            self.upgraded = later.upgraded.clone();
+        }
         self.pushed.extend(later.pushed);
         self.pulled.extend(later.pulled);
         self.merged.extend(later.merged);
@@ -337,9 +345,16 @@ impl<'a> Syncer<'a> {
     fn sync_round(&self, opts: &SyncOptions) -> Result<(SyncReport, bool), SyncError> {
         let max_attempts = self.config.max_retry_attempts + 1;
         let mut attempt = 0;
+        let mut upgraded = None;
         loop {
             attempt += 1;
-            let head = self.remote.head()?;
+            let head = match self.remote.head() {
+                Err(crate::remote::RemoteError::NeedsUpgrade) if !opts.dry_run => {
+                    upgraded = super::upgrade::upgrade_if_needed(self.remote, &super::upgrade::split_session_documents)?;
+                    self.remote.head()?
+                }
+                other => other?,
+            };
             let manifest = match &head {
                 Some(v) => self.remote.manifest(v)?,
                 None => Manifest::default(),
@@ -351,6 +366,7 @@ impl<'a> Syncer<'a> {
             }
             let mut plan = self.plan(&manifest, &state, opts)?;
             plan.report.attempts = attempt;
+            plan.report.upgraded = upgraded.clone();
             plan.report.remote = self.remote.describe();
             if opts.dry_run {
                 plan.report.version = head.map(|v| v.0);

@@ -13,3 +13,4 @@ mod opensync_cli;
 mod sync_cli;
 mod sync_props;
 mod sync_race;
+mod upgrade;

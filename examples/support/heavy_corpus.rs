@@ -213,8 +213,8 @@ pub fn add_long_session(db: &Path, project: &str, target_bytes: usize, part_byte
     let mut conn = Connection::open(db).unwrap();
     conn.execute_batch("PRAGMA foreign_keys=ON").unwrap();
     let sid = "ses_ffffffffffffbenchlong".to_string();
-    // One message of 4 parts carries about 2 text parts of `part_bytes`, plus row overhead.
-    let per_message = 2 * part_bytes + 1500;
+    // One message of 4 parts carries about 3 parts of `part_bytes` (measured), plus row overhead.
+    let per_message = 3 * part_bytes + 2000;
     let n = target_bytes.div_ceil(per_message).max(2);
     let tx = conn.transaction().unwrap();
     insert_fake_session(&tx, project, &sid, n, 4, part_bytes).unwrap();

@@ -11,7 +11,7 @@ fn run_in(home: &std::path::Path, vars: &[(&str, String)], args: &[&str]) -> Run
     let env = EnvSnapshot::new(home, vars.iter().map(|(k, v)| (k.to_string(), v.clone())));
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = {
-        let mut io = Io { out: &mut out, err: &mut err, env };
+        let mut io = Io { out: &mut out, err: &mut err, env, err_terminal: false };
         run(std::iter::once("oc-sync").chain(args.iter().copied()), &mut io)
     };
     Run { code, out: String::from_utf8(out).unwrap(), err: String::from_utf8(err).unwrap() }

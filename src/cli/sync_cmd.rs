@@ -1,7 +1,7 @@
 //! `oc-sync sync`: one sync now, with a short plain summary (or `--json`).
 
 use super::progress_view::{Mode, View};
-use super::{Io, EXIT_CONFLICTS, EXIT_FAILURE, EXIT_OK};
+use super::{fail, Io, EXIT_CONFLICTS, EXIT_FAILURE, EXIT_OK};
 use crate::config::{ConfigError, Loaded};
 use crate::paths::Paths;
 use crate::sync::sources::credentials_off_reason;
@@ -10,10 +10,7 @@ use crate::sync::{sync_now, Hooks, Progress, SyncError, SyncOptions, SyncReport,
 pub fn run(paths: &Paths, loaded: Result<Loaded, ConfigError>, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
     let loaded = match loaded {
         Ok(l) => l,
-        Err(e) => {
-            writeln!(io.err, "{e}")?;
-            return Ok(EXIT_FAILURE);
-        }
+        Err(e) => return fail(io, json, &e.to_string(), EXIT_FAILURE),
     };
     for w in &loaded.warnings {
         writeln!(io.err, "warning: {w}")?;
@@ -21,8 +18,7 @@ pub fn run(paths: &Paths, loaded: Result<Loaded, ConfigError>, opts: SyncOptions
     crate::logging::init(&paths.log_dir, &loaded.config.log_level);
     if opts.reseal
         && let Some(why) = credentials_off_reason(&loaded.config) {
-            writeln!(io.err, "nothing to re-encrypt: credentials are not synced ({why})")?;
-            return Ok(EXIT_FAILURE);
+            return fail(io, json, &format!("nothing to re-encrypt: credentials are not synced ({why})"), EXIT_FAILURE);
         }
     let result = sync_showing_progress(paths, &loaded, &opts, json, io);
     if opts.scope == crate::sync::Scope::Database && !opts.dry_run {

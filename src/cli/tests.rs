@@ -375,3 +375,25 @@ fn an_api_url_with_user_info_is_refused_before_any_request() {
         assert!(!all.contains(token), "{all}");
     }
 }
+
+#[test]
+fn status_sees_the_plugin_in_every_form_and_config_file() {
+    let h = home();
+    let dir = h.path().join(".config/opencode");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, text, entry) in [
+        ("opencode.json", r#"{"plugin": [["oc-sync@0.1.0", {"conflictStrategy": "ask"}]]}"#, "oc-sync@0.1.0"),
+        ("opencode.json", r#"{"plugin": ["file:///opt/x/node_modules/oc-sync/server.mjs"]}"#, "file:///opt/x/node_modules/oc-sync/server.mjs"),
+        ("config.json", r#"{"plugin": ["oc-sync"]}"#, "oc-sync"),
+    ] {
+        for f in ["opencode.json", "config.json"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        std::fs::write(dir.join(file), text).unwrap();
+        let r = run_in(h.path(), &[], &["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&r.out).unwrap();
+        assert_eq!(v["plugin"]["registered"], true, "{text}: {}", r.out);
+        assert_eq!(v["plugin"]["entry"], entry, "{text}");
+        assert!(v["plugin"]["opencodeConfigFile"].as_str().unwrap().ends_with(file), "{}", r.out);
+    }
+}

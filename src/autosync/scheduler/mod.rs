@@ -33,7 +33,8 @@
 //! * **Remote poll.** With `poll = Some(p)` and a [`Probe`] (see [`Scheduler::spawn_with_probe`]),
 //!   the scheduler asks the probe every `p.active` whether the remote moved (a cheap head check,
 //!   done by the caller) and runs a sync only when it answers true. After `p.idle_after` without a
-//!   host event or file change the cadence drops to `p.idle`; the next activity brings it back. The
+//!   host event or file change, or while the machine runs on battery ([`crate::autosync::power`]),
+//!   the cadence drops to `p.idle`; the next activity brings it back (on mains power). The
 //!   poll is re-armed after every run and every probe; it is skipped while a run is due anyway,
 //!   running, or held back by the backoff. Probes do not count in the budget (they are not syncs).
 //! * **Reconfigure.** [`SchedulerHandle::reconfigure`] swaps the settings (the config file
@@ -363,7 +364,9 @@ impl Scheduler {
     /// The cadence the poll has now (active or idle), if polling is on.
     fn next_poll(&self, now: Instant) -> Option<Instant> {
         let p = self.cfg.poll.as_ref().filter(|_| self.probe.is_some())?;
-        let every = if now.saturating_duration_since(self.last_activity) >= p.idle_after { p.idle } else { p.active };
+        // On battery (where the system says so), the idle cadence as after a long idle time.
+        let idle = now.saturating_duration_since(self.last_activity) >= p.idle_after || crate::autosync::power::on_battery();
+        let every = if idle { p.idle } else { p.active };
         Some(now.checked_add(every).unwrap_or_else(|| far_future(now)))
     }
 

@@ -222,6 +222,8 @@ pub struct Scheduler {
     poll_at: Option<Instant>,
     /// The last host event or file change (or the spawn): decides the poll cadence.
     last_activity: Instant,
+    /// The same failure at every run is logged once, with how often it repeated.
+    failure_log: crate::logging::Collapse,
 }
 
 /// Cloneable handle to a spawned [`Scheduler`].
@@ -308,6 +310,7 @@ impl Scheduler {
             poll_at: None,
             probe,
             last_activity: now,
+            failure_log: crate::logging::Collapse::new(),
         };
         let mut sched = sched;
         sched.poll_at = sched.next_poll(now);
@@ -508,19 +511,24 @@ impl Scheduler {
                 self.st.last_ok_ms = Some(wall);
                 self.st.last_error = None;
                 self.retry_at = None;
+                self.failure_log.reset();
             }
             RunOutcome::Retryable(e) => {
                 self.st.consecutive_failures = self.st.consecutive_failures.saturating_add(1);
                 let n = self.st.consecutive_failures;
                 let factor = 1u32 << (n - 1).min(31);
                 let delay = self.cfg.retry_base.saturating_mul(factor).min(self.cfg.retry_max);
-                tracing::warn!(error = %e, failures = n, retry_in = ?delay, "sync failed; will retry");
+                if self.failure_log.first(&format!("sync failed; will retry: {e}")) {
+                    tracing::warn!(error = %e, failures = n, retry_in = ?delay, "sync failed; will retry");
+                }
                 self.retry_at = Some(now.checked_add(delay).unwrap_or_else(|| far_future(now)));
                 self.st.last_error = Some(e);
             }
             RunOutcome::Failed(e) => {
                 self.st.consecutive_failures = self.st.consecutive_failures.saturating_add(1);
-                tracing::warn!(error = %e, "sync failed; not retrying automatically");
+                if self.failure_log.first(&format!("sync failed; not retrying automatically: {e}")) {
+                    tracing::warn!(error = %e, "sync failed; not retrying automatically");
+                }
                 self.retry_at = None;
                 self.st.last_error = Some(e);
             }

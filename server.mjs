@@ -176,12 +176,16 @@ async function server(input, options) {
     event: async ({ event }) => {
       if (disposed || !event?.type) return
       // A toast sent while OpenCode's TUI was still starting is lost: show the waiting conflicts
-      // again once the person works in a session.
+      // again once the person works in a session...
       if (!reshown && event.type.startsWith("session.")) {
         reshown = true
         toasted = ""
+        // ...and what stops syncing (a rejected token, an invalid config), once more.
+        toastedProblem = ""
         try {
-          notifyConflicts(engine.status())
+          const status = engine.status()
+          notifyConflicts(status)
+          notifyProblem(status)
         } catch {}
       }
       try {

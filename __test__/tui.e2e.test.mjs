@@ -7,7 +7,7 @@ import assert from "node:assert/strict"
 import { spawnSync } from "node:child_process"
 import fs from "node:fs"
 import path from "node:path"
-import { startFakeModel, createMachine, makeTempRoot, resolveOpencodeBin, packPlugin, toolThenText, DEFAULT_TEXT } from "./harness/index.mjs"
+import { startFakeModel, startFakeGithub, createMachine, makeTempRoot, resolveOpencodeBin, packPlugin, toolThenText, DEFAULT_TEXT } from "./harness/index.mjs"
 
 const COLS = 120
 const ROWS = 40
@@ -133,6 +133,58 @@ test("in the TUI: the model answers, /sync-status and /sync-conflicts answer wit
     assert.equal(fake.chatRequests().length, asked, "a slash command of oc-sync called the model")
   } finally {
     await tui.kill()
+  }
+})
+
+/** The auto-sync scheduler's state the plugin writes for `oc-sync status`, or null. */
+function scheduler(m) {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(m.dirs.state, "oc-sync", "autosync.json"), "utf8")).scheduler
+  } catch {
+    return null
+  }
+}
+
+test("in the TUI: a rejected GitHub token shows one toast with what to do, not one per retry", async () => {
+  const gh = await startFakeGithub({ root: path.join(tmp.root, "github"), token: "ghp_theRightTokenForTheFakeGithub00" })
+  const m = await createMachine("tui-401", {
+    root: tmp.root,
+    modelUrl: fake.url,
+    plugins: [`file://${unpacked}`],
+    // No OC_SYNC_REMOTE: the token makes GitHub the remote, and GitHub answers 401 to it.
+    env: { GITHUB_TOKEN: "ghp_aRevokedTokenThatGithubRejects00", GITHUB_API_URL: gh.url, OC_SYNC_GITHUB_RETRY_MS: "50" },
+  })
+  fs.writeFileSync(path.join(m.opencodeDirs.config, "AGENTS.md"), "# one\n")
+  const project = await m.projectDir("demo")
+  const tui = startTui(m, project)
+  // The toast's text, wrapped in its box: compare with the box and line breaks taken out.
+  const flat = (s) => s.replace(/[┃│╹▀\s]+/g, " ")
+  const toastShown = (s) => flat(s).includes("oc-sync: not syncing")
+  try {
+    await tui.waitFor("the TUI's first frame", (s) => s.includes("Ask anything"), RENDER_MS)
+    tui.type("hello there")
+    tui.key("Enter")
+    const screen = await tui.waitFor("oc-sync's toast for the rejected token", toastShown, 60000)
+    assert.match(flat(screen), /GitHub rejected the token/, screen)
+    const failedSyncs = scheduler(m)?.totalSyncs ?? 0
+    assert.ok(failedSyncs >= 1, `the startup sync ran: ${JSON.stringify(scheduler(m))}`)
+    // The toast goes away (15 s); a change makes auto-sync try again, which fails the same way:
+    // no second toast.
+    await tui.waitFor("the toast to go away", (s) => !toastShown(s), 30000)
+    fs.writeFileSync(path.join(m.opencodeDirs.config, "AGENTS.md"), "# two\n")
+    const t0 = Date.now()
+    let again = false
+    while (Date.now() - t0 < 20000) {
+      again ||= toastShown(tui.screen())
+      await new Promise((r) => setTimeout(r, 250))
+    }
+    const s = scheduler(m)
+    assert.ok((s?.totalSyncs ?? 0) > failedSyncs, `auto-sync tried again: ${JSON.stringify(s)}`)
+    assert.match(s?.lastError ?? "", /token|401|credentials/i)
+    assert.equal(again, false, "the same failure was toasted again at the retry")
+  } finally {
+    await tui.kill()
+    await gh.close()
   }
 })
 

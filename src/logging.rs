@@ -120,6 +120,54 @@ impl Visit for MessageVisitor {
     }
 }
 
+/// Collapses a log line that repeats: the first is logged, repeats are counted (with a reminder at
+/// the 10th, 100th, 1000th... repeat, so a lasting failure shows in each day's file), and when a
+/// different line comes (or [`Collapse::reset`], e.g. after a success) one line says how often the
+/// previous one repeated. Lines compare by their text (the caller leaves counters out of it).
+#[derive(Debug, Default)]
+pub struct Collapse {
+    last: Mutex<Option<(String, u64)>>,
+}
+
+impl Collapse {
+    pub const fn new() -> Self {
+        Collapse { last: Mutex::new(None) }
+    }
+
+    /// Whether to log `line` now (false: a repeat, counted).
+    pub fn first(&self, line: &str) -> bool {
+        let (log, summary) = {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            match last.as_mut() {
+                Some((l, n)) if l == line => {
+                    *n += 1;
+                    let reminder = (*n >= 10 && n.checked_ilog10().is_some_and(|d| 10u64.pow(d) == *n)).then(|| format!("repeated {n} times so far: {line}"));
+                    (false, reminder)
+                }
+                _ => (true, last.replace((line.to_string(), 0)).and_then(|(l, n)| (n > 0).then(|| repeated(&l, n)))),
+            }
+        };
+        if let Some(s) = summary {
+            tracing::info!("{s}");
+        }
+        log
+    }
+
+    /// The line stopped (e.g. a sync succeeded): says how often it repeated, if it did.
+    pub fn reset(&self) {
+        let prev = self.last.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((l, n)) = prev
+            && n > 0
+        {
+            tracing::info!("{}", repeated(&l, n));
+        }
+    }
+}
+
+fn repeated(line: &str, n: u64) -> String {
+    format!("the previous line repeated {n} more time{}: {line}", if n == 1 { "" } else { "s" })
+}
+
 /// The newest log file in `dir`, if any (for `oc-sync status` and troubleshooting).
 pub fn newest_log_file(dir: &Path) -> Option<PathBuf> {
     std::fs::read_dir(dir)
@@ -128,4 +176,63 @@ pub fn newest_log_file(dir: &Path) -> Option<PathBuf> {
         .map(|e| e.path())
         .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(LOG_FILE_PREFIX)))
         .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Collects what the [`Collapse`] logs, through a subscriber of this thread only.
+    fn logged(f: impl FnOnce()) -> Vec<String> {
+        struct Grab(std::sync::Arc<Mutex<Vec<String>>>);
+        impl<S: Subscriber> Layer<S> for Grab {
+            fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+                let mut v = MessageVisitor::default();
+                event.record(&mut v);
+                self.0.lock().unwrap().push(v.finish());
+            }
+        }
+        let lines = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sub = tracing_subscriber::registry().with(Grab(lines.clone()));
+        tracing::subscriber::with_default(sub, f);
+        std::sync::Arc::try_unwrap(lines).unwrap().into_inner().unwrap()
+    }
+
+    #[test]
+    fn repeated_lines_are_logged_once_with_their_count() {
+        let c = Collapse::new();
+        let mut shown = Vec::new();
+        let lines = logged(|| {
+            for line in std::iter::repeat_n("sync failed: 401", 12).chain(["sync failed: offline", "sync failed: offline"]) {
+                if c.first(line) {
+                    tracing::warn!("{line}");
+                    shown.push(line);
+                }
+            }
+            c.reset();
+            c.reset();
+        });
+        assert_eq!(shown, ["sync failed: 401", "sync failed: offline"]);
+        assert_eq!(
+            lines,
+            [
+                "sync failed: 401",
+                "repeated 10 times so far: sync failed: 401",
+                "the previous line repeated 11 more times: sync failed: 401",
+                "sync failed: offline",
+                "the previous line repeated 1 more time: sync failed: offline",
+            ]
+        );
+    }
+
+    #[test]
+    fn reminders_at_each_power_of_ten() {
+        let c = Collapse::new();
+        let lines = logged(|| {
+            for _ in 0..=1000 {
+                c.first("x");
+            }
+        });
+        assert_eq!(lines, ["repeated 10 times so far: x", "repeated 100 times so far: x", "repeated 1000 times so far: x"]);
+    }
 }

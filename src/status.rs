@@ -307,8 +307,11 @@ pub fn remote_status(cfg: &Config, env: &EnvSnapshot, paths: &Paths) -> RemoteSt
 }
 
 pub fn plugin_status(paths: &Paths) -> PluginStatus {
-    let file = opencode_config::global_config_file(&paths.opencode_config);
-    let entry = opencode_config::find_plugin_entry(&file).map(|(s, _)| s);
+    // OpenCode merges all its global config files: the entry counts in any of them.
+    let (file, entry) = match opencode_config::find_plugin_entry_in(&paths.opencode_config) {
+        Some((file, entry)) => (file, Some(entry)),
+        None => (opencode_config::global_config_file(&paths.opencode_config), None),
+    };
     PluginStatus {
         registered: entry.is_some(),
         entry,

@@ -33,6 +33,7 @@ pub(crate) fn syncer<'a>(
         on_local_write: None,
         codec: None,
         on_progress: None,
+        progress: None,
     }
 }
 

@@ -558,7 +558,14 @@ fn runner(live: Arc<Live>, st: Arc<Mutex<EngineStatus>>, slot: Arc<Mutex<Option<
                     match problem::classify(&e) {
                         // Logged once by `report`, not at every retry.
                         Some(p) => report(&st, Some(p)),
-                        None => tracing::warn!("sync failed{}: {e}", if retryable { " (will retry)" } else { "" }),
+                        None => {
+                            // Offline for an hour: one line, then how often it repeated.
+                            static SAME: crate::logging::Collapse = crate::logging::Collapse::new();
+                            let line = format!("sync failed{}: {e}", if retryable { " (will retry)" } else { "" });
+                            if SAME.first(&line) {
+                                tracing::warn!("{line}");
+                            }
+                        }
                     }
                     if retryable { RunOutcome::Retryable(e.to_string()) } else { RunOutcome::Failed(e.to_string()) }
                 }

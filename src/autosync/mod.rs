@@ -6,6 +6,7 @@
 
 pub mod commands;
 pub mod engine;
+pub mod power;
 pub mod problem;
 pub mod scheduler;
 pub mod watch;

@@ -7,6 +7,7 @@ mod install;
 mod login_cmd;
 mod opensync_cmd;
 mod paths_cmd;
+mod progress_view;
 mod status_cmd;
 mod sync_cmd;
 
@@ -190,6 +191,8 @@ pub struct Io<'a> {
     pub out: &'a mut dyn Write,
     pub err: &'a mut dyn Write,
     pub env: EnvSnapshot,
+    /// Whether `err` is a terminal (a progress bar is drawn there).
+    pub err_terminal: bool,
 }
 
 /// A command's failure: `{"ok": false, "error": msg}` on stdout with `--json`, else `msg` on
@@ -274,8 +277,10 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
-    let mut io = Io { out: &mut out, err: &mut err, env: EnvSnapshot::from_process() };
+    // Not locked: a progress bar draws on stderr from its own thread.
+    let mut err = std::io::stderr();
+    let err_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut io = Io { out: &mut out, err: &mut err, env: EnvSnapshot::from_process(), err_terminal };
     let code = run(args, &mut io);
     let _ = io.out.flush();
     code

@@ -1,18 +1,16 @@
 //! `oc-sync sync`: one sync now, with a short plain summary (or `--json`).
 
-use super::{Io, EXIT_CONFLICTS, EXIT_FAILURE, EXIT_OK};
+use super::progress_view::{Mode, View};
+use super::{fail, Io, EXIT_CONFLICTS, EXIT_FAILURE, EXIT_OK};
 use crate::config::{ConfigError, Loaded};
 use crate::paths::Paths;
 use crate::sync::sources::credentials_off_reason;
-use crate::sync::{sync_now, Hooks, SyncError, SyncOptions, SyncReport};
+use crate::sync::{sync_now, Hooks, Progress, SyncError, SyncOptions, SyncReport, Tracker};
 
 pub fn run(paths: &Paths, loaded: Result<Loaded, ConfigError>, opts: SyncOptions, json: bool, io: &mut Io<'_>) -> anyhow::Result<i32> {
     let loaded = match loaded {
         Ok(l) => l,
-        Err(e) => {
-            writeln!(io.err, "{e}")?;
-            return Ok(EXIT_FAILURE);
-        }
+        Err(e) => return fail(io, json, &e.to_string(), EXIT_FAILURE),
     };
     for w in &loaded.warnings {
         writeln!(io.err, "warning: {w}")?;
@@ -20,10 +18,9 @@ pub fn run(paths: &Paths, loaded: Result<Loaded, ConfigError>, opts: SyncOptions
     crate::logging::init(&paths.log_dir, &loaded.config.log_level);
     if opts.reseal
         && let Some(why) = credentials_off_reason(&loaded.config) {
-            writeln!(io.err, "nothing to re-encrypt: credentials are not synced ({why})")?;
-            return Ok(EXIT_FAILURE);
+            return fail(io, json, &format!("nothing to re-encrypt: credentials are not synced ({why})"), EXIT_FAILURE);
         }
-    let result = sync_showing_progress(paths, &loaded, &opts, io);
+    let result = sync_showing_progress(paths, &loaded, &opts, json, io);
     if opts.scope == crate::sync::Scope::Database && !opts.dry_run {
         crate::opensync::export::run_if_configured(paths, &io.env);
     }
@@ -53,20 +50,16 @@ pub fn run(paths: &Paths, loaded: Result<Loaded, ConfigError>, opts: SyncOptions
     Ok(code)
 }
 
-/// One sync. A sync of many items runs in rounds: shows how far it got (on stderr, so --json
-/// stays clean).
-fn sync_showing_progress(paths: &Paths, loaded: &Loaded, opts: &SyncOptions, io: &mut Io<'_>) -> Result<SyncReport, SyncError> {
-    let err = std::cell::RefCell::new(&mut *io.err);
-    let progress = |r: &SyncReport| {
-        let _ = writeln!(
-            err.borrow_mut(),
-            "… {} pushed, {} pulled, {} merged so far (continuing)",
-            r.pushed.len(),
-            r.pulled.len(),
-            r.merged.len()
-        );
-    };
-    sync_now(paths, &loaded.config, &io.env, opts, Hooks { on_progress: Some(&progress), ..Default::default() })
+/// One sync, showing its progress on stderr (see [`progress_view`]; stdout keeps the summary or
+/// the JSON).
+fn sync_showing_progress(paths: &Paths, loaded: &Loaded, opts: &SyncOptions, json: bool, io: &mut Io<'_>) -> Result<SyncReport, SyncError> {
+    let mode = if opts.dry_run { Mode::Silent } else { Mode::pick(json, io.err_terminal) };
+    let view = View::new(mode, &mut *io.err);
+    let show = |p: &Progress| view.show(p);
+    let tracker = Tracker::new(&show);
+    let result = sync_now(paths, &loaded.config, &io.env, opts, Hooks { progress: Some(&tracker), ..Default::default() });
+    view.clear();
+    result
 }
 
 /// Up to five keys, then how many more.

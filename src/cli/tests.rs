@@ -11,7 +11,7 @@ fn run_in(home: &std::path::Path, vars: &[(&str, String)], args: &[&str]) -> Run
     let env = EnvSnapshot::new(home, vars.iter().map(|(k, v)| (k.to_string(), v.clone())));
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = {
-        let mut io = Io { out: &mut out, err: &mut err, env };
+        let mut io = Io { out: &mut out, err: &mut err, env, err_terminal: false };
         run(std::iter::once("oc-sync").chain(args.iter().copied()), &mut io)
     };
     Run { code, out: String::from_utf8(out).unwrap(), err: String::from_utf8(err).unwrap() }
@@ -373,5 +373,27 @@ fn an_api_url_with_user_info_is_refused_before_any_request() {
         assert_ne!(r.code, 0, "{url}: {all}");
         assert!(all.contains("GITHUB_API_URL"), "{url}: {all}");
         assert!(!all.contains(token), "{all}");
+    }
+}
+
+#[test]
+fn status_sees_the_plugin_in_every_form_and_config_file() {
+    let h = home();
+    let dir = h.path().join(".config/opencode");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, text, entry) in [
+        ("opencode.json", r#"{"plugin": [["oc-sync@0.1.0", {"conflictStrategy": "ask"}]]}"#, "oc-sync@0.1.0"),
+        ("opencode.json", r#"{"plugin": ["file:///opt/x/node_modules/oc-sync/server.mjs"]}"#, "file:///opt/x/node_modules/oc-sync/server.mjs"),
+        ("config.json", r#"{"plugin": ["oc-sync"]}"#, "oc-sync"),
+    ] {
+        for f in ["opencode.json", "config.json"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        std::fs::write(dir.join(file), text).unwrap();
+        let r = run_in(h.path(), &[], &["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&r.out).unwrap();
+        assert_eq!(v["plugin"]["registered"], true, "{text}: {}", r.out);
+        assert_eq!(v["plugin"]["entry"], entry, "{text}");
+        assert!(v["plugin"]["opencodeConfigFile"].as_str().unwrap().ends_with(file), "{}", r.out);
     }
 }

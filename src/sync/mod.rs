@@ -18,6 +18,7 @@ pub mod lock;
 pub mod overrides;
 pub mod pending;
 pub mod plan;
+pub mod progress;
 pub mod refusals;
 pub mod resolve;
 pub mod run;
@@ -28,5 +29,6 @@ pub mod upgrade;
 
 pub use error::{Result, SyncError};
 pub use run::{SyncOptions, SyncReport, Syncer};
+pub use progress::{Phase, Progress, Tracker};
 pub use sources::Scope;
 pub use this_machine::{sync_now, Hooks};

@@ -22,6 +22,7 @@ use super::codec::Codec;
 use super::conflicts::{NewConflict, Winner};
 use super::error::SyncError;
 use super::intent::{merged_side_base, IntentStore};
+use super::progress::{Phase, Tracker};
 use super::refusals::Refusal;
 use super::sources::Scope;
 use super::state::{BaseEntry, StateStore, SyncState};
@@ -200,6 +201,8 @@ pub struct Syncer<'a> {
     /// Told the running totals after each round of a sync that needs several (a first sync of a
     /// large database), e.g. to show progress.
     pub on_progress: Option<&'a dyn Fn(&SyncReport)>,
+    /// Told the items and bytes done of the total as the sync goes (a progress bar).
+    pub progress: Option<&'a Tracker<'a>>,
 }
 
 /// Called with an item key before (`false`) and after (`true`) oc-sync writes or deletes it locally.
@@ -338,6 +341,11 @@ impl<'a> Syncer<'a> {
                 p(total.as_ref().expect("set above"));
             }
         }
+        if let Some(p) = self.progress
+            && !opts.dry_run
+        {
+            p.finish();
+        }
         Ok(total.expect("at least one round"))
     }
 
@@ -381,9 +389,13 @@ impl<'a> Syncer<'a> {
             } else {
                 fault::step(fault::BEFORE_COMMIT)?;
                 let changes = std::mem::take(&mut plan.changes);
+                let upload = (changes.entries.len() as u64, changes.blobs.values().map(|b| b.len() as u64).sum::<u64>());
                 match self.remote.commit(head.as_ref(), changes)? {
                     CommitOutcome::Committed(v) => {
                         fault::step(fault::AFTER_COMMIT)?;
+                        if let Some(p) = self.progress {
+                            p.done(Phase::Uploading, upload.0, upload.1);
+                        }
                         Some(v)
                     }
                     CommitOutcome::Conflict { .. } => {
@@ -587,6 +599,9 @@ impl<'a> Syncer<'a> {
             let key = match &write {
                 LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => key.clone(),
             };
+            if let Some(p) = self.progress {
+                p.done(Phase::Writing, 1, 0);
+            }
             let Some(src) = self.source_for(&key) else { continue };
             let now_hash = match src.read(&key) {
                 Ok(item) => item.map(|i| sha256_hex(&i.bytes)),

@@ -16,6 +16,7 @@ use super::conflicts::ConflictStore;
 use super::error::SyncError;
 use super::failure;
 use super::lock::{SyncLock, LOCK_WAIT};
+use super::progress::Tracker;
 use super::run::{MetConflict, SyncOptions, SyncReport, Syncer, WriteObserver};
 use super::sources::scoped_sources;
 use super::state::StateStore;
@@ -28,6 +29,8 @@ pub struct Hooks<'a> {
     /// Told the running totals after each round of a sync that needs several (a first sync of a
     /// large database).
     pub on_progress: Option<&'a dyn Fn(&SyncReport)>,
+    /// Told the items and bytes done of the total as the sync goes (see [`Tracker`]).
+    pub progress: Option<&'a Tracker<'a>>,
 }
 
 /// Runs one full sync on this machine, holding the machine-wide sync lock. A failure is also
@@ -67,6 +70,7 @@ fn sync_locked(paths: &Paths, config: &Config, env: &EnvSnapshot, opts: &SyncOpt
             on_local_write: hooks.on_local_write,
             codec: Some(&codec as &dyn Codec),
             on_progress: hooks.on_progress,
+            progress: hooks.progress,
         };
         let report = syncer.sync(opts)?;
         if !opts.dry_run {

@@ -5,6 +5,7 @@
 mod common;
 
 mod cli_binary;
+mod cli_json;
 mod config_secrets;
 mod credentials;
 mod github_login;

@@ -420,3 +420,33 @@ fn every_session_turn_survives_a_kill_9_at_any_step() {
         }
     }
 }
+
+#[test]
+fn a_long_sync_shows_plain_progress_lines_on_stderr_and_none_with_json() {
+    let (_shared, ms) = world(3, serde_json::json!({}));
+    for i in 0..25 {
+        ms[0].write_cfg(&format!("agents/a{i}.md"), &format!("agent {i}\n"));
+    }
+    // Not a terminal: short plain lines on stderr, the summary alone on stdout.
+    let Out { code, out, err } = ms[0].run(&["sync"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("push 25") && !out.contains("sync: "), "{out}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("sync: ")).collect();
+    assert!(lines.first().is_some_and(|l| l.starts_with("sync: planning 0/25 items")), "{err}");
+    assert!(lines.iter().any(|l| l.starts_with("sync: uploading 25/25 items")), "{err}");
+    assert!(lines.last().is_some_and(|l| l.starts_with("sync: done 25/25 items")), "{err}");
+    assert!(lines.len() <= 14, "short: {err}");
+    let Out { code, err, .. } = ms[1].run(&["sync"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("sync: planning 0/25 items") && err.contains("sync: writing") && err.contains("sync: done 25/25 items"), "{err}");
+    // --json: stdout is the JSON alone, and no progress anywhere.
+    let Out { code, out, err } = ms[2].run(&["sync", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("stdout is only the JSON");
+    assert_eq!(v["pulled"].as_array().map(Vec::len), Some(25));
+    assert!(!err.contains("sync: "), "{err}");
+    // A short sync prints no progress.
+    ms[0].write_cfg("agents/a0.md", "changed\n");
+    let Out { err, .. } = ms[0].run(&["sync"]);
+    assert!(!err.contains("sync: "), "{err}");
+}

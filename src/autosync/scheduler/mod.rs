@@ -33,7 +33,8 @@
 //! * **Remote poll.** With `poll = Some(p)` and a [`Probe`] (see [`Scheduler::spawn_with_probe`]),
 //!   the scheduler asks the probe every `p.active` whether the remote moved (a cheap head check,
 //!   done by the caller) and runs a sync only when it answers true. After `p.idle_after` without a
-//!   host event or file change the cadence drops to `p.idle`; the next activity brings it back. The
+//!   host event or file change, or while the machine runs on battery ([`crate::autosync::power`]),
+//!   the cadence drops to `p.idle`; the next activity brings it back (on mains power). The
 //!   poll is re-armed after every run and every probe; it is skipped while a run is due anyway,
 //!   running, or held back by the backoff. Probes do not count in the budget (they are not syncs).
 //! * **Reconfigure.** [`SchedulerHandle::reconfigure`] swaps the settings (the config file
@@ -221,6 +222,8 @@ pub struct Scheduler {
     poll_at: Option<Instant>,
     /// The last host event or file change (or the spawn): decides the poll cadence.
     last_activity: Instant,
+    /// The same failure at every run is logged once, with how often it repeated.
+    failure_log: crate::logging::Collapse,
 }
 
 /// Cloneable handle to a spawned [`Scheduler`].
@@ -307,6 +310,7 @@ impl Scheduler {
             poll_at: None,
             probe,
             last_activity: now,
+            failure_log: crate::logging::Collapse::new(),
         };
         let mut sched = sched;
         sched.poll_at = sched.next_poll(now);
@@ -363,7 +367,9 @@ impl Scheduler {
     /// The cadence the poll has now (active or idle), if polling is on.
     fn next_poll(&self, now: Instant) -> Option<Instant> {
         let p = self.cfg.poll.as_ref().filter(|_| self.probe.is_some())?;
-        let every = if now.saturating_duration_since(self.last_activity) >= p.idle_after { p.idle } else { p.active };
+        // On battery (where the system says so), the idle cadence as after a long idle time.
+        let idle = now.saturating_duration_since(self.last_activity) >= p.idle_after || crate::autosync::power::on_battery();
+        let every = if idle { p.idle } else { p.active };
         Some(now.checked_add(every).unwrap_or_else(|| far_future(now)))
     }
 
@@ -505,19 +511,24 @@ impl Scheduler {
                 self.st.last_ok_ms = Some(wall);
                 self.st.last_error = None;
                 self.retry_at = None;
+                self.failure_log.reset();
             }
             RunOutcome::Retryable(e) => {
                 self.st.consecutive_failures = self.st.consecutive_failures.saturating_add(1);
                 let n = self.st.consecutive_failures;
                 let factor = 1u32 << (n - 1).min(31);
                 let delay = self.cfg.retry_base.saturating_mul(factor).min(self.cfg.retry_max);
-                tracing::warn!(error = %e, failures = n, retry_in = ?delay, "sync failed; will retry");
+                if self.failure_log.first(&format!("sync failed; will retry: {e}")) {
+                    tracing::warn!(error = %e, failures = n, retry_in = ?delay, "sync failed; will retry");
+                }
                 self.retry_at = Some(now.checked_add(delay).unwrap_or_else(|| far_future(now)));
                 self.st.last_error = Some(e);
             }
             RunOutcome::Failed(e) => {
                 self.st.consecutive_failures = self.st.consecutive_failures.saturating_add(1);
-                tracing::warn!(error = %e, "sync failed; not retrying automatically");
+                if self.failure_log.first(&format!("sync failed; not retrying automatically: {e}")) {
+                    tracing::warn!(error = %e, "sync failed; not retrying automatically");
+                }
                 self.retry_at = None;
                 self.st.last_error = Some(e);
             }

@@ -525,3 +525,17 @@ async fn reconfigure_rearms_the_timer_and_the_poll() {
     assert_eq!(fake.starts(t0), secs(&[110]), "the new interval counts from the change");
     assert_eq!(probe.at(t0), secs(&[70]), "polling started with the new settings");
 }
+
+#[tokio::test(start_paused = true)]
+async fn on_battery_the_remote_is_checked_at_the_idle_cadence() {
+    crate::autosync::power::ON_BATTERY_OVERRIDE.with(|c| c.set(Some(true)));
+    let t0 = Instant::now();
+    let fake = Fake::new(Duration::ZERO);
+    let probe = FakeProbe::default();
+    let _h = Scheduler::spawn_with_probe(poll_cfg(), fake.runner(), Some(probe.probe()));
+    sleep_until(t0 + 1200 * S).await;
+    crate::autosync::power::ON_BATTERY_OVERRIDE.with(|c| c.set(Some(false)));
+    // Active (no idle time yet), but on battery: every ~300 s instead of every 60 s.
+    let at = probe.at(t0);
+    assert_eq!(at, vec![300 * S, 600 * S + 100 * MS, 900 * S + 200 * MS]);
+}

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::clock::VectorClock;
 use crate::remote::{sha256_hex, Changes, Entry, Manifest};
 use crate::source::{Category, SourceError};
+use crate::sync::progress::{Phase, Remaining};
 use crate::sync::plan::{decide, Action, Local, Versioned};
 use crate::sync::refusals::{self, Refusal};
 use crate::sync::state::{BaseEntry, SyncState};
@@ -66,6 +67,7 @@ impl<'a> Syncer<'a> {
         let (local, over_budget) = self.read_local(state, &mut skipped, &mut later, &mut fresh)?;
         // Files present but not syncable (symlinks, too large) are neither deletions nor pull
         // targets; items left for a later round are not touched in this one.
+        let later_count = later.len() as u64;
         let untouchable: BTreeSet<String> = skipped.iter().map(|(k, _)| k.clone()).chain(later).collect();
         let skipped: Vec<String> = skipped.into_iter().map(|(k, r)| format!("{k}: {r}")).collect();
         let outright = self.outright_refusals(manifest);
@@ -83,6 +85,10 @@ impl<'a> Syncer<'a> {
             remote_hashes: BTreeMap::new(),
         };
         if !opts.dry_run {
+            if let Some(p) = self.progress {
+                let left = self.remaining(manifest, state, &local, &untouchable, later_count, &synced);
+                p.remaining(left.items, left.bytes);
+            }
             self.prefetch_new_blobs(manifest, state, &local, &untouchable, &synced)?;
         }
         let grace_ms = u64::from(self.config.tombstone_grace_days) * 86_400_000;
@@ -117,6 +123,45 @@ impl<'a> Syncer<'a> {
         }
     }
 
+    /// The work this sync has left, for its progress: remote content to download (as
+    /// [`Self::prefetch_new_blobs`] picks it, without the round's budget), local items changed or
+    /// deleted since their last sync, and items left unread for a later round (their size
+    /// estimated, see [`Remaining::add_unread`]).
+    fn remaining(
+        &self,
+        manifest: &Manifest,
+        state: &SyncState,
+        local: &BTreeMap<String, LocalItem>,
+        untouchable: &BTreeSet<String>,
+        later: u64,
+        synced: &dyn Fn(&str) -> bool,
+    ) -> Remaining {
+        let mut left = Remaining::default();
+        let base_hash = |k: &str| state.items.get(k).and_then(|b| b.hash.as_ref());
+        for (k, e) in &manifest.entries {
+            if !synced(k) || self.blocked.contains(k) || untouchable.contains(k) {
+                continue;
+            }
+            match &e.hash {
+                Some(h) if base_hash(k) != Some(h) && local.get(k).is_none_or(|i| &i.hash != h) => left.add(e.size),
+                None if base_hash(k).is_some() && local.contains_key(k) => left.add(0),
+                _ => {}
+            }
+        }
+        let (mut read, mut read_bytes) = (0u64, 0u64);
+        for (k, i) in local {
+            if !i.unread && base_hash(k) != Some(&i.hash) && !self.blocked.contains(k) {
+                left.add(i.bytes.len() as u64);
+                read += 1;
+                read_bytes += i.bytes.len() as u64;
+            }
+        }
+        let deleted = state.items.iter().filter(|(k, b)| b.hash.is_some() && !local.contains_key(*k) && !untouchable.contains(*k) && synced(k)).count();
+        left.items += deleted as u64;
+        left.add_unread(later, read, read_bytes);
+        left
+    }
+
     /// Blobs this sync will download (remote content this machine has neither synced nor holds),
     /// up to the round's byte budget: a remote may fetch them in bulk.
     fn prefetch_new_blobs(
@@ -144,6 +189,9 @@ impl<'a> Syncer<'a> {
             .map(|(h, _)| h)
             .collect();
         if !wanted.is_empty() {
+            if let Some(p) = self.progress {
+                p.phase(Phase::Downloading);
+            }
             self.remote.prefetch(&wanted.into_iter().collect::<Vec<_>>())?;
         }
         Ok(())
@@ -260,6 +308,11 @@ impl<'a> Syncer<'a> {
         }
         round.pulled_bytes += r.size;
         let bytes = self.fetch(key, r, local)?;
+        if let Some(p) = self.progress
+            && !round.opts.dry_run
+        {
+            p.done(Phase::Downloading, 0, r.size);
+        }
         if self.refuses_content(key, r, &bytes, plan)? {
             return Ok(None);
         }

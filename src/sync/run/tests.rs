@@ -227,3 +227,42 @@ fn a_sync_bigger_than_one_round_runs_in_several_commits() {
     assert_eq!(r.pulled.len(), 7);
     assert_eq!(b.items.lock().unwrap().len(), 7);
 }
+
+#[test]
+fn progress_knows_the_totals_from_the_start_of_a_sync_in_several_rounds() {
+    use crate::sync::progress::{Phase, Progress, Tracker};
+    let t = tempfile::tempdir().unwrap();
+    let remote = LocalRemote::open(t.path().join("remote")).unwrap();
+    let cfg = config();
+    let a = MemSource::new(Category::Messages);
+    let b = MemSource::new(Category::Messages);
+    let size = (ROUND_BYTES / 3 + 1) as usize;
+    for i in 0..7u8 {
+        let mut v = vec![b'x'; size];
+        v[0] = b'0' + i;
+        a.put(&format!("messages/s{i}.json"), &v);
+    }
+    let total = 7 * size as u64;
+    for (name, src) in [("a", &a), ("b", &b)] {
+        let seen = Mutex::new(Vec::<Progress>::new());
+        let sink = |p: &Progress| seen.lock().unwrap().push(*p);
+        let tracker = Tracker::new(&sink);
+        let mut s = mem_syncer(name, t.path(), src, &cfg, &remote);
+        s.progress = Some(&tracker);
+        s.sync(&SyncOptions::default()).unwrap();
+        drop(s);
+        let seen = seen.lock().unwrap().clone();
+        // The first event carries the totals of the whole sync, before anything moved.
+        assert_eq!(seen[0].phase, Some(Phase::Planning), "{name}");
+        assert_eq!((seen[0].items_done, seen[0].items_total, seen[0].bytes_done), (0, 7, 0), "{name}: {:?}", seen[0]);
+        assert_eq!(seen[0].bytes_total, total, "{name}: exact for what is read and pulled, estimated for the rest");
+        for w in seen.windows(2) {
+            assert!(w[1].items_done >= w[0].items_done && w[1].bytes_done >= w[0].bytes_done, "{name}: {w:?}");
+            assert!(w[1].items_done <= w[1].items_total && w[1].bytes_done <= w[1].bytes_total, "{name}: {w:?}");
+        }
+        let last = seen.last().unwrap();
+        assert_eq!(*last, Progress { phase: Some(Phase::Done), items_done: 7, items_total: 7, bytes_done: total, bytes_total: total }, "{name}");
+        let phase = if name == "a" { Phase::Uploading } else { Phase::Downloading };
+        assert!(seen.iter().any(|p| p.phase == Some(phase)), "{name}: {seen:?}");
+    }
+}

@@ -344,6 +344,7 @@ impl Machine {
             on_local_write: None,
             codec: None,
             on_progress: None,
+            progress: None,
         };
         syncer.sync(opts)
     }

@@ -184,6 +184,17 @@ impl LocalRemote {
         })
     }
 
+    /// How many commits the branch's first-parent history holds (tests and diagnostics).
+    pub fn history_len(&self) -> Result<usize, RemoteError> {
+        let mut n = 0;
+        let mut cur = self.head()?;
+        while let Some(v) = cur {
+            n += 1;
+            cur = self.commit_info(&v)?.parent;
+        }
+        Ok(n)
+    }
+
     fn corrupt(&self, what: impl std::fmt::Display) -> RemoteError {
         RemoteError::Corrupt(format!("{} in {}", what, self.describe()))
     }
@@ -216,9 +227,16 @@ impl LocalRemote {
             return Ok(r);
         }
         self.v1.create_root()?;
-        let tmp = self.root.join(format!(".{REPO_DIR}.new-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        gix::init_bare(&tmp).map_err(|e| self.git_err("cannot create the repository", e))?;
+        let mut nonce = [0u8; 8];
+        let _ = getrandom::fill(&mut nonce);
+        let tmp = self.root.join(format!(".{REPO_DIR}.new-{}-{}", std::process::id(), hex::encode(nonce)));
+        if let Err(e) = gix::init_bare(&tmp) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return match self.repo()? {
+                Some(r) => Ok(r),
+                None => Err(self.git_err("cannot create the repository", e)),
+            };
+        }
         match std::fs::rename(&tmp, self.repo_path()) {
             Ok(()) => {}
             Err(_) if self.repo_path().is_dir() => {

@@ -440,3 +440,33 @@ fn a_new_remote_names_the_stub_from_its_first_commit() {
     assert!(matches!(old.manifest(&stub), Err(RemoteError::UnsupportedFormat { .. })));
     assert_eq!(r.manifest(&v).unwrap().format, REPOSITORY_FORMAT);
 }
+
+/// Timing figures (run by hand: `cargo test -p oc-sync --lib remote::local::tests::timing -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn timing() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("remote");
+    let ix = t.path().join("ix.json");
+    let r = LocalRemote::open(&root).unwrap().with_index_file(ix.clone());
+    let items: Vec<(String, Vec<u8>)> =
+        (0..5000).map(|i| (format!("messages/p/s{}/m{i}.json", i % 50), format!("{{\"i\":{i},\"text\":\"{}\"}}", "x".repeat(2000)).into_bytes())).collect();
+    let refs: Vec<(&str, &[u8])> = items.iter().map(|(k, b)| (k.as_str(), b.as_slice())).collect();
+    let start = std::time::Instant::now();
+    let v1 = committed(r.commit(None, changes(&refs)).unwrap());
+    eprintln!("first commit of 5000 items: {:?}", start.elapsed());
+    let start = std::time::Instant::now();
+    let v2 = committed(r.commit(Some(&v1), changes(&[("messages/p/s1/new.json", b"{}")])).unwrap());
+    eprintln!("one-item commit on top: {:?}", start.elapsed());
+    let start = std::time::Instant::now();
+    let fresh = LocalRemote::open(&root).unwrap();
+    assert_eq!(fresh.manifest(&v2).unwrap().entries.len(), 5001);
+    eprintln!("full read (no index): {:?}", start.elapsed());
+    let other = LocalRemote::open(&root).unwrap();
+    other.manifest(&v2).unwrap();
+    let v3 = committed(other.commit(Some(&v2), changes(&[("messages/p/s2/new.json", b"{}")])).unwrap());
+    let start = std::time::Instant::now();
+    let b = LocalRemote::open(&root).unwrap().with_index_file(ix);
+    assert_eq!(b.manifest(&v3).unwrap().entries.len(), 5002);
+    eprintln!("new process, index file, one item changed: {:?}", start.elapsed());
+}

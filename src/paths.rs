@@ -181,6 +181,13 @@ impl Paths {
         self.state_dir.join("github.json")
     }
 
+    /// The folder remote's tree index (every item's entry and git blob id at the last snapshot
+    /// read), so a new run reads only the files changed since. A cache: deleting it costs one
+    /// full read of the remote.
+    pub fn folder_remote_index_file(&self) -> PathBuf {
+        self.state_dir.join("folder-remote-index.json")
+    }
+
     /// Auto-sync's last state, written when the engine stops (for `status`).
     pub fn autosync_file(&self) -> PathBuf {
         self.state_dir.join("autosync.json")

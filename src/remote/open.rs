@@ -27,7 +27,7 @@ pub fn open_remote(config: &Config, paths: &Paths, env: &EnvSnapshot) -> Result<
             }
         },
     };
-    Ok(Box::new(LocalRemote::open(path)?))
+    Ok(Box::new(LocalRemote::open(path)?.with_index_file(paths.folder_remote_index_file())))
 }
 
 /// The GitHub remote for this configuration (blocking: never call from an async task).

@@ -5,6 +5,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use super::*;
+use super::local::format1::Format1Remote;
 use crate::clock::VectorClock;
 
 fn entry_for(machine: &str, bytes: &[u8]) -> Entry {
@@ -206,7 +207,7 @@ fn commit_then_read_back() {
     assert_eq!(r.head().unwrap(), Some(v1.clone()));
 
     let m = r.manifest(&v1).unwrap();
-    assert_eq!(m.format, MANIFEST_FORMAT);
+    assert_eq!(m.format, REPOSITORY_FORMAT);
     assert_eq!(m.entries.len(), 2);
     let e = &m.entries["config/opencode.json"];
     assert_eq!(r.blob(e.hash.as_deref().unwrap()).unwrap(), b"{\"a\":1}");
@@ -237,24 +238,31 @@ fn commit_then_read_back() {
     let info = r.commit_info(&v2).unwrap();
     assert_eq!(info.parent, Some(v1.clone()));
     assert_eq!(info.message, "second");
+    // layout: a bare git repository whose branch main is the head; HEAD names the format-2 stub
+    assert!(root.join("repo.git").join("objects").is_dir());
+    assert!(!root.join("objects").exists());
+    let stub = sha256_hex(&envelope::legacy_manifest_stub());
+    assert_eq!(fs::read_to_string(root.join("HEAD")).unwrap(), format!("{stub}\n"));
     assert_eq!(
-        fs::read_to_string(root.join("HEAD")).unwrap(),
+        fs::read_to_string(root.join("repo.git/refs/heads/main")).unwrap(),
         format!("{v2}\n")
     );
-    let h = sha256_hex(b"[]");
-    assert!(root.join("objects").join(&h[..2]).join(&h[2..]).is_file());
-    assert!(root.join("manifests").join(format!("{v2}.json")).is_file());
 
-    // third: drop the expired tombstone for good; an entry may reuse a blob already on the remote
+    // third: drop the expired tombstone for good; an entry may reuse bytes the snapshot holds
     let mut c = Changes {
         removed: vec!["state/x.json".into()],
         ..Default::default()
     };
-    c.entries.insert("copy.json".into(), entry_for("m1", b"[]"));
+    c.entries.insert("copy.json".into(), entry_for("m1", b"{\"a\":2}"));
     let v3 = committed(r.commit(Some(&v2), c).unwrap());
     let m3 = r.manifest(&v3).unwrap();
     assert!(!m3.entries.contains_key("state/x.json"));
     assert!(m3.entries.contains_key("copy.json"));
+    assert_eq!(r.blob(&sha256_hex(b"{\"a\":2}")).unwrap(), b"{\"a\":2}");
+    // bytes only an older snapshot held must come with the change set
+    let mut c = Changes::default();
+    c.entries.insert("again.json".into(), entry_for("m1", b"[]"));
+    assert!(matches!(r.commit(Some(&v3), c), Err(RemoteError::InvalidChanges(_))));
 
     // an entry naming a blob that exists nowhere is refused and changes nothing
     let mut c = Changes::default();
@@ -536,17 +544,15 @@ fn lock_timeout_is_busy() {
         .unwrap()
         .with_lock_timeout(std::time::Duration::from_millis(50));
     let v1 = committed(r.commit(None, one("a", b"1")).unwrap());
-    let held = fs::OpenOptions::new()
-        .write(true)
-        .open(root.join("lock"))
-        .unwrap();
-    fs2::FileExt::lock_exclusive(&held).unwrap();
+    // another writer in the middle of its ref update (git's lock file)
+    let lock = root.join("repo.git/refs/heads/main.lock");
+    fs::write(&lock, b"").unwrap();
     assert!(matches!(
         r.commit(Some(&v1), one("a", b"2")),
         Err(RemoteError::Busy(_))
     ));
     assert_eq!(r.head().unwrap(), Some(v1.clone()), "readers need no lock");
-    fs2::FileExt::unlock(&held).unwrap();
+    fs::remove_file(&lock).unwrap();
     committed(r.commit(Some(&v1), one("a", b"2")).unwrap());
 }
 
@@ -560,15 +566,20 @@ fn manifest_json(key: &str, hash: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A format-1 remote's snapshot is read by `format1()`; `head()` asks for the upgrade.
+fn format1_manifest(r: &LocalRemote) -> Result<Manifest, RemoteError> {
+    assert!(matches!(r.head(), Err(RemoteError::NeedsUpgrade)), "a format-1 HEAD asks for the upgrade");
+    r.format1().map(|m| m.expect("a format-1 snapshot").1)
+}
+
 #[test]
 fn bad_keys_in_manifest_are_corrupt() {
     let h = sha256_hex(b"x");
     for key in ["../x", "/etc/passwd", "a/../../b", "a\\b", "", "a//b"] {
         let tmp = tempfile::tempdir().unwrap();
         let r = LocalRemote::open(tmp.path()).unwrap();
-        let v = plant_manifest(tmp.path(), &manifest_json(key, &h));
-        assert_eq!(r.head().unwrap(), Some(v.clone()));
-        let err = r.manifest(&v).unwrap_err();
+        plant_manifest(tmp.path(), &manifest_json(key, &h));
+        let err = format1_manifest(&r).unwrap_err();
         assert!(err.is_corrupt(), "{key:?}: {err}");
         assert!(err.to_string().contains("item key"), "{err}");
     }
@@ -578,8 +589,8 @@ fn bad_keys_in_manifest_are_corrupt() {
 fn bad_hash_in_manifest_is_corrupt() {
     let tmp = tempfile::tempdir().unwrap();
     let r = LocalRemote::open(tmp.path()).unwrap();
-    let v = plant_manifest(tmp.path(), &manifest_json("a", "../../../../etc/passwd"));
-    assert_corrupt(r.manifest(&v), "sha256");
+    plant_manifest(tmp.path(), &manifest_json("a", "../../../../etc/passwd"));
+    assert_corrupt(format1_manifest(&r), "sha256");
 }
 
 #[test]
@@ -587,29 +598,33 @@ fn invalid_or_truncated_manifest_json_is_corrupt() {
     let tmp = tempfile::tempdir().unwrap();
     let r = LocalRemote::open(tmp.path()).unwrap();
     let good = manifest_json("a", &sha256_hex(b"x"));
-    let v = plant_manifest(tmp.path(), &good[..good.len() / 2]);
-    assert_corrupt(r.manifest(&v), "not a valid manifest");
-    let v = plant_manifest(tmp.path(), b"not json at all");
-    assert_corrupt(r.manifest(&v), "not a valid manifest");
-    let v = plant_manifest(
+    plant_manifest(tmp.path(), &good[..good.len() / 2]);
+    assert_corrupt(format1_manifest(&r), "not a valid manifest");
+    plant_manifest(tmp.path(), b"not json at all");
+    assert_corrupt(format1_manifest(&r), "not a valid manifest");
+    plant_manifest(
         tmp.path(),
         br#"{"format":1,"entries":{"a":{"clock":{"m":-1}}}}"#,
     );
-    assert_corrupt(r.manifest(&v), "not a valid manifest");
-    let v = plant_manifest(tmp.path(), br#"{"format":0,"entries":{}}"#);
-    assert_corrupt(r.manifest(&v), "format 0");
+    assert_corrupt(format1_manifest(&r), "not a valid manifest");
+    plant_manifest(tmp.path(), br#"{"format":0,"entries":{}}"#);
+    assert_corrupt(format1_manifest(&r), "format 0");
 }
 
 #[test]
 fn newer_format_asks_for_an_upgrade() {
     let tmp = tempfile::tempdir().unwrap();
     let r = LocalRemote::open(tmp.path()).unwrap();
-    let v = plant_manifest(
+    plant_manifest(
         tmp.path(),
         br#"{"format":7,"entries":{"a":{"whatever":true}}}"#,
     );
     assert!(matches!(
-        r.manifest(&v),
+        r.head(),
+        Err(RemoteError::UnsupportedFormat { found: 7, .. })
+    ));
+    assert!(matches!(
+        r.commit(None, one("a", b"1")),
         Err(RemoteError::UnsupportedFormat { found: 7, .. })
     ));
 }
@@ -624,7 +639,7 @@ fn manifest_not_matching_its_name_is_corrupt() {
         br#"{"format":1,"entries":{} }"#,
     )
     .unwrap();
-    assert_corrupt(r.manifest(&v), "hashes to");
+    assert_corrupt(format1_manifest(&r), "hashes to");
 }
 
 #[test]
@@ -633,10 +648,9 @@ fn head_naming_a_missing_manifest_is_corrupt() {
     let r = LocalRemote::open(tmp.path()).unwrap();
     let h = sha256_hex(b"nothing");
     fs::write(tmp.path().join("HEAD"), format!("{h}\n")).unwrap();
-    let v = r.head().unwrap().unwrap();
-    assert_corrupt(r.manifest(&v), "missing manifest");
-    // committing on top of it is refused too
-    assert_corrupt(r.commit(Some(&v), one("a", b"1")), "missing manifest");
+    assert_corrupt(format1_manifest(&r), "missing manifest");
+    // committing is refused too (the engine upgrades first, which reads the snapshot)
+    assert!(matches!(r.commit(None, one("a", b"1")), Err(RemoteError::NeedsUpgrade)));
 }
 
 #[test]
@@ -652,33 +666,35 @@ fn garbage_head_is_corrupt() {
 }
 
 #[test]
-fn blob_hash_mismatch_is_corrupt() {
+fn format1_blob_hash_mismatch_is_corrupt() {
     let tmp = tempfile::tempdir().unwrap();
     let r = LocalRemote::open(tmp.path()).unwrap();
-    committed(r.commit(None, one("a", b"good")).unwrap());
+    committed(Format1Remote::open(tmp.path()).unwrap().commit(None, one("a", b"good")).unwrap());
     let h = sha256_hex(b"good");
+    assert_eq!(r.format1_blob(&h).unwrap(), b"good");
     fs::write(
         tmp.path().join("objects").join(&h[..2]).join(&h[2..]),
         b"evil",
     )
     .unwrap();
-    assert_corrupt(r.blob(&h), "hashes to");
+    assert_corrupt(r.format1_blob(&h), "hashes to");
     // missing blob and a malformed hash request
-    assert_corrupt(r.blob(&sha256_hex(b"absent")), "missing");
+    assert_corrupt(r.format1_blob(&sha256_hex(b"absent")), "missing");
+    assert_corrupt(r.format1_blob("../../HEAD"), "sha256");
     assert_corrupt(r.blob("../../HEAD"), "sha256");
 }
 
 #[test]
-fn blob_over_the_size_limit_is_refused() {
+fn format1_blob_over_the_size_limit_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let r = LocalRemote::open(tmp.path()).unwrap();
-    committed(r.commit(None, one("a", &[7u8; 2000])).unwrap());
+    committed(Format1Remote::open(tmp.path()).unwrap().commit(None, one("a", &[7u8; 2000])).unwrap());
     let h = sha256_hex(&[7u8; 2000]);
     let small = LocalRemote::open(tmp.path()).unwrap().with_limits(Limits {
         max_blob_bytes: 1000,
         ..Limits::default()
     });
-    assert_corrupt(small.blob(&h), "byte limit");
+    assert_corrupt(small.format1_blob(&h), "byte limit");
     // default limit (256 MiB), with a sparse file so the test stays cheap
     let big = sha256_hex(b"big");
     let p = tmp.path().join("objects").join(&big[..2]);
@@ -687,7 +703,7 @@ fn blob_over_the_size_limit_is_refused() {
         .unwrap()
         .set_len((256 << 20) + 1)
         .unwrap();
-    assert_corrupt(r.blob(&big), "byte limit");
+    assert_corrupt(r.format1_blob(&big), "byte limit");
 }
 
 #[test]
@@ -702,38 +718,20 @@ fn huge_manifest_is_refused() {
         .set_len((64 << 20) + 1)
         .unwrap();
     fs::write(tmp.path().join("HEAD"), format!("{h}\n")).unwrap();
-    assert_corrupt(r.manifest(&Version(h)), "byte limit");
+    assert_corrupt(r.head(), "byte limit");
 
-    // a configured small limit, on a real manifest
+    // a configured small limit, on a real format-1 manifest
     let tmp = tempfile::tempdir().unwrap();
-    let r = LocalRemote::open(tmp.path()).unwrap();
     let mut c = Changes::default();
     for i in 0..50 {
         put(&mut c, &format!("k{i}"), "m", format!("{i}").as_bytes());
     }
-    let v = committed(r.commit(None, c).unwrap());
+    committed(Format1Remote::open(tmp.path()).unwrap().commit(None, c).unwrap());
     let small = LocalRemote::open(tmp.path()).unwrap().with_limits(Limits {
         max_manifest_bytes: 1024,
         ..Limits::default()
     });
-    assert_corrupt(small.manifest(&v), "byte limit");
-    // (committing on top of it is refused as well: the base cannot be read)
-    assert_corrupt(small.commit(Some(&v), one("x", b"1")), "byte limit");
-    // and it refuses to write a manifest over the limit
-    let tmp2 = tempfile::tempdir().unwrap();
-    let small2 = LocalRemote::open(tmp2.path()).unwrap().with_limits(Limits {
-        max_manifest_bytes: 1024,
-        ..Limits::default()
-    });
-    let mut c = Changes::default();
-    for i in 0..50 {
-        put(&mut c, &format!("k{i}"), "m", format!("{i}").as_bytes());
-    }
-    assert!(matches!(
-        small2.commit(None, c),
-        Err(RemoteError::InvalidChanges(_))
-    ));
-    assert_eq!(small2.head().unwrap(), None);
+    assert_corrupt(small.head(), "byte limit");
 }
 
 #[cfg(unix)]
@@ -745,7 +743,7 @@ fn symlinks_inside_the_remote_are_refused() {
     fs::write(&secret, b"secret bytes").unwrap();
     let h = sha256_hex(b"secret bytes");
 
-    // a symlink planted as a blob file, pointing outside (even with matching content)
+    // a symlink planted as a format-1 blob file, pointing outside (even with matching content)
     let tmp = tempfile::tempdir().unwrap();
     let r = LocalRemote::open(tmp.path()).unwrap();
     fs::create_dir_all(tmp.path().join("objects").join(&h[..2])).unwrap();
@@ -754,25 +752,16 @@ fn symlinks_inside_the_remote_are_refused() {
         tmp.path().join("objects").join(&h[..2]).join(&h[2..]),
     )
     .unwrap();
-    assert_corrupt(r.blob(&h), "symbolic link");
+    assert_corrupt(r.format1_blob(&h), "symbolic link");
 
-    // a symlinked objects/ab folder
-    let tmp = tempfile::tempdir().unwrap();
-    let r = LocalRemote::open(tmp.path()).unwrap();
-    fs::create_dir_all(tmp.path().join("objects")).unwrap();
-    let fake = outside.path().join("fakeobjs");
-    fs::create_dir_all(&fake).unwrap();
-    fs::copy(&secret, fake.join(&h[2..])).unwrap();
-    symlink(&fake, tmp.path().join("objects").join(&h[..2])).unwrap();
-    assert_corrupt(r.blob(&h), "symbolic link");
-
-    // a symlinked objects/ folder: commit must not write through it
+    // a symlinked repo.git: commit must not write through it, reads refuse it
     let tmp = tempfile::tempdir().unwrap();
     let r = LocalRemote::open(tmp.path()).unwrap();
     let target = outside.path().join("writes-here");
     fs::create_dir_all(&target).unwrap();
-    symlink(&target, tmp.path().join("objects")).unwrap();
+    symlink(&target, tmp.path().join("repo.git")).unwrap();
     assert_corrupt(r.commit(None, one("a", b"1")), "symbolic link");
+    assert_corrupt(r.head(), "symbolic link");
     assert_eq!(
         fs::read_dir(&target).unwrap().count(),
         0,
@@ -798,7 +787,7 @@ fn symlinks_inside_the_remote_are_refused() {
     )
     .unwrap();
     fs::write(tmp.path().join("HEAD"), format!("{mh}\n")).unwrap();
-    assert_corrupt(r.manifest(&Version(mh)), "symbolic link");
+    assert_corrupt(r.format1(), "symbolic link");
 }
 
 #[test]
@@ -814,9 +803,9 @@ fn remote_is_object_safe_and_send_sync() {
 }
 
 #[test]
-fn old_snapshots_and_their_blobs_are_pruned_after_a_grace_period() {
+fn format1_old_snapshots_and_their_blobs_are_pruned_after_a_grace_period() {
     let t = tempfile::tempdir().unwrap();
-    let r = LocalRemote::open(t.path().join("remote")).unwrap();
+    let r = Format1Remote::open(t.path().join("remote")).unwrap();
     let mut head = None;
     for i in 0..70 {
         head = Some(committed(r.commit(head.as_ref(), one("config/a.md", format!("v{i}\n").as_bytes())).unwrap()));

@@ -169,12 +169,21 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
 fn assert_remote_clean(remote: &Remote, gh: Option<&FakeGithub>) {
     match (remote, gh) {
         (Remote::Folder(dir), _) => {
+            // Plain files (the format-1 pointer and stub), then every git object uncompressed.
             let mut files = Vec::new();
             files_under(dir, &mut files);
             assert!(files.len() > 3, "the folder remote is empty");
-            for f in files {
-                assert_no_secret(&f.display().to_string(), &std::fs::read(&f).unwrap());
+            for f in files.iter().filter(|f| !f.starts_with(dir.join("repo.git/objects"))) {
+                assert_no_secret(&f.display().to_string(), &std::fs::read(f).unwrap());
             }
+            let o = Command::new("git")
+                .arg("-C")
+                .arg(dir.join("repo.git"))
+                .args(["cat-file", "--batch-all-objects", "--batch"])
+                .output()
+                .unwrap();
+            assert!(o.status.success() && o.stdout.len() > 1000, "git cat-file: {}", String::from_utf8_lossy(&o.stderr));
+            assert_no_secret("the folder remote's git objects", &o.stdout);
         }
         (Remote::Github { .. }, Some(gh)) => {
             let o = Command::new("git")

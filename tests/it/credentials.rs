@@ -51,6 +51,15 @@ fn assert_no_secret_in_remote(remote: &Path, secrets: &[&str]) {
     let mut files = Vec::new();
     remote_files(remote, &mut files);
     assert!(!files.is_empty());
+    // The folder remote's git objects are compressed: read them through git, uncompressed.
+    let o = std::process::Command::new("git")
+        .arg("-C")
+        .arg(remote.join("repo.git"))
+        .args(["cat-file", "--batch-all-objects", "--batch"])
+        .output()
+        .unwrap();
+    assert!(o.status.success() && o.stdout.len() > 100, "git cat-file: {}", String::from_utf8_lossy(&o.stderr));
+    files.push((remote.join("repo.git (every object)"), o.stdout));
     for (path, bytes) in &files {
         let text = String::from_utf8_lossy(bytes);
         for s in secrets {

@@ -185,7 +185,7 @@ async fn a_race_is_retried() {
 
     // Both the other machine's commit and A's change are in the final tree.
     let paths = repo_paths(&gh);
-    assert!(paths.iter().any(|p| p.starts_with("other-machine/")), "{paths:?}");
+    assert!(paths.iter().any(|p| p.starts_with("other-machine-")), "{paths:?}");
     assert_eq!(repo_file(&gh, "config/agents/new.md").as_deref(), Some(&b"new agent\n"[..]));
     assert!(repo_file(&gh, "config/opencode.json").is_some());
     let (ok, log, _) = git(&gh.repo_git_dir(gh.login(), REPO), &["log", "--format=%H %an", "main"]);

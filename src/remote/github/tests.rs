@@ -10,7 +10,7 @@ use fake_github::{FakeGithub, FakeOptions};
 use super::*;
 use crate::clock::VectorClock;
 use crate::config::Config;
-use crate::remote::Entry;
+use crate::remote::{Entry, sha256_hex};
 use crate::sync::run::SyncOptions;
 use crate::testing::{Machine, config};
 
@@ -39,6 +39,7 @@ fn settings(gh: &FakeGithub, cache: &Path) -> GithubSettings {
         repo: REPO.into(),
         branch: None,
         cache_file: Some(cache.join("github.json")),
+        data_dir: Some(cache.join("data")),
         retry_unit: Duration::from_millis(5),
     }
 }
@@ -87,6 +88,20 @@ fn put(files: &[(&str, &[u8])]) -> Changes {
         c.blobs.insert(h, b.to_vec());
     }
     c
+}
+
+/// The bytes of the item file at `rev_path` (`HEAD:config/x`), after its header line.
+fn item_bytes(dir: &Path, rev_path: &str) -> Vec<u8> {
+    let out = Command::new("git").arg("-C").arg(dir).args(["show", rev_path]).output().unwrap();
+    assert!(out.status.success(), "{rev_path}");
+    let file = out.stdout;
+    assert!(file.starts_with(crate::remote::envelope::MAGIC), "{rev_path} has no header");
+    let nl = file.iter().position(|&b| b == b'\n').unwrap();
+    file[nl + 1..].to_vec()
+}
+
+fn item_text(dir: &Path, rev_path: &str) -> String {
+    String::from_utf8(item_bytes(dir, rev_path)).unwrap()
 }
 
 fn git(dir: &Path, args: &[&str]) -> (bool, String) {
@@ -149,7 +164,7 @@ async fn commit_then_read_back_and_git_agrees() {
     blocking(move || {
         let r = connect(&g);
         let head = r.head().unwrap().expect("initial commit");
-        assert_eq!(r.manifest(&head).unwrap(), Manifest::default());
+        assert_eq!(r.manifest(&head).unwrap().entries, Manifest::default().entries);
         let binary: &[u8] = &[0xff, 0x00, 0xfe, 0x80, 1, 2, 3];
         let changes = put(&[
             ("config/x", b"hello\n"),
@@ -164,7 +179,7 @@ async fn commit_then_read_back_and_git_agrees() {
         // A fresh remote (no cache) reads the same.
         let r2 = connect(&g);
         let m = r2.manifest(&v).unwrap();
-        assert_eq!(m, Manifest::default().apply(&changes));
+        assert_eq!(m.entries, Manifest::default().apply(&changes).entries);
         for (h, bytes) in &changes.blobs {
             assert_eq!(&r2.blob(h).unwrap(), bytes);
             // The writer can read its own inline blobs too (lazy tree listing).
@@ -172,19 +187,11 @@ async fn commit_then_read_back_and_git_agrees() {
         }
 
         let dir = g.repo_git_dir(OWNER, REPO);
-        assert_eq!(
-            git(&dir, &["show", "HEAD:config/x"]),
-            (true, "hello\n".into())
-        );
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(&dir)
-            .args(["show", "HEAD:state/bin"])
-            .output()
-            .unwrap();
-        assert_eq!(out.stdout, binary);
-        let (ok, manifest) = git(&dir, &["show", &format!("HEAD:{MANIFEST_PATH}")]);
-        assert!(ok && manifest.contains("\"config/x\""), "{manifest}");
+        assert_eq!(item_text(&dir, "HEAD:config/x"), "hello\n");
+        assert_eq!(item_bytes(&dir, "HEAD:state/bin"), binary);
+        assert_eq!(git(&dir, &["show", "HEAD:.oc-sync/format"]).1, "2\n");
+        let (ok, stub) = git(&dir, &["show", &format!("HEAD:{MANIFEST_PATH}")]);
+        assert!(ok && stub.contains("\"format\": 2") && !stub.contains("config/x"), "{stub}");
         let (ok, out) = git(&dir, &["fsck", "--strict"]);
         assert!(ok, "{out}");
         let (_, log) = git(&dir, &["log", "-1", "--format=%s%n%P"]);
@@ -240,9 +247,9 @@ async fn stale_expected_and_race_are_conflicts() {
             panic!()
         };
         let dir = g.repo_git_dir(OWNER, REPO);
-        assert_eq!(git(&dir, &["show", "HEAD:config/a"]).1, "5");
+        assert_eq!(item_text(&dir, "HEAD:config/a"), "5");
         let (_, ls) = git(&dir, &["ls-tree", "-r", "--name-only", "HEAD"]);
-        assert!(ls.contains("other-machine/"), "{ls}");
+        assert!(ls.contains("other-machine-"), "{ls}");
     })
     .await;
 }
@@ -294,9 +301,15 @@ async fn tombstones_and_removals_delete_files() {
         };
         let dir = g.repo_git_dir(OWNER, REPO);
         let (_, ls) = git(&dir, &["ls-tree", "-r", "--name-only", "HEAD"]);
+        // A tombstone is its header alone; a removed item has no file.
         assert!(
-            !ls.contains("config/a") && !ls.contains("config/b") && ls.contains("config/c"),
+            ls.contains("config/a") && !ls.contains("config/b") && ls.contains("config/c"),
             "{ls}"
+        );
+        assert_eq!(item_text(&dir, "HEAD:config/a"), "");
+        assert!(git(&dir, &["show", "HEAD:config/a"]).1.contains("\"hash\":null"));
+        assert!(
+            true,
         );
         let m = connect(&g).manifest(&h2).unwrap();
         assert!(m.entries["config/a"].is_tombstone());
@@ -385,8 +398,8 @@ async fn a_truncated_tree_listing_is_walked() {
         };
         let fresh = connect(&g);
         assert_eq!(
-            fresh.manifest(&v).unwrap(),
-            Manifest::default().apply(&changes)
+            fresh.manifest(&v).unwrap().entries,
+            Manifest::default().apply(&changes).entries
         );
         for (h, b) in &changes.blobs {
             assert_eq!(&fresh.blob(h).unwrap(), b);
@@ -438,9 +451,10 @@ async fn two_syncers_converge_and_deletions_propagate() {
 
         let dir = g.repo_git_dir(OWNER, REPO);
         let (_, ls) = git(&dir, &["ls-tree", "-r", "--name-only", "HEAD"]);
-        assert!(!ls.contains("config/agents/gone.md"), "{ls}");
+        // The deleted item is a tombstone: its header alone.
+        assert_eq!(item_text(&dir, "HEAD:config/agents/gone.md"), "");
         assert_eq!(
-            git(&dir, &["show", "HEAD:config/AGENTS.md"]).1,
+            item_text(&dir, "HEAD:config/AGENTS.md"),
             "edited on a\n"
         );
         let (ok, out) = git(&dir, &["fsck", "--strict"]);
@@ -475,7 +489,7 @@ async fn a_one_file_change_after_a_large_push_takes_at_most_4_requests() {
         let one = g.requests();
         let dir = g.repo_git_dir(OWNER, REPO);
         assert_eq!(
-            git(&dir, &["show", "HEAD:config/skills/s3/f3.md"]).1,
+            item_text(&dir, "HEAD:config/skills/s3/f3.md"),
             "changed\n"
         );
         (initial, one)
@@ -599,7 +613,7 @@ async fn an_empty_repository_is_initialised_through_the_contents_api() {
         let out = r.commit(Some(&head), put(&[("config/a.md", b"A\n")])).unwrap();
         assert!(matches!(out, CommitOutcome::Committed(_)));
         let dir = g.repo_git_dir(OWNER, REPO);
-        assert_eq!(git(&dir, &["show", "main:config/a.md"]).1, "A\n");
+        assert_eq!(item_text(&dir, "main:config/a.md"), "A\n");
     })
     .await;
 }
@@ -691,8 +705,11 @@ async fn an_item_over_githubs_file_limit_is_stored_in_checked_parts() {
         let dir = g.repo_git_dir(OWNER, REPO);
         let (_, ls) = git(&dir, &["ls-tree", "-r", "--name-only", "main"]);
         let hash = sha256_hex(&big);
-        assert!(ls.contains(&format!(".oc-sync/chunks/{hash}/00003")), "{ls}");
-        assert!(!ls.lines().any(|l| l == "state/big.bin"), "{ls}");
+        assert!(ls.contains(&format!(".oc-sync/chunks/{hash}/3")), "{ls}");
+        // The item's file is its header naming the parts.
+        assert!(ls.lines().any(|l| l == "state/big.bin"), "{ls}");
+        assert!(git(&dir, &["show", "main:state/big.bin"]).1.contains("\"parts\":4"));
+        assert_eq!(item_text(&dir, "main:state/big.bin"), "");
         // Another process reads it back, checked.
         let r2 = connect(&g);
         let m = r2.manifest(&v1).unwrap();
@@ -766,15 +783,9 @@ async fn a_push_too_big_for_one_tree_request_is_split() {
 
 use crate::testing::home_snapshot;
 
-/// The repository's current manifest with `extra` entries added (key → content), as JSON text.
-fn manifest_with(dir: &Path, extra: &[(&str, &[u8])]) -> Vec<u8> {
-    let (ok, text) = git(dir, &["show", "main:.oc-sync/manifest.json"]);
-    assert!(ok, "{text}");
-    let mut m: Manifest = serde_json::from_str(&text).unwrap();
-    for (k, content) in extra {
-        m.entries.insert(k.to_string(), entry(Some(&sha256_hex(content)), content.len() as u64, "mallory", 5));
-    }
-    serde_json::to_vec(&m).unwrap()
+/// An item file (format 2) for `content` at `key`, as another machine would write it.
+fn item_file(content: &[u8]) -> Vec<u8> {
+    crate::remote::envelope::encode(&entry(Some(&sha256_hex(content)), content.len() as u64, "mallory", 5), Some(content))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -789,21 +800,17 @@ async fn symlinks_and_submodules_in_the_repository_are_refused_by_name_and_never
         a.put("config/agents/ok.md", "fine\n");
         let ra = open(&g, &t.path().join("ca"));
         a.syncer("a", &cfg, &ra).sync(&SyncOptions::default()).unwrap();
-        // The attacker's commit: a symbolic link and a submodule at item paths, both listed in the
-        // manifest with the hash of what a blob read would return, plus 20 plain files (so a
-        // first pull takes the tarball path).
+        // The attacker's commit: a symbolic link and a submodule at item paths, plus 20 plain
+        // item files (so a first pull takes the tarball path).
         let dir = g.repo_git_dir(OWNER, REPO);
         let target: &[u8] = b"../../../.ssh/authorized_keys";
         let gitlink: &[u8] = b"0123456789abcdef0123456789abcdef01234567";
-        let plain: Vec<(String, Vec<u8>)> = (0..20).map(|i| (format!("config/skills/s/f{i}.md"), format!("skill {i}\n").into_bytes())).collect();
-        let mut listed: Vec<(&str, &[u8])> = vec![("config/agents/x.md", target), ("config/agents/sub.md", gitlink), ("state/link.json", target)];
-        listed.extend(plain.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
-        let manifest = manifest_with(&dir, &listed);
+        let plain: Vec<(String, Vec<u8>)> =
+            (0..20).map(|i| (format!("config/skills/s/f{i}.md"), item_file(format!("skill {i}\n").as_bytes()))).collect();
         let mut entries: Vec<(&str, &str, &[u8])> = vec![
             ("config/agents/x.md", "120000", target),
             ("config/agents/sub.md", "160000", gitlink),
             ("state/link.json", "120000", target),
-            (".oc-sync/manifest.json", "100644", &manifest),
         ];
         entries.extend(plain.iter().map(|(k, v)| (k.as_str(), "100644", v.as_slice())));
         g.commit_entries_as_other_machine(OWNER, REPO, "main", &entries).unwrap();

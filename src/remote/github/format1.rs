@@ -184,7 +184,7 @@ impl GithubRemote {
     /// Reads the format-1 contents in bulk from the tarball of `version` into the caches; each
     /// file's git blob id and sha256 are checked. Failures only mean reading one by one.
     fn format1_bulk(&self, version: &Version, wanted: &HashMap<String, String>, sums: &HashMap<String, String>) -> Result<(), RemoteError> {
-        let mut tmp = tempfile::tempfile_in(&self.blob_dir)
+        let mut tmp = tempfile::tempfile_in(self.blob_dir()?)
             .map_err(|e| RemoteError::io(format!("cannot create a temporary file in {}", self.blob_dir.display()), e))?;
         let cap = self.limits.max_blob_bytes.saturating_mul(64);
         match self.http.get_to_file(&format!("{}/tarball/{}", self.repo_path(), version.0), cap, &mut tmp) {

@@ -355,8 +355,9 @@ impl GithubRemote {
             }
         }
         let (blob_dir, blob_tmp) = match data_dir.map(|d| d.join("github-blobs")) {
-            Some(d) if std::fs::create_dir_all(&d).is_ok() => (d, None),
-            _ => {
+            // Created when first needed (a bulk read, a big item).
+            Some(d) => (d, None),
+            None => {
                 let t = tempfile::TempDir::new().ok();
                 (t.as_ref().map_or_else(std::env::temp_dir, |t| t.path().to_path_buf()), t)
             }
@@ -454,6 +455,20 @@ impl GithubRemote {
             }
         }
         self.save_persisted();
+    }
+
+    /// The disk cache's directory, created (private) when missing.
+    fn blob_dir(&self) -> Result<&std::path::Path, RemoteError> {
+        if !self.blob_dir.is_dir() {
+            std::fs::create_dir_all(&self.blob_dir)
+                .map_err(|e| RemoteError::io(format!("cannot create {}", self.blob_dir.display()), e))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&self.blob_dir, std::fs::Permissions::from_mode(0o700));
+            }
+        }
+        Ok(&self.blob_dir)
     }
 
     /// "GitHub repository ..." for messages.

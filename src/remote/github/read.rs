@@ -405,7 +405,9 @@ impl GithubRemote {
     pub(super) fn keep(&self, hash: &str, bytes: Vec<u8>) {
         if bytes.len() <= SMALL_ITEM {
             self.mem().put(hash, bytes);
-        } else if let Err(e) = crate::fsutil::atomic_write(&self.blob_dir.join(hash), &bytes, Some(0o600)) {
+        } else if let Err(e) = self.blob_dir().and_then(|d| {
+            crate::fsutil::atomic_write(&d.join(hash), &bytes, Some(0o600)).map_err(|e| RemoteError::io("cannot keep a blob", e))
+        }) {
             tracing::debug!("cannot keep blob {hash} on disk: {e}");
         }
     }
@@ -413,7 +415,7 @@ impl GithubRemote {
     /// Downloads the tarball of `at` (to a temporary file: never whole in memory) and reads the
     /// wanted item files from it into the index. Returns those it did not deliver.
     fn ingest_tarball(&self, at: &Version, wanted: Vec<(String, String)>, cap: u64) -> Result<Vec<(String, String)>, RemoteError> {
-        let mut tmp = tempfile::tempfile_in(&self.blob_dir)
+        let mut tmp = tempfile::tempfile_in(self.blob_dir()?)
             .map_err(|e| RemoteError::io(format!("cannot create a temporary file in {}", self.blob_dir.display()), e))?;
         match self.http.get_to_file(&format!("{}/tarball/{}", self.repo_path(), at.0), cap, &mut tmp) {
             Ok(None) => {}
@@ -517,5 +519,56 @@ impl GithubRemote {
         let bytes = std::fs::read(&path).ok()?;
         let _ = std::fs::remove_file(&path);
         (sha256_hex(&bytes) == hash).then_some(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::VectorClock;
+
+    fn file(bytes: &[u8]) -> Vec<u8> {
+        let e = Entry {
+            clock: VectorClock::new(),
+            hash: Some(sha256_hex(bytes)),
+            size: bytes.len() as u64,
+            kind: "text".into(),
+            category: "config".into(),
+            modified_ms: 1,
+            machine: "m".into(),
+            deleted_ms: None,
+        };
+        envelope::encode(&e, Some(bytes))
+    }
+
+    #[test]
+    fn a_tarball_file_is_checked_against_its_git_id_and_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![b'y'; SMALL_ITEM + 10];
+        for content in [&b"small\n"[..], &big[..]] {
+            let f = file(content);
+            let oid = git_blob_sha(&f);
+            let got = ingest_item("config/a.md", &oid, f.len() as u64, &mut &f[..], dir.path()).unwrap();
+            let hash = sha256_hex(content);
+            match got.small {
+                Some(b) => assert_eq!(b, content),
+                None => assert_eq!(std::fs::read(dir.path().join(&hash)).unwrap(), content),
+            }
+            // Bytes that are not the blob the tree names.
+            let e = ingest_item("config/a.md", &git_blob_sha(b"other"), f.len() as u64, &mut &f[..], dir.path()).err().unwrap();
+            assert!(e.contains("git blob id"), "{e}");
+            // Content that does not match its header (with the altered file's own git id).
+            let mut bad = f.clone();
+            *bad.last_mut().unwrap() ^= 1;
+            let e = ingest_item("config/a.md", &git_blob_sha(&bad), bad.len() as u64, &mut &bad[..], dir.path()).err().unwrap();
+            assert!(e.contains("hashes to"), "{e}");
+            // A key that is not a key.
+            assert!(ingest_item("../a.md", &oid, f.len() as u64, &mut &f[..], dir.path()).is_err());
+        }
+        // Nothing but files named by a content hash was left in the directory.
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            assert!(crate::remote::validate_hash(&name).is_ok(), "{name}");
+        }
     }
 }

@@ -227,42 +227,6 @@ impl Http {
         }
     }
 
-    /// `GET path` for a binary body (e.g. a tarball, following GitHub's redirect), at most
-    /// `max_bytes` bytes. Retries connection errors and 5xx like [`Http::send`].
-    pub fn get_bytes(&self, path: &str, max_bytes: u64) -> Result<(u16, Vec<u8>), RemoteError> {
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let result = self.rt.block_on(async {
-                use http_body_util::BodyExt;
-                let res = self.octo._get(path).await?;
-                let status = res.status().as_u16();
-                let mut body = res.into_body();
-                let mut out = Vec::new();
-                while let Some(frame) = body.frame().await {
-                    if let Ok(data) = frame?.into_data() {
-                        out.extend_from_slice(&data);
-                        if out.len() as u64 > max_bytes {
-                            return Ok::<_, octocrab::Error>((413, Vec::new()));
-                        }
-                    }
-                }
-                Ok((status, out))
-            });
-            match result {
-                Ok((s, _)) if s >= 500 && attempt < MAX_ATTEMPTS => {}
-                Ok(r) => return Ok(r),
-                Err(_) if attempt < MAX_ATTEMPTS => {}
-                Err(e) => {
-                    return Err(RemoteError::Unreachable(
-                        self.scrub(&format!("GitHub API at {} did not answer GET {}: {e}", self.api_url, path.split('?').next().unwrap_or(path))),
-                    ));
-                }
-            }
-            std::thread::sleep(self.backoff * (1 << (attempt - 1)));
-        }
-    }
-
     /// `GET path` with `Accept: application/vnd.github.raw+json` (a blob's raw bytes, no
     /// base64), at most `max_bytes` bytes (else [`RemoteError::Corrupt`]). Retries connection
     /// errors and 5xx like [`Http::send`]. A non-200 answer comes back as a [`Resp`] (its JSON

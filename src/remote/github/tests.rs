@@ -977,6 +977,24 @@ async fn hostile_item_files_and_formats_are_refused() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn blob_bytes_that_do_not_hash_to_the_sha_asked_are_refused() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let r = connect(&g);
+        let h0 = r.head().unwrap().unwrap();
+        let CommitOutcome::Committed(h1) = r.commit(Some(&h0), put(&[("config/a.md", b"A\n")])).unwrap() else { panic!() };
+        // A reader that must fetch the item file gets other bytes than the blob id names.
+        g.faults().inject(fake_github::Fault::tamper("/repos/*/git/blobs/*"));
+        let e = connect(&g).manifest(&h1).unwrap_err();
+        assert!(e.is_corrupt() && e.to_string().contains("git blob id"), "{e}");
+        // Served honestly, the same read works.
+        assert_eq!(connect(&g).manifest(&h1).unwrap().entries.len(), 1);
+    })
+    .await;
+}
+
 #[test]
 fn git_blob_ids_are_computed_like_git() {
     assert_eq!(super::read::git_blob_sha(b""), "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391");

@@ -184,6 +184,7 @@ impl GithubRemote {
     /// Reads the format-1 contents in bulk from the tarball of `version` into the caches; each
     /// file's git blob id and sha256 are checked. Failures only mean reading one by one.
     fn format1_bulk(&self, version: &Version, wanted: &HashMap<String, String>, sums: &HashMap<String, String>) -> Result<(), RemoteError> {
+        self.clear_disk_cache();
         let mut tmp = tempfile::tempfile_in(self.blob_dir()?)
             .map_err(|e| RemoteError::io(format!("cannot create a temporary file in {}", self.blob_dir.display()), e))?;
         let cap = self.limits.max_blob_bytes.saturating_mul(64);
@@ -204,7 +205,7 @@ impl GithubRemote {
             if sums.get(path) != Some(&hash) {
                 return Err("content differs from the manifest's hash".into());
             }
-            self.keep(&hash, bytes);
+            self.keep_on_disk(&hash, &bytes);
             Ok(())
         });
         if let Err(e) = walked {

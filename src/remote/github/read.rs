@@ -405,8 +405,16 @@ impl GithubRemote {
     pub(super) fn keep(&self, hash: &str, bytes: Vec<u8>) {
         if bytes.len() <= SMALL_ITEM {
             self.mem().put(hash, bytes);
-        } else if let Err(e) = self.blob_dir().and_then(|d| {
-            crate::fsutil::atomic_write(&d.join(hash), &bytes, Some(0o600)).map_err(|e| RemoteError::io("cannot keep a blob", e))
+        } else {
+            self.keep_on_disk(hash, &bytes);
+        }
+    }
+
+    /// Keeps an item's checked content in the disk cache (bulk reads: memory stays bounded
+    /// whatever the number of items, and none is read twice).
+    pub(super) fn keep_on_disk(&self, hash: &str, bytes: &[u8]) {
+        if let Err(e) = self.blob_dir().and_then(|d| {
+            crate::fsutil::atomic_write(&d.join(hash), bytes, Some(0o600)).map_err(|e| RemoteError::io("cannot keep a blob", e))
         }) {
             tracing::debug!("cannot keep blob {hash} on disk: {e}");
         }
@@ -415,6 +423,7 @@ impl GithubRemote {
     /// Downloads the tarball of `at` (to a temporary file: never whole in memory) and reads the
     /// wanted item files from it into the index. Returns those it did not deliver.
     fn ingest_tarball(&self, at: &Version, wanted: Vec<(String, String)>, cap: u64) -> Result<Vec<(String, String)>, RemoteError> {
+        self.clear_disk_cache();
         let mut tmp = tempfile::tempfile_in(self.blob_dir()?)
             .map_err(|e| RemoteError::io(format!("cannot create a temporary file in {}", self.blob_dir.display()), e))?;
         match self.http.get_to_file(&format!("{}/tarball/{}", self.repo_path(), at.0), cap, &mut tmp) {
@@ -437,7 +446,7 @@ impl GithubRemote {
             let hash = ing.entry.hash.clone();
             self.state().ix.put(path, oid, ing.entry, ing.parts);
             if let (Some(h), Some(b)) = (hash, ing.small) {
-                self.mem().put(&h, b);
+                self.keep_on_disk(&h, &b);
             }
             done.insert(path.to_owned());
             Ok(())
@@ -513,12 +522,30 @@ impl GithubRemote {
         Ok(out)
     }
 
+    /// Empties the disk cache (contents an earlier bulk read kept that the engine never took).
+    pub(super) fn clear_disk_cache(&self) {
+        let Ok(dir) = std::fs::read_dir(&self.blob_dir) else { return };
+        for e in dir.flatten() {
+            let name = e.file_name();
+            if name.to_str().is_some_and(|n| crate::remote::validate_hash(n).is_ok()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
     /// A content from the disk cache (checked; the file is removed once read).
     pub(super) fn from_disk(&self, hash: &str) -> Option<Vec<u8>> {
         let path = self.blob_dir.join(hash);
         let bytes = std::fs::read(&path).ok()?;
         let _ = std::fs::remove_file(&path);
-        (sha256_hex(&bytes) == hash).then_some(bytes)
+        if sha256_hex(&bytes) != hash {
+            return None;
+        }
+        // Asked again (the same content under two keys): from memory.
+        if bytes.len() <= SMALL_ITEM {
+            self.mem().put(hash, bytes.clone());
+        }
+        Some(bytes)
     }
 }
 

@@ -933,6 +933,10 @@ async fn a_first_pull_of_500_items_takes_at_most_10_requests() {
         let reqs = requests(&g);
         assert!(reqs.len() <= 10, "{} requests: {reqs:?}", reqs.len());
         assert!(reqs.iter().any(|r| r.contains("/tarball/")), "{reqs:?}");
+        // The contents waited on disk (memory stays bounded) and are gone once taken.
+        let cache = t.path().join("b").join("data").join("github-blobs");
+        assert!(cache.is_dir());
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
     })
     .await;
 }

@@ -111,8 +111,8 @@ test("OpenCode on A pushes to GitHub and OpenCode on B pulls it", async (t) => {
   const ra = await runOpencode(a)
   // The first sync created the private repository and pushed A's files into it.
   assert.ok(fs.existsSync(gh.gitDir(OWNER, REPO)), `no ${OWNER}/${REPO} on the fake GitHub\n${ra.stderr}\n${diagnostics(a)}`)
-  assert.equal(gh.show(OWNER, REPO, "main:config/agents/review.md"), AGENT, `remote tree:\n${tree()}\n${diagnostics(a)}`)
-  assert.equal(gh.show(OWNER, REPO, "main:config/AGENTS.md"), AGENTS_MD, `remote tree:\n${tree()}`)
+  assert.equal(gh.item(OWNER, REPO, "main:config/agents/review.md"), AGENT, `remote tree:\n${tree()}\n${diagnostics(a)}`)
+  assert.equal(gh.item(OWNER, REPO, "main:config/AGENTS.md"), AGENTS_MD, `remote tree:\n${tree()}`)
   const meta = await fetch(`${gh.url}/repos/${OWNER}/${REPO}`, { headers: { authorization: `Bearer ${TOKEN}`, accept: "application/vnd.github+json" } })
   assert.equal(meta.status, 200)
   assert.equal((await meta.json()).private, true, "the sync repository was created private")

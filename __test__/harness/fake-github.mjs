@@ -17,7 +17,8 @@ export function resolveFakeGithubBin() {
 /**
  * Start the fake GitHub. Options: root (dir for its bare repos, required), token, login, repos
  * (["owner/name" or "owner/name:public"]), port (default: any free one).
- * Returns { url, token, root, login, pid, gitDir(owner, name), show(owner, name, "rev:path"), close() }.
+ * Returns { url, token, root, login, pid, gitDir(owner, name), show(owner, name, "rev:path"),
+ * item(owner, name, "rev:path"), close() }.
  */
 export async function startFakeGithub({ root, token, login, repos = [], port = 0 } = {}) {
   if (!root) throw new Error("startFakeGithub: root is required")
@@ -42,6 +43,13 @@ export async function startFakeGithub({ root, token, login, repos = [], port = 0
     show(owner, name, spec) {
       const r = spawnSync("git", ["--git-dir", gitDir(owner, name), "show", spec], { encoding: "utf8" })
       return r.status === 0 ? r.stdout : null
+    },
+    /** An item file's content (repository format 2: after its `oc-sync-item 2 {...}` header line),
+     *  or null when the file is missing or has no header. */
+    item(owner, name, spec) {
+      const text = this.show(owner, name, spec)
+      if (text === null || !text.startsWith("oc-sync-item 2 ")) return null
+      return text.slice(text.indexOf("\n") + 1)
     },
     close: server.close,
   }

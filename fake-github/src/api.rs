@@ -318,7 +318,7 @@ fn repo_route(ctx: &Ctx, req: &Request, m: &str, rest: &[&str]) -> Response {
             Ok(b) => create_blob(ctx, &b),
             Err(e) => e,
         },
-        ("GET", ["git", "blobs", sha]) => get_blob(ctx, sha),
+        ("GET", ["git", "blobs", sha]) => get_blob(ctx, sha, req.header("accept")),
         ("POST", ["git", "trees"]) => match body() {
             Ok(b) => create_tree(ctx, &b),
             Err(e) => e,
@@ -591,7 +591,8 @@ fn update_ref(ctx: &Ctx, r: &str, b: &Value) -> Response {
         };
         if race.is_some() {
             let n = now_secs();
-            let path = format!("other-machine/{n}-{}.txt", util::random_alnum(6));
+            // At the repository's root: a person's file, which oc-sync's format 2 ignores.
+            let path = format!("other-machine-{n}-{}.txt", util::random_alnum(6));
             if let Ok(c) = ctx.inner.commit_as_other_machine(&ctx.meta.owner, &ctx.meta.name, branch, &[(&path, b"changed elsewhere\n")]) {
                 ctx.inner.lock().race_commits.push(c);
             }
@@ -684,11 +685,28 @@ fn create_blob(ctx: &Ctx, b: &Value) -> Response {
     }
 }
 
-fn get_blob(ctx: &Ctx, sha: &str) -> Response {
+/// How a blob is answered, from the `Accept` header: GitHub documents
+/// `application/vnd.github.raw+json` (and `application/vnd.github.raw`, `.v3.raw`) for the raw
+/// bytes, and the JSON object with base64 content otherwise.
+fn wants_raw(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').any(|t| {
+            let t = t.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            matches!(t.as_str(), "application/vnd.github.raw" | "application/vnd.github.raw+json" | "application/vnd.github.v3.raw")
+        })
+    })
+}
+
+fn get_blob(ctx: &Ctx, sha: &str, accept: Option<&str>) -> Response {
     if git::object_type(ctx.dir, sha).as_deref() != Some("blob") {
         return not_found();
     }
     match git::cat_blob(ctx.dir, sha) {
+        Ok(data) if wants_raw(accept) => Response {
+            status: 200,
+            headers: vec![("content-type".into(), "application/vnd.github.raw; charset=utf-8".into())],
+            body: data,
+        },
         Ok(data) => Response::json(
             200,
             &json!({

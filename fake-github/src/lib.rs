@@ -106,6 +106,9 @@ pub enum FaultAction {
     ApplyThenDrop,
     /// Wait this long, then handle the request normally.
     Delay(Duration),
+    /// Handle the request normally, then change the last byte of a 200 answer's body (a server or
+    /// proxy that serves other bytes than the ones asked for).
+    Tamper,
 }
 
 /// A fault rule: the next `times` requests matching `method` (None: any) and the path glob
@@ -128,6 +131,9 @@ impl Fault {
     }
     pub fn apply_then_drop(path_glob: &str) -> Fault {
         Fault { method: None, path: path_glob.into(), times: 1, action: FaultAction::ApplyThenDrop }
+    }
+    pub fn tamper(path_glob: &str) -> Fault {
+        Fault { method: None, path: path_glob.into(), times: 1, action: FaultAction::Tamper }
     }
     pub fn delay(d: Duration, path_glob: &str) -> Fault {
         Fault { method: None, path: path_glob.into(), times: 1, action: FaultAction::Delay(d) }
@@ -575,6 +581,7 @@ async fn serve(
         });
     };
     let drop_answer = matches!(action, Some(FaultAction::ApplyThenDrop));
+    let tamper = matches!(action, Some(FaultAction::Tamper));
     let response = match action {
         Some(FaultAction::Drop) => {
             record(0, b"");
@@ -585,7 +592,7 @@ async fn serve(
             None
         }
         Some(FaultAction::Status(s)) => Some(api::fault_response(&inner, s)),
-        Some(FaultAction::ApplyThenDrop) | None => None,
+        Some(FaultAction::ApplyThenDrop | FaultAction::Tamper) | None => None,
     };
     let response = match response {
         Some(r) => r,
@@ -600,6 +607,13 @@ async fn serve(
     if drop_answer {
         record(0, b"");
         return Err(std::io::Error::other("fault: connection dropped after the request was applied"));
+    }
+    let mut response = response;
+    if tamper
+        && response.status == 200
+        && let Some(last) = response.body.last_mut()
+    {
+        *last ^= 1;
     }
     record(response.status, &response.body);
     let mut builder = hyper::Response::builder().status(response.status);

@@ -145,6 +145,20 @@ async fn blobs_trees_commits_refs_and_fsck() {
     assert_eq!(g["size"], 5);
     assert_eq!(g["content"].as_str().unwrap().trim(), "aGVsbG8=");
     assert_eq!(t.get("/repos/me/r/git/blobs/0123456789012345678901234567890123456789").await.0, 404);
+    // The raw media type: the bytes themselves, no JSON, no base64.
+    for accept in ["application/vnd.github.raw+json", "application/vnd.github.raw", "application/vnd.github.v3.raw"] {
+        let resp = t
+            .c
+            .get(format!("{}/repos/me/r/git/blobs/{blob}", t.gh.url))
+            .header("authorization", format!("Bearer {}", t.gh.token()))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/vnd.github.raw"));
+        assert_eq!(&resp.bytes().await.unwrap()[..], b"hello", "{accept}");
+    }
 
     let files = json!([
         {"path": "a/b/c.txt", "mode": "100644", "type": "blob", "content": "deep\n"},

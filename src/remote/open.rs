@@ -39,6 +39,7 @@ pub fn open_github(config: &Config, paths: &Paths, env: &EnvSnapshot, token: &st
         repo: config.repo_name.clone(),
         branch: config.branch.clone(),
         cache_file: Some(paths.github_cache_file()),
+        data_dir: Some(paths.data_dir.clone()),
         retry_unit: super::github::http::retry_unit(env),
     };
     GithubRemote::open(&settings)

@@ -355,7 +355,10 @@ async fn unchanged_secrets_keep_their_ciphertext_on_github() {
             .output()
             .unwrap();
         assert!(o.status.success());
-        String::from_utf8(o.stdout).unwrap()
+        // Format 2: the item's bytes follow its header line.
+        let file = String::from_utf8(o.stdout).unwrap();
+        assert!(file.starts_with("oc-sync-item 2 "), "{file}");
+        file.split_once('\n').unwrap().1.to_owned()
     };
     let before = show();
     assert!(before.contains("oc-sync:sealed:") && before.contains("// a reference: syncs as it is"), "{before}");

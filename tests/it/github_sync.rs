@@ -29,10 +29,20 @@ fn git(dir: &Path, args: &[&str]) -> (bool, Vec<u8>, String) {
     (o.status.success(), o.stdout, String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
-/// The bytes of `path` on branch main of the sync repository, if present.
+/// The bytes of `path` on branch main of the sync repository, if present: an item file's
+/// content after its header line (format 2), any other file as it is.
 fn repo_file(gh: &FakeGithub, path: &str) -> Option<Vec<u8>> {
     let (ok, out, _) = git(&gh.repo_git_dir(gh.login(), REPO), &["show", &format!("main:{path}")]);
-    ok.then_some(out)
+    ok.then(|| item_content(out))
+}
+
+/// An item file's content (after its header line), or the bytes as they are for other files.
+fn item_content(file: Vec<u8>) -> Vec<u8> {
+    if file.starts_with(oc_sync::remote::envelope::MAGIC) {
+        let nl = file.iter().position(|&b| b == b'\n').expect("a header line");
+        return file[nl + 1..].to_vec();
+    }
+    file
 }
 
 /// Every file path on branch main of the sync repository.
@@ -91,6 +101,7 @@ async fn first_sync_and_convergence(opts: FakeOptions) {
     assert_eq!(repo_file(&gh, "config/opencode.json").as_deref(), Some(cfg_text.as_bytes()));
     assert_eq!(repo_file(&gh, "state/prompt-history.jsonl").as_deref(), Some(&b"{\"input\":\"hello\"}\n"[..]));
     assert!(repo_file(&gh, ".oc-sync/manifest.json").is_some());
+    assert_eq!(repo_file(&gh, ".oc-sync/format").as_deref(), Some(&b"2\n"[..]));
     assert_eq!(v["version"].as_str(), head(&gh).as_deref(), "{v}");
 
     // B pulls them byte-identically.
@@ -185,7 +196,7 @@ async fn a_race_is_retried() {
 
     // Both the other machine's commit and A's change are in the final tree.
     let paths = repo_paths(&gh);
-    assert!(paths.iter().any(|p| p.starts_with("other-machine/")), "{paths:?}");
+    assert!(paths.iter().any(|p| p.starts_with("other-machine-")), "{paths:?}");
     assert_eq!(repo_file(&gh, "config/agents/new.md").as_deref(), Some(&b"new agent\n"[..]));
     assert!(repo_file(&gh, "config/opencode.json").is_some());
     let (ok, log, _) = git(&gh.repo_git_dir(gh.login(), REPO), &["log", "--format=%H %an", "main"]);
@@ -484,8 +495,9 @@ async fn a_huge_file_is_chunked() {
     assert_eq!(v["pushed"], serde_json::json!(["config/skills/big/SKILL.md", "config/skills/big/weights.bin"]), "{v}");
     let paths = repo_paths(&gh);
     let parts: Vec<&String> = paths.iter().filter(|p| p.starts_with(".oc-sync/chunks/")).collect();
-    assert_eq!(parts, vec![&format!(".oc-sync/chunks/{sha}/00000"), &format!(".oc-sync/chunks/{sha}/00001")], "{paths:?}");
-    assert!(!paths.iter().any(|p| p == "config/skills/big/weights.bin"), "{paths:?}");
+    assert_eq!(parts, vec![&format!(".oc-sync/chunks/{sha}/0"), &format!(".oc-sync/chunks/{sha}/1")], "{paths:?}");
+    // The item's own file is its header naming the parts.
+    assert_eq!(repo_file(&gh, "config/skills/big/weights.bin"), Some(Vec::new()), "{paths:?}");
     let p0 = repo_file(&gh, parts[0]).unwrap();
     let p1 = repo_file(&gh, parts[1]).unwrap();
     assert_eq!(p0.len(), 48 * MIB);
@@ -528,7 +540,8 @@ async fn deletions_and_binary_files_travel() {
     std::fs::remove_file(a.cfg_dir().join("agents/gone.md")).unwrap();
     let v = a.sync_json().await;
     assert_eq!(v["deletedRemote"], serde_json::json!(["config/agents/gone.md"]), "{v}");
-    assert!(repo_file(&gh, "config/agents/gone.md").is_none(), "{:?}", repo_paths(&gh));
+    // A tombstone: the header alone (it keeps the deleting machine's clock).
+    assert_eq!(repo_file(&gh, "config/agents/gone.md"), Some(Vec::new()), "{:?}", repo_paths(&gh));
     let v = b.sync_json().await;
     assert_eq!(v["deletedLocal"], serde_json::json!(["config/agents/gone.md"]), "{v}");
     assert!(b.read_cfg("agents/gone.md").is_none());
@@ -590,7 +603,7 @@ async fn a_configured_branch_is_created_and_used() {
     assert_eq!(v["version"].as_str(), on_branch.as_deref(), "{v}");
     let main = head(&gh).expect("the initial commit stays on main");
     let (ok, out, _) = git(&gh.repo_git_dir(gh.login(), REPO), &["show", "oc-sync-data:config/opencode.json"]);
-    assert!(ok && out == b"{ \"model\": \"x\" }\n");
+    assert!(ok && item_content(out) == b"{ \"model\": \"x\" }\n");
     b.sync_json().await;
     assert_eq!(a.synced_files(), b.synced_files());
     assert_eq!(head(&gh).as_deref(), Some(main.as_str()), "main untouched");
@@ -638,7 +651,7 @@ async fn first_sync_with_a_configured_branch_does_not_wait_for_it() {
 }
 
 /// A hostile commit in the sync repository: a symbolic link (aimed at the victim's `.bashrc`) and a
-/// submodule at item paths, listed in the manifest with the hash of what a blob read returns.
+/// submodule at item paths.
 /// The victim's HOME changes only where a sync may write; both are refused by name in `sync`,
 /// `sync --json` and `status`; neither is fetched; idle syncs stay one conditional request.
 #[tokio::test(flavor = "multi_thread")]
@@ -650,28 +663,16 @@ async fn symlinks_and_submodules_in_the_repository_change_nothing_outside_the_sy
     a.sync_json().await;
     let target: &[u8] = b"../../.bashrc";
     let gitlink: &[u8] = b"89abcdef0123456789abcdef0123456789abcdef";
-    let manifest_text = repo_file(&gh, ".oc-sync/manifest.json").unwrap();
-    let mut manifest: Value = serde_json::from_slice(&manifest_text).unwrap();
-    let sha256 = |b: &[u8]| crate::common::lib::sha256_hex(b);
-    for (key, content) in [("config/agents/x.md", target), ("config/agents/sub.md", gitlink)] {
-        let mut e = manifest["entries"]["config/agents/ok.md"].clone();
-        e["hash"] = sha256(content).into();
-        e["size"] = content.len().into();
-        e["clock"] = serde_json::json!({"mallory": 3});
-        e["machine"] = "mallory".into();
-        manifest["entries"][key] = e;
-    }
-    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
     gh.commit_entries_as_other_machine(
         gh.login(),
         REPO,
         "main",
-        &[("config/agents/x.md", "120000", target), ("config/agents/sub.md", "160000", gitlink), (".oc-sync/manifest.json", "100644", &manifest_bytes)],
+        &[("config/agents/x.md", "120000", target), ("config/agents/sub.md", "160000", gitlink)],
     )
     .unwrap();
     let link_blob = String::from_utf8_lossy(&git(&gh.repo_git_dir(gh.login(), REPO), &["rev-parse", "main:config/agents/x.md"]).1).trim().to_string();
 
-    for m in [machine(&gh, "b", serde_json::json!({})), a] {
+    for (m, first_pull) in [(machine(&gh, "b", serde_json::json!({})), true), (a, false)] {
         hs::plant_canaries(&m.home);
         let before = hs::snapshot(&m.home);
         gh.clear_requests();
@@ -679,9 +680,17 @@ async fn symlinks_and_submodules_in_the_repository_change_nothing_outside_the_sy
         let reqs = gh.requests();
         assert!(out.contains("refused from the remote: config/agents/x.md: a symbolic link in the repository"), "{out}");
         assert!(out.contains("refused from the remote: config/agents/sub.md: a submodule in the repository"), "{out}");
-        assert!(!reqs.iter().any(|r| r.path.contains(&link_blob) || r.path.contains("89abcdef0123")), "{}", show(&reqs));
+        // A first pull lists the tree (which carries modes) and never asks for them. An incremental
+        // pull learns of new paths from `compare`, which has no modes: it may ask for a new path's
+        // blob once (a submodule's commit id answers 404, a link's target fails the item check),
+        // then lists the tree, which decides; nothing of theirs is ever written.
+        if first_pull {
+            assert!(!reqs.iter().any(|r| r.path.contains(&link_blob) || r.path.contains("89abcdef0123")), "{}", show(&reqs));
+        } else {
+            assert!(reqs.iter().any(|r| r.path.contains("/git/trees/")), "{}", show(&reqs));
+        }
         let after = hs::snapshot(&m.home);
-        let changed = hs::assert_only_changed_under(&before, &after, &[".config/opencode/agents/ok.md", ".config/opencode/agents", ".local/state/oc-sync"]);
+        let changed = hs::assert_only_changed_under(&before, &after, &[".config/opencode/agents/ok.md", ".config/opencode/agents", ".local/state/oc-sync", ".local/share/oc-sync/github-blobs"]);
         assert!(!changed.iter().any(|c| c.contains("x.md") || c.contains("sub.md")), "{changed:?}");
         assert!(std::fs::symlink_metadata(m.cfg_dir().join("agents/x.md")).is_err());
         hs::assert_canaries_intact(&m.home);

@@ -1,7 +1,7 @@
 //! What the GitHub remote remembers between runs, in one JSON file of oc-sync's state dir
 //! (`$XDG_STATE_HOME/oc-sync/github.json`): the resolved owner/branch, the repository's
-//! visibility and when it was checked, the ETag and sha of the branch head, the snapshot
-//! (tree listing + manifest) of that head, recent content-creating requests (to stay under
+//! visibility and when it was checked, the ETag and sha of the branch head, what the tree index
+//! does not hold about the commit it describes, recent content-creating requests (to stay under
 //! GitHub's secondary limits), the last rate-limit figures and the last pushed commit.
 //!
 //! With it an idle sync costs one conditional request (`If-None-Match` on the branch ref, answered
@@ -9,17 +9,17 @@
 //! here, only a short fingerprint (to notice that the token changed). `oc-sync status` reads
 //! [`Facts`] from this file without touching the network.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::http::RateInfo;
-use crate::remote::Manifest;
 
 /// The file's format; other formats are ignored (and rebuilt). 2: snapshots keep the entries
-/// that are not plain files (format 1 listed symbolic links as files).
-const FORMAT: u32 = 2;
+/// that are not plain files (format 1 listed symbolic links as files). 3: repository format 2
+/// (the items' entries are in the tree index file, the snapshot keeps the rest of the tree).
+const FORMAT: u32 = 3;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -75,17 +75,20 @@ pub struct Facts {
     pub rate_s: Option<u64>,
 }
 
-/// A snapshot of one commit, kept so the next run needs no request to know it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What the tree index (a file of its own, see [`crate::remote::tree_index`]) does not hold about
+/// the commit it describes: the root tree id, oc-sync's own files and the entries that are not
+/// plain files. Used only when `version` is the index's version.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredSnapshot {
     pub version: String,
     pub tree_sha: String,
-    pub manifest: Manifest,
-    pub files: HashMap<String, Option<String>>,
+    /// Files under `.oc-sync/` → git blob id.
+    #[serde(default)]
+    pub own_files: BTreeMap<String, String>,
     /// Entries that are not plain files (symbolic links, submodules) → what they are.
     #[serde(default)]
-    pub not_files: HashMap<String, String>,
+    pub not_files: BTreeMap<String, String>,
 }
 
 /// First 16 hex digits of sha256(token): enough to notice a different token, useless to anyone else.

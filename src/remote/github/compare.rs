@@ -1,11 +1,10 @@
-//! Reading a new head cheaply: the snapshot of a commit from a cached earlier snapshot plus
-//! GitHub's `compare/{old}...{new}` (the list of changed files and the new tree id).
-
-use std::collections::HashMap;
+//! Reading a new head cheaply: GitHub's `compare/{old}...{new}` names the files that changed
+//! between the commit the tree index describes and the new head (with their new blob ids and the
+//! new tree id), so only those files are read.
 
 use serde::Deserialize;
 
-use super::{COMPARE_MAX_FILES, GithubRemote, MANIFEST_PATH, Snapshot, valid_oid};
+use super::{COMPARE_MAX_FILES, GithubRemote, valid_oid};
 use crate::remote::{RemoteError, Version};
 
 #[derive(Deserialize)]
@@ -43,23 +42,33 @@ struct CmpTree {
     sha: String,
 }
 
-/// The plain files and the other entries of a tree, as in [`Snapshot`].
-type Files = (HashMap<String, Option<String>>, HashMap<String, String>);
+/// One change between two commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Changed {
+    Removed(String),
+    /// The path now holds this blob id (added, modified, changed type, renamed to, copied to).
+    Set(String, String),
+}
+
+/// What changed from one commit to a descendant.
+pub(super) struct Delta {
+    pub tree_sha: String,
+    pub changes: Vec<Changed>,
+}
 
 impl GithubRemote {
-    /// The snapshot of `at` from a cached earlier snapshot plus `compare/{old}...{at}`: one
-    /// request for the list of changed files (and the new tree id), then the manifest blob if it
-    /// changed. None when no cached snapshot is an ancestor or the listing may be incomplete.
-    pub(super) fn snapshot_by_compare(&self, at: &Version) -> Result<Option<Snapshot>, RemoteError> {
-        let Some((base_v, base)) = ({
-            let c = self.cache();
-            let last = c.last_read.clone().filter(|v| c.snapshots.contains_key(v));
-            let pick = last.or_else(|| c.order.back().cloned());
-            pick.and_then(|v| c.snapshots.get(&v).cloned().map(|s| (v, s)))
-        }) else {
+    /// The files changed from `base` to its descendant `at` (one request). None when GitHub's
+    /// answer cannot be used: `at` is not ahead of `base`, the listing may be incomplete (300
+    /// files), or it lacks what is needed; the caller then lists the tree.
+    pub(super) fn compare(&self, base: &Version, at: &Version) -> Result<Option<Delta>, RemoteError> {
+        let what = format!("compare {base} with {at} in {}", self.name());
+        let r = self.send("GET", &format!("{}/compare/{}...{}?per_page=100", self.repo_path(), base.0, at.0), None)?;
+        if r.status != 200 {
+            // 404 (e.g. history rewritten) or anything odd: list the tree instead.
+            tracing::debug!("{what}: HTTP {}; listing the whole tree", r.status);
             return Ok(None);
-        };
-        let Some(cmp) = self.compare(&base_v, at)? else { return Ok(None) };
+        }
+        let cmp: Compare = self.parse(&what, &r)?;
         if cmp.status != "ahead" || cmp.files.len() >= COMPARE_MAX_FILES {
             return Ok(None);
         }
@@ -69,46 +78,22 @@ impl GithubRemote {
         if !valid_oid(&tree_sha) {
             return Ok(None);
         }
-        let manifest_changed = cmp.files.iter().any(|f| f.filename == MANIFEST_PATH);
-        let Some((files, not_files)) = apply_changed_files(&base, cmp.files) else { return Ok(None) };
-        let manifest = if manifest_changed { self.read_manifest(at, files.get(MANIFEST_PATH))? } else { base.manifest.clone() };
-        Ok(Some(Snapshot { tree_sha, manifest, files, not_files }))
-    }
-
-    /// GitHub's comparison of `base_v` with `at`; None when it has none (e.g. history rewritten).
-    fn compare(&self, base_v: &Version, at: &Version) -> Result<Option<Compare>, RemoteError> {
-        let what = format!("compare {} with {} in {}", base_v, at, self.name());
-        let r = self.send("GET", &format!("{}/compare/{}...{}?per_page=100", self.repo_path(), base_v.0, at.0), None)?;
-        if r.status != 200 {
-            // 404 (e.g. history rewritten) or anything odd: list the tree instead.
-            tracing::debug!("{what}: HTTP {}; listing the whole tree", r.status);
-            return Ok(None);
-        }
-        self.parse(&what, &r).map(Some)
-    }
-}
-
-/// The base snapshot's files with the compared changes applied; None when a change may have
-/// changed a path's kind (then the tree listing decides).
-fn apply_changed_files(base: &Snapshot, changed: Vec<CmpFile>) -> Option<Files> {
-    let mut files = base.files.clone();
-    let mut not_files = base.not_files.clone();
-    for f in changed {
-        // `compare` does not say what kind of entry a file is. Only a removal, or a change
-        // of content ("modified") of a path known as a plain file, keeps its kind; anything
-        // else (added, changed type, renamed, copied) may be a symbolic link or a submodule:
-        // then the tree listing, which carries modes, decides.
-        match f.status.as_str() {
-            "removed" => {
-                files.remove(&f.filename);
-                not_files.remove(&f.filename);
+        let mut changes = Vec::with_capacity(cmp.files.len());
+        for f in cmp.files {
+            if f.status == "removed" {
+                changes.push(Changed::Removed(f.filename));
+                continue;
             }
-            "modified" if f.previous_filename.is_none() && files.contains_key(&f.filename) => {
-                let sha = f.sha.filter(|s| valid_oid(s))?;
-                files.insert(f.filename, Some(sha));
+            if f.status == "renamed"
+                && let Some(old) = f.previous_filename
+            {
+                changes.push(Changed::Removed(old));
             }
-            _ => return None,
+            match f.sha.filter(|s| valid_oid(s)) {
+                Some(sha) => changes.push(Changed::Set(f.filename, sha)),
+                None => return Ok(None),
+            }
         }
+        Ok(Some(Delta { tree_sha, changes }))
     }
-    Some((files, not_files))
 }

@@ -227,39 +227,123 @@ impl Http {
         }
     }
 
-    /// `GET path` for a binary body (e.g. a tarball, following GitHub's redirect), at most
-    /// `max_bytes` bytes. Retries connection errors and 5xx like [`Http::send`].
-    pub fn get_bytes(&self, path: &str, max_bytes: u64) -> Result<(u16, Vec<u8>), RemoteError> {
+    /// `GET path` with `Accept: application/vnd.github.raw+json` (a blob's raw bytes, no
+    /// base64), at most `max_bytes` bytes (else [`RemoteError::Corrupt`]). Retries connection
+    /// errors and 5xx like [`Http::send`]. A non-200 answer comes back as a [`Resp`] (its JSON
+    /// body as text) for [`Http::error`].
+    pub fn get_raw(&self, path: &str, max_bytes: u64) -> Result<Result<Vec<u8>, Resp>, RemoteError> {
+        let mut out = Vec::new();
+        let r = self.get_streamed(path, Some("application/vnd.github.raw+json"), max_bytes, &mut |chunk| {
+            match chunk {
+                None => out.clear(),
+                Some(c) => out.extend_from_slice(c),
+            }
+            Ok(())
+        })?;
+        Ok(match r {
+            None => Ok(out),
+            Some(resp) => Err(resp),
+        })
+    }
+
+    /// `GET path` (following redirects, e.g. a tarball) into `file`, at most `max_bytes` bytes:
+    /// the body is never held in memory. `None` when the whole body was written; the answer
+    /// otherwise.
+    pub fn get_to_file(&self, path: &str, max_bytes: u64, file: &mut std::fs::File) -> Result<Option<Resp>, RemoteError> {
+        use std::io::{Seek, Write};
+        self.get_streamed(path, None, max_bytes, &mut |chunk| match chunk {
+            None => {
+                file.set_len(0)?;
+                file.seek(std::io::SeekFrom::Start(0)).map(|_| ())
+            }
+            Some(c) => file.write_all(c),
+        })
+    }
+
+    /// One streamed GET with retries: `sink(None)` starts (again) from nothing, `sink(Some(bytes))`
+    /// takes the next piece of a 200 body. Returns None after a complete 200 body, else the answer.
+    fn get_streamed(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+        max_bytes: u64,
+        sink: &mut dyn FnMut(Option<&[u8]>) -> std::io::Result<()>,
+    ) -> Result<Option<Resp>, RemoteError> {
+        let shown = path.split('?').next().unwrap_or(path).to_owned();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            sink(None).map_err(|e| RemoteError::io(format!("cannot store the answer to GET {shown}"), e))?;
             let result = self.rt.block_on(async {
                 use http_body_util::BodyExt;
-                let res = self.octo._get(path).await?;
+                let headers = accept.and_then(|a| http::HeaderValue::from_str(a).ok()).map(|v| {
+                    let mut h = http::HeaderMap::new();
+                    h.insert(http::header::ACCEPT, v);
+                    h
+                });
+                let res = self.octo._get_with_headers(path, headers).await?;
+                let header = |n: &str| res.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
                 let status = res.status().as_u16();
+                let mut resp = Resp {
+                    status,
+                    retry_after: header("retry-after"),
+                    rate_remaining: header("x-ratelimit-remaining"),
+                    rate_reset: header("x-ratelimit-reset"),
+                    etag: header("etag"),
+                    body: String::new(),
+                };
+                let limit = header("x-ratelimit-limit");
+                if status != 200 {
+                    resp.body = self.octo.body_to_string(res).await.unwrap_or_default();
+                    return Ok::<_, octocrab::Error>(Ok((Some(resp), limit)));
+                }
                 let mut body = res.into_body();
-                let mut out = Vec::new();
+                let mut total = 0u64;
                 while let Some(frame) = body.frame().await {
                     if let Ok(data) = frame?.into_data() {
-                        out.extend_from_slice(&data);
-                        if out.len() as u64 > max_bytes {
-                            return Ok::<_, octocrab::Error>((413, Vec::new()));
+                        total += data.len() as u64;
+                        if total > max_bytes {
+                            return Ok(Err(None));
+                        }
+                        if let Err(e) = sink(Some(&data)) {
+                            return Ok(Err(Some(e)));
                         }
                     }
                 }
-                Ok((status, out))
+                Ok(Ok((None, limit)))
             });
             match result {
-                Ok((s, _)) if s >= 500 && attempt < MAX_ATTEMPTS => {}
-                Ok(r) => return Ok(r),
-                Err(_) if attempt < MAX_ATTEMPTS => {}
+                Ok(Ok((resp, limit))) => {
+                    if let Some(r) = &resp
+                        && r.status >= 500
+                        && attempt < MAX_ATTEMPTS
+                    {
+                        std::thread::sleep(self.backoff * (1 << (attempt - 1)));
+                        continue;
+                    }
+                    if let Some(r) = &resp
+                        && r.rate_remaining.is_some()
+                    {
+                        let num = |s: &Option<String>| s.as_deref().and_then(|v| v.trim().parse::<u64>().ok());
+                        *self.rate.lock().unwrap_or_else(|e| e.into_inner()) =
+                            RateInfo { limit: num(&limit), remaining: num(&r.rate_remaining), reset: num(&r.rate_reset) };
+                    }
+                    return Ok(resp);
+                }
+                Ok(Err(None)) => {
+                    return Err(RemoteError::Corrupt(format!(
+                        "the answer to GET {shown} from {} is over the {max_bytes} byte limit",
+                        self.api_url
+                    )));
+                }
+                Ok(Err(Some(e))) => return Err(RemoteError::io(format!("cannot store the answer to GET {shown}"), e)),
+                Err(_) if attempt < MAX_ATTEMPTS => std::thread::sleep(self.backoff * (1 << (attempt - 1))),
                 Err(e) => {
                     return Err(RemoteError::Unreachable(
-                        self.scrub(&format!("GitHub API at {} did not answer GET {}: {e}", self.api_url, path.split('?').next().unwrap_or(path))),
+                        self.scrub(&format!("GitHub API at {} did not answer GET {shown}: {e}", self.api_url)),
                     ));
                 }
             }
-            std::thread::sleep(self.backoff * (1 << (attempt - 1)));
         }
     }
 

@@ -1,11 +1,15 @@
-//! The GitHub remote: a **private** GitHub repository, written through the Git Data API.
+//! The GitHub remote: a **private** GitHub repository, written through the Git Data API, in
+//! repository format 2 (see [`crate::remote::envelope`]).
 //!
 //! Layout of the branch (readable by a person browsing the repository):
 //!
 //! ```text
-//! config/opencode.json        each live item at its key path; the blob is the item's bytes as
-//! state/...                   stored by the engine (ciphertext when a codec encrypts them)
-//! .oc-sync/manifest.json      the Manifest (pretty JSON); keys map to paths one-to-one
+//! config/opencode.json        each item at its key path: one header line `oc-sync-item 2 {entry}`,
+//! messages/<p>/<s>/<m>.json   then the item's bytes as stored by the engine (ciphertext when a
+//! ...                         codec encrypts them); a tombstone is the header alone
+//! .oc-sync/format             "2"
+//! .oc-sync/manifest.json      a stub saying format 2 (oc-sync 0.1 then stops: "upgrade oc-sync")
+//! .oc-sync/chunks/<hash>/<i>  the parts of items too big for one GitHub file
 //! ```
 //!
 //! A [`Version`] is the branch's commit sha. `commit` is one compare-and-swap: it builds a tree
@@ -16,10 +20,13 @@
 //! through is a branch that was rewound to an ancestor of `expected`; then the rewound commits
 //! come back, which loses nothing.)
 //!
-//! Requests per call: `head` 1; `manifest` 2 (tree + manifest blob) the first time per version,
-//! then 0 (cached; a commit made by this process is cached too); `blob` 1; `commit` 3 (tree,
-//! commit, ref) plus one `POST git/blobs` per item that is not UTF-8 text or is over
-//! [`INLINE_MAX`], plus one `GET ref` when the last head this remote saw is not `expected`.
+//! Requests per call (see [`read`] for how reads follow what changed): `head` 1 (conditional:
+//! free when nothing changed) plus, when the head moved, what `manifest` of it costs: 0 when the
+//! tree index is at that commit, else one `compare` and one raw read per changed item file (one
+//! tarball instead when many changed; a tree listing when the compare is not usable); `blob` 0
+//! for what a read just brought, else 1 raw read (one per part); `commit` 3 (tree, commit, ref)
+//! plus one `POST git/blobs` per item file that is not UTF-8 text or is over [`INLINE_MAX`] (and
+//! per part), plus one `GET ref` when the last head this remote saw is not `expected`.
 //!
 //! **Blocking.** [`Remote`] is synchronous, so this type owns a small current-thread tokio
 //! runtime and `block_on`s every call. Never call it (or drop it) from inside an async task of
@@ -28,7 +35,7 @@
 //!
 //! The token is never put in an error message or a log line.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -41,30 +48,29 @@ use serde_json::{Value, json};
 
 use self::cache::{CacheKey, Persisted, StoredSnapshot};
 use self::http::{Http, Resp, now_secs};
+use self::read::{Listing, MemCache, State};
 
+use super::tree_index::TreeIndex;
 use super::{
-    Changes, CommitOutcome, Limits, MANIFEST_FORMAT, Manifest, Remote, RemoteError, Version,
-    sha256_hex, truncate, validate_hash,
+    Changes, CommitOutcome, Limits, Manifest, Remote, RemoteError, Version, truncate, validate_hash,
 };
 
-/// Where the manifest lives in the repository.
+/// Where format 1 kept its manifest (format 2 keeps a stub there).
 pub const MANIFEST_PATH: &str = ".oc-sync/manifest.json";
-/// Items that are UTF-8 text up to this size go inline in the tree request; others are uploaded
-/// with `POST git/blobs` first.
+/// Item files that are UTF-8 text up to this size go inline in the tree request; others are
+/// uploaded with `POST git/blobs` first.
 pub const INLINE_MAX: usize = 1 << 20;
-/// Snapshots (tree listing + manifest) kept in memory.
-const CACHE_SNAPSHOTS: usize = 8;
 /// Longest commit message sent.
 const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// Items larger than this are stored as several blobs under `.oc-sync/chunks/<sha256>/` (GitHub
-/// refuses files over 100 MB); the manifest's sha256 of the whole item is their checksum.
+/// refuses files over 100 MB); the entry's sha256 of the whole item is their checksum.
 pub const CHUNK_BYTES: usize = 48 << 20;
 /// Largest inline content sent in one `POST git/trees` request; more goes into further requests.
 pub const TREE_REQUEST_MAX: usize = 8 << 20;
-/// Where chunked items' parts live.
+/// Where format 1 kept chunked items' parts (`<hash>/<i:05>`; format 2: `<hash>/<i>`).
 pub const CHUNKS_DIR: &str = ".oc-sync/chunks";
-/// A pull needing at least this many blobs downloads the commit's tarball instead.
+/// A read needing at least this many item files downloads the commit's tarball instead.
 pub const TARBALL_MIN_BLOBS: usize = 16;
 /// How long a visibility check stays valid before the next write re-checks (conditionally).
 const VISIBILITY_TTL_S: u64 = 600;
@@ -82,12 +88,21 @@ pub struct GithubRemote {
     branch: String,
     limits: Limits,
     chunk_bytes: usize,
-    cache: Mutex<Cache>,
+    /// The tree index and what goes with it.
+    state: Mutex<State>,
+    /// Small item contents read recently, by sha256.
+    mem: Mutex<MemCache>,
+    /// Bigger item contents read in bulk, as files named by their sha256.
+    blob_dir: PathBuf,
+    /// Owns `blob_dir` when no data directory was configured.
+    _blob_tmp: Option<tempfile::TempDir>,
+    /// Where the tree index is kept between runs (None: nothing is written).
+    index_file: Option<PathBuf>,
+    /// The format-1 snapshot read by `format1` (for the upgrade).
+    f1: Mutex<Option<format1::Snapshot1>>,
     /// What is remembered between runs, and where (None: nothing is written).
     persist: Mutex<Persisted>,
     cache_file: Option<PathBuf>,
-    /// Blobs downloaded in bulk by `prefetch`, by sha256.
-    prefetched: Mutex<HashMap<String, Vec<u8>>>,
     /// Status of the last branch read that found no branch (404 missing, 409 empty repository).
     last_ref_status: Mutex<u16>,
 }
@@ -102,8 +117,12 @@ pub struct GithubSettings {
     pub repo: String,
     /// None: the repository's default branch.
     pub branch: Option<String>,
-    /// Where connection facts, ETags and the head snapshot are kept between runs.
+    /// Where connection facts, ETags and the head snapshot are kept between runs; the tree index
+    /// of the branch is kept next to it.
     pub cache_file: Option<PathBuf>,
+    /// oc-sync's data directory: item contents read in bulk wait in `github-blobs/` there until
+    /// the engine takes them (None: a temporary directory).
+    pub data_dir: Option<PathBuf>,
     /// The first wait before retrying a failed request (it doubles each time).
     pub retry_unit: Duration,
 }
@@ -119,41 +138,6 @@ impl fmt::Debug for GithubRemote {
     }
 }
 
-#[derive(Default)]
-struct Cache {
-    /// The branch head as last seen (by `head`, a commit or a conflict).
-    last_head: Option<Option<Version>>,
-    /// The version whose manifest was read last (used by `blob`).
-    last_read: Option<Version>,
-    snapshots: HashMap<Version, Snapshot>,
-    order: VecDeque<Version>,
-}
-
-impl Cache {
-    fn insert(&mut self, v: Version, s: Snapshot) {
-        if self.snapshots.insert(v.clone(), s).is_none() {
-            self.order.push_back(v);
-        }
-        while self.order.len() > CACHE_SNAPSHOTS {
-            if let Some(old) = self.order.pop_front() {
-                self.snapshots.remove(&old);
-            }
-        }
-    }
-}
-
-#[derive(Clone)]
-struct Snapshot {
-    tree_sha: String,
-    manifest: Manifest,
-    /// Every plain file (mode 100644/100755) of the tree → its git blob sha; `None` for files our
-    /// own commit wrote inline (their sha is learnt by listing the tree when needed).
-    files: HashMap<String, Option<String>>,
-    /// Entries that are not plain files (symbolic links, submodules) → what they are. Never
-    /// fetched, never written: their keys are refused by name.
-    not_files: HashMap<String, String>,
-}
-
 /// What a tree entry that is not a folder is, when it is not a plain file oc-sync may read:
 /// GitHub lists a symbolic link as a blob of mode 120000 (the blob holds the link target) and a
 /// submodule as type "commit", mode 160000 (the sha is a commit of another repository).
@@ -165,9 +149,6 @@ fn not_a_file(kind: &str, mode: &str) -> Option<&'static str> {
         _ => Some("not a plain file"),
     }
 }
-
-/// A tree listing split into plain files and the rest.
-type Listed = (String, HashMap<String, Option<String>>, HashMap<String, String>);
 
 #[derive(Deserialize)]
 struct TreeListing {
@@ -186,13 +167,6 @@ struct TreeItem {
     #[serde(rename = "type")]
     kind: String,
     sha: String,
-}
-
-#[derive(Deserialize)]
-struct BlobBody {
-    content: String,
-    #[serde(default)]
-    encoding: String,
     #[serde(default)]
     size: Option<u64>,
 }
@@ -274,7 +248,7 @@ impl GithubRemote {
     /// Must not be called from inside an async task (see the module docs).
     pub fn connect(api_url: &str, token: &str, owner: &str, repo: &str, branch: &str) -> Result<Self, RemoteError> {
         check_names(owner, repo, Some(branch))?;
-        let me = GithubRemote::with_http(Http::new(api_url, token)?, owner, repo, branch, None, Persisted::default());
+        let me = GithubRemote::with_http(Http::new(api_url, token)?, owner, repo, branch, None, None, Persisted::default());
         me.ensure_private(true)?;
         Ok(me)
     }
@@ -302,7 +276,7 @@ impl GithubRemote {
         let cached = s.cache_file.as_deref().and_then(cache::load).filter(|p| p.key == key && !p.facts.owner.is_empty() && !p.facts.branch.is_empty());
         if let Some(p) = cached {
             let (owner, branch) = (p.facts.owner.clone(), p.facts.branch.clone());
-            let me = GithubRemote::with_http(http, &owner, &s.repo, &branch, s.cache_file.clone(), p);
+            let me = GithubRemote::with_http(http, &owner, &s.repo, &branch, s.cache_file.clone(), s.data_dir.clone(), p);
             me.ensure_private(false)?;
             return Ok(me);
         }
@@ -317,7 +291,7 @@ impl GithubRemote {
         };
         check_names(&owner, &s.repo, None)?;
         persisted.facts.login = login.clone();
-        let mut me = GithubRemote::with_http(http, &owner, &s.repo, s.branch.as_deref().unwrap_or("main"), s.cache_file.clone(), persisted);
+        let mut me = GithubRemote::with_http(http, &owner, &s.repo, s.branch.as_deref().unwrap_or("main"), s.cache_file.clone(), s.data_dir.clone(), persisted);
         let (info, created) = match me.read_repo(None)? {
             Some(info) => (info, false),
             None => {
@@ -339,6 +313,7 @@ impl GithubRemote {
                 return Err(RemoteError::Corrupt(format!("the default branch {:?} of {} is not a valid branch name", truncate(b, 100), me.name())));
             }
             me.branch = b.to_owned();
+            me.index_file = s.cache_file.as_ref().map(|f| index_file_for(f, &me.http.api_url, &me.owner, &me.repo, &me.branch));
         }
         me.check_private(&info)?;
         // A new repository has only its default branch (readable after a moment); a configured
@@ -357,18 +332,36 @@ impl GithubRemote {
         Ok(me)
     }
 
-    fn with_http(http: Http, owner: &str, repo: &str, branch: &str, cache_file: Option<PathBuf>, mut persisted: Persisted) -> Self {
+    fn with_http(
+        http: Http,
+        owner: &str,
+        repo: &str,
+        branch: &str,
+        cache_file: Option<PathBuf>,
+        data_dir: Option<PathBuf>,
+        mut persisted: Persisted,
+    ) -> Self {
         persisted.facts.api_url = http.api_url.clone();
         persisted.facts.owner = owner.to_owned();
         persisted.facts.repo = repo.to_owned();
         persisted.facts.branch = branch.to_owned();
-        let mut cache = Cache::default();
-        if let Some(snap) = persisted.snapshot.take() {
-            cache.insert(
-                Version(snap.version),
-                Snapshot { tree_sha: snap.tree_sha, manifest: snap.manifest, files: snap.files, not_files: snap.not_files },
-            );
+        let index_file = cache_file.as_ref().map(|f| index_file_for(f, &http.api_url, owner, repo, branch));
+        let mut state = State::default();
+        let extras = persisted.snapshot.take();
+        if let Some(file) = &index_file {
+            let ix = TreeIndex::load(file);
+            if let Some(x) = extras.filter(|x| ix.version.as_ref().is_some_and(|v| v.0 == x.version)) {
+                state = State { ix, tree_sha: Some(x.tree_sha), own_files: x.own_files, not_files: x.not_files, last_head: None };
+            }
         }
+        let (blob_dir, blob_tmp) = match data_dir.map(|d| d.join("github-blobs")) {
+            // Created when first needed (a bulk read, a big item).
+            Some(d) => (d, None),
+            None => {
+                let t = tempfile::TempDir::new().ok();
+                (t.as_ref().map_or_else(std::env::temp_dir, |t| t.path().to_path_buf()), t)
+            }
+        };
         GithubRemote {
             http,
             owner: owner.to_owned(),
@@ -376,10 +369,14 @@ impl GithubRemote {
             branch: branch.to_owned(),
             limits: Limits::default(),
             chunk_bytes: CHUNK_BYTES,
-            cache: Mutex::new(cache),
+            state: Mutex::new(state),
+            mem: Mutex::new(MemCache::default()),
+            blob_dir,
+            _blob_tmp: blob_tmp,
+            index_file,
+            f1: Mutex::new(None),
             persist: Mutex::new(persisted),
             cache_file,
-            prefetched: Mutex::new(HashMap::new()),
             last_ref_status: Mutex::new(0),
         }
     }
@@ -412,15 +409,19 @@ impl GithubRemote {
         &self.branch
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn mem(&self) -> std::sync::MutexGuard<'_, MemCache> {
+        self.mem.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn persisted(&self) -> std::sync::MutexGuard<'_, Persisted> {
         self.persist.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes what is remembered between runs (with the head's snapshot, when cached).
+    /// Writes what is remembered between runs.
     fn save_persisted(&self) {
         let Some(path) = &self.cache_file else { return };
         let rate = self.http.rate();
@@ -430,30 +431,49 @@ impl GithubRemote {
             p.facts.rate_s = Some(now_secs());
         }
         {
-            // The head's snapshot when known, else the newest one read: later runs start from it
-            // (compare) instead of listing the whole tree.
-            let c = self.cache();
-            let pick = p
-                .head
-                .clone()
-                .map(Version)
-                .filter(|v| c.snapshots.contains_key(v))
-                .or_else(|| c.last_read.clone().filter(|v| c.snapshots.contains_key(v)))
-                .or_else(|| c.order.back().cloned());
-            if let Some(v) = pick
-                && let Some(s) = c.snapshots.get(&v)
-            {
-                p.snapshot = Some(StoredSnapshot {
-                    version: v.0,
-                    tree_sha: s.tree_sha.clone(),
-                    manifest: s.manifest.clone(),
-                    files: s.files.clone(),
+            let s = self.state();
+            p.snapshot = match (&s.ix.version, &s.tree_sha) {
+                (Some(v), Some(t)) => Some(StoredSnapshot {
+                    version: v.0.clone(),
+                    tree_sha: t.clone(),
+                    own_files: s.own_files.clone(),
                     not_files: s.not_files.clone(),
-                });
-            }
+                }),
+                _ => None,
+            };
         }
         *self.persisted() = Persisted { snapshot: None, ..p.clone() };
         cache::save(path, &p);
+    }
+
+    /// Writes the tree index (and the facts that go with it).
+    fn save_index(&self) {
+        if let Some(file) = &self.index_file {
+            let r = self.state().ix.save(file);
+            if let Err(e) = r {
+                tracing::warn!("cannot write {}: {e}", file.display());
+            }
+        }
+        self.save_persisted();
+    }
+
+    /// The disk cache's directory, created (private) when missing.
+    fn blob_dir(&self) -> Result<&std::path::Path, RemoteError> {
+        if !self.blob_dir.is_dir() {
+            std::fs::create_dir_all(&self.blob_dir)
+                .map_err(|e| RemoteError::io(format!("cannot create {}", self.blob_dir.display()), e))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&self.blob_dir, std::fs::Permissions::from_mode(0o700));
+            }
+        }
+        Ok(&self.blob_dir)
+    }
+
+    /// "GitHub repository ..." for messages.
+    fn describe_repo(&self) -> String {
+        self.describe()
     }
 
     fn repo_path(&self) -> String {
@@ -588,7 +608,7 @@ impl GithubRemote {
     /// A repository without any commit (created without a README) refuses the Git Data API
     /// (409 "Git Repository is empty"): gives it a first commit through the contents API.
     fn ensure_initialised(&self) -> Result<(), RemoteError> {
-        if self.cache().last_head.as_ref().is_some_and(Option::is_some) {
+        if self.state().last_head.as_ref().is_some_and(Option::is_some) {
             return Ok(());
         }
         let what = format!("check whether {} has any commit", self.name());
@@ -699,104 +719,46 @@ impl GithubRemote {
             }
             _ => return Err(self.http_error(&what, &r)),
         };
-        self.cache().last_head = Some(head.clone());
+        self.state().last_head = Some(head.clone());
         Ok(head)
     }
-    fn get_blob_bytes(&self, sha: &str, cap: u64, what: &str) -> Result<Vec<u8>, RemoteError> {
-        if !valid_oid(sha) {
-            return Err(RemoteError::Corrupt(format!(
-                "{what} in {} names {:?}, not a blob id",
-                self.name(),
-                truncate(sha, 80)
-            )));
-        }
-        let r = self.send(
-            "GET",
-            &format!("{}/git/blobs/{sha}", self.repo_path()),
-            None,
-        )?;
-        if r.status != 200 {
-            return Err(self.http_error(&format!("read {what}"), &r));
-        }
-        // The base64 body is ~4/3 of the bytes; refuse early if it is far too big.
-        if r.body.len() as u64 > cap.saturating_mul(2).saturating_add(4096) {
-            return Err(RemoteError::Corrupt(format!(
-                "{what} in {} is over the {cap} byte limit",
-                self.name()
-            )));
-        }
-        let b: BlobBody = self.parse(&format!("read {what}"), &r)?;
-        if b.size.is_some_and(|s| s > cap) {
-            return Err(RemoteError::Corrupt(format!(
-                "{what} in {} is {} bytes, over the {cap} byte limit",
-                self.name(),
-                b.size.unwrap_or(0)
-            )));
-        }
-        let bytes = match b.encoding.as_str() {
-            "base64" | "" => {
-                let clean: String = b.content.chars().filter(|c| !c.is_whitespace()).collect();
-                B64.decode(clean.as_bytes()).map_err(|e| {
-                    RemoteError::Corrupt(format!(
-                        "{what} in {} is not valid base64: {e}",
-                        self.name()
-                    ))
-                })?
-            }
-            "utf-8" | "utf8" => b.content.into_bytes(),
-            other => {
-                return Err(RemoteError::Corrupt(format!(
-                    "{what} in {} has unknown encoding {:?}",
-                    self.name(),
-                    truncate(other, 40)
-                )));
-            }
-        };
-        if bytes.len() as u64 > cap {
-            return Err(RemoteError::Corrupt(format!(
-                "{what} in {} is {} bytes, over the {cap} byte limit",
-                self.name(),
-                bytes.len()
-            )));
-        }
-        Ok(bytes)
-    }
-
     /// Lists the tree of `treeish` (a commit or tree sha): its root tree sha, every plain file
-    /// (path → blob sha) and every entry that is not one (path → what it is). Walks sub-trees
-    /// when the recursive listing is truncated.
-    fn list_tree(&self, treeish: &str) -> Result<Listed, RemoteError> {
+    /// (path → blob sha, with sizes) and every entry that is not one (path → what it is). Walks
+    /// sub-trees when the recursive listing is truncated.
+    fn list_tree(&self, treeish: &str) -> Result<Listing, RemoteError> {
         let what = format!("list the files of {treeish}");
-        let r = self.send(
-            "GET",
-            &format!("{}/git/trees/{treeish}?recursive=1", self.repo_path()),
-            None,
-        )?;
+        let r = self.send("GET", &format!("{}/git/trees/{treeish}?recursive=1", self.repo_path()), None)?;
         if r.status != 200 {
             return Err(self.http_error(&what, &r));
         }
         let listing: TreeListing = self.parse(&what, &r)?;
+        drop(r);
         if !valid_oid(&listing.sha) {
-            return Err(RemoteError::Corrupt(format!(
-                "tree of {treeish} in {} has an invalid id",
-                self.name()
-            )));
+            return Err(RemoteError::Corrupt(format!("tree of {treeish} in {} has an invalid id", self.name())));
         }
-        let mut files = HashMap::new();
-        let mut not_files = HashMap::new();
-        let mut take = |path: String, item: &TreeItem| match not_a_file(&item.kind, &item.mode) {
-            None => {
-                files.insert(path, Some(item.sha.clone()));
+        let mut out = Listing { tree_sha: listing.sha.clone(), files: HashMap::new(), sizes: HashMap::new(), not_files: BTreeMap::new() };
+        let mut take = |path: String, item: &TreeItem| -> Result<(), RemoteError> {
+            match not_a_file(&item.kind, &item.mode) {
+                None => {
+                    if !valid_oid(&item.sha) {
+                        return Err(RemoteError::Corrupt(format!("{} in {} has an invalid blob id", truncate(&path, 120), self.name())));
+                    }
+                    if let Some(n) = item.size {
+                        out.sizes.insert(path.clone(), n);
+                    }
+                    out.files.insert(path, item.sha.clone());
+                }
+                Some(what) => {
+                    out.not_files.insert(path, what.to_string());
+                }
             }
-            Some(what) => {
-                not_files.insert(path, what.to_string());
-            }
+            Ok(())
         };
         if !listing.truncated {
             for item in listing.tree.iter().filter(|i| i.kind != "tree") {
-                take(item.path.clone(), item);
+                take(item.path.clone(), item)?;
             }
-            return Ok((listing.sha, files, not_files));
+            return Ok(out);
         }
         // Truncated: walk the trees one level at a time.
         let mut pending = vec![(String::new(), listing.sha.clone())];
@@ -804,103 +766,25 @@ impl GithubRemote {
         while let Some((prefix, sha)) = pending.pop() {
             visited += 1;
             if visited > 100_000 {
-                return Err(RemoteError::Corrupt(format!(
-                    "the tree of {treeish} in {} has too many folders",
-                    self.name()
-                )));
+                return Err(RemoteError::Corrupt(format!("the tree of {treeish} in {} has too many folders", self.name())));
             }
             if !valid_oid(&sha) {
-                return Err(RemoteError::Corrupt(format!(
-                    "a folder in {} has an invalid tree id",
-                    self.name()
-                )));
+                return Err(RemoteError::Corrupt(format!("a folder in {} has an invalid tree id", self.name())));
             }
-            let r = self.send(
-                "GET",
-                &format!("{}/git/trees/{sha}", self.repo_path()),
-                None,
-            )?;
+            let r = self.send("GET", &format!("{}/git/trees/{sha}", self.repo_path()), None)?;
             if r.status != 200 {
                 return Err(self.http_error(&what, &r));
             }
             let level: TreeListing = self.parse(&what, &r)?;
             for item in level.tree {
-                let path = if prefix.is_empty() {
-                    item.path.clone()
-                } else {
-                    format!("{prefix}/{}", item.path)
-                };
+                let path = if prefix.is_empty() { item.path.clone() } else { format!("{prefix}/{}", item.path) };
                 match item.kind.as_str() {
                     "tree" => pending.push((path, item.sha)),
-                    _ => take(path, &item),
+                    _ => take(path, &item)?,
                 }
             }
         }
-        Ok((listing.sha, files, not_files))
-    }
-
-    fn parse_manifest(&self, at: &Version, bytes: &[u8]) -> Result<Manifest, RemoteError> {
-        let what = format!("{MANIFEST_PATH} of commit {at} in {}", self.describe());
-        let m: Manifest = match serde_json::from_slice(bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                if let Ok(f) = serde_json::from_slice::<FormatOnly>(bytes)
-                    && f.format > MANIFEST_FORMAT
-                {
-                    return Err(RemoteError::UnsupportedFormat {
-                        found: f.format,
-                        supported: MANIFEST_FORMAT,
-                    });
-                }
-                return Err(RemoteError::Corrupt(format!(
-                    "{what} is not a valid manifest: {e}"
-                )));
-            }
-        };
-        m.validate(&what)?;
-        Ok(m)
-    }
-
-    /// The snapshot of `at`, from the cache or GitHub (tree listing + manifest blob).
-    fn snapshot(&self, at: &Version) -> Result<Snapshot, RemoteError> {
-        if !valid_oid(&at.0) {
-            return Err(RemoteError::Corrupt(format!(
-                "version {:?} of {} is not a commit id",
-                truncate(&at.0, 80),
-                self.describe()
-            )));
-        }
-        if let Some(s) = self.cache().snapshots.get(at) {
-            return Ok(s.clone());
-        }
-        let snap = match self.snapshot_by_compare(at)? {
-            Some(s) => s,
-            None => {
-                let (tree_sha, files, not_files) = self.list_tree(&at.0)?;
-                if let Some(what) = not_files.get(MANIFEST_PATH) {
-                    return Err(RemoteError::Corrupt(format!("{MANIFEST_PATH} in commit {at} of {} is {what}, not a file", self.describe())));
-                }
-                let manifest = self.read_manifest(at, files.get(MANIFEST_PATH))?;
-                Snapshot { tree_sha, manifest, files, not_files }
-            }
-        };
-        self.cache().insert(at.clone(), snap.clone());
-        if self.persisted().head.as_deref() == Some(at.0.as_str()) {
-            self.save_persisted();
-        }
-        Ok(snap)
-    }
-
-    fn read_manifest(&self, at: &Version, sha: Option<&Option<String>>) -> Result<Manifest, RemoteError> {
-        match sha {
-            // A repository oc-sync has not written to yet.
-            None => Ok(Manifest::default()),
-            Some(sha) => {
-                let sha = sha.as_deref().unwrap_or_default();
-                let bytes = self.get_blob_bytes(sha, self.limits.max_manifest_bytes, MANIFEST_PATH)?;
-                self.parse_manifest(at, &bytes)
-            }
-        }
+        Ok(out)
     }
 
     // ---- writes ----------------------------------------------------------------------------
@@ -923,105 +807,6 @@ impl GithubRemote {
         }
     }
 
-    /// The part paths and blob shas of a chunked item with `hash`, in order, if the last-read
-    /// (or newest cached) snapshot stores it in parts.
-    fn chunk_parts(&self, hash: &str) -> Option<Vec<(String, Option<String>)>> {
-        let c = self.cache();
-        let at = c.last_read.clone().or_else(|| c.order.back().cloned())?;
-        let snap = c.snapshots.get(&at)?;
-        let prefix = format!("{CHUNKS_DIR}/{hash}/");
-        let mut parts: Vec<(String, Option<String>)> =
-            snap.files.iter().filter(|(p, _)| p.starts_with(&prefix)).map(|(p, s)| (p.clone(), s.clone())).collect();
-        if parts.is_empty() {
-            return None;
-        }
-        parts.sort();
-        Some(parts)
-    }
-
-    /// Reads a chunked item's parts and checks the whole against its sha256.
-    fn read_chunked(&self, hash: &str, parts: &[(String, Option<String>)]) -> Result<Vec<u8>, RemoteError> {
-        let mut out = Vec::new();
-        for (i, (path, sha)) in parts.iter().enumerate() {
-            if *path != format!("{CHUNKS_DIR}/{hash}/{i:05}") {
-                return Err(RemoteError::Corrupt(format!("the parts of blob {hash} in {} are not numbered 0..{}", self.describe(), parts.len())));
-            }
-            let sha = match sha {
-                Some(s) => s.clone(),
-                None => return Err(RemoteError::Corrupt(format!("part {path} in {} has no known blob id", self.describe()))),
-            };
-            let cap = self.limits.max_blob_bytes.saturating_sub(out.len() as u64);
-            out.extend(self.get_blob_bytes(&sha, cap, path)?);
-        }
-        let actual = sha256_hex(&out);
-        if actual != hash {
-            return Err(RemoteError::Corrupt(format!(
-                "the parts of blob {hash} in {} join to content hashing to {actual}: a part is missing or altered",
-                self.describe()
-            )));
-        }
-        Ok(out)
-    }
-
-    /// The git blob sha of some file holding `hash` in the last-read (or any cached) snapshot.
-    fn locate_blob(&self, hash: &str) -> Result<Option<String>, RemoteError> {
-        let candidates: Vec<Version> = {
-            let c = self.cache();
-            let mut v: Vec<Version> = c.last_read.iter().cloned().collect();
-            v.extend(
-                c.order
-                    .iter()
-                    .rev()
-                    .filter(|x| Some(*x) != c.last_read.as_ref())
-                    .cloned(),
-            );
-            v
-        };
-        for at in candidates {
-            let Some(snap) = self.cache().snapshots.get(&at).cloned() else {
-                continue;
-            };
-            let keys: Vec<&String> = snap
-                .manifest
-                .entries
-                .iter()
-                .filter(|(_, e)| e.hash.as_deref() == Some(hash))
-                .map(|(k, _)| k)
-                .collect();
-            if keys.is_empty() {
-                continue;
-            }
-            if let Some(sha) = keys
-                .iter()
-                .find_map(|k| snap.files.get(*k).cloned().flatten())
-            {
-                return Ok(Some(sha));
-            }
-            if keys
-                .iter()
-                .any(|k| matches!(snap.files.get(*k), Some(None)))
-            {
-                // Our own commit wrote it inline: list the tree once to learn the sha.
-                let (tree_sha, files, not_files) = self.list_tree(&at.0)?;
-                let found = keys.iter().find_map(|k| files.get(*k).cloned().flatten());
-                let mut full = snap.clone();
-                full.tree_sha = tree_sha;
-                full.files = files;
-                full.not_files = not_files;
-                self.cache().insert(at.clone(), full);
-                if found.is_some() {
-                    return Ok(found);
-                }
-            }
-            return Err(RemoteError::Corrupt(format!(
-                "the manifest of commit {at} in {} lists blob {hash} (for {}), but the file is \
-                 missing from the commit",
-                self.describe(),
-                keys[0]
-            )));
-        }
-        Ok(None)
-    }
 }
 
 impl Remote for GithubRemote {
@@ -1030,119 +815,114 @@ impl Remote for GithubRemote {
             "api.github.com" => "github.com",
             h => h,
         };
-        format!(
-            "GitHub repository {host}/{}/{} (branch {})",
-            self.owner, self.repo, self.branch
-        )
+        format!("GitHub repository {host}/{}/{} (branch {})", self.owner, self.repo, self.branch)
     }
 
     fn head(&self) -> Result<Option<Version>, RemoteError> {
-        self.read_head()
+        let head = self.read_head()?;
+        // A moved head is read now (what changed, usually one compare): a format-1 branch is
+        // noticed here, and `manifest` of it then costs nothing.
+        if let Some(v) = &head {
+            self.sync_index(v)?;
+        }
+        Ok(head)
     }
 
     fn manifest(&self, at: &Version) -> Result<Manifest, RemoteError> {
-        let snap = self.snapshot(at)?;
-        self.cache().last_read = Some(at.clone());
-        Ok(snap.manifest)
+        self.sync_index(at)?;
+        let s = self.state();
+        if s.ix.version.as_ref() != Some(at) {
+            return Err(RemoteError::Corrupt(format!("the snapshot {at} of {} changed while it was read", self.describe())));
+        }
+        let mut m = s.ix.manifest();
+        // What is not a plain file at an item path is listed (so the engine refuses it by name,
+        // see `refused_keys`) with a stand-in entry; its content is never read.
+        for (key, what) in s.not_files.iter().filter(|(p, _)| read::is_item_path(p)) {
+            if m.entries.contains_key(key) || super::validate_key(key).is_err() {
+                continue;
+            }
+            m.entries.insert(
+                key.clone(),
+                super::Entry {
+                    clock: Default::default(),
+                    hash: Some(super::sha256_hex(format!("{key}: {what}").as_bytes())),
+                    size: 0,
+                    kind: "file".into(),
+                    category: key.split('/').next().unwrap_or_default().to_owned(),
+                    modified_ms: 0,
+                    machine: "unknown".into(),
+                    deleted_ms: None,
+                },
+            );
+        }
+        Ok(m)
     }
 
     fn blob(&self, hash: &str) -> Result<Vec<u8>, RemoteError> {
-        validate_hash(hash).map_err(|m| {
-            RemoteError::Corrupt(format!("blob requested from {}: {m}", self.describe()))
-        })?;
-        if let Some(bytes) = self.prefetched.lock().unwrap_or_else(|e| e.into_inner()).remove(hash) {
-            return Ok(bytes);
-        }
-        if let Some(parts) = self.chunk_parts(hash) {
-            return self.read_chunked(hash, &parts);
-        }
-        let Some(sha) = self.locate_blob(hash)? else {
-            return Err(RemoteError::Corrupt(format!(
-                "blob {hash} is not listed in any manifest read from {} (read the manifest first)",
-                self.describe()
-            )));
-        };
-        let bytes =
-            self.get_blob_bytes(&sha, self.limits.max_blob_bytes, &format!("blob {sha}"))?;
-        let actual = sha256_hex(&bytes);
-        if actual != hash {
-            return Err(RemoteError::Corrupt(format!(
-                "git blob {sha} in {} hashes to {actual}, not to {hash} as its manifest says",
-                self.describe()
-            )));
-        }
-        Ok(bytes)
+        validate_hash(hash).map_err(|m| RemoteError::Corrupt(format!("blob requested from {}: {m}", self.describe())))?;
+        self.read_blob(hash)
     }
 
     fn refused_keys(&self) -> Vec<(String, String)> {
-        let c = self.cache();
-        let Some(snap) = c.last_read.as_ref().and_then(|v| c.snapshots.get(v)) else { return Vec::new() };
-        snap.manifest
-            .entries
+        let s = self.state();
+        s.not_files
             .iter()
-            .filter(|(_, e)| !e.is_tombstone())
-            .filter_map(|(k, _)| {
-                let what = snap.not_files.get(k)?;
-                Some((k.clone(), format!("{what} in the repository: refused (oc-sync only reads plain files)")))
-            })
+            .filter(|(p, _)| read::is_item_path(p))
+            .map(|(k, what)| (k.clone(), format!("{what} in the repository: refused (oc-sync only reads plain files)")))
             .collect()
     }
 
-    fn prefetch(&self, hashes: &[String]) -> Result<(), RemoteError> {
-        if hashes.len() < TARBALL_MIN_BLOBS {
-            return Ok(());
-        }
-        let Some(at) = self.cache().last_read.clone() else { return Ok(()) };
-        let Some(snap) = self.cache().snapshots.get(&at).cloned() else { return Ok(()) };
-        let want: HashSet<&str> = hashes.iter().map(String::as_str).collect();
-        let wanted: HashMap<String, String> = snap
-            .manifest
-            .entries
-            .iter()
-            .filter_map(|(k, e)| e.hash.as_deref().filter(|h| want.contains(h)).map(|h| (k.clone(), h.to_owned())))
-            .filter(|(k, _)| snap.files.contains_key(k))
-            .collect();
-        if wanted.len() < TARBALL_MIN_BLOBS {
-            return Ok(());
-        }
-        let total: u64 = snap.manifest.entries.values().map(|e| e.size).sum::<u64>().saturating_mul(2).saturating_add(1 << 20);
-        let (status, gz) = self.http.get_bytes(&format!("{}/tarball/{}", self.repo_path(), at.0), total)?;
-        if status != 200 {
-            // Not fatal: the blobs are fetched one by one instead.
-            tracing::info!("bulk download of {} from {} failed (HTTP {status}); fetching files one by one", at, self.describe());
-            return Ok(());
-        }
-        match tarball::extract(&gz[..], &wanted, self.limits.max_blob_bytes, total) {
-            Ok(out) => {
-                tracing::info!("bulk download: {} files from one tarball of {} bytes ({} skipped)", out.blobs.len(), gz.len(), out.rejected);
-                self.prefetched.lock().unwrap_or_else(|e| e.into_inner()).extend(out.blobs);
-            }
-            Err(e) => tracing::info!("bulk download of {} from {}: {e}; fetching files one by one", at, self.describe()),
-        }
-        Ok(())
+    fn commit(&self, expected: Option<&Version>, changes: Changes) -> Result<CommitOutcome, RemoteError> {
+        let out = self.do_commit(expected, changes);
+        self.after_write(&out);
+        out
     }
 
-    fn commit(
-        &self,
-        expected: Option<&Version>,
-        changes: Changes,
-    ) -> Result<CommitOutcome, RemoteError> {
-        let out = self.do_commit(expected, changes);
-        if out.is_err() {
-            // We may not know where the branch is now.
-            self.cache().last_head = None;
+    fn format1(&self) -> Result<Option<(Version, Manifest)>, RemoteError> {
+        self.read_format1()
+    }
+
+    fn format1_blob(&self, hash: &str) -> Result<Vec<u8>, RemoteError> {
+        validate_hash(hash).map_err(|m| RemoteError::Corrupt(format!("blob requested from {}: {m}", self.describe())))?;
+        self.read_format1_blob(hash)
+    }
+
+    fn upgrade(&self, from: &Version, changes: Changes) -> Result<CommitOutcome, RemoteError> {
+        if !valid_oid(&from.0) {
+            return Err(RemoteError::InvalidChanges(format!("version {:?} is not a commit id", truncate(&from.0, 80))));
         }
-        if let Ok(CommitOutcome::Conflict { current }) = &out {
-            self.cache().last_head = Some(current.clone());
+        let out = self.do_upgrade(from, changes);
+        self.after_write(&out);
+        if matches!(out, Ok(CommitOutcome::Committed(_))) {
+            *self.f1.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
         out
     }
 }
 
+impl GithubRemote {
+    fn after_write(&self, out: &Result<CommitOutcome, RemoteError>) {
+        match out {
+            // We may not know where the branch is now.
+            Err(_) => self.state().last_head = None,
+            Ok(CommitOutcome::Conflict { current }) => self.state().last_head = Some(current.clone()),
+            Ok(CommitOutcome::Committed(_)) => {}
+        }
+    }
+}
+
+/// The tree index file of one api/owner/repo/branch, next to the cache file.
+fn index_file_for(cache_file: &std::path::Path, api_url: &str, owner: &str, repo: &str, branch: &str) -> PathBuf {
+    let id = &super::sha256_hex(format!("{api_url}\n{owner}\n{repo}\n{branch}").as_bytes())[..16];
+    cache_file.with_file_name(format!("github-index-{id}.json"))
+}
+
 pub mod cache;
 mod commit;
 mod compare;
+mod format1;
 pub mod http;
+pub mod read;
 pub mod tarball;
 
 #[cfg(test)]

@@ -2,65 +2,60 @@
 //! a redirect to a gzip'd tar whose paths all sit under one top folder `owner-repo-sha/`), so a
 //! first pull of thousands of items is a handful of requests instead of one per file.
 //!
-//! Nothing is written to disk: entries are matched by path against what the caller wants, and
-//! each kept file's sha256 must be the one the manifest names; anything else is skipped (the
-//! caller then fetches it one by one, with the usual checks).
+//! The archive is read as a stream (the caller saved the download to a temporary file, never to
+//! memory). Only regular files whose path (below the top folder) the caller wants are handed
+//! over; links, folders, paths with `..` or a leading `/`, and paths nobody asked for are
+//! skipped. Nothing from the archive names a place on disk: the caller checks each file's git
+//! blob id and content and stores it by its hash.
 
 use std::collections::HashMap;
 use std::io::Read;
 
-use sha2::{Digest, Sha256};
-
-/// What an extraction found.
-#[derive(Debug, Default)]
-pub struct Extracted {
-    /// File bytes by sha256 hex.
-    pub blobs: HashMap<String, Vec<u8>>,
-    /// Wanted paths whose bytes did not match the expected sha256 (or were too big).
-    pub rejected: usize,
-}
-
-/// Reads the tarball stream and keeps the wanted files: `wanted` maps a path inside the commit
-/// to the sha256 hex its bytes must have. Files over `max_file` bytes are skipped, and reading
-/// stops with an error once more than `max_total` bytes were kept.
-pub fn extract(gz: impl Read, wanted: &HashMap<String, String>, max_file: u64, max_total: u64) -> Result<Extracted, String> {
+/// Walks the archive: for each regular file whose inner path is a key of `wanted` (path → git
+/// blob id its bytes must have) and at most `max_file` bytes, calls `take(path, blob id, size,
+/// reader)`. A `take` error skips that file (counted as rejected); a damaged archive is an error.
+/// Returns how many wanted files were rejected.
+pub fn walk(
+    gz: impl Read,
+    wanted: &HashMap<String, String>,
+    max_file: u64,
+    mut take: impl FnMut(&str, &str, u64, &mut dyn Read) -> Result<(), String>,
+) -> Result<usize, String> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
-    let mut out = Extracted::default();
-    let mut total = 0u64;
+    let mut rejected = 0usize;
+    let mut seen = std::collections::HashSet::new();
     let entries = archive.entries().map_err(|e| format!("not a tar.gz archive: {e}"))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("damaged tar.gz archive: {e}"))?;
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
-        let path = match entry.path() {
-            Ok(p) => p.to_string_lossy().into_owned(),
+        let path = match std::str::from_utf8(&entry.path_bytes()) {
+            Ok(p) => p.to_owned(),
             Err(_) => continue,
         };
         // Strip the top folder (`owner-repo-sha/`).
         let Some((_, inner)) = path.split_once('/') else { continue };
-        let Some(expected) = wanted.get(inner) else { continue };
-        if out.blobs.contains_key(expected) {
+        if inner.starts_with('/') || inner.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+            continue;
+        }
+        let Some(oid) = wanted.get(inner) else { continue };
+        if !seen.insert(inner.to_owned()) {
             continue;
         }
         let size = entry.header().size().unwrap_or(u64::MAX);
         if size > max_file {
-            out.rejected += 1;
+            rejected += 1;
             continue;
         }
-        if total + size > max_total {
-            return Err(format!("the tarball holds more than {max_total} bytes of wanted files"));
+        let mut limited = (&mut entry).take(size);
+        if let Err(e) = take(inner, oid, size, &mut limited) {
+            tracing::debug!("tarball entry {inner:?}: {e}");
+            rejected += 1;
         }
-        let mut bytes = Vec::with_capacity(size as usize);
-        (&mut entry).take(max_file + 1).read_to_end(&mut bytes).map_err(|e| format!("damaged tar.gz archive: {e}"))?;
-        if hex::encode(Sha256::digest(&bytes)) != *expected {
-            out.rejected += 1;
-            continue;
-        }
-        total += bytes.len() as u64;
-        out.blobs.insert(expected.clone(), bytes);
+        // Whatever `take` left unread is skipped by the archive reader.
     }
-    Ok(out)
+    Ok(rejected)
 }
 
 #[cfg(test)]
@@ -80,27 +75,33 @@ mod tests {
         b.into_inner().unwrap().finish().unwrap()
     }
 
-    fn sha(b: &[u8]) -> String {
-        hex::encode(Sha256::digest(b))
+    fn collect(gz: &[u8], wanted: &HashMap<String, String>, max: u64) -> (Vec<(String, Vec<u8>)>, usize) {
+        let mut got = Vec::new();
+        let rejected = walk(gz, wanted, max, |p, _, _, r| {
+            let mut b = Vec::new();
+            r.read_to_end(&mut b).map_err(|e| e.to_string())?;
+            if b == b"bad" {
+                return Err("bad".into());
+            }
+            got.push((p.to_owned(), b));
+            Ok(())
+        })
+        .unwrap();
+        (got, rejected)
     }
 
     #[test]
-    fn keeps_only_wanted_files_with_the_right_hash() {
-        let gz = tarball(&[("config/a.json", b"{}"), ("config/b.json", b"[1]"), ("state/x", b"x")]);
-        let wanted: HashMap<String, String> = [
-            ("config/a.json".to_string(), sha(b"{}")),
-            ("state/x".to_string(), sha(b"not x")),
-            ("missing".to_string(), sha(b"m")),
-        ]
-        .into();
-        let out = extract(&gz[..], &wanted, 1 << 20, 1 << 20).unwrap();
-        assert_eq!(out.blobs.len(), 1);
-        assert_eq!(out.blobs[&sha(b"{}")], b"{}");
-        assert_eq!(out.rejected, 1);
+    fn hands_over_only_wanted_regular_files() {
+        let gz = tarball(&[("config/a.json", b"{}"), ("config/b.json", b"[1]"), ("state/x", b"bad")]);
+        let wanted: HashMap<String, String> =
+            [("config/a.json".to_string(), "o1".to_string()), ("state/x".to_string(), "o2".to_string())].into();
+        let (got, rejected) = collect(&gz, &wanted, 1 << 20);
+        assert_eq!(got, vec![("config/a.json".to_string(), b"{}".to_vec())]);
+        assert_eq!(rejected, 1);
     }
 
     #[test]
-    fn links_and_folders_at_wanted_paths_are_never_taken() {
+    fn links_folders_and_escaping_paths_are_never_handed_over() {
         let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Symlink);
@@ -110,22 +111,35 @@ mod tests {
         h.set_entry_type(tar::EntryType::Directory);
         h.set_size(0);
         b.append_data(&mut h, "o-r-abc1234/config/sub/", &b""[..]).unwrap();
+        // Raw names with `..` and a leading slash (the tar crate's safe setters refuse them).
+        for name in ["o-r-abc1234/config/../../etc/x", "o-r-abc1234//etc/passwd"] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(1);
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_cksum();
+            b.append(&h, &b"x"[..]).unwrap();
+        }
         let gz = b.into_inner().unwrap().finish().unwrap();
-        // Wanted with the hash of the link target (what a blob read of a link returns).
-        let wanted: HashMap<String, String> =
-            [("config/agents/x.md".to_string(), sha(b"../../.ssh/id_rsa")), ("config/sub".to_string(), sha(b""))].into();
-        let out = extract(&gz[..], &wanted, 1 << 20, 1 << 20).unwrap();
-        assert!(out.blobs.is_empty());
+        let wanted: HashMap<String, String> = [
+            ("config/agents/x.md".to_string(), "o".to_string()),
+            ("config/sub".to_string(), "o".to_string()),
+            ("config/../../etc/x".to_string(), "o".to_string()),
+            ("/etc/passwd".to_string(), "o".to_string()),
+        ]
+        .into();
+        let (got, rejected) = collect(&gz, &wanted, 1 << 20);
+        assert!(got.is_empty(), "{got:?}");
+        assert_eq!(rejected, 0);
     }
 
     #[test]
     fn size_limits_and_garbage() {
         let big = vec![7u8; 5000];
         let gz = tarball(&[("a", &big), ("b", b"bb")]);
-        let wanted: HashMap<String, String> = [("a".to_string(), sha(&big)), ("b".to_string(), sha(b"bb"))].into();
-        let out = extract(&gz[..], &wanted, 100, 1 << 20).unwrap();
-        assert_eq!((out.blobs.len(), out.rejected), (1, 1));
-        assert!(extract(&gz[..], &wanted, 1 << 20, 100).is_err());
-        assert!(extract(&b"not gzip"[..], &wanted, 100, 100).is_err());
+        let wanted: HashMap<String, String> = [("a".to_string(), "o".to_string()), ("b".to_string(), "o".to_string())].into();
+        let (got, rejected) = collect(&gz, &wanted, 100);
+        assert_eq!((got.len(), rejected), (1, 1));
+        assert!(walk(&b"not gzip"[..], &wanted, 100, |_, _, _, _| Ok(())).is_err());
     }
 }

@@ -10,7 +10,7 @@ use fake_github::{FakeGithub, FakeOptions};
 use super::*;
 use crate::clock::VectorClock;
 use crate::config::Config;
-use crate::remote::Entry;
+use crate::remote::{Entry, sha256_hex};
 use crate::sync::run::SyncOptions;
 use crate::testing::{Machine, config};
 
@@ -39,6 +39,7 @@ fn settings(gh: &FakeGithub, cache: &Path) -> GithubSettings {
         repo: REPO.into(),
         branch: None,
         cache_file: Some(cache.join("github.json")),
+        data_dir: Some(cache.join("data")),
         retry_unit: Duration::from_millis(5),
     }
 }
@@ -87,6 +88,20 @@ fn put(files: &[(&str, &[u8])]) -> Changes {
         c.blobs.insert(h, b.to_vec());
     }
     c
+}
+
+/// The bytes of the item file at `rev_path` (`HEAD:config/x`), after its header line.
+fn item_bytes(dir: &Path, rev_path: &str) -> Vec<u8> {
+    let out = Command::new("git").arg("-C").arg(dir).args(["show", rev_path]).output().unwrap();
+    assert!(out.status.success(), "{rev_path}");
+    let file = out.stdout;
+    assert!(file.starts_with(crate::remote::envelope::MAGIC), "{rev_path} has no header");
+    let nl = file.iter().position(|&b| b == b'\n').unwrap();
+    file[nl + 1..].to_vec()
+}
+
+fn item_text(dir: &Path, rev_path: &str) -> String {
+    String::from_utf8(item_bytes(dir, rev_path)).unwrap()
 }
 
 fn git(dir: &Path, args: &[&str]) -> (bool, String) {
@@ -149,7 +164,7 @@ async fn commit_then_read_back_and_git_agrees() {
     blocking(move || {
         let r = connect(&g);
         let head = r.head().unwrap().expect("initial commit");
-        assert_eq!(r.manifest(&head).unwrap(), Manifest::default());
+        assert_eq!(r.manifest(&head).unwrap().entries, Manifest::default().entries);
         let binary: &[u8] = &[0xff, 0x00, 0xfe, 0x80, 1, 2, 3];
         let changes = put(&[
             ("config/x", b"hello\n"),
@@ -164,7 +179,7 @@ async fn commit_then_read_back_and_git_agrees() {
         // A fresh remote (no cache) reads the same.
         let r2 = connect(&g);
         let m = r2.manifest(&v).unwrap();
-        assert_eq!(m, Manifest::default().apply(&changes));
+        assert_eq!(m.entries, Manifest::default().apply(&changes).entries);
         for (h, bytes) in &changes.blobs {
             assert_eq!(&r2.blob(h).unwrap(), bytes);
             // The writer can read its own inline blobs too (lazy tree listing).
@@ -172,19 +187,11 @@ async fn commit_then_read_back_and_git_agrees() {
         }
 
         let dir = g.repo_git_dir(OWNER, REPO);
-        assert_eq!(
-            git(&dir, &["show", "HEAD:config/x"]),
-            (true, "hello\n".into())
-        );
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(&dir)
-            .args(["show", "HEAD:state/bin"])
-            .output()
-            .unwrap();
-        assert_eq!(out.stdout, binary);
-        let (ok, manifest) = git(&dir, &["show", &format!("HEAD:{MANIFEST_PATH}")]);
-        assert!(ok && manifest.contains("\"config/x\""), "{manifest}");
+        assert_eq!(item_text(&dir, "HEAD:config/x"), "hello\n");
+        assert_eq!(item_bytes(&dir, "HEAD:state/bin"), binary);
+        assert_eq!(git(&dir, &["show", "HEAD:.oc-sync/format"]).1, "2\n");
+        let (ok, stub) = git(&dir, &["show", &format!("HEAD:{MANIFEST_PATH}")]);
+        assert!(ok && stub.contains("\"format\": 2") && !stub.contains("config/x"), "{stub}");
         let (ok, out) = git(&dir, &["fsck", "--strict"]);
         assert!(ok, "{out}");
         let (_, log) = git(&dir, &["log", "-1", "--format=%s%n%P"]);
@@ -240,9 +247,9 @@ async fn stale_expected_and_race_are_conflicts() {
             panic!()
         };
         let dir = g.repo_git_dir(OWNER, REPO);
-        assert_eq!(git(&dir, &["show", "HEAD:config/a"]).1, "5");
+        assert_eq!(item_text(&dir, "HEAD:config/a"), "5");
         let (_, ls) = git(&dir, &["ls-tree", "-r", "--name-only", "HEAD"]);
-        assert!(ls.contains("other-machine/"), "{ls}");
+        assert!(ls.contains("other-machine-"), "{ls}");
     })
     .await;
 }
@@ -294,9 +301,15 @@ async fn tombstones_and_removals_delete_files() {
         };
         let dir = g.repo_git_dir(OWNER, REPO);
         let (_, ls) = git(&dir, &["ls-tree", "-r", "--name-only", "HEAD"]);
+        // A tombstone is its header alone; a removed item has no file.
         assert!(
-            !ls.contains("config/a") && !ls.contains("config/b") && ls.contains("config/c"),
+            ls.contains("config/a") && !ls.contains("config/b") && ls.contains("config/c"),
             "{ls}"
+        );
+        assert_eq!(item_text(&dir, "HEAD:config/a"), "");
+        assert!(git(&dir, &["show", "HEAD:config/a"]).1.contains("\"hash\":null"));
+        assert!(
+            true,
         );
         let m = connect(&g).manifest(&h2).unwrap();
         assert!(m.entries["config/a"].is_tombstone());
@@ -385,8 +398,8 @@ async fn a_truncated_tree_listing_is_walked() {
         };
         let fresh = connect(&g);
         assert_eq!(
-            fresh.manifest(&v).unwrap(),
-            Manifest::default().apply(&changes)
+            fresh.manifest(&v).unwrap().entries,
+            Manifest::default().apply(&changes).entries
         );
         for (h, b) in &changes.blobs {
             assert_eq!(&fresh.blob(h).unwrap(), b);
@@ -437,10 +450,10 @@ async fn two_syncers_converge_and_deletions_propagate() {
         assert_eq!(b.get("config/AGENTS.md").as_deref(), Some("edited on a\n"));
 
         let dir = g.repo_git_dir(OWNER, REPO);
-        let (_, ls) = git(&dir, &["ls-tree", "-r", "--name-only", "HEAD"]);
-        assert!(!ls.contains("config/agents/gone.md"), "{ls}");
+        // The deleted item is a tombstone: its header alone.
+        assert_eq!(item_text(&dir, "HEAD:config/agents/gone.md"), "");
         assert_eq!(
-            git(&dir, &["show", "HEAD:config/AGENTS.md"]).1,
+            item_text(&dir, "HEAD:config/AGENTS.md"),
             "edited on a\n"
         );
         let (ok, out) = git(&dir, &["fsck", "--strict"]);
@@ -475,7 +488,7 @@ async fn a_one_file_change_after_a_large_push_takes_at_most_4_requests() {
         let one = g.requests();
         let dir = g.repo_git_dir(OWNER, REPO);
         assert_eq!(
-            git(&dir, &["show", "HEAD:config/skills/s3/f3.md"]).1,
+            item_text(&dir, "HEAD:config/skills/s3/f3.md"),
             "changed\n"
         );
         (initial, one)
@@ -599,7 +612,7 @@ async fn an_empty_repository_is_initialised_through_the_contents_api() {
         let out = r.commit(Some(&head), put(&[("config/a.md", b"A\n")])).unwrap();
         assert!(matches!(out, CommitOutcome::Committed(_)));
         let dir = g.repo_git_dir(OWNER, REPO);
-        assert_eq!(git(&dir, &["show", "main:config/a.md"]).1, "A\n");
+        assert_eq!(item_text(&dir, "main:config/a.md"), "A\n");
     })
     .await;
 }
@@ -691,8 +704,11 @@ async fn an_item_over_githubs_file_limit_is_stored_in_checked_parts() {
         let dir = g.repo_git_dir(OWNER, REPO);
         let (_, ls) = git(&dir, &["ls-tree", "-r", "--name-only", "main"]);
         let hash = sha256_hex(&big);
-        assert!(ls.contains(&format!(".oc-sync/chunks/{hash}/00003")), "{ls}");
-        assert!(!ls.lines().any(|l| l == "state/big.bin"), "{ls}");
+        assert!(ls.contains(&format!(".oc-sync/chunks/{hash}/3")), "{ls}");
+        // The item's file is its header naming the parts.
+        assert!(ls.lines().any(|l| l == "state/big.bin"), "{ls}");
+        assert!(git(&dir, &["show", "main:state/big.bin"]).1.contains("\"parts\":4"));
+        assert_eq!(item_text(&dir, "main:state/big.bin"), "");
         // Another process reads it back, checked.
         let r2 = connect(&g);
         let m = r2.manifest(&v1).unwrap();
@@ -766,15 +782,9 @@ async fn a_push_too_big_for_one_tree_request_is_split() {
 
 use crate::testing::home_snapshot;
 
-/// The repository's current manifest with `extra` entries added (key → content), as JSON text.
-fn manifest_with(dir: &Path, extra: &[(&str, &[u8])]) -> Vec<u8> {
-    let (ok, text) = git(dir, &["show", "main:.oc-sync/manifest.json"]);
-    assert!(ok, "{text}");
-    let mut m: Manifest = serde_json::from_str(&text).unwrap();
-    for (k, content) in extra {
-        m.entries.insert(k.to_string(), entry(Some(&sha256_hex(content)), content.len() as u64, "mallory", 5));
-    }
-    serde_json::to_vec(&m).unwrap()
+/// An item file (format 2) for `content` at `key`, as another machine would write it.
+fn item_file(content: &[u8]) -> Vec<u8> {
+    crate::remote::envelope::encode(&entry(Some(&sha256_hex(content)), content.len() as u64, "mallory", 5), Some(content))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -789,21 +799,17 @@ async fn symlinks_and_submodules_in_the_repository_are_refused_by_name_and_never
         a.put("config/agents/ok.md", "fine\n");
         let ra = open(&g, &t.path().join("ca"));
         a.syncer("a", &cfg, &ra).sync(&SyncOptions::default()).unwrap();
-        // The attacker's commit: a symbolic link and a submodule at item paths, both listed in the
-        // manifest with the hash of what a blob read would return, plus 20 plain files (so a
-        // first pull takes the tarball path).
+        // The attacker's commit: a symbolic link and a submodule at item paths, plus 20 plain
+        // item files (so a first pull takes the tarball path).
         let dir = g.repo_git_dir(OWNER, REPO);
         let target: &[u8] = b"../../../.ssh/authorized_keys";
         let gitlink: &[u8] = b"0123456789abcdef0123456789abcdef01234567";
-        let plain: Vec<(String, Vec<u8>)> = (0..20).map(|i| (format!("config/skills/s/f{i}.md"), format!("skill {i}\n").into_bytes())).collect();
-        let mut listed: Vec<(&str, &[u8])> = vec![("config/agents/x.md", target), ("config/agents/sub.md", gitlink), ("state/link.json", target)];
-        listed.extend(plain.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
-        let manifest = manifest_with(&dir, &listed);
+        let plain: Vec<(String, Vec<u8>)> =
+            (0..20).map(|i| (format!("config/skills/s/f{i}.md"), item_file(format!("skill {i}\n").as_bytes()))).collect();
         let mut entries: Vec<(&str, &str, &[u8])> = vec![
             ("config/agents/x.md", "120000", target),
             ("config/agents/sub.md", "160000", gitlink),
             ("state/link.json", "120000", target),
-            (".oc-sync/manifest.json", "100644", &manifest),
         ];
         entries.extend(plain.iter().map(|(k, v)| (k.as_str(), "100644", v.as_slice())));
         g.commit_entries_as_other_machine(OWNER, REPO, "main", &entries).unwrap();
@@ -840,6 +846,219 @@ async fn symlinks_and_submodules_in_the_repository_are_refused_by_name_and_never
         let r = b.syncer("b", &cfg, &rb).sync(&SyncOptions::default()).unwrap();
         assert_eq!(r.refused.len(), 3, "{r:?}");
         assert!(!requests(&g).iter().any(|q| q.contains("/git/blobs/")), "{:?}", requests(&g));
+    })
+    .await;
+}
+
+// ---- format 2: costs follow the change, reads are raw and checked ----------------------------
+
+/// A remote on `g` with its own cache directory (as one machine's process).
+fn machine_remote(g: &FakeGithub, dir: &Path) -> GithubRemote {
+    open(g, dir)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_item_change_costs_at_most_4_requests_each_way_and_reads_are_raw() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let t = tempfile::tempdir().unwrap();
+        let a = machine_remote(&g, &t.path().join("a"));
+        let b = machine_remote(&g, &t.path().join("b"));
+        let h0 = a.head().unwrap().unwrap();
+        let files: Vec<(String, Vec<u8>)> =
+            (0..40).map(|i| (format!("messages/p/s/m{i}.json"), format!("{{\"n\":{i}}}\n").into_bytes())).collect();
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        let CommitOutcome::Committed(h1) = a.commit(Some(&h0), put(&refs)).unwrap() else { panic!() };
+        // b pulls everything once.
+        let hb = b.head().unwrap().unwrap();
+        assert_eq!(hb, h1);
+        assert_eq!(b.manifest(&hb).unwrap().entries.len(), 40);
+        for (_, v) in &files {
+            assert_eq!(&b.blob(&sha256_hex(v)).unwrap(), v);
+        }
+        // a appends one message and changes the session item: tree, commit, ref.
+        g.clear_requests();
+        let mut c = put(&[("messages/p/s/m40.json", b"{\"n\":40}\n"), ("sessions/p/s.json", b"{\"title\":\"t\"}\n")]);
+        c.message = "append".into();
+        let CommitOutcome::Committed(h2) = a.commit(Some(&h1), c.clone()).unwrap() else { panic!() };
+        let (n, sent, _) = g.traffic();
+        assert!(n <= 4 && sent <= 64 << 10, "push: {n} requests, {sent} bytes: {:?}", requests(&g));
+        // b's pull of that change: ref, compare, two raw blob reads; the blobs then cost nothing.
+        g.clear_requests();
+        assert_eq!(b.head().unwrap(), Some(h2.clone()));
+        let m = b.manifest(&h2).unwrap();
+        assert_eq!(m.entries.len(), 42);
+        for (h, bytes) in &c.blobs {
+            assert_eq!(&b.blob(h).unwrap(), bytes);
+        }
+        let reqs = g.requests();
+        assert!(reqs.len() <= 4, "pull: {:?}", requests(&g));
+        let (_, _, received) = g.traffic();
+        assert!(received <= 64 << 10, "pull received {received} bytes");
+        // Raw: the blob answers are the item files themselves, not base64 JSON.
+        for r in reqs.iter().filter(|r| r.path.contains("/git/blobs/")) {
+            assert!(r.response_body.starts_with(crate::remote::envelope::MAGIC), "{}", r.path);
+            assert!(r.request_headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("accept") && v.contains("raw")));
+        }
+        // The writer moved its index without reading back: its next read of h2 costs nothing.
+        g.clear_requests();
+        assert_eq!(a.manifest(&h2).unwrap(), m);
+        assert!(g.requests().is_empty(), "{:?}", requests(&g));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_pull_of_500_items_takes_at_most_10_requests() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let t = tempfile::tempdir().unwrap();
+        let a = machine_remote(&g, &t.path().join("a"));
+        let h0 = a.head().unwrap().unwrap();
+        let files: Vec<(String, Vec<u8>)> = (0..500)
+            .map(|i| (format!("messages/p/s{}/m{i}.json", i % 7), format!("{{\"n\":{i},\"text\":\"{}\"}}\n", "x".repeat(i % 300)).into_bytes()))
+            .collect();
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        let CommitOutcome::Committed(h1) = a.commit(Some(&h0), put(&refs)).unwrap() else { panic!() };
+        g.clear_requests();
+        let b = machine_remote(&g, &t.path().join("b"));
+        let hb = b.head().unwrap().unwrap();
+        assert_eq!(hb, h1);
+        assert_eq!(b.manifest(&hb).unwrap().entries.len(), 500);
+        for (_, v) in &files {
+            assert_eq!(&b.blob(&sha256_hex(v)).unwrap(), v);
+        }
+        let reqs = requests(&g);
+        assert!(reqs.len() <= 10, "{} requests: {reqs:?}", reqs.len());
+        assert!(reqs.iter().any(|r| r.contains("/tarball/")), "{reqs:?}");
+        // The contents waited on disk (memory stays bounded) and are gone once taken.
+        let cache = t.path().join("b").join("data").join("github-blobs");
+        assert!(cache.is_dir());
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
+    })
+    .await;
+}
+
+/// A new repository `name` holding a format-2 tree with `entries` (path, mode, bytes), committed
+/// as another machine; returns a fresh remote's result of reading its head.
+fn read_after(g: &FakeGithub, name: &str, entries: &[(&str, &str, &[u8])]) -> Result<Manifest, RemoteError> {
+    g.add_repo(OWNER, name, true, true);
+    let mut all: Vec<(&str, &str, &[u8])> = vec![(".oc-sync/format", "100644", b"2\n")];
+    all.extend_from_slice(entries);
+    let c = g.commit_entries_as_other_machine(OWNER, name, "main", &all).unwrap();
+    let r = GithubRemote::connect(&g.url, g.token(), OWNER, name, "main").unwrap();
+    r.manifest(&Version(c))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_item_files_and_formats_are_refused() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let good = item_file(b"fine\n");
+        assert_eq!(read_after(&g, "h0", &[("config/b.md", "100644", &good)]).unwrap().entries.len(), 1);
+        // Content that does not match its header.
+        let mut swapped = good.clone();
+        *swapped.last_mut().unwrap() = b'X';
+        let e = read_after(&g, "h1", &[("config/b.md", "100644", &swapped)]).unwrap_err();
+        assert!(e.is_corrupt() && e.to_string().contains("hashes to"), "{e}");
+        // A header is checked for the key its path names (here: a machine name with a control
+        // character fails validation).
+        let mut bad = entry(Some(&sha256_hex(b"x")), 1, "evil\u{7}", 1);
+        bad.category = "config".into();
+        let bad_file = crate::remote::envelope::encode(&bad, Some(b"x"));
+        let e = read_after(&g, "h2", &[("config/c.md", "100644", &bad_file)]).unwrap_err();
+        assert!(e.is_corrupt() && e.to_string().contains("control"), "{e}");
+        // A file that is not an item file at an item path.
+        let e = read_after(&g, "h3", &[("config/d.md", "100644", b"just text\n")]).unwrap_err();
+        assert!(e.is_corrupt() && e.to_string().contains("no header"), "{e}");
+        // A format file saying 3.
+        let e = read_after(&g, "h4", &[(".oc-sync/format", "100644", b"3\n")]).unwrap_err();
+        assert!(matches!(e, RemoteError::UnsupportedFormat { found: 3, .. }), "{e}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blob_bytes_that_do_not_hash_to_the_sha_asked_are_refused() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        let r = connect(&g);
+        let h0 = r.head().unwrap().unwrap();
+        let CommitOutcome::Committed(h1) = r.commit(Some(&h0), put(&[("config/a.md", b"A\n")])).unwrap() else { panic!() };
+        // A reader that must fetch the item file gets other bytes than the blob id names.
+        g.faults().inject(fake_github::Fault::tamper("/repos/*/git/blobs/*"));
+        let e = connect(&g).manifest(&h1).unwrap_err();
+        assert!(e.is_corrupt() && e.to_string().contains("git blob id"), "{e}");
+        // Served honestly, the same read works.
+        assert_eq!(connect(&g).manifest(&h1).unwrap().entries.len(), 1);
+    })
+    .await;
+}
+
+#[test]
+fn git_blob_ids_are_computed_like_git() {
+    assert_eq!(super::read::git_blob_sha(b""), "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391");
+    assert_eq!(super::read::git_blob_sha(b"2\n"), "0cfbf08886fca9a91cb753ec8734c84fcbe52c9f");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_format_1_branch_is_read_for_the_upgrade_and_replaced_in_one_commit() {
+    let gh = fake().await;
+    let g = gh.clone();
+    blocking(move || {
+        // A format-1 branch as oc-sync 0.1 wrote it: the manifest, raw items, a chunked item.
+        let items: Vec<(String, Vec<u8>)> =
+            (0..20).map(|i| (format!("config/agents/a{i}.md"), format!("agent {i}\n").into_bytes())).collect();
+        let big: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+        let big_hash = sha256_hex(&big);
+        let mut m = Manifest::default();
+        for (k, v) in &items {
+            m.entries.insert(k.clone(), entry(Some(&sha256_hex(v)), v.len() as u64, "a", 2));
+        }
+        m.entries.insert("state/big.bin".into(), entry(Some(&big_hash), big.len() as u64, "a", 1));
+        m.entries.insert("config/agents/gone.md".into(), entry(None, 0, "a", 3));
+        let manifest = serde_json::to_vec_pretty(&m).unwrap();
+        let p0 = format!(".oc-sync/chunks/{big_hash}/00000");
+        let p1 = format!(".oc-sync/chunks/{big_hash}/00001");
+        let mut files: Vec<(&str, &[u8])> = items.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        files.push((".oc-sync/manifest.json", &manifest));
+        files.push((&p0, &big[..3000]));
+        files.push((&p1, &big[3000..]));
+        let v1 = Version(g.commit_as_other_machine(OWNER, REPO, "main", &files).unwrap());
+
+        let r = connect(&g).with_chunk_bytes(3000);
+        assert!(matches!(r.head(), Err(RemoteError::NeedsUpgrade)));
+        let (at, read) = r.format1().unwrap().expect("format 1");
+        assert_eq!((at.clone(), read.clone()), (v1.clone(), m.clone()));
+        let mut changes = Changes { message: "upgrade to format 2".into(), ..Default::default() };
+        for (k, e) in &read.entries {
+            changes.entries.insert(k.clone(), e.clone());
+            if let Some(h) = &e.hash {
+                changes.blobs.insert(h.clone(), r.format1_blob(h).unwrap());
+            }
+        }
+        assert_eq!(changes.blobs[&big_hash], big);
+        let CommitOutcome::Committed(v2) = r.upgrade(&at, changes).unwrap() else { panic!("conflict") };
+        // Another machine reads format 2 with the same entries and contents.
+        let fresh = connect(&g);
+        assert_eq!(fresh.head().unwrap(), Some(v2.clone()));
+        assert_eq!(fresh.manifest(&v2).unwrap().entries, m.entries);
+        assert_eq!(fresh.blob(&big_hash).unwrap(), big);
+        assert!(fresh.format1().unwrap().is_none());
+        let dir = g.repo_git_dir(OWNER, REPO);
+        let (_, ls) = git(&dir, &["ls-tree", "-r", "--name-only", &v2.0]);
+        assert!(!ls.contains("/00000") && ls.contains(&format!(".oc-sync/chunks/{big_hash}/1")), "{ls}");
+        assert_eq!(git(&dir, &["show", &format!("{}:.oc-sync/format", v2.0)]).1, "2\n");
+        let (_, parents) = git(&dir, &["log", "-1", "--format=%P", &v2.0]);
+        assert_eq!(parents.trim(), v1.0);
+        // The upgrade is a compare-and-swap: from a stale version it applies nothing.
+        assert!(matches!(connect(&g).upgrade(&v1, Changes::default()).unwrap(), CommitOutcome::Conflict { .. }));
+        let (ok, out) = git(&dir, &["fsck", "--strict"]);
+        assert!(ok, "{out}");
     })
     .await;
 }

@@ -719,6 +719,14 @@ impl DbSource {
     }
 }
 
+impl DbSource {
+    /// Write transactions the database handle of these sources committed (tests: batching).
+    #[doc(hidden)]
+    pub fn write_transactions(&self) -> u64 {
+        self.shared.db.write_transactions()
+    }
+}
+
 impl Source for DbSource {
     fn category(&self) -> Category {
         self.cat

@@ -452,7 +452,7 @@ impl OpencodeDb {
         })
     }
 
-    /// Every message as (session id, message id), sorted (a covering scan of
+    /// Every message as (session id, message id), by session in conversation order (a covering scan of
     /// `message_session_time_created_id_idx`: no message data is read).
     pub fn message_ids(&self) -> Result<Vec<(String, String)>, DbError> {
         self.read_tx(|tx| {
@@ -1050,7 +1050,7 @@ pub(crate) const SQL_TODO_COUNTS: &str =
     "SELECT session_id, count(*), max(time_updated) FROM todo GROUP BY session_id";
 
 /// Every message id by session (covering scan of `message_session_time_created_id_idx`).
-pub(crate) const SQL_MESSAGE_IDS: &str = "SELECT session_id, id FROM message ORDER BY session_id, id";
+pub(crate) const SQL_MESSAGE_IDS: &str = "SELECT session_id, id FROM message ORDER BY session_id, time_created, id";
 /// One session's messages with their parts' change signals (`part_message_id_id_idx`).
 pub(crate) const SQL_MESSAGE_PRINTS: &str = "SELECT m.id, m.time_updated, octet_length(m.data), \
      (SELECT count(*) FROM part p WHERE p.message_id = m.id), \

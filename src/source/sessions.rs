@@ -109,8 +109,6 @@ struct Shared {
 /// What `read` needs to know about one session.
 struct SessionCounts {
     project_id: String,
-    messages: u64,
-    parts: u64,
     todos: u64,
     time_updated: i64,
 }
@@ -504,20 +502,18 @@ impl DbSource {
         ItemMeta { key, category: self.cat, kind: MergeKind::Rows, size, modified_ms, mode: None }
     }
 
-    /// One session's project and row counts (cheap: primary key and OpenCode's indexes).
+    /// One session's project, todo count and time (cheap: the session's primary key and the todo
+    /// index; called per message item, so no message or part counts).
     fn session_of(&self, sid: &str) -> Result<Option<SessionCounts>, SourceError> {
         if let Some(s) = self.shared.signals.borrow().as_ref() {
-            return Ok(s.iter().find(|s| s.id == sid).map(|s| SessionCounts {
-                project_id: s.project_id.clone(),
-                messages: s.messages,
-                parts: s.parts,
-                todos: s.todos,
-                time_updated: s.time_updated,
+            // Sorted by id (see `session_signals`).
+            return Ok(s.binary_search_by(|x| x.id.as_str().cmp(sid)).ok().map(|i| SessionCounts {
+                project_id: s[i].project_id.clone(),
+                todos: s[i].todos,
+                time_updated: s[i].time_updated,
             }));
         }
-        let sql = "SELECT project_id, (SELECT count(*) FROM message WHERE session_id = ?1), \
-                   (SELECT count(*) FROM part WHERE session_id = ?1), (SELECT count(*) FROM todo WHERE session_id = ?1), \
-                   time_updated FROM session WHERE id = ?1";
+        let sql = "SELECT project_id, (SELECT count(*) FROM todo WHERE session_id = ?1), time_updated FROM session WHERE id = ?1";
         let conn = self.shared.db.connection();
         let row = conn
             .prepare_cached(sql)
@@ -526,10 +522,8 @@ impl DbSource {
                 match rows.next()? {
                     Some(r) => Ok(Some(SessionCounts {
                         project_id: r.get(0)?,
-                        messages: r.get::<_, i64>(1)? as u64,
-                        parts: r.get::<_, i64>(2)? as u64,
-                        todos: r.get::<_, i64>(3)? as u64,
-                        time_updated: r.get(4)?,
+                        todos: r.get::<_, i64>(1)? as u64,
+                        time_updated: r.get(2)?,
                     })),
                     None => Ok(None),
                 }
@@ -840,19 +834,14 @@ impl Source for DbSource {
                 return Err(refused(key, why));
             }
             let (pid, sid) = session_of_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
-            let Some(SessionCounts { project_id, messages, parts, todos, time_updated }) = self.session_of(sid)? else {
+            let Some(SessionCounts { project_id, todos, time_updated }) = self.session_of(sid)? else {
                 return Ok(None);
             };
             if project_id != pid {
                 return Ok(None); // the session moved to another project: a new key
             }
-            // An empty list is no item (as in the fingerprints).
-            let empty = match self.cat {
-                Category::Messages => messages == 0 && parts == 0,
-                Category::Todos => todos == 0,
-                _ => false,
-            };
-            if empty {
+            // An empty todo list is no item (as in the fingerprints).
+            if self.cat == Category::Todos && todos == 0 {
                 return Ok(None);
             }
             let bytes = match self.cat {

@@ -323,7 +323,7 @@ impl OpencodeDb {
 
     /// Runs `f` (which calls this type's write methods) in ONE write transaction: each write of
     /// `f` is a savepoint (a refused write undoes itself only), the session totals that message
-    /// writes touched are recomputed once at the end, and everything is committed at once. Err:
+    /// writes touched are raised once at the end, and everything is committed at once. Err:
     /// nothing of `f` is written (begin or commit failed). Not reentrant.
     pub fn write_batch<T>(&self, f: impl FnOnce() -> T) -> Result<T, DbError> {
         let tx = self.begin_write()?;
@@ -814,8 +814,9 @@ impl OpencodeDb {
     /// Writes one message item (`messages/<pid>/<sid>/<mid>`: a messages document holding exactly
     /// message `mid`): the message row is upserted, its parts become the document's (upsert by
     /// id; local parts of the message deleted only when in `deletable`, the rows last synced, when
-    /// given), then the session totals are recomputed from all its messages (once per batch inside
-    /// [`Self::write_batch`]). Other messages of the session are not touched.
+    /// given), then the session totals are raised to the sums over all its messages when those
+    /// exceed them (see `set_totals_from_db`; once per batch inside [`Self::write_batch`]). Other
+    /// messages of the session are not touched.
     pub fn write_message_doc_over(&self, mid: &str, doc: &[u8], deletable: Option<&HashSet<String>>) -> Result<(), DbError> {
         let (sid, messages, parts) =
             parse_messages_doc(doc).map_err(self.invalid("a message document"))?;
@@ -857,8 +858,9 @@ impl OpencodeDb {
         })
     }
 
-    /// Deletes one message of session `sid` with its parts (absent: no-op), then recomputes the
-    /// session totals.
+    /// Deletes one message of session `sid` with its parts (absent: no-op). The session totals are
+    /// left as they are (a reverted message's cost was spent; the session row that comes with the
+    /// change carries OpenCode's own totals).
     pub fn delete_message(&self, sid: &str, mid: &str) -> Result<(), DbError> {
         self.write_tx(|tx| {
             let n = tx
@@ -867,7 +869,6 @@ impl OpencodeDb {
             if n > 0 {
                 tx.execute("DELETE FROM part WHERE message_id = ?1", [mid])
                     .map_err(self.sql(format!("deleting the parts of message {mid}")))?;
-                self.totals_changed(tx, sid)?;
             }
             Ok(())
         })
@@ -882,9 +883,25 @@ impl OpencodeDb {
         self.set_totals_from_db(conn, sid)
     }
 
+    /// Raises the session's totals to the sums over its messages here when those exceed them
+    /// (any token count higher, or the cost higher beyond rounding); never lowers them. Message
+    /// items arrive one by one, possibly over several batches or syncs, while the session row
+    /// already carries the other machine's totals for all of them: a partial sum must not replace
+    /// those (and be pushed back). When messages of two machines meet (two offline continuations
+    /// of one session), the sums exceed either side's row and become the totals.
     fn set_totals_from_db(&self, conn: &Connection, sid: &str) -> Result<(), DbError> {
         let messages = self.rows(conn, "SELECT * FROM message WHERE session_id = ?1", sid, Some("data"), &[])?;
-        self.set_totals(conn, sid, &messages)
+        let t = totals(&messages);
+        conn.prepare_cached(
+            "UPDATE session SET cost = CASE WHEN abs(cost - ?2) <= 1e-12 * max(abs(cost), abs(?2), 1e-300) THEN cost ELSE ?2 END, \
+             tokens_input = ?3, tokens_output = ?4, tokens_reasoning = ?5, \
+             tokens_cache_read = ?6, tokens_cache_write = ?7 WHERE id = ?1 AND \
+             (?2 - cost > 1e-12 * max(abs(cost), abs(?2), 1e-300) OR ?3 > tokens_input OR ?4 > tokens_output \
+              OR ?5 > tokens_reasoning OR ?6 > tokens_cache_read OR ?7 > tokens_cache_write)",
+        )
+        .and_then(|mut s| s.execute(rusqlite::params![sid, t.cost, t.input, t.output, t.reasoning, t.cache_read, t.cache_write]))
+        .map_err(self.sql(format!("updating the totals of session {sid}")))?;
+        Ok(())
     }
 
     /// Refuses rows whose id already belongs to another session here: upserting them by id would

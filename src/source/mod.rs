@@ -62,14 +62,6 @@ impl<'b> WriteOp<'b> {
             WriteOp::Write { key, .. } | WriteOp::Delete { key } => key,
         }
     }
-
-    /// Bytes the op carries (how the engine sizes batches).
-    pub fn len(&self) -> usize {
-        match self {
-            WriteOp::Write { bytes, .. } => bytes.len(),
-            WriteOp::Delete { .. } => 0,
-        }
-    }
 }
 
 /// Every item read in one pass, plus the files deliberately left out, as (key, reason).

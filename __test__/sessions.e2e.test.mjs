@@ -172,12 +172,12 @@ test("a session started on A is listed, exported and continued on B", async () =
   // B has opened its clone once (OpenCode's database exists, the project is known there).
   assert.deepEqual(await sessionList(b), [])
 
+  // Items: the session row, its todo list, and one item per message (with its parts).
+  const itemKeys = [`sessions/${pid}/${sid}.json`, `todos/${pid}/${sid}.json`, ...messageIds(exportA).map((id) => `messages/${pid}/${sid}/${id}.json`)]
   const repA = await ocSync(a, "A push")
-  for (const cat of ["sessions", "messages", "todos"])
-    assert.ok(repA.pushed?.includes(`${cat}/${pid}/${sid}.json`), `A pushed ${cat}/${pid}/${sid}.json\n${repA.why}`)
+  for (const key of itemKeys) assert.ok(repA.pushed?.includes(key), `A pushed ${key}\n${repA.why}`)
   const repB = await ocSync(b, "B pull")
-  for (const cat of ["sessions", "messages", "todos"])
-    assert.ok(repB.pulled?.includes(`${cat}/${pid}/${sid}.json`), `B pulled ${cat}/${pid}/${sid}.json\n${repB.why}`)
+  for (const key of itemKeys) assert.ok(repB.pulled?.includes(key), `B pulled ${key}\n${repB.why}`)
 
   // Listed on B, with B's directory.
   const listB = await sessionList(b)

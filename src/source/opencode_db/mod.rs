@@ -1136,11 +1136,14 @@ fn parse_session_doc(doc: &[u8]) -> Result<(Row, Option<Row>), DocProblem> {
     Ok((session, project))
 }
 
+/// A session id with its messages' documents, as (message id, document).
+pub type SplitMessages = (String, Vec<(String, Vec<u8>)>);
+
 /// Splits a whole session's messages document (format 1 of the `messages/<pid>/<sid>` items)
 /// into one document per message, in the document's message order: (session id, [(message id,
 /// document)]). Each is byte for byte what [`OpencodeDb::read_message_doc`] renders from the same
 /// rows (one message, its parts sorted by id).
-pub fn split_messages_doc(doc: &[u8]) -> Result<(String, Vec<(String, Vec<u8>)>), DocProblem> {
+pub fn split_messages_doc(doc: &[u8]) -> Result<SplitMessages, DocProblem> {
     let (sid, messages, parts) = parse_messages_doc(doc)?;
     let mut by_message: HashMap<String, Vec<Row>> = HashMap::new();
     for p in parts {

@@ -172,12 +172,12 @@ test("a session started on A is listed, exported and continued on B", async () =
   // B has opened its clone once (OpenCode's database exists, the project is known there).
   assert.deepEqual(await sessionList(b), [])
 
+  // Items: the session row, its todo list, and one item per message (with its parts).
+  const itemKeys = [`sessions/${pid}/${sid}.json`, `todos/${pid}/${sid}.json`, ...messageIds(exportA).map((id) => `messages/${pid}/${sid}/${id}.json`)]
   const repA = await ocSync(a, "A push")
-  for (const cat of ["sessions", "messages", "todos"])
-    assert.ok(repA.pushed?.includes(`${cat}/${pid}/${sid}.json`), `A pushed ${cat}/${pid}/${sid}.json\n${repA.why}`)
+  for (const key of itemKeys) assert.ok(repA.pushed?.includes(key), `A pushed ${key}\n${repA.why}`)
   const repB = await ocSync(b, "B pull")
-  for (const cat of ["sessions", "messages", "todos"])
-    assert.ok(repB.pulled?.includes(`${cat}/${pid}/${sid}.json`), `B pulled ${cat}/${pid}/${sid}.json\n${repB.why}`)
+  for (const key of itemKeys) assert.ok(repB.pulled?.includes(key), `B pulled ${key}\n${repB.why}`)
 
   // Listed on B, with B's directory.
   const listB = await sessionList(b)
@@ -215,10 +215,12 @@ test("a session started on A is listed, exported and continued on B", async () =
 
   // Back to A.
   const repB2 = await ocSync(b, "B push")
-  assert.ok(repB2.pushed?.includes(`messages/${pid}/${sid}.json`), `B pushed its messages\n${repB2.why}`)
+  // One item per message (messages/<project>/<session>/<message>.json): B pushed its two new ones.
+  const ofSession = (keys, s) => (keys ?? []).filter((k) => k.startsWith(`messages/${pid}/${s}/`))
+  for (const id of newOnB) assert.ok(ofSession(repB2.pushed, sid).includes(`messages/${pid}/${sid}/${id}.json`), `B pushed its message ${id}\n${repB2.why}`)
   const repA2 = await ocSync(a, "A pull")
   assert.ok(
-    [...(repA2.pulled ?? []), ...(repA2.merged ?? [])].includes(`messages/${pid}/${sid}.json`),
+    newOnB.every((id) => ofSession([...(repA2.pulled ?? []), ...(repA2.merged ?? [])], sid).includes(`messages/${pid}/${sid}/${id}.json`)),
     `A pulled the messages\n${repA2.why}`,
   )
   assert.equal(await messageCount(a, sid), before + 2, "A's database has B's two new messages")
@@ -338,7 +340,7 @@ test("writing while OpenCode holds the database", async () => {
     assert.ok(repA.pushed?.includes(`sessions/${pid}/${sid3}.json`), repA.why)
     const repB = await ocSync(b, "B pull while serve runs")
     assert.ok(repB.pulled?.includes(`sessions/${pid}/${sid3}.json`), repB.why)
-    assert.ok(repB.pulled?.includes(`messages/${pid}/${sid3}.json`), repB.why)
+    assert.equal((repB.pulled ?? []).filter((k) => k.startsWith(`messages/${pid}/${sid3}/`)).length, countA, repB.why)
 
     // The running server sees it (it reads SQLite on every request).
     const res = await fetch(`${serve.url}/session${q}`)
@@ -367,7 +369,7 @@ test("writing while OpenCode holds the database", async () => {
     assert.ok(repMid.ok)
     const repB2 = await ocSync(b, "B push serve's messages")
     assert.ok(
-      [...(repB2.pushed ?? []), ...(repMid.pushed ?? [])].includes(`messages/${pid}/${sid3}.json`),
+      [...(repB2.pushed ?? []), ...(repMid.pushed ?? [])].some((k) => k.startsWith(`messages/${pid}/${sid3}/`)),
       `B pushed serve's messages\n${repB2.why}`,
     )
     await ocSync(a, "A pull serve's messages")

@@ -24,9 +24,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use oc_sync::paths::{EnvSnapshot, Paths};
-use oc_sync::source::opencode_db::{OpencodeDb, create_test_db, insert_fake_session};
+use oc_sync::source::opencode_db::{OpencodeDb, create_test_db};
 use oc_sync::sync::run::{SyncOptions, SyncReport};
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use serde_json::{Value, json};
 
 #[path = "support/heavy_corpus.rs"]
@@ -223,21 +223,20 @@ fn main() {
     let counts: Vec<(&str, i64, i64)> =
         ["project", "session", "message", "part", "todo"].iter().map(|t| (*t, a.count(t), b.count(t))).collect();
     let (da, db) = (OpencodeDb::open(a.db()).unwrap(), OpencodeDb::open(b.db()).unwrap());
-    let ids: Vec<String> = {
-        let c = Connection::open(a.db()).unwrap();
-        let mut st = c.prepare("SELECT id FROM session ORDER BY id").unwrap();
-        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
-    };
+    // Every message item (`messages/<p>/<s>/<m>.json`: one message with its parts), byte for byte.
+    let ids = da.message_ids().unwrap();
+    let ids_same = ids == db.message_ids().unwrap();
     let mut differ = Vec::new();
-    for sid in &ids {
-        if da.read_messages_doc(sid).unwrap() != db.read_messages_doc(sid).unwrap() {
-            differ.push(sid.clone());
+    for (sid, mid) in &ids {
+        if da.read_message_doc(sid, mid).unwrap() != db.read_message_doc(sid, mid).unwrap() {
+            differ.push(format!("{sid}/{mid}"));
         }
     }
-    let sample_same = da.read_messages_doc(&g.largest.0).unwrap() == db.read_messages_doc(&g.largest.0).unwrap();
+    let sample_same = ids_same
+        && ids.iter().filter(|(s, _)| *s == g.largest.0).all(|(s, m)| da.read_message_doc(s, m).unwrap() == db.read_message_doc(s, m).unwrap());
     let verify_ms = t.elapsed().as_secs_f64() * 1000.0;
     let counts_ok = counts.iter().all(|(_, x, y)| x == y);
-    let ok = counts_ok && differ.is_empty() && sample_same;
+    let ok = counts_ok && ids_same && differ.is_empty() && sample_same;
 
     let (remote_bytes, remote_files) = du(&remote);
     if as_json {
@@ -249,7 +248,7 @@ fn main() {
             "phases": phases.iter().map(Phase::to_json).collect::<Vec<_>>(),
             "remote": { "bytes": remote_bytes, "files": remote_files, "manifests": manifests(&remote) },
             "verify": { "counts": counts.iter().map(|(t, x, y)| json!({"table": t, "a": x, "b": y})).collect::<Vec<_>>(),
-                "messagesDocsDiffer": differ.len(), "sampleIdentical": sample_same, "ok": ok, "ms": verify_ms.round() },
+                "messageItemsDiffer": differ.len(), "messageIdsSame": ids_same, "sampleIdentical": sample_same, "ok": ok, "ms": verify_ms.round() },
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap());
     } else {
@@ -278,15 +277,16 @@ fn main() {
             );
         }
         println!("\nremote folder: {} in {remote_files} files, {} manifests (one per commit)", mib(remote_bytes), manifests(&remote));
-        println!("items = documents (sessions/, messages/, todos/, projects/ and the sync config); doc bytes = their sizes in the manifest;");
+        println!("items = documents (sessions/<p>/<s>, messages/<p>/<s>/<message>, todos/<p>/<s>, projects/<p> and the sync config); doc bytes = their sizes in the manifest;");
         println!("commits = new manifests in the remote; peak RSS = VmHWM of the phase (reset before it), RSS after = VmRSS at its end");
         println!("\nverify ({verify_ms:.0} ms):");
         for (t, x, y) in &counts {
             println!("  {:<8} A {x:>8}  B {y:>8}  {}", t, if x == y { "same" } else { "DIFFERENT" });
         }
         println!(
-            "  messages documents: {} of {} identical; sample {} ({} messages): {}",
-            ids.len() - differ.len(), ids.len(), g.largest.0, g.largest.1 + 2, if sample_same { "byte-identical" } else { "DIFFERENT" }
+            "  message items: {} of {} identical{}; sample {} ({} messages): {}",
+            ids.len() - differ.len(), ids.len(), if ids_same { "" } else { " (the message lists DIFFER)" }, g.largest.0, g.largest.1 + 2,
+            if sample_same { "byte-identical" } else { "DIFFERENT" }
         );
         println!("{}", if ok { "OK: machine B has machine A's sessions" } else { "FAIL: machine B differs from A" });
         if keep {

@@ -47,6 +47,23 @@ pub struct Item {
     pub bytes: Vec<u8>,
 }
 
+/// One local write of a batch ([`Source::write_batch`]).
+#[derive(Debug, Clone, Copy)]
+pub enum WriteOp<'b> {
+    /// [`Source::write_over`]: `bytes` over an item last synced as `base`.
+    Write { key: &'b str, bytes: &'b [u8], base: Option<&'b [u8]> },
+    /// [`Source::delete`].
+    Delete { key: &'b str },
+}
+
+impl<'b> WriteOp<'b> {
+    pub fn key(&self) -> &'b str {
+        match self {
+            WriteOp::Write { key, .. } | WriteOp::Delete { key } => key,
+        }
+    }
+}
+
 /// Every item read in one pass, plus the files deliberately left out, as (key, reason).
 pub type ReadAll = (Vec<Item>, Vec<(String, String)>);
 
@@ -105,6 +122,19 @@ pub trait Source {
     /// added locally since `base`: the remote has not seen them, so it cannot have deleted them.
     fn write_over(&self, key: &str, bytes: &[u8], _base: Option<&[u8]>) -> Result<(), SourceError> {
         self.write(key, bytes)
+    }
+    /// Applies `ops` in order and returns one result per op, in the same order. A source that
+    /// can (a database) makes the batch ONE atomic transaction: when this returns, every op with
+    /// an `Ok` result is durably written and no op with an `Err` wrote anything; an `Err` for one
+    /// op (a refusal) does not undo the others. The caller orders the ops (parents first) and sizes
+    /// the batches. Default: [`Source::write_over`] / [`Source::delete`] one by one.
+    fn write_batch(&self, ops: &[WriteOp<'_>]) -> Vec<Result<(), SourceError>> {
+        ops.iter()
+            .map(|op| match op {
+                WriteOp::Write { key, bytes, base } => self.write_over(key, bytes, *base),
+                WriteOp::Delete { key } => self.delete(key),
+            })
+            .collect()
     }
     /// Removes oc-sync's temp files an interrupted write left among the items (see
     /// [`crate::fsutil::remove_stale_temps`]); returns how many. Called under the sync lock.

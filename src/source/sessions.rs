@@ -3,12 +3,22 @@
 //! Keys (one document each, see [`super::opencode_db`] for the formats):
 //! - `sessions/<projectId>/<sessionId>.json`: the session row (+ its project row, so a machine
 //!   without the project can still insert the session);
-//! - `messages/<projectId>/<sessionId>.json`: its messages and parts;
+//! - `messages/<projectId>/<sessionId>/<messageId>.json`: one message with its parts (a small
+//!   document, so appending a message to a long session changes one small item); the format-1
+//!   `messages/<projectId>/<sessionId>.json` (all of a session's messages) is refused, and
+//!   [`split_legacy_messages_doc`] turns one into the new items;
 //! - `todos/<projectId>/<sessionId>.json`: its todo list;
 //! - `projects/<projectId>.json`: the project row.
 //!
 //! Change detection is cheap ([`Source::fingerprints`]): a session's `time_updated` and its
-//! message/part/todo counts through OpenCode's indexes; only changed sessions are read.
+//! message/part/todo counts through OpenCode's indexes; only changed sessions are read. Message
+//! items are fingerprinted one by one (the message's `time_updated` and size, its parts' count,
+//! latest `time_updated` and size), computed only for sessions whose session-level signal changed
+//! and otherwise taken from a cache in oc-sync's state dir ([`PRINTS_FILE`]).
+//!
+//! **Writes** of a batch ([`Source::write_batch`]) are one SQLite transaction, each item a
+//! savepoint in it (a refused item undoes itself only); session totals are recomputed once per
+//! batch.
 //!
 //! **Paths.** A project has the same id on every machine (its git root commit) but its own
 //! worktree path. A pulled session's `directory` becomes `<local worktree>/<session.path>` when
@@ -28,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::opencode_db::{messages_doc_ids, DbError, OpencodeDb, SchemaStatus, SessionSignal};
-use super::{Category, Fingerprints, Item, ItemMeta, Source, SourceError};
+use super::{Category, Fingerprints, Item, ItemMeta, Source, SourceError, WriteOp};
 use crate::config::Config;
 use crate::merge::MergeKind;
 use crate::merge::rows::render_doc;
@@ -39,6 +49,15 @@ const MACHINE_PROJECT_COLUMNS: &[&str] = &["worktree", "sandboxes", "time_create
 
 /// File (in oc-sync's state dir) remembering which paths were mapped on this machine.
 pub const PATHS_FILE: &str = "opencode-paths.json";
+
+/// File (in oc-sync's state dir) caching the message fingerprints of each session, with the
+/// session-level signal they were computed at: session id → (signal, message id → print).
+pub const PRINTS_FILE: &str = "opencode-message-prints.json";
+
+/// Why a format-1 `messages/<projectId>/<sessionId>.json` key is refused.
+pub const LEGACY_MESSAGES_REFUSAL: &str = "an old format-1 session document; migrated by the remote upgrade";
+
+type PrintCache = BTreeMap<String, (String, BTreeMap<String, String>)>;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct PathMemory {
@@ -82,13 +101,14 @@ struct Shared {
     signals: RefCell<Option<Rc<Vec<SessionSignal>>>>,
     /// Local projects: id → (name, worktree).
     projects: RefCell<Option<Rc<LocalProjects>>>,
+    /// Message fingerprints per session ([`PRINTS_FILE`]), loaded on first use.
+    prints: RefCell<Option<PrintCache>>,
+    prints_file: PathBuf,
 }
 
 /// What `read` needs to know about one session.
 struct SessionCounts {
     project_id: String,
-    messages: u64,
-    parts: u64,
     todos: u64,
     time_updated: i64,
 }
@@ -146,6 +166,8 @@ pub fn sources(db_path: &Path, state_dir: &Path, config: &Config, now_ms: u64) -
         read_only,
         signals: RefCell::new(None),
         projects: RefCell::new(None),
+        prints: RefCell::new(None),
+        prints_file: state_dir.join(PRINTS_FILE),
     });
     Ok(cats.into_iter().map(|cat| DbSource { cat, shared: shared.clone() }).collect())
 }
@@ -173,6 +195,10 @@ fn write_err(key: &str, e: DbError) -> SourceError {
     }
 }
 
+fn db_err_text(text: &str) -> SourceError {
+    SourceError::Io { context: text.to_owned(), source: std::io::Error::other("database") }
+}
+
 fn db_err(e: DbError) -> SourceError {
     SourceError::Io { context: e.to_string(), source: std::io::Error::other("database") }
 }
@@ -186,6 +212,22 @@ fn session_key(cat: Category, key: &str) -> Option<(&str, &str)> {
     let rest = key.strip_prefix(cat.as_str())?.strip_prefix('/')?.strip_suffix(".json")?;
     let (pid, sid) = rest.split_once('/')?;
     (valid_id(pid) && valid_id(sid)).then_some((pid, sid))
+}
+
+/// (project id, session id, message id) of a `messages/<pid>/<sid>/<mid>.json` key.
+fn message_key(key: &str) -> Option<(&str, &str, &str)> {
+    let rest = key.strip_prefix("messages/")?.strip_suffix(".json")?;
+    let mut it = rest.split('/');
+    let (pid, sid, mid) = (it.next()?, it.next()?, it.next()?);
+    (it.next().is_none() && valid_id(pid) && valid_id(sid) && valid_id(mid)).then_some((pid, sid, mid))
+}
+
+/// (project id, session id) of any session-scoped key of `cat` (a message key's session).
+fn session_of_key(cat: Category, key: &str) -> Option<(&str, &str)> {
+    match cat {
+        Category::Messages => message_key(key).map(|(p, s, _)| (p, s)),
+        _ => session_key(cat, key),
+    }
 }
 
 fn project_key(key: &str) -> Option<&str> {
@@ -326,6 +368,36 @@ impl Shared {
         self.memory.borrow().sessions.get(sid).filter(|m| m.local == local).map(|m| m.shared.clone())
     }
 
+    /// Runs `f` on the message print cache (loaded from [`PRINTS_FILE`] on first use).
+    fn with_prints<T>(&self, f: impl FnOnce(&mut PrintCache) -> T) -> T {
+        let mut cache = self.prints.borrow_mut();
+        let cache = cache.get_or_insert_with(|| {
+            std::fs::read(&self.prints_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+        });
+        f(cache)
+    }
+
+    fn save_prints(&self) {
+        let bytes = self.with_prints(|c| serde_json::to_vec(c));
+        match bytes {
+            Ok(bytes) => {
+                if let Err(e) = crate::fsutil::atomic_write(&self.prints_file, &bytes, None) {
+                    tracing::warn!("cannot write {}: {e}", self.prints_file.display());
+                }
+            }
+            Err(e) => tracing::warn!("cannot serialize the message prints: {e}"),
+        }
+    }
+
+    /// Forgets (durably, before a write of their messages) the cached prints of `sessions`: a
+    /// write may change a message without changing the session-level signal.
+    fn forget_prints<'s>(&self, sessions: impl IntoIterator<Item = &'s str>) {
+        let removed = self.with_prints(|c| sessions.into_iter().fold(false, |acc, sid| c.remove(sid).is_some() | acc));
+        if removed {
+            self.save_prints();
+        }
+    }
+
     fn write_guard(&self, key: &str) -> Result<(), SourceError> {
         match &self.read_only {
             Some(why) => Err(refused(key, why.clone())),
@@ -334,10 +406,39 @@ impl Shared {
     }
 }
 
+/// Turns a format-1 `messages/<projectId>/<sessionId>.json` document (all of a session's messages
+/// and parts) into the format-2 items `messages/<projectId>/<sessionId>/<messageId>.json`, each
+/// byte for byte what this source reads from the same rows. For the remote upgrade. Refuses a
+/// key of another shape, a damaged document, one naming another session, and message ids that
+/// cannot be keys.
+pub fn split_legacy_messages_doc(key: &str, bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, SourceError> {
+    let (pid, sid) = session_key(Category::Messages, key)
+        .ok_or_else(|| refused(key, "not a format-1 messages key (messages/<projectId>/<sessionId>.json)"))?;
+    let (doc_sid, items) = super::opencode_db::split_messages_doc(bytes)
+        .map_err(|p| refused(key, format!("not a valid messages document: {}: {}", p.field, p.problem)))?;
+    if doc_sid != sid {
+        return Err(refused(key, format!("its content names sessionId {doc_sid:?}, not {sid:?} as its key does")));
+    }
+    items
+        .into_iter()
+        .map(|(mid, doc)| {
+            if valid_id(&mid) {
+                Ok((format!("messages/{pid}/{sid}/{mid}.json"), doc))
+            } else {
+                Err(refused(key, format!("message id {mid:?} cannot be part of an item key")))
+            }
+        })
+        .collect()
+}
+
 /// Why `key` is not a key of `cat`'s shape, if it is not.
 fn key_shape_refusal(cat: Category, key: &str) -> Option<String> {
     match cat {
         Category::Projects => project_key(key).is_none().then(|| "not a projects key (projects/<projectId>.json)".to_string()),
+        Category::Messages if session_key(cat, key).is_some() => Some(LEGACY_MESSAGES_REFUSAL.to_string()),
+        Category::Messages => {
+            message_key(key).is_none().then(|| "not a messages key (messages/<projectId>/<sessionId>/<messageId>.json)".to_string())
+        }
         _ => session_key(cat, key).is_none().then(|| format!("not a {cat} key ({cat}/<projectId>/<sessionId>.json)")),
     }
 }
@@ -362,7 +463,7 @@ fn check_matches_key(cat: Category, key: &str, bytes: &[u8]) -> Result<(), Sourc
         let pid = project_key(key).unwrap_or_default();
         return expect("project.id", text(doc.get("project").and_then(|p| p.get("id"))), pid);
     }
-    let (pid, sid) = session_key(cat, key).unwrap_or_default();
+    let (pid, sid) = session_of_key(cat, key).unwrap_or_default();
     if cat == Category::Sessions {
         let session = doc.get("session");
         expect("session.id", text(session.and_then(|s| s.get("id"))), sid)?;
@@ -373,6 +474,17 @@ fn check_matches_key(cat: Category, key: &str, bytes: &[u8]) -> Result<(), Sourc
         };
     }
     expect("sessionId", text(doc.get("sessionId")), sid)?;
+    if let Some((_, _, mid)) = message_key(key) {
+        // Exactly the key's message, and only its parts.
+        let messages = doc.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        if messages.len() != 1 {
+            return Err(refused(key, format!("a message item holds exactly one message row, not {}", messages.len())));
+        }
+        expect("messages[0].id", text(messages[0].get("id")), mid)?;
+        for (i, row) in doc.get("parts").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            expect(&format!("parts[{i}].message_id"), text(row.get("message_id")), mid)?;
+        }
+    }
     for list in ["messages", "parts", "todos"] {
         for (i, row) in doc.get(list).and_then(Value::as_array).into_iter().flatten().enumerate() {
             expect(&format!("{list}[{i}].session_id"), text(row.get("session_id")), sid)?;
@@ -390,20 +502,18 @@ impl DbSource {
         ItemMeta { key, category: self.cat, kind: MergeKind::Rows, size, modified_ms, mode: None }
     }
 
-    /// One session's project and row counts (cheap: primary key and OpenCode's indexes).
+    /// One session's project, todo count and time (cheap: the session's primary key and the todo
+    /// index; called per message item, so no message or part counts).
     fn session_of(&self, sid: &str) -> Result<Option<SessionCounts>, SourceError> {
         if let Some(s) = self.shared.signals.borrow().as_ref() {
-            return Ok(s.iter().find(|s| s.id == sid).map(|s| SessionCounts {
-                project_id: s.project_id.clone(),
-                messages: s.messages,
-                parts: s.parts,
-                todos: s.todos,
-                time_updated: s.time_updated,
+            // Sorted by id (see `session_signals`).
+            return Ok(s.binary_search_by(|x| x.id.as_str().cmp(sid)).ok().map(|i| SessionCounts {
+                project_id: s[i].project_id.clone(),
+                todos: s[i].todos,
+                time_updated: s[i].time_updated,
             }));
         }
-        let sql = "SELECT project_id, (SELECT count(*) FROM message WHERE session_id = ?1), \
-                   (SELECT count(*) FROM part WHERE session_id = ?1), (SELECT count(*) FROM todo WHERE session_id = ?1), \
-                   time_updated FROM session WHERE id = ?1";
+        let sql = "SELECT project_id, (SELECT count(*) FROM todo WHERE session_id = ?1), time_updated FROM session WHERE id = ?1";
         let conn = self.shared.db.connection();
         let row = conn
             .prepare_cached(sql)
@@ -412,16 +522,75 @@ impl DbSource {
                 match rows.next()? {
                     Some(r) => Ok(Some(SessionCounts {
                         project_id: r.get(0)?,
-                        messages: r.get::<_, i64>(1)? as u64,
-                        parts: r.get::<_, i64>(2)? as u64,
-                        todos: r.get::<_, i64>(3)? as u64,
-                        time_updated: r.get(4)?,
+                        todos: r.get::<_, i64>(1)? as u64,
+                        time_updated: r.get(2)?,
                     })),
                     None => Ok(None),
                 }
             })
             .map_err(|e| db_err(DbError::Sqlite { path: self.shared.db.path().to_path_buf(), context: format!("looking up session {sid}"), source: e }))?;
         Ok(row)
+    }
+
+    /// Every message item with its print (see the module doc); the prints of a session whose
+    /// session-level signal is the cached one come from the cache, the others from the database.
+    fn message_fingerprints(&self) -> Result<Fingerprints, SourceError> {
+        let mut out = Fingerprints::default();
+        let signals = self.shared.signals()?;
+        let ids = self.shared.db.message_ids().map_err(db_err)?;
+        let mut by_session: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (sid, mid) in &ids {
+            by_session.entry(sid.as_str()).or_default().push(mid.as_str());
+        }
+        let mut dirty = false;
+        let mut present = HashSet::new();
+        for s in signals.iter() {
+            let Some(mids) = by_session.get(s.id.as_str()) else { continue };
+            if !valid_id(&s.id) || !valid_id(&s.project_id) {
+                continue;
+            }
+            let keys = mids.iter().filter(|m| valid_id(m)).map(|m| (*m, format!("messages/{}/{}/{m}.json", s.project_id, s.id)));
+            let why = if (s.time_updated.max(0) as u64) < self.shared.filter.cutoff_ms {
+                Some("its session is older than sessionMaxAgeDays")
+            } else if !self.shared.project_selected(&s.project_id)? {
+                Some("its project is not in sessionProjects")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                out.skipped.extend(keys.map(|(_, k)| (k, why.to_string())));
+                continue;
+            }
+            present.insert(s.id.clone());
+            let signal = format!("{}:{}:{}", s.time_updated, s.messages, s.parts);
+            let cached = self.shared.with_prints(|c| c.get(&s.id).filter(|(sig, _)| *sig == signal).map(|(_, p)| p.clone()));
+            // A cache that misses a present message is stale: recomputed.
+            let prints = match cached.filter(|p| mids.iter().all(|m| p.contains_key(*m))) {
+                Some(p) => p,
+                None => {
+                    let p: BTreeMap<String, String> = self.shared.db.message_prints(&s.id).map_err(db_err)?.into_iter().collect();
+                    self.shared.with_prints(|c| c.insert(s.id.clone(), (signal, p.clone())));
+                    dirty = true;
+                    p
+                }
+            };
+            for (mid, key) in keys {
+                // A message added between the two queries has no print yet: one that never
+                // matches (it is read), never a missing key (which would look deleted).
+                let print = prints.get(mid).cloned().unwrap_or_else(|| "new".into());
+                out.items.push((key, print));
+            }
+        }
+        dirty |= self.shared.with_prints(|c| {
+            let before = c.len();
+            c.retain(|sid, _| present.contains(sid));
+            c.len() != before
+        });
+        if dirty {
+            self.shared.save_prints();
+        }
+        out.items.sort();
+        Ok(out)
     }
 
     /// The session document as shared: mapped paths put back.
@@ -431,7 +600,7 @@ impl DbSource {
         if self.cat == Category::Projects {
             return Ok(());
         }
-        let (pid, sid) = session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
+        let (pid, sid) = session_of_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
         match self.session_of(sid)? {
             Some(c) if c.project_id != pid => Err(refused(
                 key,
@@ -544,6 +713,14 @@ impl DbSource {
     }
 }
 
+impl DbSource {
+    /// Write transactions the database handle of these sources committed (tests: batching).
+    #[doc(hidden)]
+    pub fn write_transactions(&self) -> u64 {
+        self.shared.db.write_transactions()
+    }
+}
+
 impl Source for DbSource {
     fn category(&self) -> Category {
         self.cat
@@ -564,6 +741,9 @@ impl Source for DbSource {
             }
             return Ok(Some(out));
         }
+        if self.cat == Category::Messages {
+            return self.message_fingerprints().map(Some);
+        }
         for s in self.shared.signals()?.iter() {
             if !valid_id(&s.id) || !valid_id(&s.project_id) {
                 continue;
@@ -579,12 +759,6 @@ impl Source for DbSource {
             }
             let print = match self.cat {
                 Category::Sessions => format!("{}:{}:{}", s.time_updated, s.time_archived.unwrap_or(0), s.totals),
-                Category::Messages => {
-                    if s.messages == 0 && s.parts == 0 {
-                        continue; // no messages yet: nothing to sync
-                    }
-                    format!("{}:{}:{}", s.time_updated, s.messages, s.parts)
-                }
                 Category::Todos => {
                     if s.todos == 0 {
                         continue; // no todo list: nothing to sync
@@ -614,7 +788,7 @@ impl Source for DbSource {
         // a session of the key's project (messages and todos: one that exists).
         let here = match self.cat {
             Category::Projects => project_key(key).map(|pid| self.shared.db.read_project_doc(pid).is_ok_and(|d| d.is_some()).to_string()),
-            _ => session_key(self.cat, key).map(|(_, sid)| match self.session_of(sid) {
+            _ => session_of_key(self.cat, key).map(|(_, sid)| match self.session_of(sid) {
                 Ok(Some(c)) => c.project_id,
                 _ => String::new(),
             }),
@@ -629,8 +803,15 @@ impl Source for DbSource {
         if self.cat == Category::Projects {
             return project_key(key).is_some_and(|pid| self.shared.project_selected(pid).unwrap_or(false));
         }
+        let Some((pid, sid)) = session_of_key(self.cat, key) else { return false };
+        if !self.shared.project_selected(pid).unwrap_or(false) {
+            return false;
+        }
+        // A message item is wanted with its session: also when the message is older than the
+        // cutoff but its session here is recent.
         modified_ms >= self.shared.filter.cutoff_ms
-            && session_key(self.cat, key).is_some_and(|(pid, _)| self.shared.project_selected(pid).unwrap_or(false))
+            || (self.cat == Category::Messages
+                && matches!(self.session_of(sid), Ok(Some(c)) if c.time_updated.max(0) as u64 >= self.shared.filter.cutoff_ms))
     }
 
     fn read(&self, key: &str) -> Result<Option<Item>, SourceError> {
@@ -649,20 +830,18 @@ impl Source for DbSource {
             }
             (render_doc(&doc), 0)
         } else {
-            let (pid, sid) = session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
-            let Some(SessionCounts { project_id, messages, parts, todos, time_updated }) = self.session_of(sid)? else {
+            if let Some(why) = key_shape_refusal(self.cat, key) {
+                return Err(refused(key, why));
+            }
+            let (pid, sid) = session_of_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
+            let Some(SessionCounts { project_id, todos, time_updated }) = self.session_of(sid)? else {
                 return Ok(None);
             };
             if project_id != pid {
                 return Ok(None); // the session moved to another project: a new key
             }
-            // An empty list is no item (as in the fingerprints).
-            let empty = match self.cat {
-                Category::Messages => messages == 0 && parts == 0,
-                Category::Todos => todos == 0,
-                _ => false,
-            };
-            if empty {
+            // An empty todo list is no item (as in the fingerprints).
+            if self.cat == Category::Todos && todos == 0 {
                 return Ok(None);
             }
             let bytes = match self.cat {
@@ -670,10 +849,13 @@ impl Source for DbSource {
                     Some(b) => self.shared_session_doc(key, b)?,
                     None => return Ok(None),
                 },
-                Category::Messages => match db.read_messages_doc(sid).map_err(db_err)? {
-                    Some(b) => b,
-                    None => return Ok(None),
-                },
+                Category::Messages => {
+                    let (_, _, mid) = message_key(key).ok_or_else(|| refused(key, "not a message key"))?;
+                    match db.read_message_doc(sid, mid).map_err(db_err)? {
+                        Some(b) => b,
+                        None => return Ok(None),
+                    }
+                }
                 _ => match db.read_todos_doc(sid).map_err(db_err)? {
                     Some(b) => b,
                     None => return Ok(None),
@@ -700,8 +882,9 @@ impl Source for DbSource {
             Category::Projects => self.write_project(key, bytes)?,
             Category::Sessions => self.write_session(key, bytes)?,
             Category::Messages => {
-                session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
-                db.write_messages_doc(bytes)
+                let (_, sid, mid) = message_key(key).ok_or_else(|| refused(key, "not a message key"))?;
+                self.shared.forget_prints([sid]);
+                db.write_message_doc_over(mid, bytes, None)
             }
             _ => {
                 session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
@@ -712,8 +895,8 @@ impl Source for DbSource {
         result.map_err(|e| write_err(key, e))
     }
 
-    /// A messages document keeps the rows added here since `base` (see
-    /// [`OpencodeDb::write_messages_doc_over`]); other items are written as usual.
+    /// A message item keeps the parts added here since `base` (see
+    /// [`OpencodeDb::write_message_doc_over`]); other items are written as usual.
     fn write_over(&self, key: &str, bytes: &[u8], base: Option<&[u8]>) -> Result<(), SourceError> {
         if self.cat != Category::Messages {
             return self.write(key, bytes);
@@ -721,11 +904,41 @@ impl Source for DbSource {
         self.shared.write_guard(key)?;
         check_matches_key(self.cat, key, bytes)?;
         self.check_session_here(key)?;
-        session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
+        let (_, sid, mid) = message_key(key).ok_or_else(|| refused(key, "not a message key"))?;
         let deletable: HashSet<String> = base.map(messages_doc_ids).unwrap_or_default();
-        let result = self.shared.db.write_messages_doc_over(bytes, Some(&deletable));
+        self.shared.forget_prints([sid]);
+        let result = self.shared.db.write_message_doc_over(mid, bytes, Some(&deletable));
         self.shared.changed(false);
         result.map_err(|e| write_err(key, e))
+    }
+
+    /// One SQLite transaction for the whole batch (the engine sizes batches); each item is a
+    /// savepoint, so a refused item undoes only itself. The cached message prints of the
+    /// sessions concerned are forgotten first (durably).
+    fn write_batch(&self, ops: &[WriteOp<'_>]) -> Vec<Result<(), SourceError>> {
+        if let Some(why) = &self.shared.read_only {
+            return ops.iter().map(|op| Err(refused(op.key(), why.clone()))).collect();
+        }
+        if self.cat == Category::Messages {
+            self.shared.forget_prints(ops.iter().filter_map(|op| message_key(op.key()).map(|(_, s, _)| s)));
+        }
+        let run = || {
+            ops.iter()
+                .map(|op| match op {
+                    WriteOp::Write { key, bytes, base } => self.write_over(key, bytes, *base),
+                    WriteOp::Delete { key } => self.delete(key),
+                })
+                .collect::<Vec<_>>()
+        };
+        match self.shared.db.write_batch(run) {
+            Ok(results) => results,
+            Err(e) => {
+                // Nothing of the batch was written.
+                self.shared.changed(true);
+                let why = e.to_string();
+                ops.iter().map(|_| Err(db_err_text(&why))).collect()
+            }
+        }
     }
 
     fn delete(&self, key: &str) -> Result<(), SourceError> {
@@ -735,10 +948,17 @@ impl Source for DbSource {
             let pid = project_key(key).ok_or_else(|| refused(key, "not a project key"))?;
             db.delete_project(pid).map(|_| ())
         } else {
-            let (_, sid) = session_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
+            if let Some(why) = key_shape_refusal(self.cat, key) {
+                return Err(refused(key, why));
+            }
+            let (_, sid) = session_of_key(self.cat, key).ok_or_else(|| refused(key, "not a session key"))?;
             match self.cat {
                 Category::Sessions => db.delete_session(sid),
-                Category::Messages => db.delete_messages(sid),
+                Category::Messages => {
+                    let (_, _, mid) = message_key(key).ok_or_else(|| refused(key, "not a message key"))?;
+                    self.shared.forget_prints([sid]);
+                    db.delete_message(sid, mid)
+                }
                 _ => db.delete_todos(sid),
             }
         };

@@ -54,11 +54,18 @@ pub struct IntentItem {
     pub base: BaseEntry,
     /// A local write still to do once the commit is in (merged items): the local content hash it
     /// replaces (None: the item is absent locally). The content is `base.hash`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// (`null` in the file is `Some(None)`: a write of an item absent here, a pull of a new item.)
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present_or_null")]
     pub write_over: Option<Option<String>>,
     /// Part of the commit (else only a local write of remote content: a pull).
     #[serde(default)]
     pub committed: bool,
+}
+
+/// A field that is present is `Some`, also when it is `null` (serde's default reads `null` as
+/// the outer `None`, which would take a pending write of a new item for no write at all).
+fn present_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// How a pending intent was settled.

@@ -14,7 +14,7 @@ use crate::clock::VectorClock;
 use crate::config::{Config, ConflictStrategy};
 use crate::merge::{self, MergeKind, Side};
 use crate::remote::{sha256_hex, Changes, CommitOutcome, Entry, Manifest, Remote, Version};
-use crate::source::{Category, Source, SourceError};
+use crate::source::{Category, Source, SourceError, WriteOp};
 
 use crate::fault;
 
@@ -562,91 +562,64 @@ impl<'a> Syncer<'a> {
 
     /// Stops a sync that would delete a large share of a category.
     fn check_deletions(&self, report: &SyncReport, local: &BTreeMap<String, LocalItem>, state: &SyncState) -> Result<(), SyncError> {
-        let mut per_cat: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+        // Counted in deletion units: a deleted session's message items count once.
+        let mut per_cat: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for key in report.deleted_local.iter().chain(&report.deleted_remote) {
-            per_cat.entry(key.split('/').next().unwrap_or("")).or_default().push(key);
+            per_cat.entry(key.split('/').next().unwrap_or("")).or_default().insert(deletion_unit(key));
         }
         for (cat, keys) in per_cat {
             let prefix = format!("{cat}/");
-            let known: BTreeSet<&String> = local
+            let known: BTreeSet<&str> = local
                 .keys()
                 .chain(state.items.iter().filter(|(_, e)| e.hash.is_some()).map(|(k, _)| k))
                 .filter(|k| k.starts_with(&prefix))
+                .map(|k| deletion_unit(k))
                 .collect();
             let (count, total) = (keys.len(), known.len().max(keys.len()));
             if count > DELETION_MAX_AT_ONCE || (count >= DELETION_SHARE_MIN && count * 2 > total) {
-                let sample = keys.iter().take(3).map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
+                let sample = keys.iter().take(3).copied().collect::<Vec<_>>().join(", ");
                 return Err(SyncError::TooManyDeletions { category: cat.to_string(), count, total, sample });
             }
         }
         Ok(())
     }
 
-    /// Writes pulled and merged items, re-checking each local file first.
+    /// Writes pulled and merged items in batches (see [`Self::apply_batch`]), re-checking each
+    /// local item first.
     /// Returns the keys written or deleted locally.
     fn apply_locally(&self, plan: &mut Plan, state: &mut SyncState) -> Result<BTreeSet<String>, SyncError> {
-        let mut written = BTreeSet::new();
-        // Keys left alone because they changed during the sync, with the local hash planned on.
-        let mut deferred = BTreeMap::new();
         // Parents before children: categories in their declared order (a session before its
         // messages and todos), keys in order within one.
         plan.writes.sort_by_key(|w| match &w.0 {
             LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => category_rank(key),
         });
-        let mut refused = BTreeSet::new();
+        let mut done = Applied { written: BTreeSet::new(), deferred: BTreeMap::new(), refused: BTreeSet::new() };
         let journal = IntentStore::new(&self.state);
+        // Batches of one category (so of one source), in that order, each at most
+        // APPLY_BATCH_ITEMS items and about APPLY_BATCH_BYTES: a database source writes each batch
+        // in one transaction.
+        let mut batch: Vec<(LocalWrite, Option<String>)> = Vec::new();
+        let mut batch_bytes = 0usize;
+        let write_len = |w: &LocalWrite| match w {
+            LocalWrite::Write { bytes, .. } => bytes.len(),
+            LocalWrite::Delete { .. } => 0,
+        };
         for (write, expected) in std::mem::take(&mut plan.writes) {
-            let key = match &write {
-                LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => key.clone(),
-            };
-            if let Some(p) = self.progress {
-                p.done(Phase::Writing, 1, 0);
+            let cat = Category::of_key(local_write_key(&write));
+            let full = batch.len() >= APPLY_BATCH_ITEMS || batch_bytes + write_len(&write) > APPLY_BATCH_BYTES;
+            if let Some((last, _)) = batch.last()
+                && (full || Category::of_key(local_write_key(last)) != cat)
+            {
+                self.apply_batch(std::mem::take(&mut batch), plan, state, &journal, &mut done)?;
+                batch_bytes = 0;
             }
-            let Some(src) = self.source_for(&key) else { continue };
-            let now_hash = match src.read(&key) {
-                Ok(item) => item.map(|i| sha256_hex(&i.bytes)),
-                Err(e) if refusable(&e) => {
-                    tracing::warn!("not applying {key} from the remote: {e}");
-                    plan.report.skipped.push(format!("{key}: not applied from the remote: {e}"));
-                    refused.insert(key);
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if now_hash != expected {
-                tracing::info!("{key} changed during the sync; it will be merged on the next sync");
-                deferred.insert(key, expected);
-                continue;
-            }
-            if let Some(f) = self.on_local_write {
-                f(&key, false);
-            }
-            let result = match &write {
-                LocalWrite::Write { key, bytes } => {
-                    let base = state.items.get(key).and_then(|b| b.hash.as_deref()).and_then(|h| self.state.base(h));
-                    src.write_over(key, bytes, base.as_deref())
-                }
-                LocalWrite::Delete { key } => src.delete(key),
-            };
-            if let Some(f) = self.on_local_write {
-                f(&key, true);
-            }
-            match result {
-                Ok(()) => {
-                    journal.log_applied(&key)?;
-                    written.insert(key);
-                    fault::step(fault::LOCAL_WRITE)?;
-                }
-                // An item this machine must not write (outside the synced set, behind a symlink, too
-                // large): refuse it, keep syncing the rest, and leave its base alone.
-                Err(e) if refusable(&e) => {
-                    let hash = plan.remote_hashes.get(&key).cloned().flatten();
-                    self.remember_refusal(&key, hash, &e, plan);
-                    refused.insert(key);
-                }
-                Err(e) => return Err(e.into()),
-            }
+            batch_bytes += write_len(&write);
+            batch.push((write, expected));
         }
+        if !batch.is_empty() {
+            self.apply_batch(batch, plan, state, &journal, &mut done)?;
+        }
+        let Applied { written, deferred, refused } = done;
         plan.refusals.retain(|k, _| !written.contains(k));
         plan.report.refused = plan.refusals.iter().map(|(k, r)| r.line(k)).collect();
         state.refused = std::mem::take(&mut plan.refusals);
@@ -657,6 +630,94 @@ impl<'a> Syncer<'a> {
         }
         plan.report.deferred = deferred.into_keys().collect();
         Ok(written)
+    }
+
+    /// Writes one batch of local writes (all of one source): each re-checked first (changed
+    /// during the sync: deferred; unreadable: refused), the rest given to [`Source::write_batch`]
+    /// at once. Every write the source reports done is journaled as applied before a failure of
+    /// another item stops the sync, so the next sync re-does exactly the writes that did not happen.
+    fn apply_batch(
+        &self,
+        batch: Vec<(LocalWrite, Option<String>)>,
+        plan: &mut Plan,
+        state: &SyncState,
+        journal: &IntentStore,
+        done: &mut Applied,
+    ) -> Result<(), SyncError> {
+        let Some(src) = batch.first().and_then(|(w, _)| self.source_for(local_write_key(w))) else { return Ok(()) };
+        let mut ready: Vec<(LocalWrite, Option<Vec<u8>>)> = Vec::with_capacity(batch.len());
+        for (write, expected) in batch {
+            let key = local_write_key(&write).to_owned();
+            if let Some(p) = self.progress {
+                p.done(Phase::Writing, 1, 0);
+            }
+            let now_hash = match src.read(&key) {
+                Ok(item) => item.map(|i| sha256_hex(&i.bytes)),
+                Err(e) if refusable(&e) => {
+                    tracing::warn!("not applying {key} from the remote: {e}");
+                    plan.report.skipped.push(format!("{key}: not applied from the remote: {e}"));
+                    done.refused.insert(key);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if now_hash != expected {
+                tracing::info!("{key} changed during the sync; it will be merged on the next sync");
+                done.deferred.insert(key, expected);
+                continue;
+            }
+            let base = match &write {
+                LocalWrite::Write { key, .. } => state.items.get(key).and_then(|b| b.hash.as_deref()).and_then(|h| self.state.base(h)),
+                LocalWrite::Delete { .. } => None,
+            };
+            ready.push((write, base));
+        }
+        if ready.is_empty() {
+            return Ok(());
+        }
+        let ops: Vec<WriteOp<'_>> = ready
+            .iter()
+            .map(|(w, base)| match w {
+                LocalWrite::Write { key, bytes } => WriteOp::Write { key, bytes, base: base.as_deref() },
+                LocalWrite::Delete { key } => WriteOp::Delete { key },
+            })
+            .collect();
+        if let Some(f) = self.on_local_write {
+            ops.iter().for_each(|op| f(op.key(), false));
+        }
+        let mut results = src.write_batch(&ops);
+        if let Some(f) = self.on_local_write {
+            ops.iter().for_each(|op| f(op.key(), true));
+        }
+        if results.len() != ops.len() {
+            tracing::error!("a source answered {} results for {} writes", results.len(), ops.len());
+            results.truncate(ops.len());
+        }
+        let mut failure = None;
+        for (op, result) in ops.iter().zip(results) {
+            let key = op.key().to_owned();
+            match result {
+                Ok(()) => {
+                    journal.log_applied(&key)?;
+                    done.written.insert(key);
+                    fault::step(fault::LOCAL_WRITE)?;
+                }
+                // An item this machine must not write (outside the synced set, behind a symlink, too
+                // large): refuse it, keep syncing the rest, and leave its base alone.
+                Err(e) if refusable(&e) => {
+                    let hash = plan.remote_hashes.get(&key).cloned().flatten();
+                    self.remember_refusal(&key, hash, &e, plan);
+                    done.refused.insert(key);
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// Makes the planned bases this machine's memory, except for items refused or changed during
@@ -776,6 +837,34 @@ fn base_with(e: &Entry, content_hash: &str, now: u64) -> BaseEntry {
 
 fn base_of(e: &Entry, now: u64) -> BaseEntry {
     BaseEntry { clock: e.clock.clone(), hash: e.hash.clone(), kind: e.kind.clone(), category: e.category.clone(), synced_ms: now, fingerprint: None }
+}
+
+/// Most items one local write batch holds (see [`Source::write_batch`]).
+pub const APPLY_BATCH_ITEMS: usize = 500;
+/// About the most bytes one local write batch holds (a larger item is a batch of its own).
+pub const APPLY_BATCH_BYTES: usize = 8 << 20;
+
+/// What the local writes of one sync did so far.
+struct Applied {
+    written: BTreeSet<String>,
+    /// Keys left alone because they changed during the sync, with the local hash planned on.
+    deferred: BTreeMap<String, Option<String>>,
+    refused: BTreeSet<String>,
+}
+
+fn local_write_key(w: &LocalWrite) -> &str {
+    match w {
+        LocalWrite::Write { key, .. } | LocalWrite::Delete { key } => key,
+    }
+}
+
+/// What the deletion safety counts as one item: a session's message items count as one (deleting
+/// a session deletes all its messages), every other key as itself.
+fn deletion_unit(key: &str) -> &str {
+    match key.strip_prefix("messages/") {
+        Some(rest) if rest.matches('/').count() == 2 => &key[..key.rfind('/').unwrap_or(key.len())],
+        _ => key,
+    }
 }
 
 /// Position of a key's category in [`Category::ALL`] (parents before children).

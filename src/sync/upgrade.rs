@@ -135,8 +135,14 @@ fn convert(remote: &dyn Remote, from: &Version, manifest: &Manifest, split: &Spl
 /// The splitter of a real upgrade: format 1's whole-session `messages/<project>/<session>.json`
 /// documents become one item per message.
 pub fn split_session_documents(key: &str, bytes: &[u8]) -> Option<Result<Vec<(String, Vec<u8>)>, String>> {
-    let _ = (key, bytes);
-    None
+    let rest = key.strip_prefix("messages/")?;
+    if rest.split('/').count() != 2 || !rest.ends_with(".json") {
+        return None;
+    }
+    if bytes.is_empty() {
+        return Some(Ok(Vec::new()));
+    }
+    Some(crate::source::sessions::split_legacy_messages_doc(key, bytes).map_err(|e| e.to_string()))
 }
 
 #[cfg(test)]

@@ -296,7 +296,8 @@ fn a_hostile_folder_remote_changes_nothing_outside_the_synced_dirs_and_refusals_
         "config/node_modules/evil/index.js",
         "config/opencode-sync.json",
         "sessions/evil.json",
-        "messages/p/s/x.json",
+        "messages/p/s/m/x.json",
+        "messages/p/s.json",
         "projects/a/b.json",
         "todos/p/s$.json",
     ];

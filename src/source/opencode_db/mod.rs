@@ -127,6 +127,10 @@ pub struct SessionSignal {
 pub struct OpencodeDb {
     conn: Connection,
     path: PathBuf,
+    /// Inside [`OpencodeDb::write_batch`]: the sessions whose totals need recomputing.
+    batch: std::cell::RefCell<Option<std::collections::BTreeSet<String>>>,
+    /// Write transactions committed (see [`OpencodeDb::write_transactions`]).
+    commits: std::cell::Cell<u64>,
 }
 
 impl std::fmt::Debug for OpencodeDb {
@@ -187,7 +191,7 @@ impl OpencodeDb {
         if let Err(source) = setup {
             return Err(DbError::Open { path, source });
         }
-        Ok(OpencodeDb { conn, path })
+        Ok(OpencodeDb { conn, path, batch: Default::default(), commits: Default::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -225,11 +229,14 @@ impl OpencodeDb {
         check_schema(&self.conn).map_err(self.sql("reading the migration table"))
     }
 
-    /// Runs `f` in a deferred (snapshot) transaction.
+    /// Runs `f` in a deferred (snapshot) transaction (inside a batch: in the batch's transaction).
     fn read_tx<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, DbError>,
+        f: impl FnOnce(&Connection) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
+        if !self.conn.is_autocommit() {
+            return f(&self.conn);
+        }
         let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred)
             .map_err(self.sql("starting a read transaction"))?;
         let out = f(&tx)?;
@@ -237,11 +244,8 @@ impl OpencodeDb {
         Ok(out)
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction, after checking the schema is known.
-    fn write_tx<T>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, DbError>,
-    ) -> Result<T, DbError> {
+    /// `BEGIN IMMEDIATE` (retried while the database is busy), then checks the schema is known.
+    fn begin_write(&self) -> Result<Transaction<'_>, DbError> {
         let mut attempt = 0;
         let tx = loop {
             match Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate) {
@@ -261,28 +265,84 @@ impl OpencodeDb {
             }
         };
         match check_schema(&tx).map_err(self.sql("reading the migration table"))? {
-            SchemaStatus::Known => {}
-            SchemaStatus::Unknown { last, count } => {
-                return Err(DbError::UnknownSchema {
-                    path: self.path.clone(),
-                    last,
-                    count,
-                });
-            }
-            SchemaStatus::Missing => {
-                return Err(DbError::NoSchema {
-                    path: self.path.clone(),
-                });
-            }
+            SchemaStatus::Known => Ok(tx),
+            SchemaStatus::Unknown { last, count } => Err(DbError::UnknownSchema {
+                path: self.path.clone(),
+                last,
+                count,
+            }),
+            SchemaStatus::Missing => Err(DbError::NoSchema {
+                path: self.path.clone(),
+            }),
         }
-        let out = f(&tx)?; // dropping `tx` on error rolls back
+    }
+
+    /// Commits a write transaction (after the `db-import` fault point), counting it.
+    fn commit_write(&self, tx: Transaction<'_>) -> Result<(), DbError> {
         crate::fault::step(crate::fault::DB_IMPORT).map_err(|e| DbError::Sqlite {
             path: self.path.clone(),
             context: e.to_string(),
             source: rusqlite::Error::ExecuteReturnedResults,
         })?;
         tx.commit().map_err(self.sql("committing"))?;
+        self.commits.set(self.commits.get() + 1);
+        Ok(())
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction, after checking the schema is known. Inside
+    /// [`Self::write_batch`]: in a savepoint of the batch's transaction (an error undoes this
+    /// write only).
+    fn write_tx<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        if self.batch.borrow().is_some() {
+            self.conn
+                .execute_batch("SAVEPOINT oc_sync_item")
+                .map_err(self.sql("starting a savepoint"))?;
+            return match f(&self.conn) {
+                Ok(v) => {
+                    self.conn
+                        .execute_batch("RELEASE oc_sync_item")
+                        .map_err(self.sql("releasing a savepoint"))?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    self.conn
+                        .execute_batch("ROLLBACK TO oc_sync_item; RELEASE oc_sync_item")
+                        .map_err(self.sql("rolling back a savepoint"))?;
+                    Err(e)
+                }
+            };
+        }
+        let tx = self.begin_write()?;
+        let out = f(&tx)?; // dropping `tx` on error rolls back
+        self.commit_write(tx)?;
         Ok(out)
+    }
+
+    /// Runs `f` (which calls this type's write methods) in ONE write transaction: each write of
+    /// `f` is a savepoint (a refused write undoes itself only), the session totals that message
+    /// writes touched are raised once at the end, and everything is committed at once. Err:
+    /// nothing of `f` is written (begin or commit failed). Not reentrant.
+    pub fn write_batch<T>(&self, f: impl FnOnce() -> T) -> Result<T, DbError> {
+        let tx = self.begin_write()?;
+        *self.batch.borrow_mut() = Some(std::collections::BTreeSet::new());
+        let out = f();
+        let touched = self.batch.borrow_mut().take().unwrap_or_default();
+        for sid in &touched {
+            if self.session_exists(&tx, sid)? {
+                self.set_totals_from_db(&tx, sid)?;
+            }
+        }
+        self.commit_write(tx)?;
+        Ok(out)
+    }
+
+    /// How many write transactions this handle committed (tests: batching).
+    #[doc(hidden)]
+    pub fn write_transactions(&self) -> u64 {
+        self.commits.get()
     }
 
     // -----------------------------------------------------------------------------------------
@@ -373,6 +433,63 @@ impl OpencodeDb {
                 keep
             });
             Ok(Some(docs::messages_doc(sid, &messages, &parts)))
+        })
+    }
+
+    /// One message of session `sid` with its parts, as a messages document of that one message
+    /// (`messages/<pid>/<sid>/<mid>` items), or `None` when the session has no such message. Parts
+    /// recorded under another session are left out (as in [`Self::read_messages_doc`]).
+    pub fn read_message_doc(&self, sid: &str, mid: &str) -> Result<Option<Vec<u8>>, DbError> {
+        self.read_tx(|tx| {
+            let mut messages = self.rows(tx, "SELECT * FROM message WHERE id = ?1", mid, Some("data"), &[])?;
+            messages.retain(|m| m.get("session_id").and_then(Value::as_str) == Some(sid));
+            if messages.is_empty() {
+                return Ok(None);
+            }
+            let mut parts = self.rows(tx, "SELECT * FROM part WHERE message_id = ?1 ORDER BY id", mid, Some("data"), &[])?;
+            parts.retain(|p| p.get("session_id").and_then(Value::as_str) == Some(sid));
+            Ok(Some(docs::messages_doc(sid, &messages, &parts)))
+        })
+    }
+
+    /// Every message as (session id, message id), by session in conversation order (a covering scan of
+    /// `message_session_time_created_id_idx`: no message data is read).
+    pub fn message_ids(&self) -> Result<Vec<(String, String)>, DbError> {
+        self.read_tx(|tx| {
+            let sql = SQL_MESSAGE_IDS;
+            let mut stmt = tx.prepare_cached(sql).map_err(self.sql(format!("running {sql:?}")))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(self.sql(format!("running {sql:?}")))?;
+            Ok(rows)
+        })
+    }
+
+    /// Change signals of one session's messages: message id → `time_updated:data bytes:part
+    /// count:latest part time_updated:part data bytes`. Reads the session's rows (call it only for
+    /// sessions whose session-level signal changed).
+    pub fn message_prints(&self, sid: &str) -> Result<Vec<(String, String)>, DbError> {
+        self.read_tx(|tx| {
+            let sql = SQL_MESSAGE_PRINTS;
+            let mut stmt = tx.prepare_cached(sql).map_err(self.sql(format!("running {sql:?}")))?;
+            let rows = stmt
+                .query_map([sid], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        format!(
+                            "{}:{}:{}:{}:{}",
+                            r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                            r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                            r.get::<_, Option<i64>>(5)?.unwrap_or(0)
+                        ),
+                    ))
+                })
+                .and_then(|it| it.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(self.sql(format!("running {sql:?}")))?;
+            Ok(rows)
         })
     }
 
@@ -694,6 +811,99 @@ impl OpencodeDb {
         })
     }
 
+    /// Writes one message item (`messages/<pid>/<sid>/<mid>`: a messages document holding exactly
+    /// message `mid`): the message row is upserted, its parts become the document's (upsert by
+    /// id; local parts of the message deleted only when in `deletable`, the rows last synced, when
+    /// given), then the session totals are raised to the sums over all its messages when those
+    /// exceed them (see `set_totals_from_db`; once per batch inside [`Self::write_batch`]). Other
+    /// messages of the session are not touched.
+    pub fn write_message_doc_over(&self, mid: &str, doc: &[u8], deletable: Option<&HashSet<String>>) -> Result<(), DbError> {
+        let (sid, messages, parts) =
+            parse_messages_doc(doc).map_err(self.invalid("a message document"))?;
+        if messages.len() != 1 || messages[0].get("id").and_then(Value::as_str) != Some(mid) {
+            return Err(DbError::InvalidDoc {
+                path: self.path.clone(),
+                doc: format!("messages/{sid}/{mid}"),
+                field: "messages".into(),
+                problem: format!("must hold exactly message {mid}"),
+            });
+        }
+        self.write_tx(|tx| {
+            if !self.session_exists(tx, &sid)? {
+                return Err(DbError::SessionMissing {
+                    path: self.path.clone(),
+                    session_id: sid.clone(),
+                    what: "messages",
+                });
+            }
+            self.check_rows_owned(tx, "message", &messages, &sid)?;
+            self.check_rows_owned(tx, "part", &parts, &sid)?;
+            let keep: HashSet<&str> = parts.iter().filter_map(|p| p.get("id").and_then(Value::as_str)).collect();
+            let local = self.ids(tx, "SELECT id FROM part WHERE message_id = ?1", mid)?;
+            let mut del = tx
+                .prepare_cached("DELETE FROM part WHERE id = ?1")
+                .map_err(self.sql("deleting from part"))?;
+            for id in local.iter().filter(|id| !keep.contains(id.as_str()) && deletable.is_none_or(|d| d.contains(*id))) {
+                del.execute([id]).map_err(self.sql(format!("deleting part {id}")))?;
+            }
+            let mcols = self.table_columns(tx, "message")?;
+            let mu = Upsert { table: "message", conflict: &["id"], json_col: Some("data"), keep: &[] };
+            self.upsert(tx, &mu, &mcols, &messages[0], &[])?;
+            let pcols = self.table_columns(tx, "part")?;
+            let pu = Upsert { table: "part", conflict: &["id"], json_col: Some("data"), keep: &[] };
+            for p in &parts {
+                self.upsert(tx, &pu, &pcols, p, &[])?;
+            }
+            self.totals_changed(tx, &sid)
+        })
+    }
+
+    /// Deletes one message of session `sid` with its parts (absent: no-op). The session totals are
+    /// left as they are (a reverted message's cost was spent; the session row that comes with the
+    /// change carries OpenCode's own totals).
+    pub fn delete_message(&self, sid: &str, mid: &str) -> Result<(), DbError> {
+        self.write_tx(|tx| {
+            let n = tx
+                .execute("DELETE FROM message WHERE id = ?1 AND session_id = ?2", [mid, sid])
+                .map_err(self.sql(format!("deleting message {mid}")))?;
+            if n > 0 {
+                tx.execute("DELETE FROM part WHERE message_id = ?1", [mid])
+                    .map_err(self.sql(format!("deleting the parts of message {mid}")))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The session's totals follow its messages: now, or at the end of the batch.
+    fn totals_changed(&self, conn: &Connection, sid: &str) -> Result<(), DbError> {
+        if let Some(touched) = self.batch.borrow_mut().as_mut() {
+            touched.insert(sid.to_owned());
+            return Ok(());
+        }
+        self.set_totals_from_db(conn, sid)
+    }
+
+    /// Raises the session's totals to the sums over its messages here when those exceed them
+    /// (any token count higher, or the cost higher beyond rounding); never lowers them. Message
+    /// items arrive one by one, possibly over several batches or syncs, while the session row
+    /// already carries the other machine's totals for all of them: a partial sum must not replace
+    /// those (and be pushed back). When messages of two machines meet (two offline continuations
+    /// of one session), the sums exceed either side's row and become the totals.
+    fn set_totals_from_db(&self, conn: &Connection, sid: &str) -> Result<(), DbError> {
+        let messages = self.rows(conn, "SELECT * FROM message WHERE session_id = ?1", sid, Some("data"), &[])?;
+        let t = totals(&messages);
+        conn.prepare_cached(
+            "UPDATE session SET cost = CASE WHEN abs(cost - ?2) <= 1e-12 * max(abs(cost), abs(?2), 1e-300) THEN cost ELSE ?2 END, \
+             tokens_input = ?3, tokens_output = ?4, tokens_reasoning = ?5, \
+             tokens_cache_read = ?6, tokens_cache_write = ?7 WHERE id = ?1 AND \
+             (?2 - cost > 1e-12 * max(abs(cost), abs(?2), 1e-300) OR ?3 > tokens_input OR ?4 > tokens_output \
+              OR ?5 > tokens_reasoning OR ?6 > tokens_cache_read OR ?7 > tokens_cache_write)",
+        )
+        .and_then(|mut s| s.execute(rusqlite::params![sid, t.cost, t.input, t.output, t.reasoning, t.cache_read, t.cache_write]))
+        .map_err(self.sql(format!("updating the totals of session {sid}")))?;
+        Ok(())
+    }
+
     /// Refuses rows whose id already belongs to another session here: upserting them by id would
     /// move another session's message or part into this one.
     fn check_rows_owned(&self, conn: &Connection, table: &str, rows: &[Row], sid: &str) -> Result<(), DbError> {
@@ -856,6 +1066,15 @@ pub(crate) const SQL_PART_COUNTS: &str =
 pub(crate) const SQL_TODO_COUNTS: &str =
     "SELECT session_id, count(*), max(time_updated) FROM todo GROUP BY session_id";
 
+/// Every message id by session (covering scan of `message_session_time_created_id_idx`).
+pub(crate) const SQL_MESSAGE_IDS: &str = "SELECT session_id, id FROM message ORDER BY session_id, time_created, id";
+/// One session's messages with their parts' change signals (`part_message_id_id_idx`).
+pub(crate) const SQL_MESSAGE_PRINTS: &str = "SELECT m.id, m.time_updated, octet_length(m.data), \
+     (SELECT count(*) FROM part p WHERE p.message_id = m.id), \
+     (SELECT max(p.time_updated) FROM part p WHERE p.message_id = m.id), \
+     (SELECT sum(octet_length(p.data)) FROM part p WHERE p.message_id = m.id) \
+     FROM message m WHERE m.session_id = ?1";
+
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub(crate) struct Totals {
     pub cost: f64,
@@ -915,6 +1134,31 @@ fn parse_session_doc(doc: &[u8]) -> Result<(Row, Option<Row>), DocProblem> {
         }
     };
     Ok((session, project))
+}
+
+/// A session id with its messages' documents, as (message id, document).
+pub type SplitMessages = (String, Vec<(String, Vec<u8>)>);
+
+/// Splits a whole session's messages document (format 1 of the `messages/<pid>/<sid>` items)
+/// into one document per message, in the document's message order: (session id, [(message id,
+/// document)]). Each is byte for byte what [`OpencodeDb::read_message_doc`] renders from the same
+/// rows (one message, its parts sorted by id).
+pub fn split_messages_doc(doc: &[u8]) -> Result<SplitMessages, DocProblem> {
+    let (sid, messages, parts) = parse_messages_doc(doc)?;
+    let mut by_message: HashMap<String, Vec<Row>> = HashMap::new();
+    for p in parts {
+        let mid = p.get("message_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        by_message.entry(mid).or_default().push(p);
+    }
+    let mut out = Vec::with_capacity(messages.len());
+    for m in messages {
+        let mid = m.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let mut parts = by_message.remove(&mid).unwrap_or_default();
+        parts.sort_by(|a, b| a.get("id").and_then(Value::as_str).cmp(&b.get("id").and_then(Value::as_str)));
+        let bytes = docs::messages_doc(&sid, std::slice::from_ref(&m), &parts);
+        out.push((mid, bytes));
+    }
+    Ok((sid, out))
 }
 
 /// The ids of the messages and parts of a messages document (empty when it does not parse).

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -629,6 +630,7 @@ fn signals_count_through_covering_indexes() {
     assert_eq!(s1.directory, format!("/home/user/projects/{PID}"));
     for (sql, index) in [
         (SQL_MESSAGE_COUNTS, "message_session_time_created_id_idx"),
+        (SQL_MESSAGE_IDS, "message_session_time_created_id_idx"),
         (SQL_PART_COUNTS, "part_session_idx"),
     ] {
         let plan = query_plan(db.connection(), sql);
@@ -865,4 +867,115 @@ fn a_messages_doc_written_over_a_base_deletes_only_rows_the_base_had() {
     // The plain write makes the session exactly the document.
     db.write_messages_doc(&serde_json::to_vec(&v).unwrap()).unwrap();
     assert_eq!(parts("prt_zzzz_added_here"), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Message items (`messages/<pid>/<sid>/<mid>`) and batches.
+
+fn message_ids_of(db: &OpencodeDb, sid: &str) -> Vec<String> {
+    db.message_ids().unwrap().into_iter().filter(|(s, _)| s == sid).map(|(_, m)| m).collect()
+}
+
+/// The message items of a session, read one by one, are the session's document split; writing
+/// them into a fresh database (in one batch) gives the same rows, totals and bytes back.
+#[test]
+fn message_items_split_the_session_document_and_round_trip_in_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = OpencodeDb::open(populated(dir.path())).unwrap();
+    let whole = src.read_messages_doc(S1).unwrap().unwrap();
+    let (sid, split) = split_messages_doc(&whole).unwrap();
+    assert_eq!(sid, S1);
+    let ids = message_ids_of(&src, S1);
+    assert_eq!(split.len(), ids.len());
+    for (mid, doc) in &split {
+        assert_eq!(src.read_message_doc(S1, mid).unwrap().as_ref(), Some(doc), "{mid}");
+    }
+    assert_eq!(src.read_message_doc(S2, &ids[0]).unwrap(), None, "a message of another session is no item of this one");
+    let dst = OpencodeDb::open(new_db(dir.path(), "dst.db")).unwrap();
+    dst.write_project_doc(&src.read_project_doc(PID).unwrap().unwrap(), None).unwrap();
+    dst.write_session_doc(&src.read_session_doc(S1).unwrap().unwrap(), None, None).unwrap();
+    // Half the messages (a batch or a round cut short): the session row keeps the totals it came
+    // with, a partial sum never replaces them.
+    let (first, rest) = split.split_at(split.len() / 2);
+    for (mid, doc) in first {
+        dst.write_message_doc_over(mid, doc, None).unwrap();
+    }
+    assert_eq!(dst.read_session_doc(S1).unwrap(), src.read_session_doc(S1).unwrap());
+    let before = dst.write_transactions();
+    let results = dst
+        .write_batch(|| rest.iter().map(|(mid, doc)| dst.write_message_doc_over(mid, doc, None)).collect::<Vec<_>>())
+        .unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(dst.write_transactions() - before, 1, "one transaction for the batch");
+    assert_eq!(dst.read_messages_doc(S1).unwrap().unwrap(), whole);
+    // The totals were recomputed once, at the end of the batch: the session document is the same.
+    assert_eq!(dst.read_session_doc(S1).unwrap(), src.read_session_doc(S1).unwrap());
+    // Deleting one message takes its parts (the totals stay: its cost was spent).
+    let last = ids.last().unwrap();
+    dst.delete_message(S1, last).unwrap();
+    assert_eq!(dst.read_message_doc(S1, last).unwrap(), None);
+    assert_eq!(count(dst.connection(), &format!("SELECT count(*) FROM part WHERE message_id = '{last}'")), 0);
+    assert_eq!(message_ids_of(&dst, S1).len(), ids.len() - 1);
+}
+
+/// A refused item of a batch undoes only itself; a batch that fails to commit writes nothing.
+#[test]
+fn a_refused_item_of_a_batch_undoes_itself_only_and_a_failed_batch_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = OpencodeDb::open(populated(dir.path())).unwrap();
+    let (_, split) = split_messages_doc(&src.read_messages_doc(S1).unwrap().unwrap()).unwrap();
+    let dst = OpencodeDb::open(new_db(dir.path(), "dst.db")).unwrap();
+    dst.write_project_doc(&src.read_project_doc(PID).unwrap().unwrap(), None).unwrap();
+    dst.write_session_doc(&src.read_session_doc(S1).unwrap().unwrap(), None, None).unwrap();
+    let (m0, d0) = &split[0];
+    let (m1, d1) = &split[1];
+    let results = dst
+        .write_batch(|| {
+            vec![
+                dst.write_message_doc_over(m0, d0, None),
+                // The content of another message under m0's id: refused, undone.
+                dst.write_message_doc_over(m0, d1, None),
+                // A message of a session that does not exist here.
+                dst.write_message_doc_over(m1, &d1.clone().replace_session(S1, S2), None),
+                dst.write_message_doc_over(m1, d1, None),
+            ]
+        })
+        .unwrap();
+    assert!(results[0].is_ok() && results[3].is_ok(), "{results:?}");
+    assert!(matches!(results[1], Err(DbError::InvalidDoc { .. })), "{results:?}");
+    assert!(matches!(results[2], Err(DbError::SessionMissing { .. })), "{results:?}");
+    assert_eq!(dst.read_message_doc(S1, m0).unwrap().as_ref(), Some(d0));
+    assert_eq!(dst.read_message_doc(S1, m1).unwrap().as_ref(), Some(d1));
+    // A batch cut off at its commit (the `db-import` fault point) writes nothing.
+    let (m2, d2) = &split[2];
+    let hook = crate::fault::inject(|s| s == crate::fault::DB_IMPORT);
+    assert!(dst.write_batch(|| dst.write_message_doc_over(m2, d2, None)).is_err());
+    drop(hook);
+    assert_eq!(dst.read_message_doc(S1, m2).unwrap(), None);
+    assert_eq!(message_ids_of(&dst, S1).len(), 2);
+}
+
+trait ReplaceSession {
+    fn replace_session(self, from: &str, to: &str) -> Vec<u8>;
+}
+
+impl ReplaceSession for Vec<u8> {
+    fn replace_session(self, from: &str, to: &str) -> Vec<u8> {
+        String::from_utf8(self).unwrap().replace(from, to).into_bytes()
+    }
+}
+
+/// A message's print changes with its row or any of its parts, and only its own.
+#[test]
+fn message_prints_follow_each_message_and_its_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = OpencodeDb::open(populated(dir.path())).unwrap();
+    let before: HashMap<String, String> = db.message_prints(S1).unwrap().into_iter().collect();
+    assert_eq!(before.len(), 6);
+    let ids = message_ids_of(&db, S1);
+    let c = db.connection();
+    c.execute("UPDATE part SET data = json_set(data, '$.text', 'edited!') WHERE id = (SELECT min(id) FROM part WHERE message_id = ?1)", [&ids[1]]).unwrap();
+    let after: HashMap<String, String> = db.message_prints(S1).unwrap().into_iter().collect();
+    let changed: Vec<&String> = ids.iter().filter(|m| before[*m] != after[*m]).collect();
+    assert_eq!(changed, [&ids[1]]);
 }

@@ -1,5 +1,6 @@
 //! Two machines, each with its own OpenCode database, syncing sessions through a folder remote.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
@@ -79,9 +80,10 @@ fn a_session_reaches_another_machine_identically_and_settles() {
     let (_t, remote, a, b) = world();
     insert_fake_session(&a.conn(), "proj1", "ses_one", 6, 3, 300).unwrap();
     let r = a.sync("a", &remote);
-    assert_eq!(r.pushed.len(), 4, "{r:?}"); // session, messages, todos, project
+    assert_eq!(r.pushed.len(), 9, "{r:?}"); // session, 6 messages, todos, project
+    assert_eq!(r.pushed.iter().filter(|k| k.starts_with("messages/proj1/ses_one/msg_")).count(), 6, "{r:?}");
     let r = b.sync("b", &remote);
-    assert_eq!(r.pulled.len(), 4, "{r:?}");
+    assert_eq!(r.pulled.len(), 9, "{r:?}");
     assert_eq!(a.open().read_messages_doc("ses_one").unwrap(), b.open().read_messages_doc("ses_one").unwrap());
     assert_eq!(a.open().read_todos_doc("ses_one").unwrap(), b.open().read_todos_doc("ses_one").unwrap());
     // Nothing moves afterwards, on either side.
@@ -318,9 +320,27 @@ fn a_document_naming_another_session_or_project_than_its_key_writes_nothing() {
     let todos_b = String::from_utf8(todos_b).unwrap();
     let mut proj2: serde_json::Value = serde_json::from_slice(&b.open().read_project_doc("proj2").unwrap().unwrap()).unwrap();
     proj2["project"]["name"] = "pwned".into();
+    let a_ids = message_ids(&b, "ses_a");
+    let b_ids = message_ids(&b, "ses_b");
+    let b_msg = b.open().read_message_doc("ses_b", &b_ids[0]).unwrap().unwrap();
+    let a_msg1 = b.open().read_message_doc("ses_a", &a_ids[1]).unwrap().unwrap();
+    // ses_a's first message with the parts of its second.
+    let mut mixed: serde_json::Value = serde_json::from_slice(&b.open().read_message_doc("ses_a", &a_ids[0]).unwrap().unwrap()).unwrap();
+    mixed["parts"] = serde_json::from_slice::<serde_json::Value>(&a_msg1).unwrap()["parts"].clone();
+    let (k_other_session, k_other_message, k_mixed) = (
+        format!("messages/proj1/ses_a/{}.json", b_ids[0]),
+        "messages/proj1/ses_a/msg_elsewhere.json".to_string(),
+        format!("messages/proj1/ses_a/{}.json", a_ids[0]),
+    );
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        // An empty message list for ses_b, under ses_a's key: would wipe ses_b's conversation.
+        // An empty message list for ses_b, under the old key of ses_a: a format-1 key, refused.
         ("messages/proj1/ses_a.json", br#"{"format":1,"sessionId":"ses_b","messages":[],"parts":[]}"#.to_vec()),
+        // ses_b's message under a key of ses_a: would move it (or write into ses_b).
+        (&k_other_session, b_msg),
+        // ses_a's second message under another message's key.
+        (&k_other_message, a_msg1),
+        // A message item whose parts belong to another message.
+        (&k_mixed, serde_json::to_vec(&mixed).unwrap()),
         // ses_b's todos under ses_a's key, and ses_b's todo list emptied under ses_a's key.
         ("todos/proj1/ses_a.json", br#"{"format":1,"sessionId":"ses_b","todos":[]}"#.to_vec()),
         // ses_b's own todos under the key of a session of another project.
@@ -348,26 +368,30 @@ fn a_document_naming_another_session_or_project_than_its_key_writes_nothing() {
     }
     assert_eq!(db_dump(&b), before);
     let m = remote.manifest(&remote.head().unwrap().unwrap()).unwrap();
-    assert!(!m.entries["messages/proj1/ses_b.json"].is_tombstone());
+    for mid in &b_ids {
+        assert!(!m.entries[&format!("messages/proj1/ses_b/{mid}.json")].is_tombstone());
+    }
+    assert!(r.refused.iter().any(|l| l.contains(LEGACY_MESSAGES_REFUSAL)), "{r:?}");
+}
+
+/// The message ids of a session here, in conversation order.
+fn message_ids(m: &Machine, sid: &str) -> Vec<String> {
+    m.open().message_ids().unwrap().into_iter().filter(|(s, _)| s == sid).map(|(_, id)| id).collect()
 }
 
 #[test]
 fn a_message_id_of_another_session_is_not_moved_into_this_one() {
     let (_t, remote, b) = victim();
     let before = db_dump(&b);
-    // ses_a's own document, plus a message (and part) whose ids belong to ses_b.
-    let mut doc: serde_json::Value = serde_json::from_slice(&b.open().read_messages_doc("ses_a").unwrap().unwrap()).unwrap();
-    let stolen: serde_json::Value = serde_json::from_slice(&b.open().read_messages_doc("ses_b").unwrap().unwrap()).unwrap();
-    let mut m = stolen["messages"][0].clone();
-    m["session_id"] = "ses_a".into();
-    let mut p = stolen["parts"].as_array().unwrap().iter().find(|p| p["message_id"] == m["id"]).unwrap().clone();
-    p["session_id"] = "ses_a".into();
-    doc["messages"].as_array_mut().unwrap().push(m);
-    doc["parts"].as_array_mut().unwrap().push(p);
-    hostile_put(&remote, "messages/proj1/ses_a.json", &serde_json::to_vec(&doc).unwrap());
+    // A message item of ses_a (by key and content) whose message and part ids belong to ses_b.
+    let mid = message_ids(&b, "ses_b")[0].clone();
+    let stolen = b.open().read_message_doc("ses_b", &mid).unwrap().unwrap();
+    let doc = String::from_utf8(stolen).unwrap().replace("\"ses_b\"", "\"ses_a\"");
+    let key = format!("messages/proj1/ses_a/{mid}.json");
+    hostile_put(&remote, &key, doc.as_bytes());
     let r = b.sync("b", &remote);
     assert_eq!(db_dump(&b), before, "ses_b's message must stay in ses_b");
-    assert!(refused_names(&r, "messages/proj1/ses_a.json"), "{r:?}");
+    assert!(refused_names(&r, &key), "{r:?}");
 }
 
 #[test]
@@ -383,11 +407,13 @@ fn a_session_row_naming_another_session_or_project_is_refused() {
     hostile_put(&remote, "sessions/proj1/ses_a.json", &serde_json::to_vec(&ses_b).unwrap());
     hostile_put(&remote, "sessions/proj2/ses_b.json", &serde_json::to_vec(&other_project).unwrap());
     hostile_put(&remote, "sessions/proj1/ses_b.json", &serde_json::to_vec(&embedded).unwrap());
-    // ses_b's messages emptied under the key of ses_b in another project than its own here.
-    hostile_put(&remote, "messages/proj2/ses_b.json", br#"{"format":1,"sessionId":"ses_b","messages":[],"parts":[]}"#);
+    // A message of ses_b under the key of ses_b in another project than its own here.
+    let mid = message_ids(&b, "ses_b")[0].clone();
+    let moved = format!("messages/proj2/ses_b/{mid}.json");
+    hostile_put(&remote, &moved, &b.open().read_message_doc("ses_b", &mid).unwrap().unwrap());
     let r = b.sync("b", &remote);
     assert_eq!(db_dump(&b), before);
-    for key in ["sessions/proj1/ses_a.json", "sessions/proj2/ses_b.json", "sessions/proj1/ses_b.json", "messages/proj2/ses_b.json"] {
+    for key in ["sessions/proj1/ses_a.json", "sessions/proj2/ses_b.json", "sessions/proj1/ses_b.json", moved.as_str()] {
         assert!(refused_names(&r, key), "{key}: {r:?}");
     }
 }
@@ -433,6 +459,9 @@ fn keys_outside_a_category_shape_are_listed_not_fetched_and_change_nothing() {
         "sessions/proj1/ses_a.txt",
         "sessions/proj1/ses_a/x.json",
         "messages/proj1/ses$a.json",
+        "messages/proj1/ses_a.json",
+        "messages/proj1/ses_a/msg$1.json",
+        "messages/proj1/ses_a/msg_1/x.json",
         "todos/proj1/ses_a",
         "projects/proj1/extra.json",
         "projects/.json",
@@ -505,4 +534,190 @@ fn every_turn_survives_a_sync_cut_off_at_any_step() {
         }
     }
     assert!(lost.is_empty(), "{} rows lost over {} faults:\n{}", lost.len(), steps.len(), lost.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions in small items, batched writes.
+
+/// Appending one message to a long session changes exactly one new message item (and the
+/// session row): nothing else is pushed, and the other machine pulls exactly that.
+#[test]
+fn appending_one_message_changes_one_message_item_and_the_session_row() {
+    let (_t, remote, a, b) = world();
+    insert_fake_session(&a.conn(), "proj1", "ses_long", 40, 4, 2000).unwrap();
+    a.sync("a", &remote);
+    b.sync("b", &remote);
+    let c = a.conn();
+    let t = 1_900_000_000_000i64;
+    c.execute("INSERT INTO message (id, session_id, time_created, time_updated, data) VALUES ('msg_zz_new', 'ses_long', ?1, ?1, ?2)",
+        rusqlite::params![t, r#"{"role":"user","time":{"created":1900000000000}}"#]).unwrap();
+    for i in 0..3 {
+        c.execute("INSERT INTO part (id, message_id, session_id, time_created, time_updated, data) VALUES (?1, 'msg_zz_new', 'ses_long', ?2, ?2, ?3)",
+            rusqlite::params![format!("prt_zz_new{i}"), t, format!(r#"{{"type":"text","text":"part {i}"}}"#)]).unwrap();
+    }
+    c.execute("UPDATE session SET time_updated = ?1 WHERE id = 'ses_long'", [t]).unwrap();
+    let r = a.sync("a", &remote);
+    let mut pushed = r.pushed.clone();
+    pushed.sort();
+    assert_eq!(pushed, ["messages/proj1/ses_long/msg_zz_new.json", "sessions/proj1/ses_long.json"], "{r:?}");
+    let r = b.sync("b", &remote);
+    let mut pulled = r.pulled.clone();
+    pulled.sort();
+    assert_eq!(pulled, ["messages/proj1/ses_long/msg_zz_new.json", "sessions/proj1/ses_long.json"], "{r:?}");
+    assert_eq!(a.open().read_messages_doc("ses_long").unwrap(), b.open().read_messages_doc("ses_long").unwrap());
+    // A part edited in place (same counts) is seen through the message's print.
+    a.conn().execute("UPDATE part SET data = '{\"type\":\"text\",\"text\":\"edited\"}', time_updated = time_updated + 1 WHERE id = 'prt_zz_new1'", []).unwrap();
+    a.conn().execute("UPDATE session SET time_updated = time_updated + 1 WHERE id = 'ses_long'", []).unwrap();
+    let r = a.sync("a", &remote);
+    assert!(r.pushed.contains(&"messages/proj1/ses_long/msg_zz_new.json".to_string()), "{r:?}");
+    assert!(r.pushed.iter().all(|k| !k.starts_with("messages/") || k.ends_with("msg_zz_new.json")), "{r:?}");
+    b.sync("b", &remote);
+    assert_eq!(a.open().read_messages_doc("ses_long").unwrap(), b.open().read_messages_doc("ses_long").unwrap());
+}
+
+/// A message deleted in OpenCode (a revert) is that one key deleted, on the other machine too;
+/// a deleted session with many messages is one deletion for the mass-deletion guard.
+#[test]
+fn a_reverted_message_and_a_deleted_long_session_are_deleted_on_the_other_machine() {
+    let (_t, remote, a, b) = world();
+    insert_fake_session(&a.conn(), "proj1", "ses_one", 6, 2, 50).unwrap();
+    for i in 0..3 {
+        insert_fake_session(&a.conn(), "proj1", &format!("ses_long{i}"), 40, 2, 50).unwrap();
+    }
+    a.sync("a", &remote);
+    b.sync("b", &remote);
+    let last = message_ids(&a, "ses_one").pop().unwrap();
+    a.conn().execute("DELETE FROM part WHERE message_id = ?1", [&last]).unwrap();
+    a.conn().execute("DELETE FROM message WHERE id = ?1", [&last]).unwrap();
+    let r = a.sync("a", &remote);
+    assert_eq!(r.deleted_remote, [format!("messages/proj1/ses_one/{last}.json")], "{r:?}");
+    b.sync("b", &remote);
+    assert_eq!(message_ids(&b, "ses_one").len(), 5);
+    assert_eq!(a.open().read_messages_doc("ses_one").unwrap(), b.open().read_messages_doc("ses_one").unwrap());
+    // 40 message items, one session: not a mass deletion.
+    a.conn().execute("DELETE FROM part WHERE session_id = 'ses_long1'", []).unwrap();
+    a.conn().execute("DELETE FROM session WHERE id = 'ses_long1'", []).unwrap();
+    let r = a.sync("a", &remote);
+    assert_eq!(r.deleted_remote.len(), 40 + 2, "{r:?}"); // messages, session, todos
+    b.sync("b", &remote);
+    assert_eq!(b.count("SELECT count(*) FROM message WHERE session_id = 'ses_long1'"), 0);
+    assert_eq!(b.count("SELECT count(*) FROM session"), 3);
+}
+
+/// The remote upgrade's split of a format-1 messages document gives exactly the items this
+/// source lists and reads for the same rows, byte for byte.
+#[test]
+fn a_legacy_messages_document_splits_into_the_items_the_source_reads() {
+    let (_t, _remote, a, _b) = world();
+    insert_fake_session(&a.conn(), "proj1", "ses_one", 7, 3, 300).unwrap();
+    insert_fake_session(&a.conn(), "proj1", "ses_two", 2, 2, 30).unwrap();
+    // The old document, rendered by the old code path (the whole session).
+    let legacy = a.open().read_messages_doc("ses_one").unwrap().unwrap();
+    let split = split_legacy_messages_doc("messages/proj1/ses_one.json", &legacy).unwrap();
+    let cfg = Config::default();
+    let srcs = sources(&a.db(), &a.dir.join("state"), &cfg, system_now_ms()).unwrap();
+    let msgs = srcs.iter().find(|s| s.category() == Category::Messages).unwrap();
+    let listed: Vec<String> = msgs.list().unwrap().into_iter().map(|m| m.key).filter(|k| k.contains("/ses_one/")).collect();
+    let mut split_keys: Vec<String> = split.iter().map(|(k, _)| k.clone()).collect();
+    split_keys.sort();
+    assert_eq!(split_keys, listed);
+    assert_eq!(split.len(), 7);
+    for (key, bytes) in &split {
+        assert_eq!(&msgs.read(key).unwrap().unwrap().bytes, bytes, "{key}");
+        msgs.check_content(key, bytes).unwrap();
+    }
+    // Refusals: another shape, another session than the key's, a damaged document.
+    assert!(split_legacy_messages_doc("messages/proj1/ses_one/msg_1.json", &legacy).is_err());
+    assert!(split_legacy_messages_doc("messages/proj1/ses_two.json", &legacy).is_err());
+    assert!(split_legacy_messages_doc("messages/proj1/ses_one.json", b"{\"format\":1}").is_err());
+    assert!(split_legacy_messages_doc("messages/proj1/ses_one.json", br#"{"format":1,"sessionId":"ses_one","messages":[],"parts":[]}"#).unwrap().is_empty());
+    // The source itself refuses the old keys, naming why.
+    assert_eq!(msgs.refuse_key("messages/proj1/ses_one.json").as_deref(), Some(LEGACY_MESSAGES_REFUSAL));
+    assert!(msgs.write("messages/proj1/ses_one.json", &legacy).is_err());
+}
+
+/// A [`DbSource`] that records every batch the engine gives it: (keys, write transactions it took).
+struct Recording<'r> {
+    inner: DbSource,
+    batches: &'r RefCell<Vec<(Vec<String>, u64)>>,
+}
+
+impl Source for Recording<'_> {
+    fn category(&self) -> Category {
+        self.inner.category()
+    }
+    fn list(&self) -> Result<Vec<ItemMeta>, SourceError> {
+        self.inner.list()
+    }
+    fn fingerprints(&self) -> Result<Option<Fingerprints>, SourceError> {
+        self.inner.fingerprints()
+    }
+    fn wants_remote(&self, key: &str, modified_ms: u64, size: u64) -> bool {
+        self.inner.wants_remote(key, modified_ms, size)
+    }
+    fn refuse_key(&self, key: &str) -> Option<String> {
+        self.inner.refuse_key(key)
+    }
+    fn check_content(&self, key: &str, bytes: &[u8]) -> Result<(), SourceError> {
+        self.inner.check_content(key, bytes)
+    }
+    fn write_condition(&self, key: &str) -> String {
+        self.inner.write_condition(key)
+    }
+    fn read(&self, key: &str) -> Result<Option<Item>, SourceError> {
+        self.inner.read(key)
+    }
+    fn write(&self, key: &str, bytes: &[u8]) -> Result<(), SourceError> {
+        self.inner.write(key, bytes)
+    }
+    fn delete(&self, key: &str) -> Result<(), SourceError> {
+        self.inner.delete(key)
+    }
+    fn write_over(&self, key: &str, bytes: &[u8], base: Option<&[u8]>) -> Result<(), SourceError> {
+        self.inner.write_over(key, bytes, base)
+    }
+    fn write_batch(&self, ops: &[WriteOp<'_>]) -> Vec<Result<(), SourceError>> {
+        let before = self.inner.write_transactions();
+        let out = self.inner.write_batch(ops);
+        self.batches.borrow_mut().push((ops.iter().map(|o| o.key().to_owned()).collect(), self.inner.write_transactions() - before));
+        out
+    }
+}
+
+/// A first pull of over 1,000 message items: batches of at most APPLY_BATCH_ITEMS items, each
+/// ONE transaction, sessions before their messages, every item written.
+#[test]
+fn a_first_pull_writes_in_batches_of_one_transaction_each_parents_first() {
+    use crate::sync::run::APPLY_BATCH_ITEMS;
+    let (_t, remote, a, b) = world();
+    for i in 0..26 {
+        insert_fake_session(&a.conn(), &format!("proj{}", i % 3), &format!("ses_{i:02}"), 40, 1, 20).unwrap();
+    }
+    a.sync("a", &remote);
+    let batches = RefCell::new(Vec::new());
+    let cfg = Config { retry_delay_ms: 0, ..Config::default() };
+    let srcs: Vec<Box<dyn Source>> = sources(&b.db(), &b.dir.join("state"), &cfg, system_now_ms())
+        .unwrap()
+        .into_iter()
+        .map(|inner| Box::new(Recording { inner, batches: &batches }) as Box<dyn Source>)
+        .collect();
+    let r = crate::testing::syncer("b", &cfg, &remote, srcs, b.dir.join("state/sync")).sync(&SyncOptions::default()).unwrap();
+    assert!(r.refused.is_empty(), "{r:?}");
+    assert_eq!(b.count("SELECT count(*) FROM message"), 26 * 40);
+    assert_eq!(a.open().read_messages_doc("ses_07").unwrap(), b.open().read_messages_doc("ses_07").unwrap());
+    let batches = batches.into_inner();
+    let message_batches: Vec<usize> = batches.iter().filter(|(k, _)| k[0].starts_with("messages/")).map(|(k, _)| k.len()).collect();
+    assert_eq!(message_batches.iter().sum::<usize>(), 26 * 40);
+    assert!(message_batches.iter().all(|n| *n <= APPLY_BATCH_ITEMS), "{message_batches:?}");
+    assert_eq!(message_batches.len(), (26 * 40usize).div_ceil(APPLY_BATCH_ITEMS), "{message_batches:?}");
+    for (keys, transactions) in &batches {
+        assert_eq!(*transactions, 1, "one transaction per batch of {} ({})", keys.len(), keys[0]);
+        let cat = keys[0].split('/').next().unwrap();
+        assert!(keys.iter().all(|k| k.starts_with(&format!("{cat}/"))), "one category per batch");
+    }
+    // Parents first: every session batch before the first message batch, todos after both.
+    let order: Vec<&str> = batches.iter().map(|(k, _)| k[0].split('/').next().unwrap()).collect();
+    let pos = |c: &str| order.iter().position(|x| *x == c).unwrap();
+    let last = |c: &str| order.iter().rposition(|x| *x == c).unwrap();
+    assert!(last("sessions") < pos("messages") && last("messages") < pos("todos"), "{order:?}");
 }

@@ -63,3 +63,18 @@ fn the_journal_round_trips_and_a_damaged_one_is_ignored() {
     store.clear().unwrap();
     store.clear().unwrap();
 }
+
+/// A pull of an item absent here journals `write_over: Some(None)`: it must come back as such (not
+/// as "no write"), else a sync cut off after its commit adopts the base of a pull it never wrote
+/// and the next sync takes the item for deleted here.
+#[test]
+fn a_pending_write_of_a_new_item_survives_the_round_trip() {
+    let t = tempfile::tempdir().unwrap();
+    let store = IntentStore::new(&StateStore::new(t.path()));
+    let mut i = intent(&clock(&[("a", 1)]));
+    for (n, w) in [None, Some(None), Some(Some("h0".to_string()))].into_iter().enumerate() {
+        i.items.insert(format!("config/{n}.json"), IntentItem { base: base(&clock(&[("a", 1)])), write_over: w, committed: false });
+    }
+    store.save(&i).unwrap();
+    assert_eq!(store.load().unwrap(), Some(i));
+}

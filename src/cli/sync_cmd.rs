@@ -75,6 +75,9 @@ fn write_summary(o: &mut dyn std::io::Write, report: &SyncReport) -> std::io::Re
     if let Some(program) = &report.database_created_by {
         writeln!(o, "OpenCode's database did not exist: created by {program} (session list)")?;
     }
+    if let Some(u) = &report.upgraded {
+        writeln!(o, "{}", u.summary())?;
+    }
     let mut any = false;
     for (label, keys) in [
         ("push", &report.pushed),

@@ -451,3 +451,46 @@ fn a_long_sync_shows_plain_progress_lines_on_stderr_and_none_with_json() {
     let Out { err, .. } = ms[0].run(&["sync"]);
     assert!(!err.contains("sync: "), "{err}");
 }
+
+/// Runs git on the folder remote's repository, with `envs`; returns stdout (asserting success).
+fn git_in(repo: &Path, args: &[&str], envs: &[(&str, &Path)]) -> String {
+    let o = std::process::Command::new("git").arg("--git-dir").arg(repo).args(args).envs(envs.iter().map(|(k, v)| (*k, *v))).output().unwrap();
+    assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn a_symbolic_link_planted_in_the_folder_remote_is_refused_by_name_and_nothing_is_written() {
+    let (shared, ms) = world(2, serde_json::json!({}));
+    let (a, b) = (&ms[0], &ms[1]);
+    a.write_cfg("agents/review.md", "# review\n");
+    a.sync();
+    // Someone with write access to the remote adds a symbolic link where an item file would be.
+    let repo = remote_dir(&shared).join("repo.git");
+    let index = shared.path().join("evil-index");
+    let target = {
+        let mut c = std::process::Command::new("git").arg("--git-dir").arg(&repo).args(["hash-object", "-w", "--stdin"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        std::io::Write::write_all(c.stdin.as_mut().unwrap(), b"/etc/passwd").unwrap();
+        drop(c.stdin.take());
+        String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap().trim().to_string()
+    };
+    let env = [("GIT_INDEX_FILE", index.as_path())];
+    git_in(&repo, &["read-tree", "main"], &env);
+    git_in(&repo, &["update-index", "--add", "--cacheinfo", &format!("120000,{target},config/agents/link.md")], &env);
+    let tree = git_in(&repo, &["write-tree"], &env);
+    let commit = git_in(&repo, &["commit-tree", &tree, "-p", "main", "-m", "evil"], &[]);
+    git_in(&repo, &["update-ref", "refs/heads/main", &commit], &[]);
+
+    let o = b.run(&["sync", "--json"]);
+    assert_eq!(o.code, 0, "{}", o.all());
+    let v: Value = serde_json::from_str(&o.out).unwrap();
+    let refused = v["refused"].as_array().unwrap();
+    assert!(refused.iter().any(|r| r.as_str().unwrap().contains("config/agents/link.md") && r.as_str().unwrap().contains("symbolic link")), "{v}");
+    assert_eq!(b.read_cfg("agents/review.md").as_deref(), Some("# review\n"));
+    assert!(!b.cfg_dir().join("agents/link.md").exists() && std::fs::symlink_metadata(b.cfg_dir().join("agents/link.md")).is_err());
+    // The machine that holds the real files is not touched either.
+    let v = a.run(&["sync", "--json"]);
+    assert_eq!(v.code, 0, "{}", v.all());
+    assert!(v.out.contains("config/agents/link.md"), "{}", v.out);
+    assert_eq!(a.read_cfg("agents/review.md").as_deref(), Some("# review\n"));
+}

@@ -398,13 +398,15 @@ impl<'a> Syncer<'a> {
             .iter()
             .filter(|(_, e)| !e.is_tombstone())
             .filter_map(|(k, _)| Some((k.clone(), self.source_for(k)?.refuse_key(k)?)));
+        // A key the remote refuses may have no entry at all (format 2: a symbolic link or a
+        // submodule where an item file should be has no header); it is refused by name all the same.
         for (key, reason) in from_remote.chain(by_shape) {
-            let Some(e) = manifest.entries.get(&key) else { continue };
             if out.contains_key(&key) {
                 continue;
             }
             tracing::warn!("refusing remote item {key}: {reason}");
-            out.insert(key, Refusal { hash: e.hash.clone(), reason, condition: condition.clone() });
+            let hash = manifest.entries.get(&key).and_then(|e| e.hash.clone());
+            out.insert(key, Refusal { hash, reason, condition: condition.clone() });
         }
         out
     }

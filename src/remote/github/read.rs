@@ -503,9 +503,15 @@ impl GithubRemote {
 
     /// Joins the parts of an item stored in parts and checks the whole against `hash`.
     pub(super) fn read_parts(&self, hash: &str, parts: &[Option<String>]) -> Result<Vec<u8>, RemoteError> {
+        let named = parts.iter().enumerate().map(|(i, sha)| (envelope::part_path(hash, i as u32), sha.as_deref()));
+        self.join_parts(hash, named)
+    }
+
+    /// Reads the parts `(path, git blob id)` of the item whose bytes hash to `hash`, in order, each
+    /// raw and checked against its id, and checks their concatenation against `hash`.
+    pub(super) fn join_parts<'p>(&self, hash: &str, parts: impl Iterator<Item = (String, Option<&'p str>)>) -> Result<Vec<u8>, RemoteError> {
         let mut out = Vec::new();
-        for (i, sha) in parts.iter().enumerate() {
-            let path = envelope::part_path(hash, i as u32);
+        for (path, sha) in parts {
             let Some(sha) = sha else {
                 return Err(RemoteError::Corrupt(format!("part {path} is missing from {}", self.describe_repo())));
             };

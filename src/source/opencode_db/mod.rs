@@ -748,6 +748,16 @@ impl OpencodeDb {
         self.write_messages_doc_over(doc, None)
     }
 
+    /// Checks, before messages and parts of session `sid` are written, that the session exists
+    /// here and that none of their rows belongs to another session.
+    fn check_messages_target(&self, tx: &Connection, sid: &str, messages: &[Row], parts: &[Row]) -> Result<(), DbError> {
+        if !self.session_exists(tx, sid)? {
+            return Err(DbError::SessionMissing { path: self.path.clone(), session_id: sid.to_string(), what: "messages" });
+        }
+        self.check_rows_owned(tx, "message", messages, sid)?;
+        self.check_rows_owned(tx, "part", parts, sid)
+    }
+
     /// Like [`Self::write_messages_doc`], but deletes only rows whose ids are in `deletable` (when
     /// given): the rows of the document last synced. Rows added here since (by OpenCode, even
     /// while this write waited for the database) are not the remote's to delete.
@@ -755,15 +765,7 @@ impl OpencodeDb {
         let (sid, messages, parts) =
             parse_messages_doc(doc).map_err(self.invalid("a messages document"))?;
         self.write_tx(|tx| {
-            if !self.session_exists(tx, &sid)? {
-                return Err(DbError::SessionMissing {
-                    path: self.path.clone(),
-                    session_id: sid.clone(),
-                    what: "messages",
-                });
-            }
-            self.check_rows_owned(tx, "message", &messages, &sid)?;
-            self.check_rows_owned(tx, "part", &parts, &sid)?;
+            self.check_messages_target(tx, &sid, &messages, &parts)?;
             let keep_msgs: HashSet<&str> = messages
                 .iter()
                 .filter_map(|m| m.get("id").and_then(Value::as_str))
@@ -829,15 +831,7 @@ impl OpencodeDb {
             });
         }
         self.write_tx(|tx| {
-            if !self.session_exists(tx, &sid)? {
-                return Err(DbError::SessionMissing {
-                    path: self.path.clone(),
-                    session_id: sid.clone(),
-                    what: "messages",
-                });
-            }
-            self.check_rows_owned(tx, "message", &messages, &sid)?;
-            self.check_rows_owned(tx, "part", &parts, &sid)?;
+            self.check_messages_target(tx, &sid, &messages, &parts)?;
             let keep: HashSet<&str> = parts.iter().filter_map(|p| p.get("id").and_then(Value::as_str)).collect();
             let local = self.ids(tx, "SELECT id FROM part WHERE message_id = ?1", mid)?;
             let mut del = tx

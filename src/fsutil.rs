@@ -8,6 +8,42 @@ use std::path::{Path, PathBuf};
 /// Writes `bytes` to `path` atomically. Keeps the existing file's permissions; a new file gets
 /// `new_mode` (Unix) when given, else the process default.
 pub fn atomic_write(path: &Path, bytes: &[u8], new_mode: Option<u32>) -> io::Result<()> {
+    write_via_temp(path, bytes, new_mode, true)
+}
+
+/// [`atomic_write`] without its two fsyncs: still never a torn file, but the new file may not
+/// survive a power cut until [`sync_written`] has run. For many small immutable files written in
+/// one go (merge bases), made durable together before anything that names them is written.
+pub fn atomic_write_unsynced(path: &Path, bytes: &[u8], new_mode: Option<u32>) -> io::Result<()> {
+    write_via_temp(path, bytes, new_mode, false)
+}
+
+/// Makes files written with [`atomic_write_unsynced`] durable: on Linux one `syncfs` of the
+/// file system holding them, elsewhere an fsync of each file and of its folder.
+pub fn sync_written(paths: &[PathBuf]) -> io::Result<()> {
+    let Some(first) = paths.first() else { return Ok(()) };
+    #[cfg(target_os = "linux")]
+    {
+        let _ = first;
+        use std::os::fd::AsRawFd;
+        let f = File::open(first)?;
+        // SAFETY: a plain syscall on a file descriptor we own for the duration of the call.
+        if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
+            return Ok(());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = first;
+    for p in paths {
+        File::open(p)?.sync_all()?;
+        if let Some(dir) = p.parent() {
+            sync_dir(dir);
+        }
+    }
+    Ok(())
+}
+
+fn write_via_temp(path: &Path, bytes: &[u8], new_mode: Option<u32>, durable: bool) -> io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let existing_perms = fs::metadata(path).ok().map(|m| m.permissions());
@@ -18,10 +54,14 @@ pub fn atomic_write(path: &Path, bytes: &[u8], new_mode: Option<u32>) -> io::Res
         if let Some(perms) = existing_perms {
             f.set_permissions(perms)?;
         }
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         drop(f);
         fs::rename(&tmp, path)?;
-        sync_dir(dir);
+        if durable {
+            sync_dir(dir);
+        }
         Ok(())
     })();
     if result.is_err() {

@@ -234,7 +234,7 @@ impl From<crate::source::Item> for LocalItem {
 
 /// Most bytes one sync round reads from fingerprinted sources or pulls from the remote; the rest
 /// waits for the next round (so memory stays flat on a first sync of a large database).
-pub const ROUND_BYTES: u64 = 32 << 20;
+pub const ROUND_BYTES: u64 = 8 << 20;
 #[cfg(test)]
 thread_local! {
     /// Tests shrink the round size on their own thread.
@@ -314,8 +314,16 @@ impl<'a> Syncer<'a> {
             self.remove_stale_temps();
         }
         let mut total: Option<SyncReport> = None;
+        // The head a round that committed nothing left the remote at: the next round starts from
+        // it without asking again (a first pull in many rounds costs no request per round; if
+        // another machine pushed meanwhile, a commit on it loses the race and re-reads).
+        let mut known_head: Option<Option<Version>> = None;
         for round in 1..=MAX_ROUNDS {
-            let (report, more) = self.sync_round(opts)?;
+            let (report, more) = self.sync_round(opts, known_head.take())?;
+            let committed = [&report.pushed, &report.merged, &report.deleted_remote, &report.expired].iter().any(|v| !v.is_empty());
+            if !committed {
+                known_head = Some(report.version.clone().map(Version));
+            }
             let progress = report.pushed.len()
                 + report.pulled.len()
                 + report.merged.len()
@@ -350,13 +358,13 @@ impl<'a> Syncer<'a> {
     }
 
     /// One round, retrying lost races; also says whether work is left for another round.
-    fn sync_round(&self, opts: &SyncOptions) -> Result<(SyncReport, bool), SyncError> {
+    fn sync_round(&self, opts: &SyncOptions, mut known_head: Option<Option<Version>>) -> Result<(SyncReport, bool), SyncError> {
         let max_attempts = self.config.max_retry_attempts + 1;
         let mut attempt = 0;
         let mut upgraded = None;
         loop {
             attempt += 1;
-            let head = match self.remote.head() {
+            let head = match known_head.take().map(Ok).unwrap_or_else(|| self.remote.head()) {
                 Err(crate::remote::RemoteError::NeedsUpgrade) if !opts.dry_run => {
                     upgraded = super::upgrade::upgrade_if_needed(self.remote, &super::upgrade::split_session_documents)?;
                     self.remote.head()?

@@ -64,12 +64,14 @@ pub enum StateError {
 #[derive(Debug, Clone)]
 pub struct StateStore {
     dir: PathBuf,
+    /// Base files written since the last [`StateStore::sync_bases`]: not yet durable.
+    unsynced: std::sync::Arc<std::sync::Mutex<Vec<PathBuf>>>,
 }
 
 impl StateStore {
     /// `dir` is `<oc-sync state dir>/sync`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        StateStore { dir: dir.into() }
+        StateStore { dir: dir.into(), unsynced: Default::default() }
     }
 
     pub fn dir(&self) -> &Path {
@@ -107,6 +109,7 @@ impl StateStore {
     }
 
     pub fn save(&self, state: &SyncState) -> Result<(), StateError> {
+        self.sync_bases()?;
         let path = self.file();
         let bytes = serde_json::to_vec_pretty(state).expect("sync state serialises");
         fsutil::write_private(&path, &bytes).map_err(|source| StateError::Io { what: "write", path, source })
@@ -121,9 +124,18 @@ impl StateStore {
         let hash = sha256_hex(bytes);
         let path = self.base_path(&hash);
         if !path.exists() {
-            fsutil::write_private(&path, bytes).map_err(|source| StateError::Io { what: "write", path, source })?;
+            // Made durable together (one syncfs) before the state or the journal names them: a
+            // first sync of thousands of items would otherwise spend most of its time in fsyncs.
+            fsutil::atomic_write_unsynced(&path, bytes, Some(0o600)).map_err(|source| StateError::Io { what: "write", path: path.clone(), source })?;
+            self.unsynced.lock().unwrap_or_else(|p| p.into_inner()).push(path);
         }
         Ok(hash)
+    }
+
+    /// Makes the base files written since the last call durable (before a file that names them).
+    pub fn sync_bases(&self) -> Result<(), StateError> {
+        let paths = std::mem::take(&mut *self.unsynced.lock().unwrap_or_else(|p| p.into_inner()));
+        fsutil::sync_written(&paths).map_err(|source| StateError::Io { what: "sync", path: self.dir.join("base"), source })
     }
 
     /// The base bytes for `hash`, if kept (and intact).

@@ -38,6 +38,7 @@ impl Syncer<'_> {
             items,
             removed: plan.changes.removed.clone(),
         };
+        self.state.sync_bases()?;
         IntentStore::new(&self.state).save(&intent)?;
         Ok(())
     }

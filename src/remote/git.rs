@@ -174,6 +174,26 @@ impl GitRemote {
     }
 
     fn unreachable(&self, what: &str, detail: &str) -> RemoteError {
+        const AUTH: &[&str] = &[
+            "Authentication failed",
+            "could not read Username",
+            "could not read Password",
+            "terminal prompts disabled",
+            "Permission denied (publickey",
+            "HTTP Basic: Access denied",
+            "returned error: 403",
+        ];
+        if AUTH.iter().any(|m| detail.contains(m)) {
+            return RemoteError::Denied(format!(
+                "{what} {} was refused: git has no working credential for it ({}). Set up the way you \
+                 authenticate to this host for git itself (an SSH key loaded in your agent, or a credential \
+                 helper such as `git config --global credential.helper store`/your keychain with a token), \
+                 check with `git ls-remote {}`, then sync again",
+                self.url,
+                truncate_lines(&scrub(detail)),
+                self.url
+            ));
+        }
         RemoteError::Unreachable(format!("{what} {} failed: {}", self.url, truncate_lines(&scrub(detail))))
     }
 

@@ -208,3 +208,199 @@ fn an_idle_sync_transfers_no_objects() {
     assert!(ms[0].sync().contains("already in sync"));
     assert_eq!(objects(&mirror), before);
 }
+
+/// Smart HTTP: `git http-backend` run as CGI behind a tiny HTTP/1.1 server on 127.0.0.1 that
+/// demands basic auth (`user`/`password`), one connection at a time, `Connection: close`.
+struct HttpGit {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpGit {
+    fn start(base: &Path, user: &str, password: &str) -> HttpGit {
+        use base64_basic as b64;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let expected = format!("Basic {}", b64::encode(format!("{user}:{password}").as_bytes()));
+        let backend = Path::new(git(&["--exec-path"]).trim()).join("git-http-backend");
+        let base = base.to_path_buf();
+        let s2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !s2.load(std::sync::atomic::Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        conn.set_nonblocking(false).unwrap();
+                        let _ = serve_one(conn, &backend, &base, &expected);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        HttpGit { port, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for HttpGit {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_one(conn: std::net::TcpStream, backend: &Path, base: &Path, expected_auth: &str) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut r = BufReader::new(conn.try_clone()?);
+    let mut w = conn;
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        let h = h.trim_end().to_string();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if let Some(n) = header("content-length") {
+        body.resize(n.parse().unwrap_or(0), 0);
+        r.read_exact(&mut body)?;
+    } else if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    if header("authorization").as_deref() != Some(expected_auth) {
+        w.write_all(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+        return Ok(());
+    }
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let mut cmd = Command::new(backend);
+    cmd.env_clear()
+        .env("GIT_PROJECT_ROOT", base)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("GIT_CONFIG_COUNT", "1")
+        .env("GIT_CONFIG_KEY_0", "http.receivepack")
+        .env("GIT_CONFIG_VALUE_0", "true")
+        .env("REQUEST_METHOD", &method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("REMOTE_USER", "user")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("GIT_HTTP_MAX_REQUEST_BUFFER", "100M");
+    if let Some(t) = header("content-type") {
+        cmd.env("CONTENT_TYPE", t);
+    }
+    if let Some(e) = header("content-encoding") {
+        cmd.env("HTTP_CONTENT_ENCODING", e);
+    }
+    if let Some(p) = header("git-protocol") {
+        cmd.env("GIT_PROTOCOL", p);
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&body);
+    });
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out)?;
+    let _ = feeder.join();
+    child.wait()?;
+    let split = out.windows(4).position(|x| x == b"\r\n\r\n").map(|i| (i, 4)).or_else(|| out.windows(2).position(|x| x == b"\n\n").map(|i| (i, 2)));
+    let (head, content) = match split {
+        Some((i, n)) => (String::from_utf8_lossy(&out[..i]).into_owned(), &out[i + n..]),
+        None => (String::new(), &out[..]),
+    };
+    let mut status = "200 OK".to_string();
+    let mut resp_headers = String::new();
+    for h in head.lines() {
+        match h.split_once(':') {
+            Some((k, v)) if k.eq_ignore_ascii_case("status") => status = v.trim().to_string(),
+            Some((k, v)) => resp_headers.push_str(&format!("{k}: {}\r\n", v.trim())),
+            None => {}
+        }
+    }
+    w.write_all(format!("HTTP/1.1 {status}\r\n{resp_headers}Content-Length: {}\r\nConnection: close\r\n\r\n", content.len()).as_bytes())?;
+    w.write_all(content)?;
+    w.flush()
+}
+
+/// A credential helper script answering `user` and `password` (git's helper protocol).
+fn helper_env(dir: &Path, name: &str, password: &str) -> Vec<(String, String)> {
+    let script = dir.join(name);
+    std::fs::write(&script, format!("#!/bin/sh\ntest \"$1\" = get || exit 0\necho username=user\necho password={password}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    vec![
+        ("GIT_CONFIG_COUNT".into(), "1".into()),
+        ("GIT_CONFIG_KEY_0".into(), "credential.helper".into()),
+        ("GIT_CONFIG_VALUE_0".into(), script.display().to_string()),
+    ]
+}
+
+#[test]
+fn machines_converge_over_smart_http_with_a_credential_helper_and_a_wrong_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = bare(dir.path(), "sync.git");
+    let server = HttpGit::start(dir.path(), "user", "s3cret-pass");
+    let url = format!("http://127.0.0.1:{}/sync.git", server.port);
+    let ms: Vec<Machine> = ["a", "b"]
+        .iter()
+        .map(|id| helper_env(dir.path(), &format!("helper-{id}"), "s3cret-pass").into_iter().fold(Machine::new(id).env("OC_SYNC_REMOTE", &url), |m, (k, v)| m.env(&k, v)))
+        .collect();
+    converge(&ms);
+    check_repository(&repo);
+    // A wrong password: a clear refusal, the secret never printed.
+    let wrong = helper_env(dir.path(), "helper-wrong", "wrong-pass-77").into_iter().fold(Machine::new("w").env("OC_SYNC_REMOTE", &url), |m, (k, v)| m.env(&k, v));
+    let r = wrong.run(&["sync"]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(!r.all().contains("wrong-pass-77") && !r.all().contains("s3cret-pass"), "{}", r.all());
+    assert!(r.all().contains("credential"), "{}", r.all());
+    // No helper at all: git does not wait for a prompt.
+    let none = Machine::new("n").env("OC_SYNC_REMOTE", &url);
+    let t = Instant::now();
+    let r = none.run(&["sync"]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(t.elapsed() < Duration::from_secs(60));
+}
+
+/// Just enough base64 for a basic-auth header.
+mod base64_basic {
+    pub fn encode(b: &[u8]) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut s = String::new();
+        for c in b.chunks(3) {
+            let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+            for i in 0..4 {
+                if i <= c.len() {
+                    s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    s.push('=');
+                }
+            }
+        }
+        s
+    }
+}

@@ -360,7 +360,10 @@ impl Remote for GitRemote {
             CommitOutcome::Committed(v) => v,
             CommitOutcome::Conflict { .. } => return Ok(CommitOutcome::Conflict { current: self.sync_mirror()? }),
         };
-        crate::fault::step(crate::fault::REF_UPDATE).map_err(|e| RemoteError::io("commit", std::io::Error::other(e)))?;
+        if let Err(e) = crate::fault::step(crate::fault::GIT_PUSH) {
+            let _ = self.set_mirror_ref(expected);
+            return Err(RemoteError::io("commit", std::io::Error::other(e)));
+        }
         let r = self.remote_ref();
         let lease = format!("--force-with-lease={r}:{}", expected.map(|v| v.0.as_str()).unwrap_or(""));
         let spec = format!("{}:{r}", new.0);
@@ -381,6 +384,13 @@ impl Remote for GitRemote {
             || err.contains("[rejected]")
             || err.contains("stale info");
         if rejected {
+            return Ok(CommitOutcome::Conflict { current: self.sync_mirror()? });
+        }
+        // Lost a race inside the server ("cannot lock ref ... is at X but expected Y"), or the
+        // push landed and only the answer was lost: the server's branch is not where we left it.
+        if let Ok(now) = self.ls_remote()
+            && now.as_deref() != expected.map(|v| v.0.as_str())
+        {
             return Ok(CommitOutcome::Conflict { current: self.sync_mirror()? });
         }
         let detail = if err.trim().is_empty() { out } else { err };

@@ -404,3 +404,40 @@ mod base64_basic {
         s
     }
 }
+
+#[test]
+fn a_sync_killed_before_its_push_while_the_server_is_down_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = bare(dir.path(), "sync.git");
+    let port = free_port();
+    let daemon = Daemon::start(dir.path(), port);
+    let url = format!("git://127.0.0.1:{port}/sync.git");
+    let ms = machines(&url, 2);
+    ms[0].write_cfg("opencode.json", "{\n  \"model\": \"m0\"\n}\n");
+    ms[0].sync();
+    ms[1].sync();
+    // a: its commit is in the mirror, the push not done; then the server goes away and a dies.
+    ms[0].set_key("model", "from-a");
+    ms[0].kill_sync_at("git-push");
+    drop(daemon);
+    let r = ms[0].run(&["sync"]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    let _daemon = Daemon::start(dir.path(), port);
+    // Meanwhile b pushed something else: a fetches over its own unpushed commit, merges, pushes.
+    ms[1].set_key("theme", "from-b");
+    ms[1].sync();
+    ms[0].sync();
+    ms[1].sync();
+    for m in &ms {
+        let j = m.json("opencode.json");
+        assert_eq!((j["model"].as_str(), j["theme"].as_str()), (Some("from-a"), Some("from-b")), "{j}");
+    }
+    assert_eq!(ms[0].synced_files(), ms[1].synced_files());
+    check_repository_format(&repo);
+}
+
+fn check_repository_format(repo: &Path) {
+    let r = repo.to_str().unwrap();
+    assert_eq!(git(&["--git-dir", r, "show", "main:.oc-sync/format"]).trim(), "2");
+    git(&["--git-dir", r, "fsck", "--strict"]);
+}

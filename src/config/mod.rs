@@ -715,6 +715,11 @@ fn build_selection(f: &mut Fields<'_>, c: &mut Config) {
     }
 }
 
+/// What `remote` = `r` selects (as the config loader reads it): `oc-sync init --remote` checks with it.
+pub fn parse_remote_setting(r: &str, home: Option<&Path>) -> Result<RemoteSetting, String> {
+    parse_remote(r, home)
+}
+
 fn parse_remote(r: &str, home: Option<&Path>) -> Result<RemoteSetting, String> {
     let r = r.trim();
     if r.eq_ignore_ascii_case("github") {

@@ -109,13 +109,20 @@ pub fn all_key_paths() -> Vec<String> {
 }
 
 /// The commented starter config `oc-sync init` writes.
+/// [`starter_config`] with `remote` set (a JSON string), for `oc-sync init --remote`.
+pub fn starter_config_with_remote(remote: &str) -> String {
+    let line = format!("  \"remote\": {},", serde_json::Value::String(remote.to_string()));
+    starter_config().replacen("  // \"remote\": \"github\",", &line, 1)
+}
+
 pub fn starter_config() -> String {
     format!(
         r#"// oc-sync configuration (JSONC: comments and trailing commas are fine).
 // Every key is optional; the values shown are the defaults. Reference: README "Configuration".
 {{
   // Where machines meet: "github" (needs a token: GITHUB_TOKEN, GH_TOKEN or `oc-sync login`),
-  // or a folder that every machine can reach (e.g. a mounted share; not a git repository).
+  // a git URL on any host (git@host:owner/repo.git, https://host/owner/repo.git; your own git
+  // authenticates), or a folder that every machine can reach (e.g. a mounted share).
   // Unset: GitHub when a token is found, otherwise a local folder on this machine.
   // "remote": "github",
 

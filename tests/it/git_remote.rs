@@ -441,3 +441,86 @@ fn check_repository_format(repo: &Path) {
     assert_eq!(git(&["--git-dir", r, "show", "main:.oc-sync/format"]).trim(), "2");
     git(&["--git-dir", r, "fsck", "--strict"]);
 }
+
+/// `sshd` (Debian's openssh-server; CI installs it) on 127.0.0.1 with a test host key, accepting
+/// one test user key for the user running the tests; killed on drop.
+struct Sshd {
+    child: Child,
+    port: u16,
+    key: PathBuf,
+}
+
+impl Sshd {
+    fn start(dir: &Path) -> Sshd {
+        let sshd = Path::new("/usr/sbin/sshd");
+        assert!(sshd.exists(), "this test needs sshd: apt-get install openssh-server");
+        let keygen = |name: &str| {
+            let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", ""]).arg("-f").arg(dir.join(name)).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        };
+        keygen("hostkey");
+        keygen("userkey");
+        std::fs::copy(dir.join("userkey.pub"), dir.join("authorized_keys")).unwrap();
+        let port = free_port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nAuthorizedKeysFile {d}/authorized_keys\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPidFile {d}/sshd.pid\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let child = Command::new(sshd).arg("-D").arg("-e").arg("-f").arg(&config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("sshd runs");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd { child, port, key: dir.join("userkey") }
+    }
+
+    fn ssh_command(&self) -> String {
+        format!(
+            "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+            self.key.display()
+        )
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn machines_converge_over_ssh() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = bare(dir.path(), "sync.git");
+    let sshd = Sshd::start(dir.path());
+    let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+    let url = format!("ssh://{}@127.0.0.1:{}{}", user.trim(), sshd.port, repo.display());
+    let ms: Vec<Machine> = ["a", "b"].iter().map(|id| Machine::new(id).env("OC_SYNC_REMOTE", &url).env("GIT_SSH_COMMAND", sshd.ssh_command())).collect();
+    converge(&ms);
+    check_repository(&repo);
+    // Without the key (an empty agent, no ~/.ssh): refused, saying how git authenticates.
+    let stranger = Machine::new("s").env("OC_SYNC_REMOTE", &url).env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null");
+    let r = stranger.run(&["sync"]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(r.all().contains("SSH key"), "{}", r.all());
+}
+
+#[test]
+fn init_with_a_git_remote_writes_it_and_shows_the_mirror() {
+    let m = Machine::new("a");
+    let out = m.ok(&["init", "--remote", "git@gitlab.com:me/opencode-sync.git"]);
+    assert!(out.contains("Remote: git git@gitlab.com:me/opencode-sync.git") && out.contains("git-remotes") && out.contains("private"), "{out}");
+    assert_eq!(m.jsonc("opencode-sync.json")["remote"], "git@gitlab.com:me/opencode-sync.git");
+    let r = m.run(&["init", "--force", "--remote", "https://me:pw-42@example.org/x.git"]);
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(!r.all().contains("pw-42") && r.all().contains("credential helper"), "{}", r.all());
+}

@@ -188,16 +188,16 @@ impl Paths {
         self.state_dir.join("folder-remote-index.json")
     }
 
-    /// The bare mirror oc-sync keeps of the git remote at `url` (one per URL).
-    pub fn git_mirror_dir(&self, url: &str) -> PathBuf {
+    /// The bare mirror oc-sync keeps of branch `branch` of the git remote at `url` (one per both).
+    pub fn git_mirror_dir(&self, url: &str, branch: &str) -> PathBuf {
         use sha2::Digest;
-        let h = hex::encode(sha2::Sha256::digest(url.as_bytes()));
+        let h = hex::encode(sha2::Sha256::digest(format!("{url}\n{branch}").as_bytes()));
         self.data_dir.join("git-remotes").join(format!("{}.git", &h[..16]))
     }
 
     /// The git remote's tree index (like [`Paths::folder_remote_index_file`]), one per URL.
-    pub fn git_mirror_index_file(&self, url: &str) -> PathBuf {
-        let dir = self.git_mirror_dir(url);
+    pub fn git_mirror_index_file(&self, url: &str, branch: &str) -> PathBuf {
+        let dir = self.git_mirror_dir(url, branch);
         dir.with_extension("index.json")
     }
 

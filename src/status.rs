@@ -315,7 +315,7 @@ fn git_status(cfg: &Config, paths: &Paths, url: &str) -> RemoteStatus {
         Ok(()) => (true, String::new()),
         Err(e) => (false, format!("{e}; ")),
     };
-    let mirror = paths.git_mirror_dir(url);
+    let mirror = paths.git_mirror_dir(url, &branch);
     detail.push_str(&format!(
         "branch {branch}; mirror {} ({}); git authenticates with your own SSH keys/agent and credential helpers",
         mirror.display(),

@@ -47,7 +47,7 @@ pub fn run(paths: &Paths, force: bool, remote: Option<&str>, io: &mut Io<'_>) ->
     match &setting {
         Some(RemoteSetting::Git(url)) => {
             writeln!(io.out, "Remote: git {url}")?;
-            writeln!(io.out, "  mirror: {}", paths.git_mirror_dir(url).display())?;
+            writeln!(io.out, "  mirror: {}", paths.git_mirror_dir(url, "main").display())?;
             writeln!(io.out, "  git authenticates with your own SSH keys/agent and credential helpers: check with `git ls-remote {url}`")?;
             if crate::remote::git::GitUrl::parse(url).is_ok_and(|u| u.is_networked()) {
                 writeln!(io.out, "  make the repository private: oc-sync cannot check that on a git host")?;

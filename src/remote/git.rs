@@ -426,6 +426,86 @@ mod tests {
         assert!(GitUrl::parse("c:repo").is_err(), "a drive letter is not a host");
     }
 
+    fn item(key: &str, machine: &str, bytes: &[u8]) -> Changes {
+        let mut clock = crate::clock::VectorClock::new();
+        clock.bump(machine);
+        let e = super::super::Entry {
+            clock,
+            hash: Some(super::super::sha256_hex(bytes)),
+            size: bytes.len() as u64,
+            kind: "file".into(),
+            category: "config".into(),
+            modified_ms: 1_700_000_000_000,
+            machine: machine.into(),
+            deleted_ms: None,
+        };
+        let mut c = Changes { message: format!("{machine} writes {key}"), ..Default::default() };
+        c.entries.insert(key.into(), e);
+        c.blobs.insert(super::super::sha256_hex(bytes), bytes.to_vec());
+        c
+    }
+
+    fn server(dir: &Path) -> GitUrl {
+        let repo = dir.join("server.git");
+        let ok = Command::new("git").args(["init", "--bare", "--quiet"]).arg(&repo).status().unwrap().success();
+        assert!(ok);
+        GitUrl::parse(&format!("file://{}", repo.display())).unwrap()
+    }
+
+    fn client(dir: &Path, url: &GitUrl, name: &str) -> GitRemote {
+        GitRemote::open(url.clone(), "main", dir.join(format!("{name}.git")), Some(dir.join(format!("{name}.index.json")))).unwrap()
+    }
+
+    #[test]
+    fn compare_and_swap_through_a_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = server(dir.path());
+        let (a, b) = (client(dir.path(), &url, "a"), client(dir.path(), &url, "b"));
+        assert_eq!(a.head().unwrap(), None);
+        let CommitOutcome::Committed(v1) = a.commit(None, item("config/x.json", "a", b"{}")).unwrap() else { panic!() };
+        // b expected an empty remote: conflict, nothing applied, told the current version.
+        assert_eq!(b.commit(None, item("config/y.json", "b", b"1")).unwrap(), CommitOutcome::Conflict { current: Some(v1.clone()) });
+        assert_eq!(b.head().unwrap(), Some(v1.clone()));
+        assert!(b.manifest(&v1).unwrap().entries.contains_key("config/x.json"));
+        assert_eq!(b.blob(&super::super::sha256_hex(b"{}")).unwrap(), b"{}");
+        let CommitOutcome::Committed(v2) = b.commit(Some(&v1), item("config/y.json", "b", b"1")).unwrap() else { panic!() };
+        // a is stale: its push is rejected by the server's lease, its mirror put back.
+        let o = a.commit(Some(&v1), item("config/z.json", "a", b"2")).unwrap();
+        assert_eq!(o, CommitOutcome::Conflict { current: Some(v2.clone()) });
+        let m = a.manifest(&v2).unwrap();
+        assert_eq!(m.entries.keys().collect::<Vec<_>>(), ["config/x.json", "config/y.json"]);
+    }
+
+    #[test]
+    fn racing_threads_lose_no_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = server(dir.path());
+        let workers = ["w0", "w1", "w2"];
+        std::thread::scope(|s| {
+            for w in workers {
+                let r = client(dir.path(), &url, w);
+                s.spawn(move || {
+                    for round in 0..4 {
+                        loop {
+                            let head = r.head().unwrap();
+                            if let Some(v) = &head {
+                                r.manifest(v).unwrap();
+                            }
+                            let key = format!("config/{w}-{round}.json");
+                            if let CommitOutcome::Committed(_) = r.commit(head.as_ref(), item(&key, w, key.as_bytes())).unwrap() {
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let check = client(dir.path(), &url, "check");
+        let v = check.head().unwrap().unwrap();
+        let keys: Vec<String> = check.manifest(&v).unwrap().entries.into_keys().collect();
+        assert_eq!(keys.len(), 12, "{keys:?}");
+    }
+
     #[test]
     fn scrub_removes_user_info() {
         assert_eq!(scrub("fatal: https://me:s3cret@host/x.git not found"), "fatal: https://***@host/x.git not found");

@@ -36,7 +36,8 @@ pub fn open_remote(config: &Config, paths: &Paths, env: &EnvSnapshot) -> Result<
 pub fn open_git(config: &Config, paths: &Paths, url: &str) -> Result<GitRemote, RemoteError> {
     let url = GitUrl::parse(url).map_err(RemoteError::Denied)?;
     let branch = config.branch.clone().unwrap_or_else(|| "main".into());
-    GitRemote::open(url.clone(), &branch, paths.git_mirror_dir(url.as_str()), Some(paths.git_mirror_index_file(url.as_str())))
+    let (mirror, index) = (paths.git_mirror_dir(url.as_str(), &branch), paths.git_mirror_index_file(url.as_str(), &branch));
+    GitRemote::open(url, &branch, mirror, Some(index))
 }
 
 /// The GitHub remote for this configuration (blocking: never call from an async task).

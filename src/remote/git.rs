@@ -506,6 +506,46 @@ mod tests {
         assert_eq!(keys.len(), 12, "{keys:?}");
     }
 
+    /// Makes `main` of the server repository a commit of `files` (path → bytes), with plain git.
+    fn plant(repo: &str, files: &[(&str, &[u8])]) {
+        let run = |args: &[&str], input: Option<&[u8]>| -> String {
+            use std::io::Write;
+            let mut c = Command::new("git").arg("--git-dir").arg(repo).args(args)
+                .env("GIT_AUTHOR_NAME", "x").env("GIT_AUTHOR_EMAIL", "x@x").env("GIT_COMMITTER_NAME", "x").env("GIT_COMMITTER_EMAIL", "x@x")
+                .stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+            c.stdin.take().unwrap().write_all(input.unwrap_or_default()).unwrap();
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success());
+            String::from_utf8(o.stdout).unwrap().trim().to_string()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("index");
+        for (path, bytes) in files {
+            let id = run(&["hash-object", "-w", "--stdin"], Some(bytes));
+            let o = Command::new("git").arg("--git-dir").arg(repo).env("GIT_INDEX_FILE", &index)
+                .args(["update-index", "--add", "--cacheinfo", &format!("100644,{id},{path}")]).status().unwrap();
+            assert!(o.success());
+        }
+        let tree = String::from_utf8(Command::new("git").arg("--git-dir").arg(repo).env("GIT_INDEX_FILE", &index).arg("write-tree").output().unwrap().stdout).unwrap();
+        let commit = run(&["commit-tree", tree.trim(), "-m", "planted"], None);
+        run(&["update-ref", "refs/heads/main", &commit], None);
+    }
+
+    #[test]
+    fn what_the_server_holds_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = server(dir.path());
+        let repo = url.as_str().strip_prefix("file://").unwrap().to_string();
+        plant(&repo, &[(".oc-sync/format", b"3\n"), ("config/x.json", b"{}")]);
+        let a = client(dir.path(), &url, "a");
+        let v = a.head().unwrap().unwrap();
+        assert!(matches!(a.manifest(&v), Err(RemoteError::UnsupportedFormat { found: 3, .. })), "{:?}", a.manifest(&v));
+        plant(&repo, &[(".oc-sync/format", b"2\n"), ("config/x.json", b"not an oc-sync item file")]);
+        let v = a.head().unwrap().unwrap();
+        let e = a.manifest(&v).unwrap_err();
+        assert!(e.is_corrupt() && e.to_string().contains("config/x.json"), "{e}");
+    }
+
     #[test]
     fn scrub_removes_user_info() {
         assert_eq!(scrub("fatal: https://me:s3cret@host/x.git not found"), "fatal: https://***@host/x.git not found");

@@ -56,6 +56,14 @@ impl GitUrl {
                     shown(s)
                 ));
             }
+            if matches!(u.scheme(), "http" | "https") && !u.username().is_empty() {
+                return Err(format!(
+                    "{:?} holds a user name, which is often a token on git hosts: remove it and let git's credential \
+                     helper supply the credential (`git config --global credential.helper store`, or your keychain helper; \
+                     a user name can be set with `git config --global credential.https://HOST.username NAME`)",
+                    shown(s)
+                ));
+            }
             match u.scheme() {
                 "ssh" | "git" | "https" | "file" => {}
                 "http" => {
@@ -79,6 +87,9 @@ impl GitUrl {
             && !host.contains('/')
             && !path.is_empty()
         {
+            if path.split('/').next().is_some_and(|p| p.contains('@')) {
+                return Err("a git remote URL must not hold a password (user:password@host): use an SSH key or a credential helper".into());
+            }
             let h = host.rsplit('@').next().unwrap_or("");
             let ok = |c: char| c.is_ascii_alphanumeric() || "-._[]".contains(c);
             if h.len() > 1 && h.chars().all(ok) && !h.starts_with('-') {
@@ -419,6 +430,10 @@ mod tests {
         let e = GitUrl::parse("https://me:hunter2@example.org/sync.git").unwrap_err();
         assert!(e.contains("password") && !e.contains("hunter2"), "{e}");
         assert!(GitUrl::parse("http://example.org/sync.git").unwrap_err().contains("plain http"));
+        let e = GitUrl::parse("https://ghp_token123@github.com/me/x.git").unwrap_err();
+        assert!(e.contains("credential helper") && !e.contains("ghp_token123"), "{e}");
+        let e = GitUrl::parse("me:pw999@host:repo.git").unwrap_err();
+        assert!(!e.contains("pw999"), "{e}");
         assert!(GitUrl::parse("ext::sh -c touch% /tmp/x").is_err());
         assert!(GitUrl::parse("ftp://example.org/x.git").unwrap_err().contains("not supported"));
         assert!(GitUrl::parse("-uhelp:x").is_err());

@@ -651,9 +651,9 @@ impl LocalRemote {
                 }
                 if e.is_retryable() || e.to_string().contains("lock") {
                     return Err(RemoteError::Busy(format!(
-                        "another writer held {}/{REPO_DIR}/{BRANCH_REF}.lock for over {:?} (if no oc-sync is running, \
+                        "another writer held {}/{BRANCH_REF}.lock for over {:?} (if no oc-sync is running, \
                          a crashed one left it: delete that file)",
-                        self.root.display(),
+                        self.repo_path().display(),
                         self.lock_timeout
                     )));
                 }

@@ -20,6 +20,9 @@ pub const BEFORE_COMMIT: &str = "before-commit";
 /// exists, the ref not moved; the fake's faults cover that one).
 pub const REF_UPDATE: &str = "ref-update";
 pub const AFTER_COMMIT: &str = "after-commit";
+/// Git remote: the new commit is in the local mirror (its ref moved), `git push` not run yet. Not
+/// in [`ALL_STEPS`]: only a git remote reaches it.
+pub const GIT_PUSH: &str = "git-push";
 /// After each local write (the first hit is "in the middle of the local writes").
 pub const LOCAL_WRITE: &str = "local-write";
 /// Inside the database transaction of a session write, before it commits.

@@ -13,7 +13,7 @@
 //!    [`category`], [`child`], [`config`], [`time`], [`fsutil`], [`jsonc`], [`net`], [`crypto`], [`clock`], [`fault`],
 //!    [`logging`], [`machine_id`], [`token_store`];
 //! 2. [`merge`] (pure three-way merges by kind) and [`secrets`] (secret values in config files);
-//! 3. [`remote`] (folder and GitHub) and [`source`] (files and OpenCode's database);
+//! 3. [`remote`] (folder, GitHub, and any git host through the person's own git) and [`source`] (files and OpenCode's database);
 //! 4. [`sync`]: plan, driver, state, conflicts, one sync of this machine;
 //! 5. [`autosync`] (the background engine inside OpenCode), [`status`], and the [`opensync`] export;
 //! 6. [`cli`], the `oc-sync` command.

@@ -188,6 +188,19 @@ impl Paths {
         self.state_dir.join("folder-remote-index.json")
     }
 
+    /// The bare mirror oc-sync keeps of branch `branch` of the git remote at `url` (one per both).
+    pub fn git_mirror_dir(&self, url: &str, branch: &str) -> PathBuf {
+        use sha2::Digest;
+        let h = hex::encode(sha2::Sha256::digest(format!("{url}\n{branch}").as_bytes()));
+        self.data_dir.join("git-remotes").join(format!("{}.git", &h[..16]))
+    }
+
+    /// The git remote's tree index (like [`Paths::folder_remote_index_file`]), one per URL.
+    pub fn git_mirror_index_file(&self, url: &str, branch: &str) -> PathBuf {
+        let dir = self.git_mirror_dir(url, branch);
+        dir.with_extension("index.json")
+    }
+
     /// Auto-sync's last state, written when the engine stops (for `status`).
     pub fn autosync_file(&self) -> PathBuf {
         self.state_dir.join("autosync.json")
@@ -228,6 +241,7 @@ impl Paths {
             ("oc-sync data", show(&self.data_dir)),
             ("oc-sync logs", show(&self.log_dir)),
             ("local remote", show(&self.default_local_remote)),
+            ("git remote mirrors", show(&self.data_dir.join("git-remotes"))),
         ]
     }
 }

@@ -295,6 +295,7 @@ pub fn remote_status(cfg: &Config, env: &EnvSnapshot, paths: &Paths) -> RemoteSt
     };
     match &cfg.remote {
         RemoteSetting::Local(p) => local(p, "", false),
+        RemoteSetting::Git(u) => git_status(cfg, paths, u),
         RemoteSetting::Github => match find_token(cfg, env, paths) {
             Some((t, from)) => with_token(&t, from),
             None => github("no GitHub token: run `oc-sync login`, or set GITHUB_TOKEN, or `token` in the config".into(), false),
@@ -304,6 +305,26 @@ pub fn remote_status(cfg: &Config, env: &EnvSnapshot, paths: &Paths) -> RemoteSt
             None => local(&paths.default_local_remote, " (default local remote: no GitHub token configured)", true),
         },
     }
+}
+
+/// A git remote: not contacted by `status` (that is `sync`'s job); says where the mirror is, how
+/// git authenticates, and that privacy cannot be checked.
+fn git_status(cfg: &Config, paths: &Paths, url: &str) -> RemoteStatus {
+    let branch = cfg.branch.clone().unwrap_or_else(|| "main".into());
+    let (reachable, mut detail) = match crate::remote::git::check_git_version() {
+        Ok(()) => (true, String::new()),
+        Err(e) => (false, format!("{e}; ")),
+    };
+    let mirror = paths.git_mirror_dir(url, &branch);
+    detail.push_str(&format!(
+        "branch {branch}; mirror {} ({}); git authenticates with your own SSH keys/agent and credential helpers",
+        mirror.display(),
+        if mirror.join("HEAD").is_file() { "exists" } else { "created on the first sync" }
+    ));
+    if crate::remote::git::GitUrl::parse(url).is_ok_and(|u| u.is_networked()) {
+        detail.push_str("; oc-sync cannot check whether a repository on a git host is private: keep it private");
+    }
+    RemoteStatus { kind: "git".into(), location: url.to_string(), reachable, detail }
 }
 
 pub fn plugin_status(paths: &Paths) -> PluginStatus {

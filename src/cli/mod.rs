@@ -130,6 +130,10 @@ Without --with-token, oc-sync asks for the token on the terminal (the input is n
         /// Replace an existing config (the old one is kept as a .bak copy).
         #[arg(long)]
         force: bool,
+        /// Set `remote`: `github`, a git URL (git@host:owner/repo.git, https://...), the path of a
+        /// bare git repository, or a folder.
+        #[arg(long)]
+        remote: Option<String>,
     },
     /// Register the plugin with OpenCode (for `npm install oc-sync` in OpenCode's config dir).
     Install {
@@ -250,7 +254,7 @@ where
         }
         Command::Conflicts { all, json } => conflicts_cmd::list(&paths, all, json, io),
         Command::Resolve { target, local, remote, file } => conflicts_cmd::resolve(&paths, load_config(io), &target, local, remote, file, io),
-        Command::Init { force } => init::run(&paths, force, io),
+        Command::Init { force, remote } => init::run(&paths, force, remote.as_deref(), io),
         Command::Install { file_url, dry_run, package_dir } => install::run(&paths, file_url, dry_run, package_dir, io),
         Command::Login { with_token, json } => login_cmd::login(&paths, load_config(io), with_token, json, io),
         Command::Logout { json } => login_cmd::logout(&paths, load_config(io), json, io),

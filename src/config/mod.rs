@@ -102,6 +102,8 @@ pub enum RemoteSetting {
     Auto,
     Github,
     Local(PathBuf),
+    /// A git URL, or the path of an existing bare repository (see [`crate::remote::git`]).
+    Git(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -713,15 +715,25 @@ fn build_selection(f: &mut Fields<'_>, c: &mut Config) {
     }
 }
 
+/// What `remote` = `r` selects (as the config loader reads it): `oc-sync init --remote` checks with it.
+pub fn parse_remote_setting(r: &str, home: Option<&Path>) -> Result<RemoteSetting, String> {
+    parse_remote(r, home)
+}
+
 fn parse_remote(r: &str, home: Option<&Path>) -> Result<RemoteSetting, String> {
     let r = r.trim();
     if r.eq_ignore_ascii_case("github") {
         return Ok(RemoteSetting::Github);
     }
+    let is_git_url = ["ssh://", "git://", "https://", "http://"].iter().any(|p| r.len() > p.len() && r[..p.len()].eq_ignore_ascii_case(p))
+        || (!r.contains("://") && !r.starts_with('/') && !r.starts_with('~') && r.contains(':') && !r.split(':').next().unwrap_or("").contains('/') && r.split(':').next().unwrap_or("").len() > 1);
+    if is_git_url {
+        return crate::remote::git::GitUrl::parse(r).map(|u| RemoteSetting::Git(u.as_str().to_string()));
+    }
     let path = if let Some(rest) = r.strip_prefix("file://") {
         PathBuf::from(percent_decode(rest))
     } else if r.contains("://") {
-        return Err(format!("\"{r}\" is neither \"github\" nor a local path (only file:// URLs are supported)."));
+        return Err(format!("\"{r}\" is neither \"github\", a git URL (ssh://, https://, git://, git@host:path) nor a local path."));
     } else if let Some(rest) = r.strip_prefix("~/") {
         match home {
             Some(h) => h.join(rest),
@@ -732,6 +744,10 @@ fn parse_remote(r: &str, home: Option<&Path>) -> Result<RemoteSetting, String> {
     };
     if !path.is_absolute() {
         return Err(format!("\"{r}\" is a relative path; a remote must be an absolute path."));
+    }
+    // Decided by content: an existing bare git repository is a git remote, anything else a folder.
+    if crate::remote::git::is_bare_repository(&path) {
+        return Ok(RemoteSetting::Git(path.to_string_lossy().into_owned()));
     }
     Ok(RemoteSetting::Local(path))
 }

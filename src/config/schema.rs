@@ -65,7 +65,7 @@ pub const SYNC_CATEGORIES: &[KeySpec] = &[
 
 pub const KEYS: &[KeySpec] = &[
     KeySpec { name: "$schema", kind: Kind::String, default: "(none)", doc: "Ignored; allowed so editors can attach a schema." },
-    KeySpec { name: "remote", kind: Kind::String, default: "(github when a token is found, else a local folder)", doc: "Where machines meet: `github`, or the path (or `file://` URL) of a folder every machine can reach, for a folder remote (not a git repository). Env: OC_SYNC_REMOTE." },
+    KeySpec { name: "remote", kind: Kind::String, default: "(github when a token is found, else a local folder)", doc: "Where machines meet: `github`; a git URL (git@host:owner/repo.git, ssh://, https://) or the path of an existing bare git repository, for a git remote on any host (authenticated by your own git: SSH keys, credential helpers); or the path (or `file://` URL) of a folder every machine can reach, for a folder remote. Env: OC_SYNC_REMOTE." },
     KeySpec { name: "token", kind: Kind::Secret, default: "(none)", doc: "GitHub token (repo scope). Prefer GITHUB_TOKEN/GH_TOKEN or `oc-sync login`; never synced, never logged." },
     KeySpec { name: "repoOwner", kind: Kind::String, default: "(the token's user)", doc: "Owner (user or organisation) of the sync repository." },
     KeySpec { name: "repoName", kind: Kind::String, default: "\".opencode-sync\"", doc: "Name of the private sync repository (created if missing)." },
@@ -109,13 +109,20 @@ pub fn all_key_paths() -> Vec<String> {
 }
 
 /// The commented starter config `oc-sync init` writes.
+/// [`starter_config`] with `remote` set (a JSON string), for `oc-sync init --remote`.
+pub fn starter_config_with_remote(remote: &str) -> String {
+    let line = format!("  \"remote\": {},", serde_json::Value::String(remote.to_string()));
+    starter_config().replacen("  // \"remote\": \"github\",", &line, 1)
+}
+
 pub fn starter_config() -> String {
     format!(
         r#"// oc-sync configuration (JSONC: comments and trailing commas are fine).
 // Every key is optional; the values shown are the defaults. Reference: README "Configuration".
 {{
   // Where machines meet: "github" (needs a token: GITHUB_TOKEN, GH_TOKEN or `oc-sync login`),
-  // or a folder that every machine can reach (e.g. a mounted share; not a git repository).
+  // a git URL on any host (git@host:owner/repo.git, https://host/owner/repo.git; your own git
+  // authenticates), or a folder that every machine can reach (e.g. a mounted share).
   // Unset: GitHub when a token is found, otherwise a local folder on this machine.
   // "remote": "github",
 

@@ -209,7 +209,21 @@ fn remote_forms() {
     assert_eq!(r("file:///mnt/my%20share").unwrap(), RemoteSetting::Local("/mnt/my share".into()));
     assert_eq!(r("file:///mnt/%é%2").unwrap(), RemoteSetting::Local("/mnt/%é%2".into()), "no panic on odd escapes");
     assert!(r("relative/dir").unwrap_err().to_string().contains("relative path"));
-    assert!(r("https://example.com/x").unwrap_err().to_string().contains("only file:// URLs"));
+    assert!(r("ftp://example.com/x").unwrap_err().to_string().contains("git URL"));
+    // Git remotes: URLs by a real parser, scp-like by rule, an existing bare repository by content.
+    assert_eq!(r("https://example.com/x.git").unwrap(), RemoteSetting::Git("https://example.com/x.git".into()));
+    assert_eq!(r("git@gitlab.com:me/sync.git").unwrap(), RemoteSetting::Git("git@gitlab.com:me/sync.git".into()));
+    assert_eq!(r("ssh://git@host:2222/me/sync.git").unwrap(), RemoteSetting::Git("ssh://git@host:2222/me/sync.git".into()));
+    let e = r("https://me:pw-123@example.com/x.git").unwrap_err().to_string();
+    assert!(e.contains("credential helper") && !e.contains("pw-123"), "{e}");
+    assert!(r("http://example.com/x.git").unwrap_err().to_string().contains("plain http"));
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["objects", "refs"] {
+        std::fs::create_dir(dir.path().join(d)).unwrap();
+    }
+    std::fs::write(dir.path().join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    let p = dir.path().to_str().unwrap().to_string();
+    assert_eq!(r(&p).unwrap(), RemoteSetting::Git(p.clone()));
 }
 
 #[test]

@@ -93,6 +93,9 @@ pub struct LocalRemote {
     v1: Format1Remote,
     index_file: Option<PathBuf>,
     state: Mutex<IndexState>,
+    /// `Some` = a bare repository used directly (the git remote's mirror): no folder around it,
+    /// no format-1 stub or upgrade; the text is what `describe` says.
+    bare: Option<(PathBuf, String)>,
 }
 
 /// The tree index and what the last snapshot read refused.
@@ -135,7 +138,19 @@ impl LocalRemote {
             v1,
             index_file: None,
             state: Mutex::new(IndexState::default()),
+            bare: None,
         })
+    }
+
+    /// The repository-format-2 code on a bare repository at `repo` itself (created on the first
+    /// commit): the git remote's mirror. No format-1 stub, no upgrade; `describe` says `describe`.
+    pub fn open_bare(repo: impl AsRef<Path>, describe: impl Into<String>) -> Result<Self, RemoteError> {
+        let repo = repo.as_ref().to_path_buf();
+        let parent = repo.parent().ok_or_else(|| RemoteError::Unreachable(format!("{} has no parent folder", repo.display())))?;
+        let mut me = LocalRemote::open(parent)?;
+        me.root = parent.to_path_buf();
+        me.bare = Some((repo, describe.into()));
+        Ok(me)
     }
 
     /// Replaces the size limits (tests, or users with very large items).
@@ -169,6 +184,9 @@ impl LocalRemote {
 
     /// The bare repository's folder.
     pub fn repo_path(&self) -> PathBuf {
+        if let Some((p, _)) = &self.bare {
+            return p.clone();
+        }
         self.root.join(REPO_DIR)
     }
 
@@ -208,7 +226,11 @@ impl LocalRemote {
     /// The repository, if `repo.git` exists. Opened for each operation (a gix repository handle
     /// is not `Sync` without gix's `parallel` feature; opening reads one small config file).
     fn repo(&self) -> Result<Option<gix::Repository>, RemoteError> {
-        if !self.v1.is_dir_inside(REPO_DIR)? {
+        if let Some((p, _)) = &self.bare {
+            if !p.join("HEAD").is_file() {
+                return Ok(None);
+            }
+        } else if !self.v1.is_dir_inside(REPO_DIR)? {
             return Ok(None);
         }
         let opened = gix::open_opts(self.repo_path(), gix::open::Options::isolated())
@@ -226,7 +248,14 @@ impl LocalRemote {
         if let Some(r) = self.repo()? {
             return Ok(r);
         }
-        self.v1.create_root()?;
+        if let Some((p, _)) = &self.bare {
+            std::fs::create_dir_all(&self.root).map_err(|e| RemoteError::io(format!("cannot create {}", self.root.display()), e))?;
+            if p.is_dir() && std::fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(false) {
+                let _ = std::fs::remove_dir(p);
+            }
+        } else {
+            self.v1.create_root()?;
+        }
         let mut nonce = [0u8; 8];
         let _ = getrandom::fill(&mut nonce);
         let tmp = self.root.join(format!(".{REPO_DIR}.new-{}-{}", std::process::id(), hex::encode(nonce)));
@@ -544,6 +573,9 @@ impl LocalRemote {
     /// Makes sure format-1 clients see the stub (writes it if HEAD is absent). Errors with
     /// [`RemoteError::NeedsUpgrade`] if a format-1 snapshot appeared meanwhile.
     fn ensure_stub(&self) -> Result<(), RemoteError> {
+        if self.bare.is_some() {
+            return Ok(());
+        }
         match self.v1.pointer()? {
             Pointer::Stub => Ok(()),
             Pointer::Format1(_) => Err(RemoteError::NeedsUpgrade),
@@ -619,9 +651,9 @@ impl LocalRemote {
                 }
                 if e.is_retryable() || e.to_string().contains("lock") {
                     return Err(RemoteError::Busy(format!(
-                        "another writer held {}/{REPO_DIR}/{BRANCH_REF}.lock for over {:?} (if no oc-sync is running, \
+                        "another writer held {}/{BRANCH_REF}.lock for over {:?} (if no oc-sync is running, \
                          a crashed one left it: delete that file)",
-                        self.root.display(),
+                        self.repo_path().display(),
                         self.lock_timeout
                     )));
                 }
@@ -725,6 +757,9 @@ impl LocalRemote {
 
     /// Where the engine stands with this remote's format.
     fn format2_repo(&self) -> Result<Option<gix::Repository>, RemoteError> {
+        if self.bare.is_some() {
+            return self.repo();
+        }
         match self.v1.pointer()? {
             Pointer::Format1(_) => Err(RemoteError::NeedsUpgrade),
             Pointer::Stub => match self.repo()? {
@@ -748,6 +783,9 @@ fn load_refused(file: &Path) -> BTreeMap<String, String> {
 
 impl Remote for LocalRemote {
     fn describe(&self) -> String {
+        if let Some((_, d)) = &self.bare {
+            return d.clone();
+        }
         format!("folder remote {}", self.root.display())
     }
 
@@ -829,6 +867,9 @@ impl Remote for LocalRemote {
     }
 
     fn format1(&self) -> Result<Option<(Version, Manifest)>, RemoteError> {
+        if self.bare.is_some() {
+            return Ok(None);
+        }
         match self.v1.pointer()? {
             Pointer::Format1(v) => {
                 let m = self.v1.manifest(&v)?;
@@ -844,6 +885,9 @@ impl Remote for LocalRemote {
 
     fn upgrade(&self, from: &Version, changes: Changes) -> Result<CommitOutcome, RemoteError> {
         changes.validate(&self.limits)?;
+        if self.bare.is_some() {
+            return Err(RemoteError::InvalidChanges("a bare repository has no format 1 to upgrade".into()));
+        }
         if !changes.removed.is_empty() {
             return Err(RemoteError::InvalidChanges("an upgrade writes a whole snapshot; it removes nothing".into()));
         }

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::VectorClock;
 
 pub mod envelope;
+pub mod git;
 pub mod github;
 pub mod local;
 pub mod open;

@@ -5,6 +5,7 @@ use crate::config::{Config, RemoteSetting};
 use crate::paths::{EnvSnapshot, Paths};
 use crate::token_store::find_token;
 
+use super::git::{GitRemote, GitUrl};
 use super::github::{GithubRemote, GithubSettings};
 use super::local::LocalRemote;
 use super::{Remote, RemoteError};
@@ -13,6 +14,7 @@ use super::{Remote, RemoteError};
 pub fn open_remote(config: &Config, paths: &Paths, env: &EnvSnapshot) -> Result<Box<dyn Remote>, RemoteError> {
     let path = match &config.remote {
         RemoteSetting::Local(p) => p.clone(),
+        RemoteSetting::Git(u) => return Ok(Box::new(open_git(config, paths, u)?)),
         RemoteSetting::Github | RemoteSetting::Auto => match find_token(config, env, paths) {
             Some((token, _)) => return Ok(Box::new(open_github(config, paths, env, token.expose())?)),
             None if config.remote == RemoteSetting::Github => {
@@ -28,6 +30,14 @@ pub fn open_remote(config: &Config, paths: &Paths, env: &EnvSnapshot) -> Result<
         },
     };
     Ok(Box::new(LocalRemote::open(path)?.with_index_file(paths.folder_remote_index_file())))
+}
+
+/// The git remote at `url` for this configuration.
+pub fn open_git(config: &Config, paths: &Paths, url: &str) -> Result<GitRemote, RemoteError> {
+    let url = GitUrl::parse(url).map_err(RemoteError::Denied)?;
+    let branch = config.branch.clone().unwrap_or_else(|| "main".into());
+    let (mirror, index) = (paths.git_mirror_dir(url.as_str(), &branch), paths.git_mirror_index_file(url.as_str(), &branch));
+    GitRemote::open(url, &branch, mirror, Some(index))
 }
 
 /// The GitHub remote for this configuration (blocking: never call from an async task).

@@ -9,6 +9,7 @@ mod cli_json;
 mod config_secrets;
 mod credentials;
 mod github_login;
+mod git_remote;
 mod github_sync;
 mod opensync_cli;
 mod sync_cli;

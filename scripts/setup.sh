@@ -32,6 +32,11 @@ if ! command -v tmux >/dev/null; then
   apt_install tmux "the TUI test needs it"
 fi
 
+# tests/it/git_remote.rs syncs through a real sshd started on 127.0.0.1 with a test key.
+if ! command -v sshd >/dev/null && [ ! -x /usr/sbin/sshd ]; then
+  apt_install openssh-server "the git remote test over SSH starts its own sshd"
+fi
+
 echo "==> zig, cargo-zigbuild and actionlint from PyPI into .tools/py"
 bash scripts/python-tools.sh
 

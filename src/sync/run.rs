@@ -234,7 +234,7 @@ impl From<crate::source::Item> for LocalItem {
 
 /// Most bytes one sync round reads from fingerprinted sources or pulls from the remote; the rest
 /// waits for the next round (so memory stays flat on a first sync of a large database).
-pub const ROUND_BYTES: u64 = 8 << 20;
+pub const ROUND_BYTES: u64 = 4 << 20;
 #[cfg(test)]
 thread_local! {
     /// Tests shrink the round size on their own thread.

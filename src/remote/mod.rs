@@ -5,7 +5,13 @@
 //! change a remote is [`Remote::commit`], one atomic compare-and-swap per sync: "if the remote
 //! is still at `expected`, make it the current manifest with `changes` applied; otherwise tell
 //! me it moved". The caller then re-reads, merges, and retries. Every implementation (the
-//! folder remote in [`local`], later GitHub) must keep exactly these semantics.
+//! folder remote in [`local`], [`github`], any git host in [`git`]) keeps exactly these semantics.
+//!
+//! All three store repository format 2 ([`envelope`]): a git tree with each item in one file at
+//! its key path (a header with its [`Entry`], then its bytes), so the tree is the index and each
+//! remote keeps a [`tree_index::TreeIndex`] to read only what changed. A remote still in format 1
+//! (oc-sync 0.1) answers [`RemoteError::NeedsUpgrade`]; the engine upgrades it once through
+//! [`Remote::format1`] and [`Remote::upgrade`].
 //!
 //! Everything read from a remote is untrusted: keys, hashes, sizes and JSON are validated, and
 //! a violation is [`RemoteError::Corrupt`] naming the offending key or file — never a panic.
